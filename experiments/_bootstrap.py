@@ -1,0 +1,7 @@
+"""Lets `python experiments/X.py` import pomlab from a plain checkout (no pip install needed)."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))

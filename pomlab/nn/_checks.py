@@ -1,0 +1,42 @@
+"""Input checks shared by the mixers: clear errors that name the argument."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def check_tokens(name: str, x, dim: int, batch: int | None = None) -> Tensor:
+    """x must be a floating (batch, tokens, dim) tensor; batch must match when given."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, tokens, {dim}), "
+                        f"got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"{name} must have shape (batch, tokens, {dim}), got {tuple(x.shape)}")
+    if x.shape[-1] != dim:
+        raise ValueError(f"{name} has feature size {x.shape[-1]}, expected {dim} "
+                         f"(shape (batch, tokens, {dim}))")
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} must hold at least one token, got shape {tuple(x.shape)}")
+    if batch is not None and x.shape[0] != batch:
+        raise ValueError(f"{name} has batch size {x.shape[0]}, expected {batch} (the batch of x)")
+    return x
+
+
+def check_dtype_matches(name: str, x: Tensor, module: torch.nn.Module) -> None:
+    """Outside autocast, the input dtype must be the parameters' dtype."""
+    if torch.is_autocast_enabled(x.device.type):
+        return
+    param = next(module.parameters(), None)
+    if param is not None and param.dtype != x.dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but the module's parameters are "
+                        f"{param.dtype}; convert one with .to(dtype)")
