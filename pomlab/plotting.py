@@ -1,0 +1,87 @@
+"""One paper style for every figure: fonts, sizes, palette, log axes, PNG + PDF output."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")   # figures are files; never needs a screen
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+SIZES = ("S", "B", "L", "XL")
+# One colour per model size (light to dark, so compute reads left to right), one per mixer.
+SIZE_COLORS = dict(zip(SIZES, sns.color_palette("viridis", n_colors=len(SIZES))))
+MIXER_COLORS = {"pom": "#d62728", "mha": "#1f77b4", "none": "#7f7f7f"}
+MIXER_NAMES = {"pom": "PoM", "mha": "MHA", "none": "no mixing"}
+MIXER_DASHES = {"pom": "-", "mha": "--", "none": ":"}
+
+RC = {
+    "figure.dpi": 110,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4.5,
+    "axes.grid": True,
+    "grid.alpha": 0.35,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "pdf.fonttype": 42,      # editable text in the PDFs
+}
+
+
+def set_style() -> None:
+    """Apply the paper style globally (seaborn whitegrid + our rc)."""
+    sns.set_theme(style="whitegrid", context="paper", rc=RC)
+
+
+@contextlib.contextmanager
+def style():
+    """Apply the paper style inside a block only."""
+    with sns.axes_style("whitegrid", rc=RC), plt.rc_context(RC):
+        yield
+
+
+def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.6, **kwargs):
+    """A figure sized for a paper column per panel; returns (fig, axes)."""
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                        squeeze=False, **kwargs)
+
+
+def loglog(ax, xlabel: str | None = None, ylabel: str | None = None) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.25)
+
+
+def mixer_name(mixer: str) -> str:
+    return MIXER_NAMES.get(mixer, mixer)
+
+
+def save(fig, path_stem: str | os.PathLike, formats=("png", "pdf")) -> list[Path]:
+    """Write the figure as PNG and PDF next to each other, atomically; returns the paths."""
+    stem = Path(path_stem)
+    if stem.suffix in {".png", ".pdf"}:
+        stem = stem.with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        final = stem.with_name(f"{stem.name}.{fmt}")
+        tmp = final.with_name(f".{final.name}.tmp")
+        fig.savefig(tmp, format=fmt)
+        os.replace(tmp, final)
+        paths.append(final)
+    plt.close(fig)
+    return paths
