@@ -51,6 +51,20 @@ def test_unknown_scale_and_override_fail_clearly():
         M.create("DiPoM-S/2", scale="micro", input_size=15)
 
 
+def test_registered_family_dispatches(monkeypatch):
+    monkeypatch.setattr(M.registry, "_EXTERNAL", {})
+    built = []
+    M.register_family("ToyDiPoM", lambda name, scale, **over: built.append((name, scale, over)),
+                      ["ToyDiPoM-S/2"])
+    M.create("ToyDiPoM-S/2", scale="micro", depth=1)
+    assert built == [("ToyDiPoM-S/2", "micro", {"depth": 1})]
+    assert M.names() == M.all_names()[:24] and M.all_names()[24:] == ["ToyDiPoM-S/2"]
+    with pytest.raises(ValueError, match="valid names: .*ToyDiPoM-S/2"):
+        M.create("ToyDiPoM-XL/2")
+    with pytest.raises(ValueError, match="built in"):
+        M.register_family("DiT", lambda *a, **k: None, [])
+
+
 @pytest.mark.parametrize("name", M.names())
 def test_every_micro_model_builds_and_runs(name):
     model = M.create(name, scale="micro")
