@@ -25,8 +25,8 @@ PAPER_SIZES = {
     "L": dict(depth=24, hidden_size=1024, num_heads=16),
     "XL": dict(depth=28, hidden_size=1152, num_heads=16),
 }
-# Small enough for a CPU sweep (head size 16 throughout); per-image forward cost grows about
-# 1 : 3 : 8 : 17 from S to XL (paper: 1 : 3.8 : 13 : 20).
+# Small enough for a CPU sweep (head size 16 throughout). DiT-*/2 forward GFLOPs grow
+# 1 : 2.7 : 7.0 : 14.1 from S to XL (paper scale: 1 : 3.8 : 13.3 : 19.6).
 MICRO_SIZES = {
     "S": dict(depth=3, hidden_size=32, num_heads=2),
     "B": dict(depth=4, hidden_size=48, num_heads=3),
