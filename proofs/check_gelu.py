@@ -41,10 +41,12 @@ def slope_extrema() -> tuple:
     return factor, critical, d1, candidates
 
 
-def check_second_derivative() -> tuple[bool, str]:
+def check_second_derivative(factor: str) -> tuple[bool, str]:
+    """GELU''(v) = phi(v) * factor(v), factor given as text in v (true for "2 - v**2")."""
+    claimed = sp.sympify(factor, locals={"v": v})
     d2 = sp.diff(GELU, v, 2)
-    ok = sp.simplify(d2 - DENSITY * (2 - v ** 2)) == 0
-    return ok, "GELU''(v) = phi(v) (2 - v^2)" if ok else f"GELU'' = {d2}"
+    ok = sp.simplify(d2 - DENSITY * claimed) == 0
+    return ok, f"GELU''(v) {'=' if ok else '!='} phi(v) ({claimed})"
 
 
 def check_slope_bounds(lower, upper) -> tuple[bool, str]:
@@ -76,7 +78,8 @@ def check_lower_line(slope) -> tuple[bool, str]:
 
 
 CLAIMS = [
-    Claim("gelu_second_derivative", "GELU'' = phi (2 - v^2)", check_second_derivative),
+    Claim("gelu_second_derivative", "GELU'' = phi (2 - v^2)", check_second_derivative,
+          dict(factor="2 - v**2")),
     Claim("gelu_slope_bounds", "1/2 <= GELU' <= G* on [0, inf)", check_slope_bounds,
           dict(lower=sp.Rational(1, 2), upper=G_STAR)),
     Claim("gelu_slope_decimal_bound", "GELU' <= 1.129 on [0, inf)", check_slope_bounds,
@@ -86,6 +89,8 @@ CLAIMS = [
 ]
 
 FALSE_CLAIMS = [
+    Claim("gelu_second_derivative_wrong", "GELU'' = phi (1 - v^2) (false)",
+          check_second_derivative, dict(factor="1 - v**2")),
     Claim("gelu_slope_at_most_one", "GELU' <= 1 on [0, inf) (false: GELU'(sqrt 2) > 1)",
           check_slope_bounds, dict(lower=sp.Rational(1, 2), upper=1)),
     Claim("gelu_slope_at_least_0.6", "GELU' >= 0.6 on [0, inf) (false: GELU'(0) = 1/2)",

@@ -114,6 +114,20 @@ def check_readout_separation(n: int, T: int, radices: list[int] | None = None,
                  f"R_n = {R[-1]} (n={n}, T={T})"
 
 
+def check_counting_encoding(n: int, T: int, base: int) -> tuple[bool, str]:
+    """Degree-1 remark: sum_i base^(a_i) is injective on multisets of size n over {0..T-1}.
+
+    True for base = n + 1 (the sum lists the counts, each <= n < base, as base-(n+1) digits).
+    """
+    seen: dict = {}
+    for S in itertools.combinations_with_replacement(range(T), n):
+        value = sum(base ** a for a in S)
+        if value in seen:
+            return False, f"{seen[value]} and {S} both give {value} (base {base})"
+        seen[value] = S
+    return True, f"{len(seen)} multisets, distinct sums of {base}^a (n={n}, T={T})"
+
+
 CLAIMS = [
     Claim("newton_identities", "j e_j = sum_i (-1)^(i-1) e_{j-i} p_i, n <= 6", check_newton,
           dict(n_max=6)),
@@ -123,6 +137,8 @@ CLAIMS = [
           dict(n=3, k=3, T=10)),
     Claim("power_sums_n4", "p_1..p_4 separate 4-multisets over {1..8}",
           check_power_sums_separate, dict(n=4, k=4, T=8)),
+    Claim("counting_base_n_plus_1", "sum_i (n+1)^(a_i) separates multisets (n=4, T=6)",
+          check_counting_encoding, dict(n=4, T=6, base=5)),
     Claim("telescoping", "sum_{m<m*} R_m (B_m-1) = R_m* - 1 < R_m*", check_telescoping,
           dict(m_max=6)),
     Claim("readout_n3_T9", "Phi separates by >= 1 (n=3, T=9)", check_readout_separation,
@@ -138,6 +154,8 @@ FALSE_CLAIMS = [
           check_power_sums_separate, dict(n=3, k=2, T=5)),
     Claim("power_sums_n4_k3", "p_1..p_3 separate 4-multisets over {1..8}",
           check_power_sums_separate, dict(n=4, k=3, T=8)),
+    Claim("counting_base_2", "sum_i 2^(a_i) separates 4-multisets (false: {0,0,0,2}, "
+          "{0,1,1,1})", check_counting_encoding, dict(n=4, T=3, base=2)),
     Claim("telescoping_digits_too_large", "digits up to 2(B_m - 1) in absolute value cannot "
           "cancel the top digit (false: 1*B_1 - B_1 = 0)", check_telescoping,
           dict(m_max=3, digit_fraction=2)),
