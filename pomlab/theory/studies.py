@@ -40,7 +40,10 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
                                                degree=k)
         with torch.no_grad():
             report = check_contextual_mapping(constructed(x), grid.ids, positional)
-        rows.append(_row(grid, positional, f"PoM constructed (Lemma 3, degree {k})", report,
+        name = ("PoM constructed (Lemma 3, degree n-1)" if k == lemma_degree(tokens) else
+                f"PoM constructed (degree n{k - tokens:+d}, below Lemma 3)" if k < tokens - 1
+                else f"PoM constructed (degree n{k - tokens:+d})")
+        rows.append(_row(grid, positional, name, report,
                          proven_lower_bound=constructed.proven_separation if
                          k >= lemma_degree(tokens) else float("nan"),
                          degree=k, params=count_parameters(constructed), trained_steps=0))
