@@ -158,6 +158,7 @@ class ConstructedContextualMap(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, n, dim) points of [0, 1)^dim -> (B, n) context values q."""
         if x.shape[1] != self.tokens:
-            raise ValueError(f"x must hold {self.tokens} tokens (the readout's n), got {x.shape[1]}")
+            raise ValueError(f"x must hold {self.tokens} tokens (the readout's n), "
+                             f"got {x.shape[1]}")
         c = self.token_values(x)
         return (c + self.pom(c))[..., 0]

@@ -162,7 +162,8 @@ def train_context_model(grid: SequenceGrid, mixer: str = "pom", positional: bool
     model = ToySeqModel(grid.dim, out_dim, mixer=mixer, width=width, depth=1, degree=degree,
                         expand=expand, heads=heads, positional=positional, tokens=grid.tokens)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, steps, max(1, steps // 20)))
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, steps, warmup))
     for _ in range(steps):
         loss = ((model(x) - y) ** 2).mean()
         opt.zero_grad(set_to_none=True)
