@@ -1,0 +1,176 @@
+"""Training for the theory studies: toy seq2seq runs, resumable sweeps, context models.
+
+Toy runs train on fresh samples every step and report the relative MSE on a fixed held-out
+set: the MSE of targets standardised by the held-out mean and standard deviation (1.0 is
+the error of predicting the mean; the no-mixing MLP's error is the best any token-wise map
+reaches).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..benchmark import device_label
+from ..nn.blocks import MIXERS
+from .contextual import context_keys
+from .grid import SequenceGrid
+from .models import ToySeqModel, count_parameters
+from .tasks import get_task
+
+__all__ = ["ToyRun", "train_toy", "run_sweep", "train_context_model", "write_csv_atomic"]
+
+TEST_SEED = 20_241_119           # the held-out set is the same for every run of a task
+
+
+@dataclass(frozen=True)
+class ToyRun:
+    """One training run: task, model capacity and optimisation settings."""
+
+    task: str
+    mixer: str
+    width: int = 32
+    depth: int = 2
+    degree: int = 2
+    expand: int = 2
+    heads: int = 0                 # 0: width // 16 (at least 1)
+    tokens: int = 8
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 3e-3
+    seed: int = 0
+    test_size: int = 4096
+
+    def __post_init__(self):
+        get_task(self.task)
+        if self.mixer not in MIXERS:
+            raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
+
+    @classmethod
+    def key_columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _held_out(run: ToyRun) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    task = get_task(run.task)
+    gen = torch.Generator().manual_seed(TEST_SEED + run.tokens)
+    x, y = task.sample(run.test_size, run.tokens, gen)
+    mean, std = y.mean((0, 1)), y.std((0, 1)).clamp_min(1e-8)
+    return x, y, mean, std
+
+
+def train_toy(run: ToyRun, progress: bool = False) -> dict:
+    """Train one model on one toy task; returns a labelled result row."""
+    task = get_task(run.task)
+    x_test, y_test, mean, std = _held_out(run)
+    torch.manual_seed(run.seed)
+    model = ToySeqModel(task.in_dim, task.out_dim, mixer=run.mixer, width=run.width,
+                        depth=run.depth, degree=run.degree, expand=run.expand,
+                        heads=run.heads or None, positional=task.positional, tokens=run.tokens)
+    opt = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=0.0)
+    warmup = max(1, run.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, run.steps, warmup))
+    gen = torch.Generator().manual_seed(run.seed)
+    start, recent = time.perf_counter(), []
+    steps = tqdm(range(run.steps), desc=f"{run.task}/{run.mixer}", leave=False,
+                 disable=not progress)
+    for _ in steps:
+        x, y = task.sample(run.batch_size, run.tokens, gen)
+        loss = ((model(x) - (y - mean) / std) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        recent = (recent + [loss.item()])[-50:]
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(xb) for xb in x_test.split(1024)])
+        test_rel_mse = ((pred - (y_test - mean) / std) ** 2).mean().item()
+    return {**asdict(run), "heads": run.heads or max(1, run.width // 16),
+            "params": count_parameters(model), "test_rel_mse": test_rel_mse,
+            "train_rel_mse": sum(recent) / len(recent), "seconds": time.perf_counter() - start,
+            "dataset": f"synthetic {run.task} (fresh samples each step, {run.test_size} "
+                       f"held-out sequences of {run.tokens} tokens)",
+            "metric": "relative MSE (standardised targets; 1 = predict the mean)",
+            "device": device_label("cpu")}
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a CSV through a temporary file and os.replace, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def run_sweep(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
+              deadline: float | None = None) -> pd.DataFrame:
+    """Train every run not already in ``csv_path`` (resumable), saving after each run.
+
+    deadline: a time.time() after which no new run starts (finished rows are kept).
+    """
+    csv_path = Path(csv_path)
+    done = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
+    keys = ToyRun.key_columns()
+    finished = set()
+    if len(done):
+        # "heads" is stored resolved (0 -> width // 16); compare on the other settings.
+        cols = [k for k in keys if k != "heads"]
+        finished = set(map(tuple, done[cols].astype(str).values.tolist()))
+    todo = [r for r in runs
+            if tuple(str(getattr(r, k)) for k in keys if k != "heads") not in finished]
+    rows = done.to_dict("records")
+    for run in tqdm(todo, desc="runs", disable=not progress):
+        if deadline is not None and time.time() > deadline:
+            break
+        rows.append(train_toy(run))
+        write_csv_atomic(pd.DataFrame(rows), csv_path)
+    return pd.DataFrame(rows)
+
+
+def train_context_model(grid: SequenceGrid, mixer: str = "pom", positional: bool = False, *,
+                        width: int = 32, degree: int = 2, expand: int = 2, heads: int = 2,
+                        out_dim: int = 8, steps: int = 600, lr: float = 3e-3, seed: int = 0
+                        ) -> tuple[ToySeqModel, dict]:
+    """Train one mixer block to fit a random function of the contextual keys of ``grid``.
+
+    Every key (multiset, token) - or (sequence, position) when positional - gets its own
+    random N(0, 1) target vector, a permutation-equivariant (or arbitrary) function that a
+    token-wise head can only fit if the block's output is a contextual mapping. Full-batch
+    AdamW on the whole grid. Returns the model and {"fit_rel_mse", "steps", ...}; the context
+    values to check are ``model.features(grid.points.float())``.
+    """
+    torch.manual_seed(seed)
+    _, key = context_keys(grid.ids, positional)
+    table = torch.randn(int(key.max()) + 1, out_dim, generator=torch.Generator().manual_seed(seed))
+    x, y = grid.points.float(), table[torch.from_numpy(key)]
+    model = ToySeqModel(grid.dim, out_dim, mixer=mixer, width=width, depth=1, degree=degree,
+                        expand=expand, heads=heads, positional=positional, tokens=grid.tokens)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, steps, warmup))
+    for _ in range(steps):
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        fit = ((model(x) - y) ** 2).mean().item() / y.var().item()
+    return model, {"fit_rel_mse": fit, "steps": steps, "width": width, "mixer": mixer,
+                   "params": count_parameters(model)}
