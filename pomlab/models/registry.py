@@ -7,6 +7,7 @@ on 2 CPU cores on the embedded 16x16 grey digits (latent_scale 1: it works on pi
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from torch import nn
 
@@ -24,12 +25,13 @@ PAPER_SIZES = {
     "L": dict(depth=24, hidden_size=1024, num_heads=16),
     "XL": dict(depth=28, hidden_size=1152, num_heads=16),
 }
-# Small enough for a CPU sweep; forward cost grows about 1 : 4 : 12 : 22 (paper: 1 : 4 : 13 : 20).
+# Small enough for a CPU sweep (head size 16 throughout). DiT-*/2 forward GFLOPs grow
+# 1 : 2.7 : 7.0 : 14.1 from S to XL (paper scale: 1 : 3.8 : 13.3 : 19.6).
 MICRO_SIZES = {
-    "S": dict(depth=4, hidden_size=64, num_heads=2),
-    "B": dict(depth=4, hidden_size=128, num_heads=4),
-    "L": dict(depth=8, hidden_size=160, num_heads=5),
-    "XL": dict(depth=10, hidden_size=192, num_heads=6),
+    "S": dict(depth=3, hidden_size=32, num_heads=2),
+    "B": dict(depth=4, hidden_size=48, num_heads=3),
+    "L": dict(depth=6, hidden_size=64, num_heads=4),
+    "XL": dict(depth=8, hidden_size=80, num_heads=5),
 }
 SCALE_DEFAULTS = {
     # 256x256 images as 32x32x4 latents, ImageNet classes.
@@ -47,6 +49,15 @@ COMMON_KEYS = ("input_size", "in_channels", "num_classes", "hidden_size", "depth
 MIXER_KEYS = {"mha": ("num_heads",), "pom": ("degree", "expand", "polynomial")}
 
 _NAME = re.compile(r"^(?P<family>[A-Za-z]+)-(?P<size>S|B|L|XL)/(?P<patch>\d+)$")
+# Families defined elsewhere (e.g. the video DiPoM): family -> (builder, its names).
+_EXTERNAL: dict[str, tuple[Callable[..., nn.Module], list[str]]] = {}
+
+
+def register_family(family: str, build: Callable[..., nn.Module], family_names: list[str]) -> None:
+    """Let ``create`` build another family's names: ``build(name, scale, **overrides)``."""
+    if family in FAMILIES:
+        raise ValueError(f"family {family!r} is built in")
+    _EXTERNAL[family] = (build, list(family_names))
 
 
 def names() -> list[str]:
@@ -55,12 +66,17 @@ def names() -> list[str]:
             for patch in PATCHES]
 
 
+def all_names() -> list[str]:
+    """The image models, then every registered external family's names."""
+    return names() + [n for _, family_names in _EXTERNAL.values() for n in family_names]
+
+
 def parse_name(name: str) -> tuple[str, str, int]:
     """"DiPoM-XL/4" -> ("DiPoM", "XL", 4); unknown names fail with the list of valid ones."""
     match = _NAME.match(name) if isinstance(name, str) else None
     if (match is None or match["family"] not in FAMILIES
             or int(match["patch"]) not in PATCHES):
-        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(names())}")
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(all_names())}")
     return match["family"], match["size"], int(match["patch"])
 
 
@@ -87,8 +103,14 @@ def create(name: str, scale: str = "paper", **overrides) -> nn.Module:
     Overrides (any of them): input_size (the model input side: latent side for "paper",
     pixel side for "micro"), in_channels, num_classes, hidden_size, depth, mlp_ratio,
     learn_sigma, class_dropout_prob; num_heads for DiT; degree, expand, polynomial for DiPoM.
-    ``create(**model.config)`` rebuilds the same architecture.
+    ``create(**model.config)`` rebuilds the same architecture. Names of families added with
+    ``register_family`` go to that family's builder.
     """
+    family = name.split("-")[0] if isinstance(name, str) else None
+    if family in _EXTERNAL:
+        if name not in _EXTERNAL[family][1]:
+            raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(all_names())}")
+        return _EXTERNAL[family][0](name, scale, **overrides)
     cfg = default_config(name, scale)
     family, size, patch = parse_name(name)
     mixer = FAMILIES[family]
