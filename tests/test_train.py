@@ -46,7 +46,7 @@ def test_micro_dipom_learns_the_digits_and_its_samples_follow_the_class():
     result = trainer.run()
     first, last = result.history[0]["loss"], result.history[-1]["loss"]
     print(f"flow loss: steps 1-25 {first:.3f} -> steps 276-300 {last:.3f}")
-    assert last < 0.55 * first                    # measured 0.83 -> 0.36
+    assert last < 0.55 * first                    # measured 1.09 -> 0.38
     # A digits classifier (logistic regression, 96% on the held-out split) reads the samples.
     x, y = load_digits("train", 16)
     clf = LogisticRegression(max_iter=2000).fit(x.flatten(1).numpy(), y.numpy())
@@ -57,7 +57,7 @@ def test_micro_dipom_learns_the_digits_and_its_samples_follow_the_class():
         assert samples.shape == (200, 1, 16, 16) and 0 <= samples.min() and samples.max() <= 1
         accuracy[cfg] = clf.score(samples.flatten(1).numpy(), labels.numpy())
     print(f"classifier accuracy on class-conditional samples (chance 0.10): {accuracy}")
-    assert accuracy[1.0] > 0.3 and accuracy[4.0] > 0.5     # measured 0.67 and 0.91
+    assert accuracy[1.0] > 0.3 and accuracy[4.0] > 0.5     # measured 0.73 and 0.90
 
 
 @pytest.mark.parametrize("loss, use_folder", [("flow", False), ("diffusion", True)])
