@@ -300,24 +300,25 @@ def _detect_prefix_group(m: Tensor) -> int | None:
 
 # --- elementwise kernels (eager; compiled on request) -------------------------------------------
 
-def _features(z: Tensor, degree: int, alpha: Tensor | None) -> Tensor:
-    """h(z) for the products (alpha None) or powers polynomial; z in the accumulation dtype."""
+def _features(z: Tensor, degree: int, alpha: Tensor | None, inplace: bool = False) -> Tensor:
+    """h(z) for the products (alpha None) or powers polynomial; z in the accumulation dtype.
+    inplace: z is not needed afterwards, reuse its buffer."""
     if alpha is None:
-        h = F.gelu(z)                                     # fresh buffer, filled in place below
+        h = torch.ops.aten.gelu_(z) if inplace else F.gelu(z)   # then filled in place below
         chunks = h.chunk(degree, dim=-1)
         for q in range(1, degree):
             chunks[q].mul_(chunks[q - 1])                 # chunk q <- u_1 * ... * u_q
         return h
-    a = F.leaky_relu(z, 0.01).clamp_(-0.1, 6.0)
+    a = F.leaky_relu(z, 0.01, inplace=inplace).clamp_(-0.1, 6.0)
     h = a * alpha[:, degree - 1]                          # Horner: a(α1 + a(α2 + ... a·αk))
     for p in range(degree - 1, 0, -1):
         h.add_(alpha[:, p - 1]).mul_(a)
     return h
 
 
-def _features_sum(z: Tensor, degree: int, alpha: Tensor | None) -> Tensor:
+def _features_sum(z: Tensor, degree: int, alpha: Tensor | None, inplace: bool = False) -> Tensor:
     """Sum over tokens (dim 1) of h(z); a separate function so that compile fuses it."""
-    return _features(z, degree, alpha).sum(1, keepdim=True)
+    return _features(z, degree, alpha, inplace).sum(1, keepdim=True)
 
 
 def _into(out: Tensor, op, *args) -> Tensor:
@@ -468,12 +469,14 @@ class _State(torch.autograd.Function):
         z_full, sums = None, None
         for start, end in spans:
             z = _linear(c[:, start:end], weight, bias, cdt)
+            z_acc = z.to(acc)
+            reuse = recompute or z_acc is not z          # z's buffer is free to overwrite
             if agg.kind == "mean":
-                part = feature_sum(z.to(acc), degree, alpha_acc)
+                part = feature_sum(z_acc, degree, alpha_acc, reuse)
             elif agg.global_state:
-                part = agg.partial_sum(_features(z.to(acc), degree, alpha_acc), start)
+                part = agg.partial_sum(_features(z_acc, degree, alpha_acc, reuse), start)
             else:
-                part = agg.reduce(_features(z.to(acc), degree, alpha_acc))
+                part = agg.reduce(_features(z_acc, degree, alpha_acc, reuse))
             sums = _add(sums, part)
             z_full = None if recompute else z
         ctx.agg, ctx.degree, ctx.spans = agg, degree, spans
