@@ -146,11 +146,13 @@ def options(**changes):
 def applies(pom, x: Tensor) -> bool:
     """Whether ``pom``'s forward/step take the fast path for input ``x``.
 
-    Off when switched off (globally or with ``pom.fast = False``), under torch.compile
-    (inductor fuses and recomputes the reference itself), and under functorch transforms or
-    forward-mode AD (the custom backward has no vmap/jvp rules).
+    Off when switched off (globally or with ``pom.fast = False``), on devices other than CPU
+    and CUDA (the meta device of FLOP counting included), under torch.compile (inductor fuses
+    and recomputes the reference itself), and under functorch transforms or forward-mode AD
+    (the custom backward has no vmap/jvp rules).
     """
     return (_enabled and getattr(pom, "fast", None) is not False
+            and x.device.type in ("cpu", "cuda")
             and not torch.compiler.is_compiling()
             and not torch._C._are_functorch_transforms_active()
             and torch.autograd.forward_ad._current_level < 0)
