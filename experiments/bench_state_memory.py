@@ -8,7 +8,8 @@ tokens so that frame t sees frames <= t, three ways (inference, no_grad):
   sequential : frames arrive one at a time (drawn inside the loop, as a sampler would make
                them); each layer carries its (H, n) state with PoM.step; outputs are consumed.
   parallel   : the whole video (T*P tokens) and its block_causal(T, P) mask at once, through
-               the fast path (per-frame sums + cumsum over frames).
+               the fast path (per-frame sums + cumsum over frames). The (N x N) bool mask is
+               made before the measured call: its N^2 bytes come on top (column mask_bytes).
   parallel_reference : the same through the reference pom.py (dense (N x N) mask product);
                run up to --reference-max-frames only (quadratic).
 Peak memory = peak bytes allocated above the starting level during one call
@@ -43,22 +44,23 @@ def sequential(layers, frames, per_frame, dim, device, seed=0):
     return y
 
 
-def parallel(layers, frames, per_frame, dim, device, seed=0):
+def parallel(layers, mask, frames, per_frame, dim, device, seed=0):
     """The whole video at once with a block-causal mask; returns the last frame's output."""
     g = torch.Generator(device=device).manual_seed(seed)
     x = torch.cat([torch.randn(1, per_frame, dim, device=device, generator=g)
                    for _ in range(frames)], dim=1)
-    mask = block_causal(frames, per_frame, device=device)[None]
     for layer in layers:
         x = x + layer(x, mask=mask)
     return x[:, -per_frame:]
 
 
-def run_method(method, layers, frames, args, device):
+def run_method(method, layers, frames, args, device, mask=None):
     if method == "sequential":
         return sequential(layers, frames, args.tokens_per_frame, args.dim, device)
+    if mask is None:
+        mask = block_causal(frames, args.tokens_per_frame, device=device)[None]
     with pom_fast.enabled(method == "parallel"):
-        return parallel(layers, frames, args.tokens_per_frame, args.dim, device)
+        return parallel(layers, mask, frames, args.tokens_per_frame, args.dim, device)
 
 
 def main(argv=None):
@@ -96,13 +98,17 @@ def main(argv=None):
         methods = ["sequential", "parallel"]
         if frames <= args.reference_max_frames:
             methods.append("parallel_reference")
+        # the (N x N) bool mask is made outside the measured calls (its bytes are in the CSV)
+        mask = block_causal(frames, args.tokens_per_frame, device=device)[None]
         with torch.no_grad():
-            fns = {m: (lambda m=m: run_method(m, layers, frames, args, device)) for m in methods}
+            fns = {m: (lambda m=m: run_method(m, layers, frames, args, device, mask))
+                   for m in methods}
             times = time_interleaved(fns, repeats=args.repeats, warmup=1, device=device)
             for m in methods:
                 rows.append(dict(method=m, frames=frames, tokens=frames * args.tokens_per_frame,
                                  peak_bytes=peak_memory(fns[m], device),
                                  seconds_per_frame=times[m] / frames, dim=args.dim,
+                                 mask_bytes=0 if m == "sequential" else mask.numel(),
                                  layers=args.layers, tokens_per_frame=args.tokens_per_frame,
                                  device=device_label(device)))
         df = pd.DataFrame(rows)

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.nn import pom_fast
 
 FAMILIES = ("DiPoM", "DiT")
 MODES = ("inference", "training")
@@ -60,6 +61,8 @@ def parse_args(argv=None):
                    help="skip DiT training above this many tokens (default: 4096 on CPU, none "
                         "on CUDA); DiT inference always runs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--reference-pom", action="store_true",
+                   help="run DiPoM through the reference pom.py instead of the fast path")
     p.add_argument("--out", default=None, help="output folder (default results/speed_<device>)")
     p.add_argument("--resume", action="store_true", help="keep rows already in DIR/speed.csv")
     args = p.parse_args(argv)
@@ -121,34 +124,40 @@ def measure_resolution(args, side_px: int, device) -> list[dict]:
     side = side_px // 8                       # paper scale: VAE latents at 1/8
     tokens = (side // args.patch) ** 2
     models = {f: build(f, args, side, device) for f in FAMILIES}
-    fns, rows = {}, []
+    fns, status = {}, {}
     for family, model in models.items():
-        inference, training = step_functions(model, args, device)
-        fns[(family, "inference")] = inference
-        if family == "DiT" and args.max_dit_train_tokens and tokens > args.max_dit_train_tokens:
-            continue
-        fns[(family, "training")] = training
-    try:
-        times = time_interleaved({f"{k[0]}/{k[1]}": fn for k, fn in fns.items()},
-                                 repeats=args.repeats, warmup=args.warmup, device=device)
-    except torch.cuda.OutOfMemoryError:
-        times = {}
-    for (family, mode), fn in fns.items():
-        key = f"{family}/{mode}"
-        peak = None
-        if not args.no_memory and key in times:
-            try:
-                peak = peak_memory(fn, device)
+        for mode, fn in zip(MODES, step_functions(model, args, device)):
+            key = f"{family}/{mode}"
+            if (family, mode) == ("DiT", "training") and args.max_dit_train_tokens \
+                    and tokens > args.max_dit_train_tokens:
+                status[key] = f"skipped above {args.max_dit_train_tokens} tokens"
+                continue
+            try:                              # a variant that does not fit is dropped, not fatal
+                fn()
+                fns[key], status[key] = fn, "ok"
             except torch.cuda.OutOfMemoryError:
-                peak = None
+                status[key] = "out of memory"
+                torch.cuda.empty_cache()
+    times = time_interleaved(fns, repeats=args.repeats, warmup=args.warmup, device=device) \
+        if fns else {}
+    rows = []
+    for key in status:
+        family, mode = key.split("/")
+        peak = None
+        if not args.no_memory and key in fns:
+            try:
+                peak = peak_memory(fns[key], device)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
         model = models[family]
         rows.append(dict(
             family=family, mixer=model.mixer, model=f"{family}-{args.size}/{args.patch}",
             mode=mode, resolution=side_px, latent_side=side, tokens=tokens,
-            seconds_per_image=times.get(key, math.nan) / args.batch,
-            peak_bytes=peak, gflops_forward=M.gflops(model, image_size=side_px),
-            params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-            depth=model.depth, batch=args.batch, dtype=args.dtype, optimizer=not args.no_optimizer,
+            seconds_per_image=times.get(key, math.nan) / args.batch, peak_bytes=peak,
+            status=status[key], gflops_forward=M.gflops(model, image_size=side_px),
+            params_m=sum(p.numel() for p in model.parameters()) / 1e6, depth=model.depth,
+            batch=args.batch, dtype=args.dtype, optimizer=not args.no_optimizer,
+            pom_path="fast" if pom_fast.is_enabled() else "reference",
             repeats=args.repeats, scale="paper", device=device_label(device)))
     del models, fns
     gc.collect()
@@ -259,6 +268,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reference_pom:
+        pom_fast.set_enabled(False)
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "speed.csv"
@@ -268,6 +279,7 @@ def main(argv=None):
 
     def same_config(row) -> bool:
         return (row["model"].endswith(config["size"]) and row["depth"] == depth
+                and row.get("pom_path", "fast") == ("reference" if args.reference_pom else "fast")
                 and row["batch"] == args.batch and row["dtype"] == args.dtype
                 and bool(row["optimizer"]) == config["optimizer"])
 

@@ -287,17 +287,22 @@ def _prefix_group(user_mask: Tensor, m: Tensor) -> int | None:
 
 
 def _detect_prefix_group(m: Tensor) -> int | None:
+    """Reads m without (N x N) temporaries beyond one triangle for the causal case."""
     _, n_query, n_context = m.shape
-    if not bool((m == m[:1]).all()):
+    if not all(torch.equal(m[0], m[b]) for b in range(1, m.shape[0])):
         return None
-    row0 = int(m[0, 0].sum())
+    first = m[0]
+    row0 = int(first[0].sum())
     if row0 == 1:
-        expected = masks.causal(n_query, n_context, device=m.device)
-    elif row0 > 1 and n_query == n_context and n_context % row0 == 0:
-        expected = masks.block_causal(n_context // row0, row0, device=m.device)
-    else:
+        return 1 if torch.equal(first, masks.causal(n_query, n_context, device=m.device)) \
+            else None
+    if row0 < 1 or n_query != n_context or n_context % row0:
         return None
-    return row0 if torch.equal(m[0], expected) else None
+    frames = n_context // row0
+    blocks = first.view(frames, row0, frames, row0)
+    below = masks.causal(frames, device=m.device)          # frame t sees frames <= t
+    full, some = blocks.all(3).all(1), blocks.any(3).any(1)
+    return row0 if torch.equal(full, below) and torch.equal(some, below) else None
 
 
 # --- elementwise kernels (eager; compiled on request) -------------------------------------------
