@@ -34,7 +34,8 @@ def check_tokens(name: str, x, dim: int, batch: int | None = None) -> Tensor:
 
 def check_dtype_matches(name: str, x: Tensor, module: torch.nn.Module) -> None:
     """Outside autocast, the input dtype must be the parameters' dtype."""
-    if torch.is_autocast_enabled(x.device.type):
+    # meta tensors (shape-only runs, e.g. FLOP counting) have no autocast state to ask about
+    if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
         return
     param = next(module.parameters(), None)
     if param is not None and param.dtype != x.dtype:
