@@ -16,6 +16,7 @@ SCALES = ("paper", "micro")
 SIZES = ("S", "B", "L", "XL")
 PATCHES = (2, 4, 8)
 FAMILIES = {"DiT": "mha", "DiPoM": "pom"}          # family -> mixer in the slot
+VIDEO_FAMILY = "VideoDiPoM"                         # text-to-video DiPoM, pomlab/models/video.py
 
 # DiT paper, Table 1: depth x width, heads.
 PAPER_SIZES = {
@@ -56,12 +57,18 @@ def names() -> list[str]:
             for patch in PATCHES]
 
 
+def video_names() -> list[str]:
+    """The 12 video model names: VideoDiPoM-S/2 ... VideoDiPoM-XL/8."""
+    return [f"{VIDEO_FAMILY}-{size}/{patch}" for size in SIZES for patch in PATCHES]
+
+
 def parse_name(name: str) -> tuple[str, str, int]:
     """"DiPoM-XL/4" -> ("DiPoM", "XL", 4); unknown names fail with the list of valid ones."""
     match = _NAME.match(name) if isinstance(name, str) else None
-    if (match is None or match["family"] not in FAMILIES
+    if (match is None or match["family"] not in (*FAMILIES, VIDEO_FAMILY)
             or int(match["patch"]) not in PATCHES):
-        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(names())}")
+        raise ValueError(f"unknown model name {name!r}; valid names: "
+                         f"{', '.join(names() + video_names())}")
     return match["family"], match["size"], int(match["patch"])
 
 
@@ -70,6 +77,9 @@ def default_config(name: str, scale: str = "paper") -> dict:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     family, size, patch = parse_name(name)
+    if family == VIDEO_FAMILY:
+        from .video import default_video_config
+        return default_video_config(size, scale)
     mixer = FAMILIES[family]
     sizes = PAPER_SIZES if scale == "paper" else MICRO_SIZES
     cfg = {k: v for k, v in SCALE_DEFAULTS[scale].items() if k != "latent_scale"}
@@ -88,21 +98,30 @@ def create(name: str, scale: str = "paper", **overrides) -> nn.Module:
     Overrides (any of them): input_size (the model input side: latent side for "paper",
     pixel side for "micro"), in_channels, num_classes, hidden_size, depth, mlp_ratio,
     learn_sigma, class_dropout_prob; num_heads for DiT; degree, expand, polynomial for DiPoM.
+    Video names ("VideoDiPoM-S/2") take the overrides in ``pomlab.models.video.VIDEO_KEYS``.
     ``create(**model.config)`` rebuilds the same architecture.
     """
     cfg = default_config(name, scale)
     family, size, patch = parse_name(name)
-    mixer = FAMILIES[family]
-    valid = COMMON_KEYS + MIXER_KEYS[mixer]
+    if family == VIDEO_FAMILY:
+        from .video import VIDEO_KEYS, VideoDiPoM
+        valid, build, hint = VIDEO_KEYS, VideoDiPoM, ""
+    else:
+        mixer = FAMILIES[family]
+        valid, build = COMMON_KEYS + MIXER_KEYS[mixer], DiffusionTransformer
+        cfg["mixer"] = mixer
+        other = "DiPoM" if mixer == "mha" else "DiT"
+        hint = f" (it applies to {other} models only)"
     for key in overrides:
         if key not in valid:
-            other = "DiPoM" if mixer == "mha" else "DiT"
-            hint = f" (it applies to {other} models only)" if key in sum(MIXER_KEYS.values(), ()) else ""
-            raise TypeError(f"create() got an unknown override {key!r} for {name}{hint}; "
+            applies_elsewhere = hint and key in sum(MIXER_KEYS.values(), ())
+            raise TypeError(f"create() got an unknown override {key!r} for {name}"
+                            f"{hint if applies_elsewhere else ''}; "
                             f"valid overrides: {', '.join(valid)}")
     defaults = dict(cfg)
     cfg.update(overrides)
-    model = DiffusionTransformer(mixer=mixer, patch_size=patch, **cfg)
+    model = build(patch_size=patch, **cfg)
+    cfg.pop("mixer", None)
 
     model.name, model.scale, model.size, model.family = name, scale, size, family
     model.latent_scale = SCALE_DEFAULTS[scale]["latent_scale"]
