@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from ..nn._checks import check_positive_int
 from .digits import NUM_CLASSES, load_digits
@@ -133,9 +134,10 @@ def all_toy_captions() -> list[str]:
     return [toy_caption(d, direction) for d in range(NUM_CLASSES) for direction in DIRECTIONS]
 
 
-@dataclass
-class VideoDataset:
-    """Videos (N, T, C, H, W) float32 with one caption each.
+@dataclass(eq=False)
+class VideoDataset(Dataset):
+    """Videos (N, T, C, H, W) float32 with one caption each; items are (video, word ids) as
+    the model sees them, so the image trainer's in-memory path (``tensors``) works unchanged.
 
     kind "pixels": values in [0, 1] (the model sees 2x - 1); "latents": used as they are.
     digits/directions: the toy set's ground truth (None for user data).
@@ -178,6 +180,18 @@ class VideoDataset:
         """(videos in model range, word ids) for the items ``index``."""
         x = self.videos[index]
         return (to_model_range(x) if self.kind == "pixels" else x), self.tokens[index]
+
+    def __getitem__(self, i):
+        return self.model_inputs(i)
+
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """(all videos in model range, all word ids): the whole set is in memory."""
+        return self.model_inputs()
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self)} {self.kind} clips, {self.frames} frames of "
+                f"{self.channels}x{self.size}x{self.size}, {len(self.vocab)}-word vocabulary")
 
 
 def to_model_range(pixels: Tensor) -> Tensor:
