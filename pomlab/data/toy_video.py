@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..nn._checks import check_positive_int
 from .digits import NUM_CLASSES, load_digits
+from .images import to_model_range
 
 PAD = "<pad>"
 PAD_ID = 0
@@ -192,16 +193,6 @@ class VideoDataset(Dataset):
     def describe(self) -> str:
         return (f"{self.name}: {len(self)} {self.kind} clips, {self.frames} frames of "
                 f"{self.channels}x{self.size}x{self.size}, {len(self.vocab)}-word vocabulary")
-
-
-def to_model_range(pixels: Tensor) -> Tensor:
-    """[0, 1] pixels -> [-1, 1]."""
-    return pixels * 2.0 - 1.0
-
-
-def from_model_range(x: Tensor) -> Tensor:
-    """[-1, 1] -> [0, 1] pixels (clamped)."""
-    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
 def toy_trajectory(direction: str, frames: int, travel: int, cross: int) -> list[tuple[int, int]]:

@@ -5,6 +5,7 @@
 """
 from .memory import cpu_peak_tensor_bytes, peak_tensor_bytes
 from .sampling import MODES, draw_noise, model_vocabulary, sample
+from .train import VideoTrainer, load_video_model
 
 __all__ = ["sample", "draw_noise", "model_vocabulary", "MODES", "peak_tensor_bytes",
-           "cpu_peak_tensor_bytes"]
+           "cpu_peak_tensor_bytes", "VideoTrainer", "load_video_model"]
