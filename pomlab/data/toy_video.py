@@ -209,11 +209,13 @@ def toy_trajectory(direction: str, frames: int, travel: int, cross: int) -> list
 
 
 def make_toy_videos(num_videos: int, frames: int = 8, size: int = 16, digit_size: int = 8,
-                    split: str = "train", seed: int = 0) -> VideoDataset:
+                    split: str = "train", seed: int = 0,
+                    captions: Sequence[str] | None = None) -> VideoDataset:
     """``num_videos`` toy clips (N, frames, 1, size, size) in [0, 1] with their captions.
 
-    Digits come from ``load_digits(split, digit_size)``; the digit, the direction and the
-    position across the motion are drawn from ``seed``. The digit moves
+    Digits come from ``load_digits(split, digit_size)``; the digit image, the direction and
+    the position across the motion are drawn from ``seed``, unless ``captions`` (toy captions,
+    one per clip) fix each clip's digit class and direction. The digit moves
     (size - digit_size) / (frames - 1) pixels per frame (rounded to whole pixels).
     """
     for name, value in (("num_videos", num_videos), ("frames", frames), ("size", size),
@@ -223,16 +225,21 @@ def make_toy_videos(num_videos: int, frames: int = 8, size: int = 16, digit_size
         raise ValueError(f"digit_size {digit_size} must not exceed size {size}")
     images, labels = load_digits(split, size=digit_size)
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(labels), num_videos)
-    direction_names = list(DIRECTIONS)
-    direction_ids = rng.integers(0, len(direction_names), num_videos)
     travel = size - digit_size
+    if captions is None:
+        pick = rng.integers(0, len(labels), num_videos)
+        directions = [list(DIRECTIONS)[i] for i in rng.integers(0, len(DIRECTIONS), num_videos)]
+    else:
+        if len(captions) != num_videos:
+            raise ValueError(f"captions must hold num_videos={num_videos} captions, got "
+                             f"{len(captions)}")
+        wanted = [parse_toy_caption(c) for c in captions]
+        by_class = [np.flatnonzero(labels.numpy() == d) for d in range(NUM_CLASSES)]
+        pick = np.array([rng.choice(by_class[d]) for d, _ in wanted])
+        directions = [direction for _, direction in wanted]
     crosses = rng.integers(0, travel + 1, num_videos)
     videos = torch.zeros(num_videos, frames, 1, size, size)
-    directions = []
-    for i in range(num_videos):
-        direction = direction_names[direction_ids[i]]
-        directions.append(direction)
+    for i, direction in enumerate(directions):
         for f, (r, c) in enumerate(toy_trajectory(direction, frames, travel, int(crosses[i]))):
             videos[i, f, :, r:r + digit_size, c:c + digit_size] = images[pick[i]]
     digits = labels[torch.from_numpy(pick)]
