@@ -5,8 +5,15 @@
 All models are timed interleaved (A B C ... A B C ...) in one process on flow-matching-shaped
 inputs (16x16 grey digits size); medians are printed with the micro label, parameters,
 GFLOPs per image and the estimated time of a sweep of --steps steps per model.
+Besides wall time, the process CPU time of each step is recorded: with --threads 1 it is the
+time an unshared core would take, which wall time overstates on a busy machine.
+One thread is the default: on a shared 2-core machine, 2 OpenMP threads made the micro
+models' ops up to ~50x slower (threads waiting for each other).
 """
 import argparse
+import os
+import statistics
+import time
 
 import _bootstrap  # noqa: F401
 import pandas as pd
@@ -15,6 +22,14 @@ import torch.nn.functional as F
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, time_interleaved
+
+
+def with_cpu_time(fn, record: list):
+    def timed():
+        start = time.process_time()
+        fn()
+        record.append(time.process_time() - start)
+    return timed
 
 
 def make_step(model, batch: int, device):
@@ -36,7 +51,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--patch", type=int, default=2, choices=M.PATCHES)
     p.add_argument("--sizes", default=",".join(M.SIZES))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=300, help="steps per model for the sweep estimate")
     p.add_argument("--device", default="cpu")
@@ -46,25 +61,29 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    models, steps = {}, {}
+    models, steps, cpu = {}, {}, {}
     for size in args.sizes.split(","):
         for family in ("DiT", "DiPoM"):
             model = M.create(f"{family}-{size}/{args.patch}", scale="micro").to(device).train()
             models[model.label] = model
-            steps[model.label] = make_step(model, args.batch, device)
+            cpu[model.label] = []
+            steps[model.label] = with_cpu_time(make_step(model, args.batch, device),
+                                               cpu[model.label])
     times = time_interleaved(steps, repeats=args.repeats, warmup=1, device=device)
 
     rows = [{"model": label, "params_M": sum(q.numel() for q in m.parameters()) / 1e6,
              "gflops_per_image": M.gflops(m), "step_ms": 1e3 * times[label],
+             "step_cpu_ms": 1e3 * statistics.median(cpu[label]),
              "batch": args.batch} for label, m in models.items()]
     df = pd.DataFrame(rows)
     df["ratio_to_first"] = df.step_ms / df.step_ms.iloc[0]
     print(f"micro family, train step (fwd+bwd+AdamW), batch {args.batch}, 16x16x1 inputs, "
-          f"median of {args.repeats}, {device_label(device)}")
+          f"median of {args.repeats}, {device_label(device)}, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    total = df.step_ms.sum() / 1e3 * args.steps
-    print(f"estimated sweep: {len(df)} models x {args.steps} steps = {total / 60:.1f} min "
-          "(training steps only)")
+    wall, busy = (df[c].sum() / 1e3 * args.steps / 60 for c in ("step_ms", "step_cpu_ms"))
+    print(f"estimated sweep: {len(df)} models x {args.steps} steps = {wall:.1f} min at these "
+          f"wall times, {busy:.1f} min of CPU time (training steps only)")
     if args.out:
         df.assign(device=device_label(device)).to_csv(args.out, index=False)
 

@@ -4,20 +4,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 import pomlab.models as M
+from _models_helpers import one_thread, randomize_  # noqa: F401  (autouse fixture)
 from pomlab.models.backbone import patchify, sincos_2d, timestep_embedding, unpatchify
 
 F64 = torch.float64
-
-
-def randomize_(model, std=0.1):
-    """Fill every parameter with fresh noise (the zero-initialised gates included)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, std)
-    return model
 
 
 def inputs(model, batch=2, side=None, dtype=torch.float32):
@@ -56,6 +49,20 @@ def test_unknown_scale_and_override_fail_clearly():
         M.create("DiPoM-S/2", scale="micro", patch_size=4)
     with pytest.raises(ValueError, match="input_size 15 is not divisible by patch_size 2"):
         M.create("DiPoM-S/2", scale="micro", input_size=15)
+
+
+def test_registered_family_dispatches(monkeypatch):
+    monkeypatch.setattr(M.registry, "_EXTERNAL", {})
+    built = []
+    M.register_family("ToyDiPoM", lambda name, scale, **over: built.append((name, scale, over)),
+                      ["ToyDiPoM-S/2"])
+    M.create("ToyDiPoM-S/2", scale="micro", depth=1)
+    assert built == [("ToyDiPoM-S/2", "micro", {"depth": 1})]
+    assert M.names() == M.all_names()[:24] and M.all_names()[24:] == ["ToyDiPoM-S/2"]
+    with pytest.raises(ValueError, match="valid names: .*ToyDiPoM-S/2"):
+        M.create("ToyDiPoM-XL/2")
+    with pytest.raises(ValueError, match="built in"):
+        M.register_family("DiT", lambda *a, **k: None, [])
 
 
 @pytest.mark.parametrize("name", M.names())
@@ -220,7 +227,6 @@ def permute_patches(x, p, perm):
     return unpatchify(patchify(x, p)[:, perm], p, x.shape[1], rows, cols)
 
 
-@settings(max_examples=8)     # each example builds and runs two float64 models
 @given(family=st.sampled_from(["DiT", "DiPoM"]), patch=st.sampled_from([2, 4]),
        seed=st.integers(0, 2**16))
 def test_trunk_is_permutation_equivariant_without_positions(family, patch, seed):

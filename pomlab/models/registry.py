@@ -7,6 +7,7 @@ on 2 CPU cores on the embedded 16x16 grey digits (latent_scale 1: it works on pi
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from torch import nn
 
@@ -16,7 +17,6 @@ SCALES = ("paper", "micro")
 SIZES = ("S", "B", "L", "XL")
 PATCHES = (2, 4, 8)
 FAMILIES = {"DiT": "mha", "DiPoM": "pom"}          # family -> mixer in the slot
-VIDEO_FAMILY = "VideoDiPoM"                         # text-to-video DiPoM, pomlab/models/video.py
 
 # DiT paper, Table 1: depth x width, heads.
 PAPER_SIZES = {
@@ -25,8 +25,8 @@ PAPER_SIZES = {
     "L": dict(depth=24, hidden_size=1024, num_heads=16),
     "XL": dict(depth=28, hidden_size=1152, num_heads=16),
 }
-# Small enough for a CPU sweep (head size 16 throughout); per-image forward cost grows about
-# 1 : 3 : 8 : 17 from S to XL (paper: 1 : 3.8 : 13 : 20).
+# Small enough for a CPU sweep (head size 16 throughout). DiT-*/2 forward GFLOPs grow
+# 1 : 2.7 : 7.0 : 14.1 from S to XL (paper scale: 1 : 3.8 : 13.3 : 19.6).
 MICRO_SIZES = {
     "S": dict(depth=3, hidden_size=32, num_heads=2),
     "B": dict(depth=4, hidden_size=48, num_heads=3),
@@ -49,6 +49,15 @@ COMMON_KEYS = ("input_size", "in_channels", "num_classes", "hidden_size", "depth
 MIXER_KEYS = {"mha": ("num_heads",), "pom": ("degree", "expand", "polynomial")}
 
 _NAME = re.compile(r"^(?P<family>[A-Za-z]+)-(?P<size>S|B|L|XL)/(?P<patch>\d+)$")
+# Families defined elsewhere (e.g. the video DiPoM): family -> (builder, its names).
+_EXTERNAL: dict[str, tuple[Callable[..., nn.Module], list[str]]] = {}
+
+
+def register_family(family: str, build: Callable[..., nn.Module], family_names: list[str]) -> None:
+    """Let ``create`` build another family's names: ``build(name, scale, **overrides)``."""
+    if family in FAMILIES:
+        raise ValueError(f"family {family!r} is built in")
+    _EXTERNAL[family] = (build, list(family_names))
 
 
 def names() -> list[str]:
@@ -57,18 +66,17 @@ def names() -> list[str]:
             for patch in PATCHES]
 
 
-def video_names() -> list[str]:
-    """The 12 video model names: VideoDiPoM-S/2 ... VideoDiPoM-XL/8."""
-    return [f"{VIDEO_FAMILY}-{size}/{patch}" for size in SIZES for patch in PATCHES]
+def all_names() -> list[str]:
+    """The image models, then every registered external family's names."""
+    return names() + [n for _, family_names in _EXTERNAL.values() for n in family_names]
 
 
 def parse_name(name: str) -> tuple[str, str, int]:
     """"DiPoM-XL/4" -> ("DiPoM", "XL", 4); unknown names fail with the list of valid ones."""
     match = _NAME.match(name) if isinstance(name, str) else None
-    if (match is None or match["family"] not in (*FAMILIES, VIDEO_FAMILY)
+    if (match is None or match["family"] not in FAMILIES
             or int(match["patch"]) not in PATCHES):
-        raise ValueError(f"unknown model name {name!r}; valid names: "
-                         f"{', '.join(names() + video_names())}")
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(all_names())}")
     return match["family"], match["size"], int(match["patch"])
 
 
@@ -77,9 +85,6 @@ def default_config(name: str, scale: str = "paper") -> dict:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     family, size, patch = parse_name(name)
-    if family == VIDEO_FAMILY:
-        from .video import default_video_config
-        return default_video_config(size, scale)
     mixer = FAMILIES[family]
     sizes = PAPER_SIZES if scale == "paper" else MICRO_SIZES
     cfg = {k: v for k, v in SCALE_DEFAULTS[scale].items() if k != "latent_scale"}
@@ -98,30 +103,27 @@ def create(name: str, scale: str = "paper", **overrides) -> nn.Module:
     Overrides (any of them): input_size (the model input side: latent side for "paper",
     pixel side for "micro"), in_channels, num_classes, hidden_size, depth, mlp_ratio,
     learn_sigma, class_dropout_prob; num_heads for DiT; degree, expand, polynomial for DiPoM.
-    Video names ("VideoDiPoM-S/2") take the overrides in ``pomlab.models.video.VIDEO_KEYS``.
-    ``create(**model.config)`` rebuilds the same architecture.
+    ``create(**model.config)`` rebuilds the same architecture. Names of families added with
+    ``register_family`` go to that family's builder.
     """
+    family = name.split("-")[0] if isinstance(name, str) else None
+    if family in _EXTERNAL:
+        if name not in _EXTERNAL[family][1]:
+            raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(all_names())}")
+        return _EXTERNAL[family][0](name, scale, **overrides)
     cfg = default_config(name, scale)
     family, size, patch = parse_name(name)
-    if family == VIDEO_FAMILY:
-        from .video import VIDEO_KEYS, VideoDiPoM
-        valid, build, hint = VIDEO_KEYS, VideoDiPoM, ""
-    else:
-        mixer = FAMILIES[family]
-        valid, build = COMMON_KEYS + MIXER_KEYS[mixer], DiffusionTransformer
-        cfg["mixer"] = mixer
-        other = "DiPoM" if mixer == "mha" else "DiT"
-        hint = f" (it applies to {other} models only)"
+    mixer = FAMILIES[family]
+    valid = COMMON_KEYS + MIXER_KEYS[mixer]
     for key in overrides:
         if key not in valid:
-            applies_elsewhere = hint and key in sum(MIXER_KEYS.values(), ())
-            raise TypeError(f"create() got an unknown override {key!r} for {name}"
-                            f"{hint if applies_elsewhere else ''}; "
+            other = "DiPoM" if mixer == "mha" else "DiT"
+            hint = f" (it applies to {other} models only)" if key in sum(MIXER_KEYS.values(), ()) else ""
+            raise TypeError(f"create() got an unknown override {key!r} for {name}{hint}; "
                             f"valid overrides: {', '.join(valid)}")
     defaults = dict(cfg)
     cfg.update(overrides)
-    model = build(patch_size=patch, **cfg)
-    cfg.pop("mixer", None)
+    model = DiffusionTransformer(mixer=mixer, patch_size=patch, **cfg)
 
     model.name, model.scale, model.size, model.family = name, scale, size, family
     model.latent_scale = SCALE_DEFAULTS[scale]["latent_scale"]

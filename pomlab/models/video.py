@@ -31,7 +31,8 @@ from ..nn.blocks import MLP
 from ..nn.pom import PoM, PoMState
 from .backbone import (LN_EPS, FinalLayer, PatchEmbed, TimestepEmbedder, initialize_dit_weights,
                        modulate, sincos_1d, sincos_2d, unpatchify)
-from .registry import DIPOM_DEFAULTS, DIPOM_MLP_RATIO, MICRO_SIZES, PAPER_SIZES
+from .registry import (DIPOM_DEFAULTS, DIPOM_MLP_RATIO, MICRO_SIZES, PAPER_SIZES, PATCHES,
+                       SCALE_DEFAULTS, SCALES, SIZES, register_family)
 
 # create() overrides of the video family; create(**model.config) rebuilds a model.
 VIDEO_KEYS = ("input_size", "in_channels", "num_frames", "vocab_size", "hidden_size", "depth",
@@ -45,12 +46,44 @@ VIDEO_SCALE_DEFAULTS = {
 }
 
 
+FAMILY = "VideoDiPoM"
+
+
+def video_names() -> list[str]:
+    """The 12 video model names: VideoDiPoM-S/2 ... VideoDiPoM-XL/8."""
+    return [f"{FAMILY}-{size}/{patch}" for size in SIZES for patch in PATCHES]
+
+
 def default_video_config(size: str, scale: str) -> dict:
     """The image family's widths and depths and DiPoM's mixer settings, video inputs."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     sizes = PAPER_SIZES if scale == "paper" else MICRO_SIZES
     return {**VIDEO_SCALE_DEFAULTS[scale], "hidden_size": sizes[size]["hidden_size"],
             "depth": sizes[size]["depth"], "mlp_ratio": DIPOM_MLP_RATIO[size], **DIPOM_DEFAULTS,
             "causal": True, "caption_dropout_prob": 0.1}
+
+
+def create_video(name: str, scale: str = "paper", **overrides) -> "VideoDiPoM":
+    """``pomlab.models.create`` for video names, e.g. ("VideoDiPoM-S/2", "micro", depth=2).
+
+    Overrides: VIDEO_KEYS. ``create(**model.config)`` rebuilds the same architecture.
+    """
+    size, patch = name[len(FAMILY) + 1:].split("/")
+    cfg = default_video_config(size, scale)
+    for key in overrides:
+        if key not in VIDEO_KEYS:
+            raise TypeError(f"create() got an unknown override {key!r} for {name}; "
+                            f"valid overrides: {', '.join(VIDEO_KEYS)}")
+    defaults = dict(cfg)
+    cfg.update(overrides)
+    changed = [f"{k}={cfg[k]}" for k in cfg if cfg[k] != defaults[k]]
+    model = VideoDiPoM(patch_size=int(patch), **cfg)
+    model.name, model.scale, model.size, model.family = name, scale, size, FAMILY
+    model.latent_scale = SCALE_DEFAULTS[scale]["latent_scale"]
+    model.config = {"name": name, "scale": scale, **cfg}
+    model.label = f"{name} ({', '.join([scale] + changed)})"
+    return model
 
 
 def sincos_3d(dim: int, frames: int, rows: int, cols: int, first_frame: int = 0) -> Tensor:
@@ -305,3 +338,6 @@ class VideoDiPoM(nn.Module):
                                        None if states is None else states[i])
             new_states.append(state)
         return self._unembed(tokens, c, 1, h, w)[:, 0], new_states
+
+
+register_family(FAMILY, create_video, video_names())

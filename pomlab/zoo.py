@@ -1,0 +1,89 @@
+"""Every registered image model with its parameters and forward GFLOPs.
+
+    python -m pomlab.zoo [--image-size 256] [--learn-sigma] [--no-micro] [--models A,B] [--csv PATH]
+
+Paper-scale models are counted at --image-size pixels (VAE latents at 1/8 of it); the micro
+family at its own 16x16 pixel input, labelled "micro". GFLOPs follow the DiT paper's
+convention (forward, batch 1, one multiply-add = one FLOP; see pomlab.models.flops).
+Models are built on the meta device, so nothing is allocated or computed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import pandas as pd
+import torch
+
+from . import models as M
+
+
+def model_row(name: str, scale: str, image_size: int | None, **overrides) -> dict:
+    with torch.device("meta"):
+        model = M.create(name, scale=scale, **overrides)
+    side = model.input_size if image_size is None else image_size // model.latent_scale
+    return {
+        "model": model.label,
+        "scale": scale,
+        "mixer": model.mixer,
+        "image_px": side * model.latent_scale,
+        "input": f"{side}x{side}x{model.in_channels}" + (" latent" if model.latent_scale > 1
+                                                         else " pixels"),
+        "tokens": (side // model.patch_size) ** 2,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gflops": M.gflops(model, image_size),
+    }
+
+
+def zoo_table(image_size: int = 256, micro: bool = True, names: list[str] | None = None,
+              **overrides) -> pd.DataFrame:
+    """One row per model: paper scale at ``image_size`` px, then (optionally) the micro family
+    at its own input size. ``overrides`` go to every ``create`` call (e.g. learn_sigma=True)."""
+    names = M.names() if names is None else names
+    rows = [model_row(n, "paper", image_size, **overrides) for n in names]
+    if micro:
+        rows += [model_row(n, "micro", None, **overrides) for n in names]
+    return pd.DataFrame(rows)
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> pd.DataFrame:
+    p = argparse.ArgumentParser(prog="python -m pomlab.zoo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image-size", type=int, default=256, help="pixels, paper-scale models")
+    p.add_argument("--learn-sigma", action="store_true",
+                   help="count the DiT paper's 2x output channels (learned variance)")
+    p.add_argument("--no-micro", action="store_true", help="leave out the micro family")
+    p.add_argument("--models", default=None, help="comma-separated names (default: all)")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    args = p.parse_args(argv)
+    names = None if args.models is None else args.models.split(",")
+    for name in names or []:
+        if name not in M.names():
+            p.error(f"unknown model {name!r}; valid names: {', '.join(M.names())}")
+
+    df = zoo_table(args.image_size, micro=not args.no_micro, names=names,
+                   learn_sigma=args.learn_sigma)
+    print(f"pomlab model zoo: parameters (M) and forward GFLOPs (DiT convention: batch 1, "
+          f"1 multiply-add = 1 FLOP); paper scale at {args.image_size}x{args.image_size} px "
+          f"(VAE latents at 1/8), micro scale at its own pixel input; "
+          f"learn_sigma={args.learn_sigma}")
+    print(df.to_string(index=False, formatters={
+        "params_M": lambda v: f"{v:.2f}" if v >= 10 else f"{v:.3f}",
+        "gflops": lambda v: f"{v:.2f}" if v >= 0.1 else f"{v:.4g}"}))
+    if args.csv:
+        write_csv_atomic(df, args.csv)
+    return df
+
+
+if __name__ == "__main__":
+    main()
