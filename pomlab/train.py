@@ -45,6 +45,9 @@ CHECKPOINT_FORMAT = "pomlab-train-v1"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_NAME = re.compile(r"^step_(\d{8})\.pt$")
 PRECISIONS = ("auto", "fp32", "bf16")
+# lr when TrainConfig.lr is None: DiT's constant 1e-4 at paper scale; the micro models on the
+# digits learn class-conditional samples within a few hundred steps at 2e-3 (see docs/training.md).
+DEFAULT_LR = {"paper": 1e-4, "micro": 2e-3}
 
 
 @dataclass
@@ -69,7 +72,7 @@ class TrainConfig:
     # optimisation (DiT: AdamW lr 1e-4, no weight decay, batch 256, EMA 0.9999)
     steps: int = 1000
     batch_size: int = 64
-    lr: float = 1e-4
+    lr: float | None = None          # None: DEFAULT_LR[scale]
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: int = 0
@@ -124,8 +127,9 @@ class TrainConfig:
             positive(name)
         for name in ("warmup", "ckpt_every", "sample_every", "num_workers", "seed"):
             non_negative(name)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and
+                                        math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be None or a positive number, got {self.lr!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip!r}")
         if self.precision not in PRECISIONS:
@@ -348,8 +352,9 @@ class Trainer:
         self.autocast_dtype = (torch.bfloat16 if config.precision == "bf16" or
                                (config.precision == "auto" and self.device.type == "cuda") else None)
         self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
+        self.lr = config.lr if config.lr is not None else DEFAULT_LR.get(config.scale, 1e-4)
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr,
                                            betas=tuple(config.betas),
                                            weight_decay=config.weight_decay, fused=fused or None)
         self.forward = self.model
@@ -523,8 +528,8 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         """Linear warm-up over `warmup` steps, then constant (DiT)."""
         if self.config.warmup == 0:
-            return self.config.lr
-        return self.config.lr * min(1.0, (step + 1) / self.config.warmup)
+            return self.lr
+        return self.lr * min(1.0, (step + 1) / self.config.warmup)
 
     def _check_finite(self, bad: Tensor) -> None:
         if self.world_size > 1:
