@@ -26,6 +26,12 @@ def video_inputs(model, batch=2, frames=3, words=4, dtype=torch.float32):
     return x, t, text
 
 
+def split_name(name):
+    """"VideoDiPoM-XL/4" -> ("XL", 4)."""
+    size, patch = name.split("-")[1].split("/")
+    return size, int(patch)
+
+
 def tiny(name="VideoDiPoM-S/4", **overrides):
     return M.create(name, scale="micro", **overrides)
 
@@ -35,7 +41,7 @@ def tiny(name="VideoDiPoM-S/4", **overrides):
 def test_names_keep_24_images_and_add_12_videos():
     assert len(M.names()) == 24 and not any(n.startswith("Video") for n in M.names())
     videos = M.video_names()
-    assert len(videos) == len(set(videos)) == 12
+    assert len(videos) == len(set(videos)) == 12 and M.all_names() == M.names() + videos
     assert {f"VideoDiPoM-{s}/{p}" for s in ("S", "B", "L", "XL") for p in (2, 4, 8)} == set(videos)
 
 
@@ -58,7 +64,7 @@ def test_unknown_override_names_the_video_keys():
 @pytest.mark.parametrize("name", M.video_names())
 def test_every_micro_video_model_builds_and_runs(name):
     model = M.create(name, scale="micro")
-    _, size, patch = M.parse_name(name)
+    size, patch = split_name(name)
     assert (model.name, model.scale, model.size, model.patch_size, model.family) == \
         (name, "micro", size, patch, "VideoDiPoM")
     assert (model.input_size, model.in_channels, model.num_frames, model.latent_scale) == (16, 1, 8, 1)
@@ -70,7 +76,7 @@ def test_every_micro_video_model_builds_and_runs(name):
 
 @pytest.mark.parametrize("name", ["VideoDiPoM-S/2", "VideoDiPoM-XL/8"])
 def test_paper_scale_has_paper_width(name):
-    _, size, patch = M.parse_name(name)
+    size, patch = split_name(name)
     model = M.create(name, depth=1, input_size=2 * patch, vocab_size=50)
     assert model.hidden_size == M.registry.PAPER_SIZES[size]["hidden_size"]
     assert (model.in_channels, model.latent_scale, model.num_frames) == (4, 8, 16)
