@@ -8,7 +8,8 @@ with all frames in parallel (mode="parallel"). Both give the same clip.
 
 - Peak memory: tensor bytes allocated during the call above the level before it (on CPU
   through torch.profiler's allocation events, pomlab.video.memory; on CUDA the allocator's
-  peak counter). It includes the noise and the output clip, which are O(frames) but tiny.
+  peak counter). It includes the noise and the output clip, which are O(frames) but tiny;
+  working_mib subtracts them (float32 noise + output = 2 clips).
 - Time: the two modes timed interleaved (A B A B, pomlab.benchmark.time_interleaved), medians;
   per-frame time = median / frames.
 
@@ -64,7 +65,10 @@ def main(argv=None):
                                  repeats=args.repeats, warmup=1, device=device)
         for mode in MODES:
             peak = peak_tensor_bytes(run(mode, frames), device)
+            clip = 2 * frames * model.in_channels * model.input_size ** 2 * 4   # noise + output
             rows.append({"frames": frames, "mode": mode, "peak_mib": peak / 2**20,
+                         "noise_and_output_mib": clip / 2**20,
+                         "working_mib": (peak - clip) / 2**20,
                          "seconds": times[mode], "seconds_per_frame": times[mode] / frames,
                          "model": model.label, "tokens_per_frame": (model.input_size // model.patch_size) ** 2,
                          "steps": args.steps, "sampler": "euler", "batch": 1,
@@ -86,6 +90,9 @@ def main(argv=None):
         for mode in MODES:
             part = table[table["mode"] == mode]
             axes[0, 0].plot(part["frames"], part["peak_mib"], **MODE_STYLE[mode])
+            if mode == "sequential":
+                axes[0, 0].plot(part["frames"], part["working_mib"], color=MODE_STYLE[mode]["color"],
+                                ls=":", label="frame by frame, without noise + output clip")
             axes[0, 1].plot(part["frames"], part["seconds_per_frame"] * 1e3, **MODE_STYLE[mode])
         plotting.loglog(axes[0, 0], "frames", "peak tensor memory (MiB)")
         plotting.loglog(axes[0, 1], "frames", "time per frame (ms)")

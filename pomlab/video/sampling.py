@@ -111,7 +111,7 @@ def _parallel(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: flo
 def _sequential(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: float) -> Tensor:
     ones = torch.ones(noise.shape[0], device=noise.device, dtype=noise.dtype)
     previous: list | None = None        # previous[k]: per-layer states of frames < f at call k
-    out = []
+    out = torch.empty_like(noise)
     for f in range(noise.shape[1]):
         current: list = []
 
@@ -122,7 +122,7 @@ def _sequential(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: f
             return v
 
         denoise = guided(frame_model, cfg, model.null_token)
-        out.append(integrate(method, lambda x, t: denoise(x, ones * t, tokens),
-                             noise[:, f], times))
+        out[:, f] = integrate(method, lambda x, t: denoise(x, ones * t, tokens), noise[:, f],
+                              times)
         previous = current
-    return torch.stack(out, dim=1)
+    return out
