@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import pomlab
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.figures import state_memory_figure
 from pomlab.masks import block_causal
 from pomlab.nn import pom_fast
 
@@ -115,40 +116,12 @@ def main(argv=None):
         tmp = out / "state_memory.csv.tmp"
         df.to_csv(tmp, index=False)
         os.replace(tmp, out / "state_memory.csv")
-    plot(df, args, out / "state_memory", device)
+    state_memory_figure(df, out / "state_memory")
     table = df.pivot_table(index="frames", columns="method", values="peak_bytes") / 2**20
     print(f"# peak MiB above start, {args.layers} PoM layers D={args.dim}, "
           f"{args.tokens_per_frame} tokens/frame, {device_label(device)}")
     print(table.to_string(float_format=lambda v: f"{v:.1f}"))
     return df
-
-
-def plot(df, args, path, device):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = {"sequential": "sequential, PoM.step (state carried)",
-              "parallel": "parallel block-causal (fast path)",
-              "parallel_reference": "parallel block-causal (reference, dense mask)"}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for method, part in df.groupby("method"):
-        part = part.sort_values("frames")
-        axes[0].plot(part.frames, part.peak_bytes / 2**20, marker="o", label=labels[method])
-        axes[1].plot(part.frames, part.seconds_per_frame * 1e3, marker="o", label=labels[method])
-    for ax, ylabel in zip(axes, ["peak memory above start (MiB)", "ms per frame"]):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("frames")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{args.layers} PoM layers, D={args.dim}, {args.tokens_per_frame} tokens/frame, "
-                 f"inference, {device_label(device)}", fontsize=9)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(path.with_suffix(f".{ext}"), dpi=150)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,15 @@ import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.figures import speed_figure
 from pomlab.nn import pom_fast
+from pomlab.speed import summarise_speed
 
 FAMILIES = ("DiPoM", "DiT")
 MODES = ("inference", "training")
@@ -166,98 +167,6 @@ def measure_resolution(args, side_px: int, device) -> list[dict]:
     return rows
 
 
-def fit_slope(tokens, seconds) -> float:
-    ok = np.isfinite(seconds)
-    if ok.sum() < 2:
-        return math.nan
-    return float(np.polyfit(np.log(tokens[ok]), np.log(seconds[ok]), 1)[0])
-
-
-def crossover(tokens, dipom_train, dit_inference):
-    """Token count where DiPoM training time falls to DiT inference time (log-log
-    interpolation between measured points); None when it does not happen inside the range."""
-    log_ratio = np.log(np.asarray(dipom_train) / np.asarray(dit_inference))
-    log_n = np.log(np.asarray(tokens, dtype=float))
-    for i in range(len(log_ratio) - 1):
-        a, b = log_ratio[i], log_ratio[i + 1]
-        if np.isfinite(a) and np.isfinite(b) and a > 0 >= b:
-            return float(np.exp(log_n[i] + a / (a - b) * (log_n[i + 1] - log_n[i])))
-    return None
-
-
-def summarise(df: pd.DataFrame, args) -> dict:
-    summary = {"model_size": args.size, "patch": args.patch, "depth": int(df.depth.iloc[0]),
-               "device": df.device.iloc[0], "dtype": args.dtype, "batch": args.batch,
-               "optimizer_step_in_training": not args.no_optimizer, "slopes": {}}
-    for (family, mode), part in df.groupby(["family", "mode"]):
-        part = part.sort_values("tokens")
-        n, s = part.tokens.to_numpy(float), part.seconds_per_image.to_numpy(float)
-        ok = np.isfinite(s)
-        summary["slopes"][f"{family}/{mode}"] = {
-            "all_points": fit_slope(n, s),
-            "last_two_points": fit_slope(n[ok][-2:], s[ok][-2:]) if ok.sum() >= 2 else math.nan}
-    pivot = df.pivot_table(index="tokens", columns=["family", "mode"], values="seconds_per_image")
-    pivot = pivot.sort_index()
-    if ("DiPoM", "training") in pivot and ("DiT", "inference") in pivot:
-        ratio = pivot[("DiPoM", "training")] / pivot[("DiT", "inference")]
-        summary["dipom_training_over_dit_inference"] = {int(k): float(v) for k, v in ratio.items()}
-        n_star = crossover(pivot.index.to_numpy(), pivot[("DiPoM", "training")].to_numpy(),
-                           pivot[("DiT", "inference")].to_numpy())
-        summary["crossover_tokens"] = n_star
-        summary["crossover_resolution_px"] = (None if n_star is None
-                                              else 8 * args.patch * math.sqrt(n_star))
-        if n_star is None:
-            summary["crossover_note"] = (
-                "DiPoM training is cheaper than DiT inference at every measured resolution"
-                if (ratio <= 1).all() else
-                "DiPoM training stays dearer than DiT inference inside the measured range"
-                if (ratio > 1).all() else "no single crossing inside the range")
-    return summary
-
-
-def plot(df: pd.DataFrame, summary: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"DiPoM": "tab:blue", "DiT": "tab:red"}
-    styles = {"training": "-", "inference": "--"}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (family, mode), part in df.groupby(["family", "mode"]):
-        part = part.sort_values("resolution")
-        slope = summary["slopes"][f"{family}/{mode}"]
-        label = (f"{family} {mode} (slope {slope['all_points']:.2f}, "
-                 f"last two {slope['last_two_points']:.2f})")
-        kw = dict(color=colors[family], linestyle=styles[mode], marker="o", label=label)
-        axes[0].plot(part.resolution, part.seconds_per_image, **kw)
-        if part.peak_bytes.notna().any():
-            axes[1].plot(part.resolution, part.peak_bytes.astype(float) / 2**20, **kw)
-    if summary.get("crossover_resolution_px"):
-        r = summary["crossover_resolution_px"]
-        axes[0].axvline(r, color="grey", linewidth=1, linestyle=":")
-        axes[0].text(r / 1.04, 0.03, f"DiPoM training < DiT inference\nbeyond ~{r:.0f} px",
-                     transform=axes[0].get_xaxis_transform(), fontsize=8, color="dimgrey",
-                     ha="right")
-    resolutions = sorted(df.resolution.unique())
-    tokens = {r: int(df[df.resolution == r].tokens.iloc[0]) for r in resolutions}
-    for ax, ylabel in zip(axes, ["seconds per image", "peak memory above start (MiB)"]):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(resolutions, [f"{r}\n{tokens[r]} tok" for r in resolutions])
-        ax.minorticks_off()
-        ax.set_xlabel("image side (pixels) / tokens")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="major", alpha=0.3)
-    axes[0].legend(fontsize=7, title="slopes: log time vs log tokens", title_fontsize=7)
-    fig.suptitle(f"DiPoM vs DiT {summary['model_size']}/{summary['patch']} (paper scale, "
-                 f"depth {summary['depth']}), batch {summary['batch']}, {summary['dtype']}, "
-                 f"{summary['device']}", fontsize=9)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(path.with_suffix(f".{ext}"), dpi=150)
-    plt.close(fig)
-
-
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -294,9 +203,9 @@ def main(argv=None):
         rows += measure_resolution(args, side_px, device)
         write_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
     df = pd.DataFrame([r for r in rows if same_config(r) and r["resolution"] in args.resolutions])
-    summary = summarise(df, args)
+    summary = summarise_speed(df)
     write_atomic(args.out / "speed_summary.json", json.dumps(summary, indent=2))
-    plot(df, summary, args.out / "speed")
+    speed_figure(df, args.out / "speed", summary)
     table = df.pivot_table(index=["resolution", "tokens"], columns=["family", "mode"],
                            values="seconds_per_image")
     print(f"# seconds per image, {summary['device']}, {args.dtype}, batch {args.batch}, "

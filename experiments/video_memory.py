@@ -13,7 +13,7 @@ with all frames in parallel (mode="parallel"). Both give the same clip.
 - Time: the two modes timed interleaved (A B A B, pomlab.benchmark.time_interleaved), medians;
   per-frame time = median / frames.
 
-Writes OUT/video_memory.csv and OUT/video_memory.{png,pdf} (pomlab.plotting).
+Writes OUT/video_memory.csv and OUT/video_memory.{png,pdf} (pomlab.figures.video_memory_figure).
 """
 import argparse
 from pathlib import Path
@@ -22,13 +22,11 @@ import _bootstrap  # noqa: F401
 import pandas as pd
 import torch
 
-from pomlab import models, plotting
+from pomlab import models
 from pomlab.benchmark import device_label, time_interleaved
+from pomlab.figures import video_memory_figure
 from pomlab.io import atomic_to_csv
 from pomlab.video import MODES, peak_tensor_bytes, sample
-
-MODE_STYLE = {"sequential": dict(color="#d62728", marker="o", label="frame by frame (PoM state)"),
-              "parallel": dict(color="#1f77b4", marker="s", ls="--", label="parallel (block-causal mask)")}
 
 
 def parse_args(argv=None):
@@ -85,24 +83,7 @@ def main(argv=None):
     out = Path(args.out)
     atomic_to_csv(table, out / "video_memory.csv")
 
-    with plotting.style():
-        fig, axes = plotting.figure(ncols=2)
-        for mode in MODES:
-            part = table[table["mode"] == mode]
-            axes[0, 0].plot(part["frames"], part["peak_mib"], **MODE_STYLE[mode])
-            if mode == "sequential":
-                axes[0, 0].plot(part["frames"], part["working_mib"], color=MODE_STYLE[mode]["color"],
-                                ls=":", label="frame by frame, without noise + output clip")
-            axes[0, 1].plot(part["frames"], part["seconds_per_frame"] * 1e3, **MODE_STYLE[mode])
-        plotting.loglog(axes[0, 0], "frames", "peak tensor memory (MiB)")
-        plotting.loglog(axes[0, 1], "frames", "time per frame (ms)")
-        for ax in axes[0]:
-            ax.set_xticks(table["frames"].unique())
-            ax.set_xticklabels(table["frames"].unique())
-        axes[0, 0].legend()
-        fig.suptitle(f"{model.label}, batch 1, {args.steps} Euler steps, {device_label(device)}",
-                     fontsize=8)
-        plotting.save(fig, out / "video_memory")
+    video_memory_figure(table, out / "video_memory")
     print(f"wrote {out / 'video_memory.csv'} and {out / 'video_memory.png'}")
 
 

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")   # figures are files; never needs a screen
+if "ipykernel" not in sys.modules:   # figures are files; a notebook keeps its inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 SIZES = ("S", "B", "L", "XL")
 # One colour per model size (light to dark, so compute reads left to right), one per mixer.
@@ -64,6 +67,20 @@ def loglog(ax, xlabel: str | None = None, ylabel: str | None = None) -> None:
     if ylabel:
         ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.25)
+
+
+def log_ticks(ax, values, labels=None, axis: str = "x", base: int = 2) -> None:
+    """A log axis (base) with major ticks at the measured values only (frames, resolutions)."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    values = sorted(set(values))
+    labels = [str(v) for v in values] if labels is None else list(labels)
+    if len(labels) != len(values):
+        raise ValueError(f"labels: expected {len(values)} (one per distinct value), got {len(labels)}")
+    scale, ticks = (ax.set_xscale, ax.set_xticks) if axis == "x" else (ax.set_yscale, ax.set_yticks)
+    scale("log", base=base)
+    ticks(values, labels)
+    getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
 
 
 def mixer_name(mixer: str) -> str:

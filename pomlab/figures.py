@@ -1,0 +1,255 @@
+"""The paper's figures, drawn from saved results in the one style of pomlab.plotting.
+
+Each figure function takes the loaded table(s) and a path stem and writes stem.png + stem.pdf
+(returning the paths); the experiment scripts, ``experiments/make_figures.py`` and the notebooks
+all call these, so a figure looks the same wherever it is made.
+
+| figure | function | results (pomlab.results kind) |
+|---|---|---|
+| Figure 1: time and memory vs resolution | ``speed_figure`` | speed |
+| Figure 5: FID / IS vs training compute | ``pomlab.scaling.plot_scaling`` / ``plot_all`` | scaling |
+| state memory: frame by frame vs parallel | ``state_memory_figure`` | state_memory |
+| video memory: generation vs frames | ``video_memory_figure`` | video_memory |
+| theory: error vs parameters / degree | ``pomlab.theory.plots.plot_error_vs_params`` / ``_degree`` | universal_approximation |
+| theory: contextual mapping | ``pomlab.theory.plots.plot_contextual_separation`` | contextual_mapping |
+
+``make_figures(results_dir)`` finds every result under a folder (pomlab.results.find_results),
+draws each figure it can and reports, per figure, what it wrote or why it skipped.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import plotting
+from .results import KINDS, find_results, load_table
+from .speed import configuration_label, speed_configurations, summarise_speed
+
+MiB = 2 ** 20
+FAMILY_MIXER = {"DiPoM": "pom", "DiT": "mha"}
+MODE_LINES = {"training": dict(ls="-", marker="o"), "inference": dict(ls="--", marker="s")}
+# Frame-by-frame generation (PoM's carried state) against all frames at once.
+SCHEDULES = {
+    "sequential": dict(color=plotting.MIXER_COLORS["pom"], marker="o", ls="-",
+                       label="frame by frame (PoM state carried)"),
+    "parallel": dict(color=plotting.MIXER_COLORS["mha"], marker="s", ls="--",
+                     label="parallel, block-causal mask"),
+    "parallel_reference": dict(color=plotting.MIXER_COLORS["none"], marker="^", ls=":",
+                               label="parallel, reference pom.py (dense mask)"),
+}
+
+
+def _one(frame: pd.DataFrame, column: str) -> str:
+    """The distinct values of a label column, joined (every number says what produced it)."""
+    return "/".join(dict.fromkeys(frame[column].astype(str))) if column in frame else "?"
+
+
+# --- Figure 1 ---------------------------------------------------------------------------------
+
+def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None = None
+                 ) -> list[Path]:
+    """Figure 1: seconds per image and peak memory of DiPoM and DiT (training and inference)
+    against the image side, log-log, with slopes in the legend and the crossover where DiPoM
+    training gets cheaper than DiT inference. ``df``: one configuration of speed.csv."""
+    summary = summary or summarise_speed(df)
+    resolutions = sorted(df.resolution.unique())
+    tokens = [int(df[df.resolution == r].tokens.iloc[0]) for r in resolutions]
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=2, width=3.7, height=3.0)
+        time_ax, memory_ax = axes[0]
+        for (family, mode), part in df.groupby(["family", "mode"], sort=False):
+            part = part.sort_values("resolution")
+            slope = summary["slopes"][f"{family}/{mode}"]["all_points"]
+            style = dict(color=plotting.MIXER_COLORS[FAMILY_MIXER.get(family, "none")],
+                         label=f"{family} {mode} (slope {slope:.2f})", **MODE_LINES[mode])
+            time_ax.plot(part.resolution, part.seconds_per_image, **style)
+            memory = part.peak_bytes.astype(float) / MiB
+            if memory.notna().any():
+                memory_ax.plot(part.resolution, memory, **style)
+        if summary.get("crossover_resolution_px"):
+            r = summary["crossover_resolution_px"]
+            time_ax.axvline(r, color="grey", lw=0.8, ls=":")
+            time_ax.text(r, 0.02, f" DiPoM training <\n DiT inference\n beyond ~{r:.0f} px",
+                         transform=time_ax.get_xaxis_transform(), fontsize=7, color="dimgrey")
+        labels = [f"{r}\n{n} tok" for r, n in zip(resolutions, tokens)]
+        for ax, ylabel in ((time_ax, "seconds per image"),
+                           (memory_ax, "peak memory above start (MiB)")):
+            plotting.loglog(ax, "image side (pixels) / tokens", ylabel)
+            plotting.log_ticks(ax, resolutions, labels)
+        time_ax.legend(title="slope: log time vs log tokens", title_fontsize=7, fontsize=7)
+        fig.suptitle(f"DiPoM vs DiT {summary['model_size']}/{summary['patch']} (paper scale, "
+                     f"depth {summary['depth']}), "
+                     f"batch {summary['batch']}, {summary['dtype']}, {summary['device']}; "
+                     "experiments/speed.py", fontsize=8)
+        fig.tight_layout()
+        return plotting.save(fig, stem)
+
+
+# --- frame-by-frame memory --------------------------------------------------------------------
+
+def _schedule_panels(df, method_column, memory_column, memory_label, per_frame_ms, title, stem,
+                     extra=None) -> list[Path]:
+    """Two log-log panels against frames: peak memory and time per frame, one line per method."""
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=2, width=3.5, height=2.8)
+        memory_ax, time_ax = axes[0]
+        for method, style in SCHEDULES.items():
+            part = df[df[method_column] == method].sort_values("frames")
+            if part.empty:
+                continue
+            memory_ax.plot(part.frames, part[memory_column], **style)
+            time_ax.plot(part.frames, per_frame_ms(part), **style)
+            if extra is not None:
+                extra(memory_ax, method, part)
+        plotting.loglog(memory_ax, "frames", memory_label)
+        plotting.loglog(time_ax, "frames", "time per frame (ms)")
+        for ax in (memory_ax, time_ax):
+            plotting.log_ticks(ax, df.frames.unique())
+        memory_ax.legend(fontsize=7)
+        fig.suptitle(title, fontsize=8)
+        fig.tight_layout()
+        return plotting.save(fig, stem)
+
+
+def state_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """Peak memory and time per frame of residual PoM layers mixing a video frame by frame
+    (PoM.step) vs all frames at once (block-causal mask), from state_memory.csv."""
+    frame = df.assign(peak_mib=df.peak_bytes.astype(float) / MiB)
+    title = (f"{_one(df, 'layers')} PoM layers, D={_one(df, 'dim')}, "
+             f"{_one(df, 'tokens_per_frame')} tokens/frame, inference, {_one(df, 'device')}; "
+             "experiments/bench_state_memory.py")
+    return _schedule_panels(frame, "method", "peak_mib", "peak memory above start (MiB)",
+                            lambda part: part.seconds_per_frame * 1e3, title, stem)
+
+
+def video_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """Peak tensor memory and time per frame of video generation (pomlab.video.sample) frame
+    by frame vs in parallel, from video_memory.csv; the dotted line leaves out the noise and
+    output clip (O(frames) but tiny) to show the working memory."""
+    def working(ax, method, part):
+        if method == "sequential":
+            ax.plot(part.frames, part.working_mib, color=SCHEDULES[method]["color"], ls=":",
+                    label="frame by frame, without noise + output clip")
+
+    title = (f"{_one(df, 'model')}, batch 1, {_one(df, 'steps')} {_one(df, 'sampler')} steps, "
+             f"{_one(df, 'device')}; experiments/video_memory.py")
+    return _schedule_panels(df, "mode", "peak_mib", "peak tensor memory (MiB)",
+                            lambda part: part.seconds_per_frame * 1e3, title, stem, working)
+
+
+# --- every figure from a results folder -------------------------------------------------------
+
+def _speed(source: Path, out: Path) -> list[Path]:
+    parts = speed_configurations(load_table(source, "speed"))
+    paths = []
+    for part in parts:               # several configurations in one CSV: one figure each
+        stem = "speed" if len(parts) == 1 else f"speed_{configuration_label(part)}"
+        paths += speed_figure(part, out / stem)
+    return paths
+
+
+def _scaling(source: Path, out: Path) -> list[Path]:
+    from .scaling import fit_table, plot_all      # refit from results.csv (no retraining)
+
+    results = load_table(source, "scaling")
+    return plot_all(results, fit_table(results), out)
+
+
+def _theory_params(source: Path, out: Path) -> list[Path]:
+    from .theory.plots import plot_error_vs_params
+
+    return plot_error_vs_params(load_table(source, "universal_approximation"),
+                                out / "universal_approximation_params")
+
+
+def _theory_degree(source: Path, out: Path) -> list[Path]:
+    from .theory.plots import plot_error_vs_degree
+
+    return plot_error_vs_degree(load_table(source, "universal_approximation"),
+                                out / "universal_approximation_degree")
+
+
+def _contextual(source: Path, out: Path) -> list[Path]:
+    from .theory.plots import plot_contextual_separation
+
+    return plot_contextual_separation(load_table(source, "contextual_mapping"),
+                                      out / "contextual_mapping")
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    name: str
+    kind: str                                   # the pomlab.results kind it is drawn from
+    description: str
+    make: Callable[[Path, Path], list[Path]]    # (results folder, output folder) -> files
+
+
+FIGURES: tuple[PaperFigure, ...] = (
+    PaperFigure("speed", "speed", "Figure 1: time and peak memory vs resolution, DiPoM vs DiT",
+                _speed),
+    PaperFigure("scaling", "scaling", "Figure 5: FID and IS vs training compute, log-log fits "
+                "(scaling, fid_vs_compute, is_vs_compute)", _scaling),
+    PaperFigure("state_memory", "state_memory", "PoM layers: frame by frame (state) vs "
+                "parallel block-causal, memory and time vs frames", lambda s, o: state_memory_figure(
+                    load_table(s, "state_memory"), o / "state_memory")),
+    PaperFigure("video_memory", "video_memory", "video generation: memory flat in frames "
+                "frame by frame, growing in parallel", lambda s, o: video_memory_figure(
+                    load_table(s, "video_memory"), o / "video_memory")),
+    PaperFigure("universal_approximation_params", "universal_approximation",
+                "theory: held-out error vs parameters, PoM / MHA / no mixing", _theory_params),
+    PaperFigure("universal_approximation_degree", "universal_approximation",
+                "theory: PoM error vs degree", _theory_degree),
+    PaperFigure("contextual_mapping", "contextual_mapping",
+                "theory: contextual-mapping separation per model", _contextual),
+)
+
+# What a broken or foreign results file raises while it is read or drawn: reported, not fatal.
+_SKIPPABLE = (ValueError, KeyError, FileNotFoundError, pd.errors.ParserError,
+              pd.errors.EmptyDataError, ImportError)
+
+
+def make_figures(results_dir: str | os.PathLike, out: str | os.PathLike | None = None,
+                 log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Draw every paper figure that the results under ``results_dir`` allow, into ``out``
+    (default results_dir/figures), mirroring the results' folders: results/speed_cpu/speed.csv
+    gives out/speed_cpu/speed.png and .pdf. Nothing is retrained or re-measured.
+
+    Returns one row per (figure, source folder): status "made" (files = the PNGs and PDFs
+    written) or "skipped" (detail = why: no such results, or what was wrong with them)."""
+    root = Path(results_dir)
+    out = root / "figures" if out is None else Path(out)
+    found = find_results(root, skip=out)
+    rows = []
+
+    def report(figure, source, status, detail, files=()):
+        rows.append(dict(figure=figure.name, source=source, status=status, detail=detail,
+                         files=list(files)))
+        if log is not None:
+            log(f"{status:>7}  {figure.name:<31} {detail}")
+
+    for figure in FIGURES:
+        kind = KINDS[figure.kind]
+        if not found[figure.kind]:
+            report(figure, None, "skipped",
+                   f"no {kind.file} under {root} (written by {kind.command})")
+        for source in found[figure.kind]:
+            try:
+                paths = figure.make(source, out / source.relative_to(root))
+            except _SKIPPABLE as error:
+                report(figure, str(source), "skipped", f"{source}: {type(error).__name__}: {error}")
+            else:
+                report(figure, str(source), "made", " ".join(map(str, paths)), paths)
+    return pd.DataFrame(rows, columns=["figure", "source", "status", "detail", "files"])
+
+
+def figure_paths(report: pd.DataFrame, suffix: str = ".png") -> list[Path]:
+    """The files of a make_figures report with the given suffix (e.g. the PNGs to display)."""
+    return [Path(p) for files in report.files for p in files if str(p).endswith(suffix)]
+
+
+__all__ = ["speed_figure", "state_memory_figure", "video_memory_figure", "make_figures",
+           "figure_paths", "FIGURES", "PaperFigure", "SCHEDULES"]
