@@ -16,15 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pomlab.theory import TASKS, capacity_sweep, run_sweep
+from pomlab.theory import TASKS, capacity_sweep, largest_model_errors, run_sweep
 from pomlab.theory.plots import plot_error_vs_degree, plot_error_vs_params
-
-
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Held-out relative MSE of each mixer's largest ladder model, per task."""
-    ladder = df[(df.mixer != "pom") | (df.degree == 2)]
-    biggest = ladder.sort_values("params").groupby(["task", "mixer"]).tail(1)
-    return biggest.pivot(index="task", columns="mixer", values="test_rel_mse")
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -53,7 +46,7 @@ def main(argv=None) -> pd.DataFrame:
         plot_error_vs_degree(df, out / "universal_approximation_degree")
         with pd.option_context("display.float_format", "{:.4f}".format):
             print("held-out relative MSE, largest model of each mixer:")
-            print(summary(df).to_string())
+            print(largest_model_errors(df).to_string())
     return df
 
 

@@ -31,9 +31,10 @@ import pandas as pd
 import torch
 from train import _override
 
-from pomlab import models, plotting
+from pomlab import models
 from pomlab.benchmark import device_label
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos
+from pomlab.figures import video_strip_figure
 from pomlab.io import atomic_to_csv, atomic_write, atomic_write_json
 from pomlab.train import TrainConfig
 from pomlab.video import VideoTrainer, sample
@@ -90,25 +91,6 @@ def save_gif(clip01: torch.Tensor, path: Path) -> Path:
 def row_name(variant: str, cfg: float) -> str:
     return {"trained": f"trained\ncfg {cfg:g}", "untrained": "untrained",
             "real": "real clip\n(held-out digit)"}[variant]
-
-
-def save_strip(caption: str, rows: dict, stem: Path) -> None:
-    """Frames left to right, one labelled row per clip (T, 1, H, W) in [0, 1]; PNG."""
-    frames = next(iter(rows.values())).shape[0]
-    with plotting.style():
-        fig, axes = plotting.figure(ncols=frames, nrows=len(rows), width=0.62, height=0.62)
-        for r, (name, clip) in enumerate(rows.items()):
-            for f in range(frames):
-                ax = axes[r, f]
-                ax.imshow(clip[f, 0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.grid(False)
-                if r == 0:
-                    ax.set_title(f"t={f}", fontsize=7)
-            axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-        fig.suptitle(f'"{caption}"', fontsize=9, y=1.04)
-        plotting.save(fig, stem, formats=("png",))
 
 
 def generate(model, captions, args, cfg: float) -> torch.Tensor:
@@ -169,8 +151,8 @@ def main(argv=None):
 
     first = {c: captions.index(c) for c in dict.fromkeys(captions)}
     for caption, i in first.items():
-        save_strip(caption, {row_name(*key): clips[i] for key, clips in runs.items()},
-                   out / "strips" / slug(caption))
+        video_strip_figure({row_name(*key): clips[i] for key, clips in runs.items()},
+                           out / "strips" / slug(caption), title=f'"{caption}"')
         save_gif(runs[("trained", cfgs[0])][i], out / "gifs" / f"{slug(caption)}.gif")
     print(summary[["variant", "cfg", "digit_accuracy", "direction_correct"]].to_string(index=False))
     print(json.dumps({"out": str(out), "step": result.step, "final_loss": result.final_loss,

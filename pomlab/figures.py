@@ -141,6 +141,71 @@ def video_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]
                             lambda part: part.seconds_per_frame * 1e3, title, stem, working)
 
 
+def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = None,
+                       formats=("png",)) -> list[Path]:
+    """Frames left to right, one labelled row per clip: ``rows`` maps a row name to a clip
+    (T, C, H, W) with pixels in [0, 1] (the first channel is shown, grey)."""
+    if not rows:
+        raise ValueError("rows: expected at least one clip")
+    frames = next(iter(rows.values())).shape[0]
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=frames, nrows=len(rows), width=0.62, height=0.62)
+        for r, (name, clip) in enumerate(rows.items()):
+            for f in range(frames):
+                ax = axes[r, f]
+                ax.imshow(clip[f, 0].detach().cpu().float().numpy(), cmap="gray", vmin=0,
+                          vmax=1, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                if r == 0:
+                    ax.set_title(f"t={f}", fontsize=7)
+            axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+        if title:
+            fig.suptitle(title, fontsize=9, y=1.04)
+        return plotting.save(fig, stem, formats=formats)
+
+
+# --- PoM vs attention per layer -----------------------------------------------------------------
+
+COST_VARIANTS = {"fast": ("PoM (fast path)", plotting.MIXER_COLORS["pom"], "-"),
+                 "reference": ("PoM (reference pom.py)", plotting.MIXER_COLORS["pom"], ":"),
+                 "matmuls": ("PoM's three matmuls (floor)", plotting.MIXER_COLORS["none"], ":"),
+                 "compiled": ("PoM (fast, compiled)", plotting.MIXER_COLORS["pom"], "-."),
+                 "mha": ("MHA (SDPA)", plotting.MIXER_COLORS["mha"], "--")}
+
+
+def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """One PoM layer vs one MHA layer: milliseconds per call against sequence length, log-log,
+    one panel per mode (forward, train), slopes in the legend; from experiments/bench_pom.py's
+    CSV (columns ``<variant>_ms``)."""
+    from .speed import loglog_slope
+
+    variants = [c[:-3] for c in df.columns if c.endswith("_ms")]
+    if not variants or "tokens" not in df or "mode" not in df:
+        raise ValueError("expected experiments/bench_pom.py's CSV (mode, tokens, <variant>_ms)")
+    modes = list(dict.fromkeys(df["mode"]))
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=len(modes), width=3.5 if len(modes) > 1 else 4.2,
+                                    height=2.8, sharey=True)
+        for ax, mode in zip(axes[0], modes):
+            part = df[df["mode"] == mode].sort_values("tokens")
+            for v in variants:
+                label, color, ls = COST_VARIANTS.get(v, (v, None, "-"))
+                slope = loglog_slope(part.tokens, part[f"{v}_ms"])
+                ax.plot(part.tokens, part[f"{v}_ms"], color=color, ls=ls, marker="o",
+                        label=f"{label} (slope {slope:.2f})")
+            plotting.loglog(ax, "tokens n", "ms per call" if ax is axes[0, 0] else None)
+            plotting.log_ticks(ax, part.tokens)
+            ax.set_title({"forward": "forward", "train": "forward + backward"}.get(mode, mode))
+            ax.legend(fontsize=6.5)
+        fig.suptitle(f"one layer, D={_one(df, 'dim')}, batch {_one(df, 'batch')}, "
+                     f"{_one(df, 'dtype')}, {_one(df, 'device')}; experiments/bench_pom.py",
+                     fontsize=8)
+        fig.tight_layout()
+        return plotting.save(fig, stem)
+
+
 # --- every figure from a results folder -------------------------------------------------------
 
 def _speed(source: Path, out: Path) -> list[Path]:
@@ -251,5 +316,6 @@ def figure_paths(report: pd.DataFrame, suffix: str = ".png") -> list[Path]:
     return [Path(p) for files in report.files for p in files if str(p).endswith(suffix)]
 
 
-__all__ = ["speed_figure", "state_memory_figure", "video_memory_figure", "make_figures",
+__all__ = ["speed_figure", "state_memory_figure", "video_memory_figure", "video_strip_figure",
+           "mixer_cost_figure", "make_figures",
            "figure_paths", "FIGURES", "PaperFigure", "SCHEDULES"]

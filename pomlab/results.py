@@ -89,6 +89,17 @@ def find_results(root: str | os.PathLike, skip: str | os.PathLike | None = None
     return found
 
 
+def locate(root: str | os.PathLike, kind: str) -> list[Path]:
+    """The folders under root holding ``kind``'s results; FileNotFoundError (naming the command
+    that writes them) when there are none."""
+    spec = _kind(kind)
+    folders = find_results(root)[kind]
+    if not folders:
+        raise FileNotFoundError(f"no {spec.file} under {str(root)!r}: run `{spec.command}` "
+                                f"(default --out {spec.default_folder})")
+    return folders
+
+
 def load_table(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
     """The CSV of one kind in ``folder`` (floats exact), checked for the columns figures need."""
     spec = _kind(kind)

@@ -14,7 +14,7 @@ from .construction import (G_STAR, ConstructedContextualMap, InterpolationNet, R
 from .contextual import ContextualMappingReport, check_contextual_mapping, context_keys
 from .grid import SequenceGrid, sequence_grid
 from .models import ToySeqModel, count_parameters
-from .studies import capacity_sweep, contextual_mapping_rows
+from .studies import capacity_sweep, contextual_mapping_rows, largest_model_errors
 from .tasks import TASKS, ToyTask, get_task
 from .training import ToyRun, run_sweep, train_context_model, train_toy, write_csv_atomic
 
@@ -25,5 +25,5 @@ __all__ = [
     "lemma_degree", "readout_place_values", "G_STAR",
     "ToySeqModel", "count_parameters", "TASKS", "ToyTask", "get_task",
     "ToyRun", "train_toy", "run_sweep", "train_context_model", "write_csv_atomic",
-    "contextual_mapping_rows", "capacity_sweep",
+    "contextual_mapping_rows", "capacity_sweep", "largest_model_errors",
 ]

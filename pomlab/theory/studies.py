@@ -14,7 +14,7 @@ from .models import ToySeqModel, count_parameters
 from .tasks import TASKS
 from .training import ToyRun, train_context_model
 
-__all__ = ["contextual_mapping_rows", "capacity_sweep"]
+__all__ = ["contextual_mapping_rows", "capacity_sweep", "largest_model_errors"]
 
 
 def _row(grid, positional, model_name, report, **extra) -> dict:
@@ -94,3 +94,11 @@ def capacity_sweep(tasks=None, *, ladder=((8, 1), (16, 1), (32, 1), (32, 2)),
                                degree=degree, steps=steps, tokens=tokens, seed=seed))
     unique = list(dict.fromkeys(runs))                  # degree 2 may repeat a ladder run
     return unique
+
+
+def largest_model_errors(df):
+    """Held-out relative MSE of each mixer's largest ladder model (PoM at degree 2), per task:
+    a (task x mixer) table from the universal-approximation CSV."""
+    ladder = df[(df.mixer != "pom") | (df.degree == 2)]
+    biggest = ladder.sort_values("params").groupby(["task", "mixer"]).tail(1)
+    return biggest.pivot(index="task", columns="mixer", values="test_rel_mse")
