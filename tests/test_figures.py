@@ -1,0 +1,181 @@
+"""Paper figures from saved results: the speed analysis, the results-folder layout and
+experiments/make_figures.py on a folder built from small real runs of the experiment scripts."""
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pomlab import plotting
+from pomlab.figures import FIGURES, figure_paths, make_figures, video_strip_figure
+from pomlab.results import KINDS, find_results, load_table, locate
+from pomlab.speed import crossover, loglog_slope, speed_configurations, summarise_speed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def experiment(name: str):
+    """An experiments/ script as a module (its main(argv) runs it in this process)."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    spec = importlib.util.spec_from_file_location(f"{name}_cli", ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- speed analysis ------------------------------------------------------------------------------
+
+@given(slope=st.floats(0.2, 2.5), scale=st.floats(1e-4, 1e2), noise=st.booleans())
+def test_loglog_slope_recovers_a_power_law(slope, scale, noise):
+    n = np.array([16.0, 64, 256, 1024, 4096])
+    t = scale * n ** slope
+    if noise:                           # NaN points (skipped variants) are left out of the fit
+        t[2] = math.nan
+    # exact power law: only float rounding separates the fit from the true exponent
+    assert loglog_slope(n, t) == pytest.approx(slope, abs=1e-9)
+
+
+def test_loglog_slope_needs_two_points():
+    assert math.isnan(loglog_slope([10.0], [1.0]))
+    assert math.isnan(loglog_slope([10.0, 10.0], [1.0, 2.0]))
+
+
+def test_crossover_is_where_the_log_log_lines_meet():
+    n = np.array([100.0, 1000.0])
+    # DiPoM training ~ n, DiT inference ~ n^2 / 400: equal at n = 400 (a straight line in log-log)
+    assert crossover(n, n, n ** 2 / 400) == pytest.approx(400.0, rel=1e-12)
+    assert crossover(n, n * 10, n ** 2 / 400) is None          # never crosses in range
+    assert crossover(n, n / 1e3, n) is None                    # cheaper everywhere: no crossing
+
+
+def speed_rows(tokens=(64, 256, 1024, 4096), depth=1, pom_path="fast"):
+    """A speed.csv frame with known power laws: DiPoM ~ n, DiT inference ~ n^2."""
+    rows = []
+    for n in tokens:
+        side = int(16 * math.sqrt(n))
+        for family, mode, seconds in (("DiPoM", "training", 1e-3 * n), ("DiPoM", "inference", 3e-4 * n),
+                                      ("DiT", "training", 1e-6 * n ** 2), ("DiT", "inference", 4e-7 * n ** 2)):
+            rows.append(dict(family=family, mixer="pom" if family == "DiPoM" else "mha",
+                             model=f"{family}-S/2", mode=mode, resolution=side, latent_side=side // 8,
+                             tokens=n, seconds_per_image=seconds, peak_bytes=1000 * n, status="ok",
+                             depth=depth, batch=1, dtype="float32", optimizer=True, pom_path=pom_path,
+                             device="cpu:test"))
+    return pd.DataFrame(rows)
+
+
+def test_summarise_speed_slopes_and_crossover():
+    summary = summarise_speed(speed_rows())
+    assert summary["model_size"] == "S" and summary["patch"] == 2
+    assert summary["slopes"]["DiPoM/training"]["all_points"] == pytest.approx(1.0)
+    assert summary["slopes"]["DiT/inference"]["last_two_points"] == pytest.approx(2.0)
+    # 1e-3 n = 4e-7 n^2  <=>  n = 2500; side = 8 * patch * sqrt(n)
+    assert summary["crossover_tokens"] == pytest.approx(2500.0)
+    assert summary["crossover_resolution_px"] == pytest.approx(16 * 50.0)
+
+
+def test_speed_configurations_split_by_settings_not_by_family():
+    one = speed_rows()
+    assert len(speed_configurations(one)) == 1
+    both = pd.concat([one, speed_rows(depth=2), speed_rows(pom_path="reference")])
+    parts = speed_configurations(both)
+    assert len(parts) == 3 and all(len(p) == len(one) for p in parts)
+    with pytest.raises(ValueError, match="3 configurations"):
+        summarise_speed(both)
+    with pytest.raises(ValueError, match="seconds_per_image"):
+        speed_configurations(one.drop(columns="seconds_per_image"))
+
+
+# --- layout, loading, bad input --------------------------------------------------------------
+
+def test_find_results_any_depth_skipping_runs_and_the_output(tmp_path):
+    for folder in ("a/speed_cpu", "b/deeper/speed_cuda", "figures/speed", "scaling/runs/x"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "speed.csv").write_text("x\n1\n")
+    found = find_results(tmp_path, skip=tmp_path / "figures")
+    assert found["speed"] == [tmp_path / "a/speed_cpu", tmp_path / "b/deeper/speed_cuda"]
+    assert set(found) == set(KINDS)
+    with pytest.raises(FileNotFoundError, match="experiments/bench_state_memory.py"):
+        locate(tmp_path, "state_memory")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        locate(tmp_path, "nonsense")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_results(tmp_path / "missing")
+
+
+def test_load_table_names_the_file_and_the_missing_columns(tmp_path):
+    (tmp_path / "video_memory.csv").write_text("frames,mode\n1,sequential\n")
+    with pytest.raises(ValueError, match=r"video_memory.csv is not a video_memory result.*peak_mib"):
+        load_table(tmp_path, "video_memory")
+    with pytest.raises(FileNotFoundError, match="experiments/speed.py"):
+        load_table(tmp_path, "speed")
+
+
+def test_log_ticks_and_strip_check_their_arguments(tmp_path):
+    with plotting.style():
+        fig, axes = plotting.figure()
+        with pytest.raises(ValueError, match="axis must be"):
+            plotting.log_ticks(axes[0, 0], [1, 2], axis="z")
+        with pytest.raises(ValueError, match="labels: expected 2"):
+            plotting.log_ticks(axes[0, 0], [1, 2, 2], labels=["a"])
+        plotting.save(fig, tmp_path / "unused")
+    with pytest.raises(ValueError, match="rows"):
+        video_strip_figure({}, tmp_path / "strip")
+
+
+# --- make_figures on small real runs -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    """A results folder in the default layout, from small runs of every experiment script."""
+    root = tmp_path_factory.mktemp("results")
+    experiment("speed").main(["--resolutions", "32,64", "--repeats", "1", "--threads", "1",
+                              "--out", str(root / "speed_cpu")])
+    experiment("bench_state_memory").main(["--dim", "16", "--tokens-per-frame", "4", "--frames", "1,2,4",
+                                           "--repeats", "1", "--threads", "1",
+                                           "--out", str(root / "state_memory")])
+    experiment("video_memory").main(["--frames", "1,2", "--steps", "1", "--repeats", "1",
+                                     "--out", str(root / "video_memory")])
+    experiment("contextual_mapping").main(["--grids", "3:2:1", "--steps", "5", "--width", "8",
+                                           "--out", str(root / "theory")])
+    experiment("universal_approximation").main(["--tasks", "sort", "--steps", "3",
+                                                "--out", str(root / "theory")])
+    return root
+
+
+@pytest.mark.slow
+def test_make_figures_redraws_every_figure_from_the_results(results_dir, tmp_path):
+    out = tmp_path / "figures"
+    report = make_figures(results_dir, out)
+    made = report[report.status == "made"]
+    assert set(made.figure) == {f.name for f in FIGURES if f.kind != "scaling"}
+    skipped = report[report.status == "skipped"]
+    assert list(skipped.figure) == ["scaling"] and "scaling_laws.py" in skipped.detail.iloc[0]
+    expected = ["speed_cpu/speed", "state_memory/state_memory", "video_memory/video_memory",
+                "theory/contextual_mapping", "theory/universal_approximation_params",
+                "theory/universal_approximation_degree"]
+    for stem in expected:
+        for suffix in (".png", ".pdf"):
+            assert (out / f"{stem}{suffix}").stat().st_size > 1000
+    assert sorted(figure_paths(report)) == sorted(out / f"{s}.png" for s in expected)
+
+
+@pytest.mark.slow
+def test_make_figures_cli_reports_unreadable_results(results_dir, tmp_path):
+    broken = tmp_path / "results"
+    (broken / "speed_cpu").mkdir(parents=True)
+    (broken / "speed_cpu" / "speed.csv").write_text("family,mode\nDiT,training\n")
+    (broken / "theory").mkdir()
+    (broken / "theory" / "contextual_mapping.csv").write_bytes(
+        (results_dir / "theory" / "contextual_mapping.csv").read_bytes())
+    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "make_figures.py"), str(broken)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr             # a results file that could not be drawn
+    assert "is not a speed result" in run.stdout and "seconds_per_image" in run.stdout
+    assert (broken / "figures" / "theory" / "contextual_mapping.png").is_file()
+    assert "1 figure(s) made" in run.stdout
