@@ -1,0 +1,44 @@
+"""One entry point for every training set: load_dataset(name, ...) -> ImageDataset."""
+from __future__ import annotations
+
+import os
+
+from .cifar import CIFAR10_CLASSES, load_cifar10
+from .digits import NUM_CLASSES as DIGITS_CLASSES, load_digits
+from .images import ImageDataset, ImageFolder, TensorImageDataset, resize_square
+from .latents import LatentShards
+
+DATASETS = ("digits", "folder", "cifar10", "latents")
+DEFAULT_SIZE = {"digits": 16, "cifar10": 32, "folder": 256}
+
+
+def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str = "train",
+                 image_size: int | None = None, channels: int | None = None) -> ImageDataset:
+    """name: "digits" (embedded, default 16 px, 1 channel), "folder" (root/<class>/<images>,
+    default 256 px, 3 channels), "cifar10" (root holds cifar-10-batches-py, 32 px), or
+    "latents" (root made by experiments/encode_latents.py; size/channels come from it).
+    split: "train" or "heldout" (digits and cifar10; folders and latents are one split).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    if name in ("folder", "cifar10", "latents") and root is None:
+        raise ValueError(f"dataset {name!r} needs a root folder (--data-path)")
+    if name == "latents":
+        data = LatentShards(root)
+        if image_size not in (None, data.size) or channels not in (None, data.channels):
+            raise ValueError(f"latent set {str(root)!r} is {data.channels}x{data.size}x{data.size}; "
+                             f"got image_size={image_size}, channels={channels}")
+        return data
+    size = DEFAULT_SIZE[name] if image_size is None else image_size
+    if name == "folder":
+        return ImageFolder(root, size, 3 if channels is None else channels)
+    if name == "digits":
+        images, labels = load_digits(split, size, 1 if channels is None else channels)
+        return TensorImageDataset(images, labels, DIGITS_CLASSES, "digits")
+    images, labels = load_cifar10(root, split)
+    if channels == 1:
+        images = images.mean(1, keepdim=True)
+    elif channels not in (None, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    return TensorImageDataset(resize_square(images, size).clamp(0, 1), labels, CIFAR10_CLASSES,
+                              "cifar10")

@@ -1,0 +1,135 @@
+"""Image datasets as the models see them: pixels scaled to [-1, 1], integer class labels.
+
+Every dataset here is a torch Dataset of (image, label) with the attributes the trainer needs
+(num_classes, channels, size, kind, name). Small ones live in memory (`tensors`), which the
+trainer indexes directly; large ones (image folders, big latent sets) load per item.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..nn._checks import check_positive_int
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+
+
+def to_model_range(images01: Tensor) -> Tensor:
+    """[0, 1] pixels -> [-1, 1]."""
+    return images01 * 2.0 - 1.0
+
+
+def from_model_range(images: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] pixels (clamped)."""
+    return ((images + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def resize_square(images: Tensor, size: int) -> Tensor:
+    """Bilinear resize of (N, C, H, W) to size x size, antialiased when shrinking."""
+    if images.shape[-2:] == (size, size):
+        return images
+    shrink = size < min(images.shape[-2:])
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=shrink)
+
+
+class ImageDataset(Dataset):
+    """Base: (x, y) items with x (channels, size, size) in model space, y an int label."""
+
+    name: str = "images"
+    kind: str = "pixels"          # "pixels" ([-1, 1]) or "latents" (scaled VAE latents)
+    num_classes: int
+    channels: int
+    size: int
+
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor] | None:
+        """(all images, all labels) when the whole set is in memory, else None."""
+        return None
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self)} {self.kind} items, {self.channels}x{self.size}x{self.size}, "
+                f"{self.num_classes} classes")
+
+
+class TensorImageDataset(ImageDataset):
+    """An in-memory set: images in [0, 1] (N, C, H, W) are stored in model space [-1, 1]."""
+
+    def __init__(self, images01: Tensor, labels: Tensor, num_classes: int, name: str):
+        if images01.dim() != 4 or len(images01) != len(labels) or len(labels) == 0:
+            raise ValueError(f"{name}: need images (N, C, H, W) and N labels with N >= 1, got "
+                             f"{tuple(images01.shape)} and {tuple(labels.shape)}")
+        if images01.shape[-1] != images01.shape[-2]:
+            raise ValueError(f"{name}: images must be square, got {tuple(images01.shape[-2:])}")
+        self.images = to_model_range(images01.float()).contiguous()
+        self.labels = labels.long().contiguous()
+        self.num_classes, self.name = int(num_classes), name
+        self.channels, self.size = images01.shape[1], images01.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        return self.images, self.labels
+
+
+def _class_folders(root: Path) -> list[tuple[str, list[Path]]]:
+    classes = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                       and p.is_file() and not p.name.startswith("."))
+        if files:
+            classes.append((sub.name, files))
+    return classes
+
+
+class ImageFolder(ImageDataset):
+    """root/<class name>/<image files> (any depth below the class folder); classes are sorted
+    by name and numbered 0..C-1. Images are loaded lazily with Pillow, resized so the shorter
+    side is `size` (bicubic) and centre-cropped (ADM/DiT preprocessing), then scaled to [-1, 1]."""
+
+    def __init__(self, root: str | os.PathLike, size: int, channels: int = 3):
+        check_positive_int("image_size", size)
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
+        classes = _class_folders(root)
+        if not classes:
+            raise ValueError(f"no images found under {str(root)!r}: expected class subfolders "
+                             f"root/<class>/<image> with extensions {', '.join(IMAGE_EXTENSIONS)}")
+        self.class_names = [name for name, _ in classes]
+        self.files = [f for _, files in classes for f in files]
+        self.labels = torch.tensor([i for i, (_, files) in enumerate(classes) for _ in files])
+        self.num_classes, self.channels, self.size = len(classes), channels, size
+        self.name = f"folder:{root}"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        with Image.open(self.files[i]) as im:
+            im = im.convert("L" if self.channels == 1 else "RGB")
+            w, h = im.size
+            scale = self.size / min(w, h)
+            im = im.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))),
+                           Image.Resampling.BICUBIC, reducing_gap=3.0)
+            w, h = im.size
+            left, top = (w - self.size) // 2, (h - self.size) // 2
+            im = im.crop((left, top, left + self.size, top + self.size))
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+        x = torch.from_numpy(arr).reshape(self.size, self.size, self.channels).permute(2, 0, 1)
+        return to_model_range(x.contiguous()), self.labels[i]

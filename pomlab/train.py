@@ -1,0 +1,676 @@
+"""The training loop every experiment uses: flow matching or diffusion, EMA, checkpoints, DDP.
+
+    from pomlab.train import TrainConfig, Trainer, train
+    result = train(TrainConfig(model="DiPoM-S/2", scale="micro", steps=2000, out="runs/s2"))
+
+For sweeps (train to step N, evaluate, continue to step M):
+
+    trainer = Trainer(TrainConfig(..., out=dir), resume=True)   # resume=True: continue if dir has a checkpoint
+    for budget in (1000, 4000, 16000):
+        result = trainer.run(until=budget)                       # checkpoint written at `budget`
+        images = trainer.generate(labels, steps=50)              # EMA weights, [0, 1] pixels
+    trainer.close()
+
+Checkpoints (out/checkpoints/step_XXXXXXXX.pt, written atomically; the last `keep_checkpoints`
+are kept) hold the model, EMA, optimiser, step, every RNG state of every rank (torch, CUDA,
+numpy, python, the data sampler's generator), the model config and the training config, so a
+resumed run continues exactly as the uninterrupted one would have.
+
+DDP: launch with torchrun; each rank takes its own slice of every epoch (batch_size is the
+global batch, split over ranks); nccl on CUDA, gloo on CPU; rank 0 writes every file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .data import ImageDataset, ShardedBatchSampler, from_model_range, load_dataset
+from .diffusion import EMA, generate, make_process, shift_for_side
+from .io import atomic_to_csv, atomic_torch_save, atomic_write_json
+
+CHECKPOINT_FORMAT = "pomlab-train-v1"
+CHECKPOINT_DIR = "checkpoints"
+_CKPT_NAME = re.compile(r"^step_(\d{8})\.pt$")
+PRECISIONS = ("auto", "fp32", "bf16")
+# lr when TrainConfig.lr is None: DiT's constant 1e-4 at paper scale; the micro models on the
+# digits learn class-conditional samples within a few hundred steps at 2e-3 (see docs/training.md).
+DEFAULT_LR = {"paper": 1e-4, "micro": 2e-3}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (saved in every checkpoint and in out/config.json)."""
+
+    # model: pomlab.models.create(model, scale, **model_overrides); input_size, in_channels and
+    # num_classes always come from the dataset.
+    model: str = "DiPoM-S/2"
+    scale: str = "micro"
+    model_overrides: dict = field(default_factory=dict)
+    # data: see pomlab.data.load_dataset
+    dataset: str = "digits"
+    data_path: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    num_workers: int = 0
+    # objective: "flow" (rectified flow) or "diffusion" (epsilon, 1000 linear-beta steps);
+    # shift: flow-matching resolution shift, None (off), a number, or "auto" = sqrt(side / 32)
+    loss: str = "flow"
+    shift: float | str | None = None
+    # optimisation (DiT: AdamW lr 1e-4, no weight decay, batch 256, EMA 0.9999)
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float | None = None          # None: DEFAULT_LR[scale]
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup: int = 0
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.9999
+    ema_warmup: bool = True
+    seed: int = 0
+    precision: str = "auto"          # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+    device: str = "auto"             # auto: cuda:LOCAL_RANK when CUDA is available, else cpu
+    # outputs
+    out: str | None = None
+    log_every: int = 10
+    ckpt_every: int = 0              # 0: only at the end of each run(until)
+    keep_checkpoints: int = 2
+    sample_every: int = 0            # 0: no grids during training
+    sample_at_end: bool = True
+    sample_steps: int = 50
+    sample_method: str | None = None  # None: heun (flow) / ddim (diffusion)
+    sample_cfg: float | str = 1.0     # a number, or "paper" for w = 4 * image_side / 256
+    samples_per_class: int = 8
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+    def validate(self) -> "TrainConfig":
+        def positive(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+        def non_negative(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+
+        for name in ("steps", "batch_size", "log_every", "keep_checkpoints", "sample_steps",
+                     "samples_per_class"):
+            positive(name)
+        for name in ("warmup", "ckpt_every", "sample_every", "num_workers", "seed"):
+            non_negative(name)
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and
+                                        math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be None or a positive number, got {self.lr!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not (self.shift is None or self.shift == "auto" or
+                (isinstance(self.shift, (int, float)) and self.shift > 0)):
+            raise ValueError(f"shift must be None, 'auto' or a positive number, got {self.shift!r}")
+        if self.loss != "flow" and self.shift is not None:
+            raise ValueError("shift applies to the flow-matching loss only (loss='flow')")
+        if not (self.sample_cfg == "paper" or isinstance(self.sample_cfg, (int, float))):
+            raise ValueError(f"sample_cfg must be a number or 'paper', got {self.sample_cfg!r}")
+        return self
+
+
+@dataclass
+class TrainResult:
+    step: int
+    final_loss: float                   # mean training loss over the last logging interval
+    images_per_s: float                 # median over logging intervals (all ranks together)
+    history: list[dict]                 # one row per logging interval: step, loss, lr, ...
+    checkpoint: Path | None
+    samples: Path | None
+    out: Path | None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf."""
+
+
+# --- distributed setup --------------------------------------------------------------------
+
+def _distributed_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _pick_device(pref: str, local_rank: int) -> torch.device:
+    if pref == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(pref)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+def checkpoint_path(out: str | os.PathLike, step: int) -> Path:
+    return Path(out) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
+
+
+def list_checkpoints(out: str | os.PathLike) -> list[Path]:
+    """The checkpoints in out/checkpoints, oldest first."""
+    folder = Path(out) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _CKPT_NAME.match(p.name))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Read a checkpoint file (or a run folder's latest) with clear errors for broken files."""
+    path = Path(path)
+    if path.is_dir():
+        found = list_checkpoints(path)
+        if not found:
+            raise FileNotFoundError(f"no checkpoints under {str(path / CHECKPOINT_DIR)!r}")
+        path = found[-1]
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:   # zip reader / unpickler errors differ between torch versions
+        others = [p.name for p in list_checkpoints(path.parent.parent) if p != path]
+        hint = f"; other checkpoints there: {', '.join(others)}" if others else ""
+        raise ValueError(f"checkpoint {str(path)!r} is truncated or corrupt and cannot be read "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:200]}){hint}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a pomlab training checkpoint "
+                         f"(format {ckpt.get('format') if isinstance(ckpt, dict) else None!r}, "
+                         f"expected {CHECKPOINT_FORMAT!r})")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def load_trained(path: str | os.PathLike, *, ema: bool = True, device="cpu"):
+    """(model, process, config, step) from a checkpoint file or run folder; the EMA weights by default."""
+    from . import models
+
+    ckpt = load_checkpoint(path)
+    model = models.create(**ckpt["model_config"])
+    state = ckpt["ema"] if ema else ckpt["model"]
+    if ema:
+        state = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
+    model.load_state_dict(state)
+    process = make_process(**ckpt["process"])
+    return (model.to(device).eval(), process, TrainConfig.from_dict(ckpt["train_config"]),
+            ckpt["step"])
+
+
+def _rng_state(device: torch.device) -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- sample grids -------------------------------------------------------------------------
+
+def grid_image(samples: Tensor, rows: int, kind: str = "pixels", min_tile: int = 64) -> np.ndarray:
+    """(rows*cols, C, H, W) model-space samples -> uint8 (H', W', 3) grid, one row per class.
+
+    Latents (no VAE here) show their first three channels mapped from [-3, 3] to [0, 1].
+    """
+    x = from_model_range(samples) if kind == "pixels" else ((samples[:, :3] + 3) / 6).clamp(0, 1)
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    elif x.shape[1] == 2:
+        x = torch.cat([x, x[:, :1]], 1)
+    scale = max(1, math.ceil(min_tile / x.shape[-1]))
+    x = x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    n, c, h, w = x.shape
+    cols, pad = n // rows, max(1, scale)
+    canvas = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h,
+               pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
+    return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    from PIL import Image
+
+    from .io import atomic_write
+    return atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
+
+
+# --- one optimisation step ------------------------------------------------------------------
+
+def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, x: Tensor,
+                  y: Tensor, *, params: Sequence[Tensor], grad_clip: float | None = None,
+                  autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
+    """Loss, backward, clip, optimizer step. Returns (loss, grad norm) as device tensors (no sync)."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16,
+                        enabled=autocast_dtype is not None):
+        loss = process.loss(forward, x, y)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip is not None else None
+    optimizer.step()
+    return loss.detach(), norm
+
+
+# --- the trainer ------------------------------------------------------------------------------
+
+Callback = Callable[["Trainer", dict], None]
+
+
+class Trainer:
+    """A run: build or resume, then run(until=step) as many times as wanted.
+
+    model / dataset: optional ready-made objects (a model needs the attributes of
+    pomlab.models' image models: config, input_size, in_channels, num_classes); by default they
+    come from the config. resume: False (start fresh; refuses a folder that already has
+    checkpoints), True (continue from out's latest checkpoint when there is one), or a path.
+    callbacks: called as callback(trainer, row) after each logging interval on every rank.
+    """
+
+    def __init__(self, config: TrainConfig, *, model: nn.Module | None = None,
+                 dataset: ImageDataset | None = None, resume: bool | str | os.PathLike = False,
+                 progress: bool = True, callbacks: Sequence[Callback] = ()):
+        self.config = config.validate()
+        self.progress, self.callbacks = progress, list(callbacks)
+        self.rank, self.world_size, local_rank = _distributed_env()
+        self.device = _pick_device(config.device, local_rank)
+        self._owns_group = False
+        if self.world_size > 1 and not dist.is_initialized():
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self._owns_group = True
+        if config.batch_size % self.world_size:
+            raise ValueError(f"batch_size {config.batch_size} (global) is not divisible by the "
+                             f"{self.world_size} ranks")
+        self.out = Path(config.out) if config.out else None
+        self.is_main = self.rank == 0
+
+        self.data = dataset if dataset is not None else load_dataset(
+            config.dataset, root=config.data_path, split="train", image_size=config.image_size,
+            channels=config.channels)
+        _seed_all(config.seed)                                   # same initial weights on every rank
+        self.model = model if model is not None else self._build_model()
+        self._check_model_fits_data()
+        self.model.to(self.device)
+        if hasattr(self.model, "check_inputs"):
+            self.model.check_inputs = False                      # we make t and y; skip the host sync
+        self.process = self._build_process()
+        self.autocast_dtype = (torch.bfloat16 if config.precision == "bf16" or
+                               (config.precision == "auto" and self.device.type == "cuda") else None)
+        self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
+        self.lr = config.lr if config.lr is not None else DEFAULT_LR.get(config.scale, 1e-4)
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr,
+                                           betas=tuple(config.betas),
+                                           weight_decay=config.weight_decay, fused=fused or None)
+        self.forward = self.model
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if config.compile:
+            self.forward = torch.compile(self.forward)
+
+        self.sampler = ShardedBatchSampler(len(self.data), config.batch_size // self.world_size,
+                                           rank=self.rank, world_size=self.world_size,
+                                           seed=config.seed)
+        self._in_memory = self.data.tensors
+        if self._in_memory is not None:
+            self._in_memory = tuple(t.to(self.device) for t in self._in_memory)
+        self._loader_iter = None
+        self.step, self.history = 0, []
+        self.ema.update_parameters(self.model)                  # EMA starts as a copy (DiT)
+        _seed_all(config.seed * 1000003 + 1 + self.rank)         # per-rank noise and label dropout
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(config.seed * 1000003 + 1 + self.rank)
+
+        resume_from = self._resume_source(resume)
+        if resume_from is not None:
+            self.load_state(load_checkpoint(resume_from))
+        elif self.out is not None and self.is_main:
+            atomic_write_json(self.out / "config.json", {"train": config.to_dict(),
+                                                         "model": self.model_config,
+                                                         "process": self.process.config()})
+
+    # --- construction helpers ---
+
+    def _build_model(self) -> nn.Module:
+        from . import models
+
+        overrides = dict(self.config.model_overrides)
+        for key, value in (("input_size", self.data.size), ("in_channels", self.data.channels),
+                           ("num_classes", self.data.num_classes)):
+            if overrides.get(key, value) != value:
+                raise ValueError(f"model override {key}={overrides[key]} disagrees with the "
+                                 f"dataset ({self.data.describe()})")
+            overrides[key] = value
+        return models.create(self.config.model, scale=self.config.scale, **overrides)
+
+    def _check_model_fits_data(self) -> None:
+        m, d = self.model, self.data
+        if (m.in_channels, m.num_classes) != (d.channels, d.num_classes):
+            raise ValueError(f"model {getattr(m, 'name', type(m).__name__)} has in_channels="
+                             f"{m.in_channels}, num_classes={m.num_classes}; dataset "
+                             f"{d.describe()} needs {d.channels} and {d.num_classes}")
+        if getattr(m, "out_channels", m.in_channels) != m.in_channels:
+            raise ValueError("the model predicts extra channels (learn_sigma=True): the trainer "
+                             "uses plain MSE losses, build it with learn_sigma=False")
+
+    def _build_process(self):
+        cfg = self.config
+        if cfg.loss == "flow":
+            shift = shift_for_side(self.data.size) if cfg.shift == "auto" else cfg.shift
+            return make_process("flow", shift=shift)
+        return make_process(cfg.loss)
+
+    @property
+    def model_config(self) -> dict:
+        return dict(getattr(self.model, "config", {"class": type(self.model).__name__}))
+
+    def _resume_source(self, resume) -> Path | None:
+        if resume is False or resume is None:
+            if self.out is not None and list_checkpoints(self.out):
+                raise FileExistsError(f"{str(self.out)!r} already holds checkpoints: pass "
+                                      "resume=True (--resume) to continue, or choose a new --out")
+            return None
+        if resume is True:
+            if self.out is None:
+                raise ValueError("resume=True needs config.out (the run folder)")
+            found = list_checkpoints(self.out)
+            return found[-1] if found else None
+        return Path(resume)
+
+    # --- state ---
+
+    def _gather(self, obj) -> list:
+        if self.world_size == 1:
+            return [obj]
+        gathered = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def state_dict(self) -> dict:
+        """The full checkpoint (collective under DDP: every rank must call it)."""
+        return {
+            "format": CHECKPOINT_FORMAT, "step": self.step, "world_size": self.world_size,
+            "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self._gather(_rng_state(self.device)),
+            "sampler": self._gather(self.sampler.state_dict()),
+            "model_config": self.model_config, "train_config": self.config.to_dict(),
+            "process": self.process.config(), "history": list(self.history),
+        }
+
+    def load_state(self, ckpt: dict) -> None:
+        where = ckpt.get("path", "the checkpoint")
+        if ckpt["model_config"] != self.model_config:
+            diff = {k: (ckpt["model_config"].get(k), self.model_config.get(k))
+                    for k in set(ckpt["model_config"]) | set(self.model_config)
+                    if ckpt["model_config"].get(k) != self.model_config.get(k)}
+            raise ValueError(f"{where} was written for another model: (checkpoint, this run) "
+                             f"differ in {diff}")
+        if ckpt["process"] != self.process.config():
+            raise ValueError(f"{where} was trained with {ckpt['process']}, this run uses "
+                             f"{self.process.config()}")
+        if ckpt["world_size"] != self.world_size:
+            raise ValueError(f"{where} was written by {ckpt['world_size']} rank(s); resume it "
+                             f"with the same number (this run has {self.world_size})")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.ema.load_state_dict(ckpt["ema"])
+        except RuntimeError as err:
+            raise ValueError(f"{where} does not fit this model: {err}") from err
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.sampler.load_state_dict(ckpt["sampler"][self.rank])
+        _set_rng_state(ckpt["rng"][self.rank], self.device)
+        self.step, self.history = ckpt["step"], list(ckpt["history"])
+        self._loader_iter = None
+
+    def save_checkpoint(self) -> Path | None:
+        """Write out/checkpoints/step_N.pt atomically (rank 0); refuse non-finite weights."""
+        if self.out is None:
+            return None
+        bad = torch.tensor(0.0 if all(torch.isfinite(p).all() for p in self.model.parameters())
+                           else 1.0, device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(bad)
+        if bad.item():
+            raise NonFiniteLossError(f"the weights are not finite at step {self.step}; not "
+                                     "overwriting the last good checkpoint")
+        state = self.state_dict()
+        path = checkpoint_path(self.out, self.step)
+        if self.is_main:
+            atomic_torch_save(state, path)
+            for old in list_checkpoints(self.out)[:-self.config.keep_checkpoints]:
+                old.unlink()
+            self._write_metrics()
+        return path
+
+    def _write_metrics(self) -> None:
+        import pandas as pd
+        if self.history:
+            atomic_to_csv(pd.DataFrame(self.history), self.out / "metrics.csv")
+
+    # --- data ---
+
+    def _next_batch(self) -> tuple[Tensor, Tensor]:
+        if self._in_memory is not None:
+            idx = self.sampler.next_batch().to(self.device)
+            return self._in_memory[0][idx], self._in_memory[1][idx]
+        if self._loader_iter is None:
+            loader = torch.utils.data.DataLoader(
+                self.data, batch_sampler=self.sampler.remaining().tolist(),
+                num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                # its own generator: a loader made on resume must not draw from the global RNG
+                generator=torch.Generator().manual_seed(self.config.seed))
+            self._loader_iter = iter(loader)
+        x, y = next(self._loader_iter)
+        self.sampler.advance()
+        if self.sampler.position == 0:                           # epoch done: next loader
+            self._loader_iter = None
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    # --- training ---
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up over `warmup` steps, then constant (DiT)."""
+        if self.config.warmup == 0:
+            return self.lr
+        return self.lr * min(1.0, (step + 1) / self.config.warmup)
+
+    def _check_finite(self, bad: Tensor) -> None:
+        if self.world_size > 1:
+            dist.all_reduce(bad)
+        if bad.item():
+            last = list_checkpoints(self.out) if self.out is not None else []
+            raise NonFiniteLossError(
+                f"the training loss became NaN/inf by step {self.step}; last good checkpoint: "
+                f"{str(last[-1]) if last else 'none'} (it is kept). Lower the learning rate, "
+                "enable grad clipping, or check the data for NaN")
+
+    def run(self, until: int | None = None) -> TrainResult:
+        """Train until `self.step == until` (default config.steps); checkpoint and sample at the end."""
+        cfg = self.config
+        until = cfg.steps if until is None else until
+        if isinstance(until, bool) or not isinstance(until, int) or until < self.step:
+            raise ValueError(f"until must be an int >= the current step {self.step}, got {until!r}")
+        per_rank = cfg.batch_size // self.world_size
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        bar = None
+        if self.progress and self.is_main:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=until, initial=self.step, desc=getattr(self.model, "name", "train"),
+                       unit="step", dynamic_ncols=True)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        bad = torch.zeros((), device=self.device)
+        count, tick = 0, time.perf_counter()
+        try:
+            while self.step < until:
+                x, y = self._next_batch()
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr_at(self.step)
+                loss, _ = training_step(self.forward, self.process, self.optimizer, x, y,
+                                        params=params, grad_clip=cfg.grad_clip,
+                                        autocast_dtype=self.autocast_dtype)
+                self.ema.update_parameters(self.model)
+                self.step += 1
+                count += 1
+                loss_sum += loss
+                bad += (~torch.isfinite(loss)).float()
+                if bar is not None:
+                    bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == until:
+                    self._check_finite(bad)
+                    row = self._log_row(loss_sum, count, per_rank, time.perf_counter() - tick)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+                    for callback in self.callbacks:
+                        callback(self, row)
+                    loss_sum.zero_()
+                    count, tick = 0, None
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step != until:
+                    self.save_checkpoint()
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step != until:
+                    self.save_samples()
+                if tick is None:                                 # time only the training steps
+                    tick = time.perf_counter()
+        finally:
+            if bar is not None:
+                bar.close()
+        self._check_finite(bad)
+        ckpt = self.save_checkpoint()
+        samples = self.save_samples() if cfg.sample_at_end else None
+        if self.world_size > 1:
+            self.check_replicas()
+        rates = [r["images_per_s"] for r in self.history if r["images_per_s"] > 0]
+        return TrainResult(step=self.step, final_loss=self.history[-1]["loss"] if self.history
+                           else float("nan"), images_per_s=statistics.median(rates) if rates
+                           else float("nan"), history=list(self.history), checkpoint=ckpt,
+                           samples=samples, out=self.out)
+
+    def _log_row(self, loss_sum: Tensor, count: int, per_rank: int, seconds: float) -> dict:
+        mean = loss_sum / max(count, 1)
+        if self.world_size > 1:
+            dist.all_reduce(mean)
+            mean /= self.world_size
+        row = {"step": self.step, "loss": mean.item(), "lr": self.lr_at(self.step - 1),
+               "epoch": self.sampler.epoch,
+               "images_per_s": count * per_rank * self.world_size / seconds if seconds > 0 else 0.0,
+               "device": str(self.device), "world_size": self.world_size}
+        self.history.append(row)
+        return row
+
+    def check_replicas(self) -> None:
+        """Under DDP, raise if the ranks' weights differ (they must stay identical)."""
+        flat = torch.cat([p.detach().double().flatten() for p in self.model.parameters()])
+        summary = torch.stack([flat.sum(), flat.square().sum(), flat.abs().max()])
+        gathered = self._gather(summary.cpu())
+        if any(not torch.equal(gathered[0], g) for g in gathered[1:]):
+            raise RuntimeError(f"DDP replicas diverged at step {self.step}: {gathered}")
+
+    # --- sampling ---
+
+    def sample_cfg(self) -> float:
+        if self.config.sample_cfg == "paper":
+            from .diffusion import paper_guidance_scale
+            return paper_guidance_scale(self.data.size * getattr(self.model, "latent_scale", 1))
+        return float(self.config.sample_cfg)
+
+    def grid_labels(self) -> Tensor:
+        """One row per class (10 evenly spaced classes when there are more)."""
+        n = self.data.num_classes
+        classes = torch.arange(n) if n <= 10 else torch.linspace(0, n - 1, 10).round().long()
+        return classes.repeat_interleave(self.config.samples_per_class)
+
+    def generate(self, labels: Tensor, *, steps: int | None = None, method: str | None = None,
+                 cfg: float | None = None, seed: int = 0, ema: bool = True,
+                 batch_size: int = 256) -> Tensor:
+        """Samples for these labels: [0, 1] images for pixel data, scaled latents otherwise."""
+        x = generate(self.ema.module if ema else self.model, self.process, labels,
+                     steps=steps or self.config.sample_steps,
+                     method=method or self.config.sample_method,
+                     cfg=self.sample_cfg() if cfg is None else cfg, seed=seed,
+                     batch_size=batch_size, autocast_dtype=self.autocast_dtype)
+        return from_model_range(x) if self.data.kind == "pixels" else x
+
+    def save_samples(self) -> Path | None:
+        """A class-conditional grid (EMA weights, fixed noise) at out/samples/step_N.png (rank 0)."""
+        if self.out is None or not self.is_main:
+            return None
+        labels = self.grid_labels()
+        x = generate(self.ema.module, self.process, labels, steps=self.config.sample_steps,
+                     method=self.config.sample_method, cfg=self.sample_cfg(),
+                     seed=self.config.seed, autocast_dtype=self.autocast_dtype)
+        image = grid_image(x, rows=len(labels) // self.config.samples_per_class, kind=self.data.kind)
+        return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
+
+    def close(self) -> None:
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self._owns_group = False
+
+
+def train(config: TrainConfig, *, resume: bool | str | os.PathLike = False, progress: bool = True,
+          callbacks: Sequence[Callback] = (), model: nn.Module | None = None,
+          dataset: ImageDataset | None = None) -> TrainResult:
+    """Build (or resume) a run, train to config.steps, checkpoint, sample; see Trainer."""
+    trainer = Trainer(config, model=model, dataset=dataset, resume=resume, progress=progress,
+                      callbacks=callbacks)
+    try:
+        return trainer.run(config.steps)
+    finally:
+        trainer.close()
