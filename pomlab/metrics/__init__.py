@@ -1,0 +1,26 @@
+"""FID and Inception Score with two feature backends (see docs/metrics.md).
+
+- backend="digits": the project's small classifier for the embedded digits dataset (weights in
+  pomlab/metrics/weights/). Its numbers are digits-FID / digits-IS, never Inception FID.
+- backend="inception": the standard InceptionV3 through torch-fidelity/torchmetrics
+  (pip install 'pomlab[inception]'; weights from the torch hub cache, never downloaded).
+
+All functions take float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels.
+"""
+from .api import describe, evaluate, fid, inception_score, inception_score_with_std
+from .backends import (BACKENDS, INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, DigitsBackend,
+                       FeatureBackend, InceptionBackend, get_backend, inception_weights_path)
+from .extract import feature_statistics
+from .reference import (default_cache_dir, reference_datasets, reference_images,
+                        reference_label, reference_statistics, register_reference_dataset)
+from .sample_files import load_samples
+from .scores import FeatureStats, frechet_distance, inception_score_from_logits, stats_distance
+
+__all__ = [
+    "frechet_distance", "fid", "inception_score", "inception_score_with_std", "evaluate", "describe",
+    "reference_statistics", "feature_statistics", "FeatureStats", "stats_distance",
+    "inception_score_from_logits", "get_backend", "FeatureBackend", "DigitsBackend",
+    "InceptionBackend", "BACKENDS", "inception_weights_path", "INCEPTION_WEIGHTS_FILE",
+    "INCEPTION_WEIGHTS_URL", "register_reference_dataset", "reference_datasets",
+    "reference_images", "reference_label", "default_cache_dir", "load_samples",
+]

@@ -1,0 +1,95 @@
+"""FID, IS and the one-call evaluation used by training runs and sweeps."""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from .backends import FeatureBackend, get_backend
+from .extract import extract
+from .images import check_images
+from .reference import reference_statistics
+from .scores import inception_score_from_logits, stats_distance
+
+
+def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
+        batch_size: int | None = None, device: str | torch.device | None = None,
+        weights: str | os.PathLike | None = None, progress: bool = False) -> float:
+    """FID between two sets of float images (N, C, H, W) in [0, 1] (any size, 1 or 3 channels;
+    the backend resizes to its own input). backend="digits" gives digits-FID (the project's
+    classifier), never Inception FID; backend="inception" gives the standard Inception FID."""
+    backend = get_backend(backend, weights=weights, device=device)
+    real_stats, _ = extract(real, backend, name="real", logits=False, batch_size=batch_size,
+                            progress=progress)
+    fake_stats, _ = extract(fake, backend, name="fake", logits=False, batch_size=batch_size,
+                            progress=progress)
+    return stats_distance(real_stats, fake_stats)
+
+
+def inception_score_with_std(images: Tensor, backend: str | FeatureBackend = "digits", *,
+                             splits: int = 10, seed: int = 0, batch_size: int | None = None,
+                             device: str | torch.device | None = None,
+                             weights: str | os.PathLike | None = None, progress: bool = False
+                             ) -> tuple[float, float]:
+    """(mean, std) of the Inception Score over `splits` seeded random splits, from the backend's
+    logits (digits backend: digits-IS, at most 10 = the class count)."""
+    backend = get_backend(backend, weights=weights, device=device)
+    _, logits = extract(images, backend, batch_size=batch_size, progress=progress, warn_rank=False)
+    return inception_score_from_logits(logits, splits=splits, seed=seed)
+
+
+def inception_score(images: Tensor, backend: str | FeatureBackend = "digits", **kwargs) -> float:
+    """The mean Inception Score (see inception_score_with_std for the arguments and the std)."""
+    return inception_score_with_std(images, backend, **kwargs)[0]
+
+
+def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
+             backend: str | FeatureBackend = "digits", *, size: int | None = None,
+             splits: int = 10, seed: int = 0, cache: bool = True,
+             cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
+             device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
+             progress: bool = False) -> dict:
+    """FID against cached reference statistics and IS of `fake`, in one pass over the samples.
+
+    The reference images are loaded at `size` pixels (default: the side of the fake images, so a
+    model trained on 16x16 digits is compared with the 16x16 data). Returns a flat dict:
+    fid, is_mean, is_std, fid_name / is_name (e.g. "digits-FID"), backend, backend_tag, n_fake,
+    n_real, reference ("digits:train@16"), image_size, is_splits, feature_dim.
+    """
+    fake = check_images("fake", fake, min_count=2)
+    if size is None:
+        if fake.shape[-1] != fake.shape[-2]:
+            raise ValueError(f"fake images are not square ({fake.shape[-2]}x{fake.shape[-1]}): "
+                             "pass size= for the reference images")
+        size = int(fake.shape[-1])
+    backend = get_backend(backend, weights=weights, device=device)
+    ref = reference_statistics(reference, split, size, backend, cache=cache, cache_dir=cache_dir,
+                               batch_size=batch_size, progress=progress)
+    stats, logits = extract(fake, backend, name="fake", batch_size=batch_size, progress=progress)
+    is_mean, is_std = inception_score_from_logits(logits, splits=splits, seed=seed)
+    return {
+        "fid": stats_distance(ref, stats),
+        "is_mean": is_mean,
+        "is_std": is_std,
+        "fid_name": backend.fid_name,
+        "is_name": backend.is_name,
+        "backend": backend.name,
+        "backend_tag": backend.cache_tag,
+        "n_fake": stats.n,
+        "n_real": ref.n,
+        "reference": ref.source,
+        "image_size": f"{fake.shape[-2]}x{fake.shape[-1]}",
+        "is_splits": splits,
+        "feature_dim": backend.num_features,
+    }
+
+
+def describe(result: dict) -> str:
+    """Two labelled lines for an evaluate() result, e.g. for logs and the command line."""
+    std = "" if result["is_std"] != result["is_std"] else f" ± {result['is_std']:.3f}"
+    return (f"{result['fid_name']} = {result['fid']:.4f}  ({result['n_fake']} fake "
+            f"{result['image_size']} vs {result['reference']}, {result['n_real']} real; "
+            f"backend {result['backend_tag']})\n"
+            f"{result['is_name']} = {result['is_mean']:.4f}{std}  ({result['n_fake']} fake, "
+            f"{result['is_splits']} splits)")

@@ -1,0 +1,185 @@
+"""Feature backends: the networks whose features give FID and whose logits give IS.
+
+- "digits": the project's small digits classifier (weights committed in the package). Its numbers
+  are digits-FID / digits-IS: meaningful for comparing models on the embedded digits dataset,
+  never comparable with Inception FID.
+- "inception": the standard InceptionV3 of the FID/IS literature (torch-fidelity's port of the
+  2015-12-05 TensorFlow weights) through torchmetrics, with the TF1-compatible resize
+  (antialias=False) that reference evaluators use. Optional extra: pip install 'pomlab[inception]'.
+
+A backend is an nn.Module mapping float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels,
+to features (N, num_features), so it can be handed to torchmetrics' FrechetInceptionDistance as a
+custom feature module; `head` maps features to logits (and `classifier()` images to logits, for
+torchmetrics' InceptionScore).
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ._files import file_sha256
+from .digits_classifier import DEFAULT_WEIGHTS, INPUT_SIZE, load_classifier
+from .images import resize, to_grey, to_rgb
+
+BACKENDS = ("digits", "inception")
+
+# torch-fidelity's release of the InceptionV3 FID weights; torch.hub caches them under this name.
+INCEPTION_WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                         "weights-inception-2015-12-05-6726825d.pth")
+INCEPTION_WEIGHTS_FILE = INCEPTION_WEIGHTS_URL.rsplit("/", 1)[1]
+
+
+class FeatureBackend(nn.Module):
+    """Base class. Subclasses set the attributes below, `head`, and implement forward."""
+
+    name: str                  # "digits" | "inception"
+    fid_name: str              # how its FID is labelled, e.g. "digits-FID"
+    is_name: str
+    description: str
+    num_features: int          # torchmetrics reads this instead of probing with a dummy image
+    num_classes: int
+    default_batch_size: int
+    preprocess_version = 1     # bump when preprocessing changes: invalidates cached statistics
+    weights_path: Path
+    weights_sha256: str        # hashed when loaded, so a later change of the file cannot mislabel
+    head: nn.Module
+
+    def train(self, mode: bool = True) -> "FeatureBackend":
+        return super().train(False)           # a metric network never leaves eval mode
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def cache_tag(self) -> str:
+        """Identifies the exact feature map: name, preprocessing version, weights' sha256."""
+        return f"{self.name}-p{self.preprocess_version}-{self.weights_sha256[:16]}"
+
+    def classifier(self) -> nn.Module:
+        """images -> logits, e.g. for torchmetrics' InceptionScore(feature=...)."""
+        return nn.Sequential(self, self.head)
+
+
+class DigitsBackend(FeatureBackend):
+    name = "digits"
+    fid_name = "digits-FID"
+    is_name = "digits-IS"
+    description = "pomlab digits classifier (16x16 grey CNN), not Inception"
+    default_batch_size = 512
+
+    def __init__(self, weights: str | os.PathLike | None = None):
+        super().__init__()
+        self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        self.model = load_classifier(self.weights_path)
+        self.weights_sha256 = file_sha256(self.weights_path)
+        self.model.requires_grad_(False)
+        self.num_features = self.model.num_features
+        self.num_classes = self.model.num_classes
+        self.head = self.model.head
+        self.eval()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.features(resize(to_grey(images), INPUT_SIZE))
+
+
+class _UnbiasedLogits(nn.Module):
+    """Inception's fc without its bias: the "logits_unbiased" that torchmetrics/torch-fidelity
+    use for the Inception Score."""
+
+    def __init__(self, fc: nn.Linear):
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features.to(self.fc.weight.dtype) @ self.fc.weight.T
+
+
+class InceptionBackend(FeatureBackend):
+    name = "inception"
+    fid_name = "Inception-FID"
+    is_name = "Inception-IS"
+    description = "InceptionV3 (torch-fidelity 2015-12-05 weights, TF1 resize, antialias=False)"
+    num_features = 2048
+    num_classes = 1008
+    default_batch_size = 64
+
+    def __init__(self, weights: str | os.PathLike | None = None):
+        super().__init__()
+        require_torch_fidelity()
+        self.weights_path = inception_weights_path(weights)
+        self.weights_sha256 = file_sha256(self.weights_path)
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                      feature_extractor_weights_path=str(self.weights_path),
+                                      antialias=False)
+        self.head = _UnbiasedLogits(self.net.fc)
+        self.eval()
+
+    def forward(self, images: Tensor) -> Tensor:
+        # Quantise as saving to PNG would; the network resizes to 299 itself (TF1 bilinear).
+        pixels = (to_rgb(images) * 255).round().to(torch.uint8)
+        return self.net(pixels)
+
+
+def require_torch_fidelity() -> None:
+    """Import torch-fidelity (and so torchvision), or say which extra to install."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except Exception as error:      # ImportError, or torchvision failing against this torch build
+        raise ImportError(
+            "the 'inception' metric backend needs the optional extra: pip install 'pomlab[inception]' "
+            "(torch-fidelity and a torchvision matching your torch build); importing torch_fidelity "
+            f"failed with {type(error).__name__}: {error}") from error
+
+
+def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
+    """The InceptionV3 weights file: `weights` if given, else torch hub's checkpoints cache
+    (torch.hub.get_dir()/checkpoints, i.e. $TORCH_HOME/hub/checkpoints). Never downloads."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"InceptionV3 weights file not found: {path} (get it from "
+                                    f"{INCEPTION_WEIGHTS_URL})")
+        return path
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / INCEPTION_WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"InceptionV3 FID weights not found: expected the file {INCEPTION_WEIGHTS_FILE} in "
+            f"{folder} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it). pomlab never "
+            f"downloads them at run time: on a connected machine fetch {INCEPTION_WEIGHTS_URL} "
+            f"and place it at {path}, or pass its path explicitly (weights=... / --weights).")
+    return path
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def get_backend(backend: str | FeatureBackend = "digits", *, weights: str | os.PathLike | None = None,
+                device: str | torch.device | None = None) -> FeatureBackend:
+    """A ready (eval-mode, cached per name/weights/device) backend; instances pass through
+    (moved to `device` when one is given)."""
+    if isinstance(backend, FeatureBackend):
+        return backend if device is None else backend.to(device)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} or a FeatureBackend, got {backend!r}")
+    device = torch.device(device) if device is not None else default_device()
+    if backend == "inception":
+        require_torch_fidelity()                     # first: the extra, then the weights file
+        weights = inception_weights_path(weights)
+    else:
+        weights = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+    return _load_backend(backend, str(Path(weights).resolve()), str(device))
+
+
+@lru_cache(maxsize=8)
+def _load_backend(name: str, weights: str, device: str) -> FeatureBackend:
+    cls = DigitsBackend if name == "digits" else InceptionBackend
+    return cls(weights).to(device)

@@ -1,0 +1,127 @@
+"""Reference statistics (mean/covariance of real features), cached on disk per dataset and backend.
+
+Cache folder: $POMLAB_CACHE/metrics, else ~/.cache/pomlab/metrics. A file's name carries a key
+hashed from the backend's cache tag (name, preprocessing version, weights' sha256), the dataset,
+split, image size and the images' own bytes, so a retrained classifier, other weights, another
+split or size, or changed data never reuse stale statistics. Files are written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.digits import NATIVE_SIZE as DIGITS_NATIVE_SIZE, SPLITS as DIGITS_SPLITS, load_digits
+from ._files import atomic_write
+from .backends import FeatureBackend, get_backend
+from .extract import extract
+from .scores import FeatureStats
+
+CACHE_FORMAT = 1
+
+
+def _digits_images(split: str, size: int) -> Tensor:
+    return load_digits(split, size=size)[0]
+
+
+# name -> (loader(split, size) -> float images (N, C, size, size) in [0, 1], native size, splits)
+_DATASETS: dict[str, tuple[Callable[[str, int], Tensor], int, tuple[str, ...]]] = {
+    "digits": (_digits_images, DIGITS_NATIVE_SIZE, DIGITS_SPLITS),
+}
+
+
+def register_reference_dataset(name: str, loader: Callable[[str, int], Tensor], *,
+                               native_size: int, splits: tuple[str, ...]) -> None:
+    """Make a dataset usable as `reference=name`: loader(split, size) returns its real images."""
+    if not isinstance(name, str) or not name or any(c in name for c in ":@/\\"):
+        raise ValueError(f"name must be a non-empty string without ':@/\\', got {name!r}")
+    _DATASETS[name] = (loader, int(native_size), tuple(splits))
+
+
+def reference_datasets() -> tuple[str, ...]:
+    return tuple(_DATASETS)
+
+
+def reference_label(reference: str, split: str, size: int) -> str:
+    """How results name their reference set: dataset:split@size, e.g. digits:train@16."""
+    return f"{reference}:{split}@{size}"
+
+
+def reference_images(reference: str = "digits", split: str = "train", size: int | None = None
+                     ) -> Tensor:
+    """The real images of a registered dataset at `size` pixels (None: its native size)."""
+    if reference not in _DATASETS:
+        raise ValueError(f"reference must be one of {reference_datasets()}, got {reference!r} "
+                         "(register others with register_reference_dataset)")
+    loader, native_size, splits = _DATASETS[reference]
+    if split not in splits:
+        raise ValueError(f"split must be one of {splits} for {reference!r}, got {split!r}")
+    size = native_size if size is None else size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    return loader(split, size)
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("POMLAB_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "pomlab") / "metrics"
+
+
+def _cache_key(backend: FeatureBackend, reference: str, split: str, images: Tensor) -> str:
+    fields = {"format": CACHE_FORMAT, "backend": backend.cache_tag, "reference": reference,
+              "split": split, "shape": list(images.shape), "dtype": str(images.dtype),
+              "images_sha256": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _load_cached(path: Path, key: str) -> FeatureStats | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("key") != key:
+                return None
+            return FeatureStats(mu=data["mu"].astype(np.float64), sigma=data["sigma"].astype(np.float64),
+                                n=int(data["n"]), backend=meta["backend"], source=meta["source"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        warnings.warn(f"ignoring unreadable cached statistics {path} ({error}); recomputing",
+                      UserWarning, stacklevel=3)
+        return None
+
+
+def reference_statistics(reference: str = "digits", split: str = "train", size: int | None = None,
+                         backend: str | FeatureBackend = "digits", *, cache: bool = True,
+                         cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
+                         device: str | torch.device | None = None,
+                         weights: str | os.PathLike | None = None, progress: bool = False
+                         ) -> FeatureStats:
+    """Mean and covariance of `backend` features of a reference set, from the disk cache when a
+    matching file exists (else computed and, with cache=True, stored). size: pixels at which the
+    real images are loaded before the backend's own resize (None: the dataset's native size)."""
+    backend = get_backend(backend, weights=weights, device=device)
+    images = reference_images(reference, split, size)
+    source = reference_label(reference, split, images.shape[-1])
+    key = _cache_key(backend, reference, split, images)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}.npz"
+    if cache and path.is_file():
+        stats = _load_cached(path, key)
+        if stats is not None:
+            return stats
+    stats, _ = extract(images, backend, name=f"reference {source}", logits=False,
+                       batch_size=batch_size, progress=progress)
+    stats = replace(stats, source=source)
+    if cache:
+        meta = json.dumps({"key": key, "backend": stats.backend, "source": source, "n": stats.n,
+                           "format": CACHE_FORMAT})
+        atomic_write(path, lambda handle: np.savez(handle, mu=stats.mu, sigma=stats.sigma,
+                                                   n=np.int64(stats.n), meta=np.array(meta)))
+    return stats
