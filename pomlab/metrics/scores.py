@@ -134,7 +134,9 @@ def inception_score_from_logits(logits, splits: int = 10, seed: int = 0) -> tupl
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         warnings.filterwarnings("ignore", message=".*degrees of freedom.*")     # std of 1 split
-        metric = InceptionScore(feature=nn.Identity(), splits=splits)
+        # sync_on_compute=False: a local computation, even inside a DDP process group (else
+        # torchmetrics waits for the other ranks to compute too)
+        metric = InceptionScore(feature=nn.Identity(), splits=splits, sync_on_compute=False)
         metric.update(logits.detach().to(device="cpu", dtype=torch.float64))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
