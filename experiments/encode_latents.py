@@ -17,21 +17,8 @@ import _bootstrap  # noqa: F401
 import torch
 from tqdm.auto import tqdm
 
-from pomlab.data import DATASETS, SD_VAE_SCALE_FACTOR, LatentShardWriter, encode_images, load_dataset
-
-
-def load_vae(source: str, subfolder: str | None = None):
-    try:
-        from diffusers import AutoencoderKL
-    except ImportError as err:
-        raise ImportError("encoding latents needs diffusers: pip install diffusers safetensors "
-                          "(or pip install 'pomlab[latents]')") from err
-    try:
-        return AutoencoderKL.from_pretrained(source, subfolder=subfolder)
-    except OSError as err:
-        raise FileNotFoundError(f"could not load a VAE from {source!r} (a hub id such as "
-                                f"stabilityai/sd-vae-ft-ema, or a local save_pretrained folder): "
-                                f"{err}") from err
+from pomlab.data import (DATASETS, SD_VAE_SCALE_FACTOR, LatentShardWriter, encode_images,
+                         load_dataset, load_vae)
 
 
 def main(argv=None):

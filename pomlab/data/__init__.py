@@ -6,10 +6,10 @@ from .digits import NUM_CLASSES as DIGITS_NUM_CLASSES, load_digits
 from .images import (ImageDataset, ImageFolder, TensorImageDataset, from_model_range,
                      to_model_range)
 from .latents import (SD_VAE_SCALE_FACTOR, LatentShards, LatentShardWriter, decode_latents,
-                      encode_images)
+                      encode_images, load_vae)
 from .sampler import ShardedBatchSampler
 
 __all__ = ["load_digits", "DIGITS_NUM_CLASSES", "load_dataset", "DATASETS", "load_cifar10",
            "ImageDataset", "ImageFolder", "TensorImageDataset", "to_model_range",
            "from_model_range", "LatentShards", "LatentShardWriter", "encode_images",
-           "decode_latents", "SD_VAE_SCALE_FACTOR", "ShardedBatchSampler"]
+           "decode_latents", "load_vae", "SD_VAE_SCALE_FACTOR", "ShardedBatchSampler"]

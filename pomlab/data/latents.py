@@ -164,3 +164,19 @@ def encode_images(vae, images: Tensor, scale_factor: float = SD_VAE_SCALE_FACTOR
 def decode_latents(vae, latents: Tensor, scale_factor: float = SD_VAE_SCALE_FACTOR) -> Tensor:
     """Scaled latents -> images in [-1, 1] with the same VAE."""
     return vae.decode(latents / scale_factor).sample.clamp(-1.0, 1.0)
+
+
+def load_vae(source: str, subfolder: str | None = None):
+    """A diffusers AutoencoderKL from a hub id (e.g. stabilityai/sd-vae-ft-ema) or a local
+    save_pretrained folder; used to encode latents and to decode samples for pixel metrics."""
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError as err:
+        raise ImportError("the VAE (encoding or decoding latents) needs diffusers: pip install "
+                          "diffusers safetensors (or pip install 'pomlab[latents]')") from err
+    try:
+        return AutoencoderKL.from_pretrained(source, subfolder=subfolder)
+    except OSError as err:
+        raise FileNotFoundError(f"could not load a VAE from {source!r} (a hub id such as "
+                                f"stabilityai/sd-vae-ft-ema, or a local save_pretrained folder): "
+                                f"{err}") from err

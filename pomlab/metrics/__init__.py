@@ -14,11 +14,12 @@ from .extract import feature_statistics
 from .reference import (default_cache_dir, reference_datasets, reference_images,
                         reference_label, reference_statistics, register_reference_dataset)
 from .sample_files import load_samples
-from .scores import FeatureStats, frechet_distance, inception_score_from_logits, stats_distance
+from .scores import (FeatureStats, frechet_distance, inception_score_from_logits, pool_statistics,
+                     stats_distance)
 
 __all__ = [
     "frechet_distance", "fid", "inception_score", "inception_score_with_std", "evaluate", "describe",
-    "reference_statistics", "feature_statistics", "FeatureStats", "stats_distance",
+    "reference_statistics", "feature_statistics", "FeatureStats", "stats_distance", "pool_statistics",
     "inception_score_from_logits", "get_backend", "FeatureBackend", "DigitsBackend",
     "InceptionBackend", "BACKENDS", "inception_weights_path", "INCEPTION_WEIGHTS_FILE",
     "INCEPTION_WEIGHTS_URL", "register_reference_dataset", "reference_datasets",

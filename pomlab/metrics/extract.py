@@ -40,7 +40,8 @@ def extract(images: Tensor, backend: FeatureBackend, *, name: str = "images", lo
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     device = backend.device
-    accumulator = FrechetInceptionDistance(feature=_GivenFeatures(backend.num_features)).to(device)
+    accumulator = FrechetInceptionDistance(feature=_GivenFeatures(backend.num_features),
+                                           sync_on_compute=False).to(device)   # local, even under DDP
     all_logits = []
     for start in tqdm(range(0, len(images), batch_size), disable=not progress,
                       desc=f"{backend.name} features ({name})"):

@@ -78,6 +78,26 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return max(distance, 0.0)       # the true value is >= 0; a negative one is round-off
 
 
+def pool_statistics(parts, source: str = "") -> FeatureStats:
+    """The statistics of the union of disjoint image sets from each set's FeatureStats (exact up
+    to round-off): features of large sample sets can then be computed chunk by chunk, or on
+    several ranks, without holding every image or feature at once."""
+    parts = list(parts)
+    if not parts or not all(isinstance(p, FeatureStats) for p in parts):
+        raise TypeError("parts must be a non-empty sequence of FeatureStats")
+    if len({p.backend for p in parts}) != 1 or len({p.dim for p in parts}) != 1:
+        raise ValueError("pooled statistics must come from one backend and feature dimension, got "
+                         f"{sorted({(p.backend, p.dim) for p in parts})}")
+    if any(p.n < 2 for p in parts):
+        raise ValueError(f"every part needs at least 2 samples, got {[p.n for p in parts]}")
+    n = sum(p.n for p in parts)
+    mu = sum(p.n * p.mu for p in parts) / n
+    # Scatter about the pooled mean: sum of each part's scatter plus its mean's offset.
+    scatter = sum((p.n - 1) * p.sigma + p.n * np.outer(p.mu - mu, p.mu - mu) for p in parts)
+    return FeatureStats(mu=mu, sigma=scatter / (n - 1), n=n, backend=parts[0].backend,
+                        source=source or parts[0].source)
+
+
 def stats_distance(a: FeatureStats, b: FeatureStats) -> float:
     """frechet_distance of two FeatureStats, refusing stats from different backends."""
     if a.backend and b.backend and a.backend != b.backend:
@@ -114,7 +134,9 @@ def inception_score_from_logits(logits, splits: int = 10, seed: int = 0) -> tupl
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         warnings.filterwarnings("ignore", message=".*degrees of freedom.*")     # std of 1 split
-        metric = InceptionScore(feature=nn.Identity(), splits=splits)
+        # sync_on_compute=False: a local computation, even inside a DDP process group (else
+        # torchmetrics waits for the other ranks to compute too)
+        metric = InceptionScore(feature=nn.Identity(), splits=splits, sync_on_compute=False)
         metric.update(logits.detach().to(device="cpu", dtype=torch.float64))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

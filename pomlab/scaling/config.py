@@ -1,0 +1,203 @@
+"""What a scaling sweep is: the models (mixer x size), how long they train, when and how they are
+evaluated, and the defaults of the two scales.
+
+"micro": the micro model family on the embedded digits, digits-FID/IS, sized so that S, B, L and
+XL for both mixers train and evaluate on 2 CPU cores in about a quarter of an hour.
+"paper": the DiT paper's sizes on VAE latents (ImageNet 256), Inception FID/IS, on GPUs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ..data import DATASETS
+from ..metrics import BACKENDS
+from ..models.registry import FAMILIES, PATCHES, SCALES, SIZES
+from ..train import PRECISIONS
+
+MIXERS = ("pom", "mha")
+FAMILY_OF = {mixer: family for family, mixer in FAMILIES.items()}      # "pom" -> "DiPoM"
+SETTINGS_FORMAT = "pomlab-scaling-v1"
+
+# Defaults per scale (the CLI's and SweepConfig.for_scale's).
+SCALE_DEFAULTS = {
+    # 600 steps of batch 64 = 27 epochs of the 1437 digits; evaluation at 5 log-spaced steps
+    # (38 ... 600), 500 samples each with Heun, 10 steps (20 model calls per sample). lr 4e-3:
+    # twice pomlab.train's micro default, which these short runs need (measured: DiT-S/2 digits-FID
+    # 626 -> 352 and DiT-B/2 374 -> 194 at step 400 on 300 samples; DiPoM-XL/2 stable).
+    "micro": dict(dataset="digits", backend="digits", steps=600, batch_size=64, lr=4e-3,
+                  eval_points=5,
+                  eval_every=None, fid_samples=500, sample_steps=10, eval_chunk=250,
+                  ckpt_every=0, out="results/scaling"),
+    # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples (DiT's scaling
+    # figures use FID-50K; raise --fid-samples for final numbers), 50 Heun steps.
+    "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256, lr=None,
+                  eval_points=None, eval_every=50_000, fid_samples=10_000, sample_steps=50,
+                  eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper"),
+}
+
+# Fields that may differ between invocations writing into one --out (they do not change any
+# number in results.csv except the device column): which models run, where, how often
+# checkpoints are written (resuming is exact).
+COMPATIBLE_FIELDS = ("sizes", "mixers", "out", "device", "ckpt_every")
+
+
+def model_name(mixer: str, size: str, patch: int) -> str:
+    """("pom", "S", 2) -> "DiPoM-S/2"."""
+    return f"{FAMILY_OF[mixer]}-{size}/{patch}"
+
+
+def run_folder_name(mixer: str, size: str, patch: int) -> str:
+    """A file-system name for one model's run: "DiPoM-S-2"."""
+    return model_name(mixer, size, patch).replace("/", "-")
+
+
+def log_spaced_steps(steps: int, points: int) -> tuple[int, ...]:
+    """`points` evaluation steps ending at `steps`, each half the next (steps/2^(points-1), ...,
+    steps/2, steps): evenly spaced in log compute, which is what the log-log fit wants."""
+    _check_int("steps", steps)
+    _check_int("eval_points", points)
+    found = sorted({max(1, round(steps / 2 ** k)) for k in range(points)})
+    return tuple(found)
+
+
+def every_steps(steps: int, every: int) -> tuple[int, ...]:
+    """every, 2*every, ..., and always the final step."""
+    _check_int("steps", steps)
+    _check_int("eval_every", every)
+    return tuple(sorted(set(range(every, steps + 1, every)) | {steps}))
+
+
+def _check_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _parse_list(name: str, value, allowed: tuple) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else tuple(value)
+    if not items or any(v not in allowed for v in items) or len(set(items)) != len(items):
+        raise ValueError(f"{name} must be distinct values from {', '.join(allowed)} "
+                         f"(comma-separated), got {value!r}")
+    return tuple(v for v in allowed if v in items)        # canonical order: S, B, L, XL / pom, mha
+
+
+@dataclass
+class SweepConfig:
+    """One scaling sweep. Every (mixer, size) model is trained through pomlab.train with the same
+    data, optimiser and seed, and evaluated (EMA weights, fixed noise and labels) at eval_steps.
+    Build it with SweepConfig.for_scale(scale, ...) to get the scale's defaults."""
+
+    sizes: tuple[str, ...] = SIZES
+    mixers: tuple[str, ...] = MIXERS
+    scale: str = "micro"
+    patch: int = 2
+    model_overrides: dict = field(default_factory=dict)   # for every model, e.g. {"depth": 1}
+    # data (pomlab.data.load_dataset)
+    dataset: str = "digits"
+    data_path: str | None = None
+    image_size: int | None = None
+    # training (pomlab.train.TrainConfig)
+    steps: int = 600
+    batch_size: int = 64
+    lr: float | None = None               # None: pomlab.train's per-scale default
+    warmup: int = 0
+    ema_decay: float = 0.9999
+    loss: str = "flow"
+    seed: int = 0
+    precision: str = "auto"
+    # evaluation
+    eval_steps: tuple[int, ...] = field(default_factory=lambda: log_spaced_steps(600, 5))
+    fid_samples: int = 500
+    sample_steps: int = 10
+    sample_method: str | None = None      # None: heun (flow) / ddim (diffusion)
+    cfg: float = 1.0
+    backend: str = "digits"
+    backend_weights: str | None = None    # None: the built-in digits classifier / hub cache
+    reference: str = "data"               # "data" (the training set) or a stats/images file
+    reference_samples: int | None = None  # real images for "data" references (None: all / fid_samples)
+    vae: str | None = None                # latents only; None: the VAE named in meta.json
+    eval_chunk: int = 250                 # samples per noise seed (fixed: results do not depend
+                                          # on how many processes share the sampling)
+    sample_batch: int = 256
+    # where and how
+    device: str = "auto"
+    ckpt_every: int = 0
+    out: str = "results/scaling"
+
+    @classmethod
+    def for_scale(cls, scale: str = "micro", *, eval_every: int | None = None,
+                  eval_points: int | None = None, **overrides) -> "SweepConfig":
+        """The scale's defaults (SCALE_DEFAULTS), then `overrides`; the evaluation steps come
+        from eval_every (linear) or eval_points (log-spaced) unless eval_steps is given."""
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        d = dict(SCALE_DEFAULTS[scale])
+        every, points = d.pop("eval_every"), d.pop("eval_points")
+        if eval_every is not None:
+            every, points = eval_every, None
+        elif eval_points is not None:
+            every, points = None, eval_points
+        d.update(overrides, scale=scale)
+        if "eval_steps" not in overrides:
+            d["eval_steps"] = (every_steps(d["steps"], every) if every is not None
+                               else log_spaced_steps(d["steps"], points))
+        return cls(**d).validate()
+
+    def validate(self) -> "SweepConfig":
+        self.sizes = _parse_list("sizes", self.sizes, SIZES)
+        self.mixers = _parse_list("mixers", self.mixers, MIXERS)
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if self.patch not in PATCHES:
+            raise ValueError(f"patch must be one of {PATCHES}, got {self.patch!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "digits" and self.dataset != "digits":
+            raise ValueError(f"backend 'digits' scores the embedded digits only; dataset "
+                             f"{self.dataset!r} needs backend='inception'")
+        if self.dataset in ("latents", "folder", "cifar10") and not self.data_path:
+            hint = (" (a latent folder made by experiments/encode_latents.py)"
+                    if self.dataset == "latents" else "")
+            raise ValueError(f"dataset {self.dataset!r} needs data_path / --data-path{hint}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("steps", "batch_size", "fid_samples", "sample_steps", "eval_chunk",
+                     "sample_batch"):
+            _check_int(name, getattr(self, name))
+        if self.fid_samples < 2 or self.eval_chunk < 2:
+            raise ValueError("fid_samples and eval_chunk must be at least 2 (a covariance needs "
+                             f"2 samples), got {self.fid_samples} and {self.eval_chunk}")
+        if self.reference_samples is not None:
+            _check_int("reference_samples", self.reference_samples)
+        for name in ("warmup", "seed", "ckpt_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if not (isinstance(self.cfg, (int, float)) and math.isfinite(self.cfg) and self.cfg >= 0):
+            raise ValueError(f"cfg must be a number >= 0 (1 = no guidance), got {self.cfg!r}")
+        steps = tuple(self.eval_steps)
+        if (not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
+                or list(steps) != sorted(set(steps)) or steps[-1] != self.steps):
+            raise ValueError(f"eval_steps must be increasing positive ints ending at steps="
+                             f"{self.steps}, got {self.eval_steps!r}")
+        self.eval_steps = steps
+        if not isinstance(self.model_overrides, dict):
+            raise TypeError(f"model_overrides must be a dict, got {type(self.model_overrides).__name__}")
+        return self
+
+    def models(self) -> list[tuple[str, str]]:
+        """The (mixer, size) pairs of this sweep."""
+        return [(mixer, size) for mixer in self.mixers for size in self.sizes]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for key in ("sizes", "mixers", "eval_steps"):
+            d[key] = list(d[key])
+        return d
+
+    def settings(self) -> dict:
+        """Everything that changes a number in results.csv (what one --out must agree on)."""
+        return {k: v for k, v in self.to_dict().items() if k not in COMPATIBLE_FIELDS}

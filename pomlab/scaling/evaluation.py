@@ -1,0 +1,182 @@
+"""FID and IS of a Trainer's samples, deterministic and independent of how many ranks share it.
+
+The fid_samples samples are cut into fixed chunks of about eval_chunk; chunk i draws its noise
+from seed `chunk_seed(seed, i)` and its labels are the balanced sequence 0, 1, ..., C-1, 0, ...
+(sample j has label j mod C), with the EMA weights. Under DDP the ranks take the chunks in turn
+and rank 0 pools the per-chunk feature statistics (pomlab.metrics.pool_statistics) and logits,
+so every rank count gives the same numbers up to round-off, and no rank ever holds all samples.
+Latent samples are decoded to pixels with the VAE before the metric backend sees them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ..data import decode_latents, from_model_range, load_vae
+from ..io import atomic_write
+from ..metrics import (FeatureStats, get_backend, inception_score_from_logits, load_samples,
+                       pool_statistics, reference_statistics, stats_distance)
+from ..metrics.extract import extract
+from ..metrics.scores import warn_if_rank_deficient
+from .config import SweepConfig
+
+IS_SPLITS = 10          # the usual 10 splits (fewer when there are fewer samples)
+
+
+def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) of max(1, n // chunk) near-equal chunks: every chunk holds at least
+    min(n, chunk) >= 2 samples, so each has a covariance."""
+    count = max(1, n // chunk)
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """The noise seed of evaluation chunk `index` (the same for every model and step)."""
+    return seed * 100_003 + index
+
+
+def balanced_labels(start: int, stop: int, num_classes: int) -> Tensor:
+    return torch.arange(start, stop) % num_classes
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Evaluator:
+    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks); every rank must call it.
+
+    reference: "data" is the training set (the embedded digits: pomlab.metrics' cached
+    statistics of digits:train; other sets: reference_samples images drawn with the sweep's
+    seed, decoded, cached under cache_dir); or a path: an .npz holding `mu` and `sigma`
+    (precomputed statistics of this backend, e.g. ADM's ImageNet reference batch) or images
+    (a folder of PNGs or an .npz of images, pomlab.metrics.load_samples).
+    """
+
+    def __init__(self, config: SweepConfig, trainer, *, cache_dir: str | os.PathLike | None = None):
+        self.config, self.trainer = config, trainer
+        self.rank, self.world = _world()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.backend = get_backend(config.backend, weights=config.backend_weights,
+                                   device=trainer.device)
+        self._vae = None
+        # Only rank 0 scores; the others just sample.
+        self.reference = self._reference_statistics() if self.rank == 0 else None
+
+    # --- pixels ---
+
+    def _vae_model(self):
+        if self._vae is None:
+            meta = getattr(self.trainer.data, "meta", {})
+            source = self.config.vae or meta.get("vae")
+            if not source:
+                raise ValueError("decoding latent samples needs a VAE: the latent folder's "
+                                 "meta.json names none; pass vae= / --vae (hub id or folder)")
+            self._vae = load_vae(source).to(self.trainer.device).eval()
+        return self._vae
+
+    def decode(self, latents: Tensor, batch_size: int = 32) -> Tensor:
+        """Scaled latents -> [0, 1] pixels on the CPU, through the VAE."""
+        vae, scale = self._vae_model(), self.trainer.data.scale_factor
+        out = [from_model_range(decode_latents(vae, part.to(self.trainer.device), scale)).float().cpu()
+               for part in latents.split(batch_size)]
+        return torch.cat(out)
+
+    def to_pixels(self, x: Tensor, *, model_space: bool) -> Tensor:
+        """Samples or data items as [0, 1] pixels. model_space: pixels still in [-1, 1]
+        (data items; Trainer.generate already maps its pixel samples to [0, 1])."""
+        if self.trainer.data.kind == "latents":
+            return self.decode(x)
+        return from_model_range(x) if model_space else x
+
+    # --- reference ---
+
+    def _reference_statistics(self) -> FeatureStats:
+        cfg, data = self.config, self.trainer.data
+        if cfg.reference == "data" and cfg.dataset == "digits":
+            return reference_statistics("digits", "train", data.size, self.backend)
+        if cfg.reference != "data":
+            return self._statistics_from_file(Path(cfg.reference).expanduser())
+        count = min(len(data), cfg.reference_samples or cfg.fid_samples)
+        key = {"dataset": cfg.dataset, "data_path": str(cfg.data_path), "size": data.size,
+               "count": count, "seed": cfg.seed, "backend": self.backend.cache_tag,
+               "vae": cfg.vae or getattr(data, "meta", {}).get("vae")}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        path = (self.cache_dir / f"{cfg.dataset}-{self.backend.name}-{digest}.npz"
+                if self.cache_dir is not None else None)
+        if path is not None and path.is_file():
+            with np.load(path, allow_pickle=False) as f:
+                return FeatureStats(mu=f["mu"], sigma=f["sigma"], n=int(f["n"]),
+                                    backend=self.backend.cache_tag, source=str(f["source"]))
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))[:count]
+        parts = []
+        for start, stop in chunk_bounds(count, cfg.eval_chunk):
+            items = torch.stack([data[int(i)][0] for i in order[start:stop]])
+            parts.append(extract(self.to_pixels(items, model_space=True), self.backend,
+                                 name="reference", logits=False, warn_rank=False)[0])
+        stats = pool_statistics(parts, source=f"{cfg.dataset}:train[{count} random, seed {cfg.seed}]")
+        if path is not None:
+            atomic_write(path, lambda f: np.savez(f, mu=stats.mu, sigma=stats.sigma,
+                                                  n=np.int64(stats.n), source=np.array(stats.source)))
+        return stats
+
+    def _statistics_from_file(self, path: Path) -> FeatureStats:
+        if not path.exists():
+            raise FileNotFoundError(f"reference {str(path)!r} does not exist (give an .npz with "
+                                    "mu and sigma, an .npz of images or a folder of PNGs)")
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                if "mu" in f and "sigma" in f:
+                    n = int(f["n"]) if "n" in f else (len(f["arr_0"]) if "arr_0" in f else 0)
+                    if f["mu"].shape[-1] != self.backend.num_features:
+                        raise ValueError(f"{path} holds {f['mu'].shape[-1]}-dimensional statistics; "
+                                         f"the {self.backend.name} backend has "
+                                         f"{self.backend.num_features} features")
+                    return FeatureStats(mu=f["mu"].astype(np.float64),
+                                        sigma=f["sigma"].astype(np.float64), n=n, source=path.name)
+        images = load_samples(path)
+        return extract(images, self.backend, name="reference", logits=False,
+                       source=path.name)[0]
+
+    # --- samples ---
+
+    def __call__(self, trainer=None) -> dict | None:
+        trainer = trainer or self.trainer
+        cfg = self.config
+        chunks = chunk_bounds(cfg.fid_samples, cfg.eval_chunk)
+        parts = []
+        for index in range(self.rank, len(chunks), self.world):
+            start, stop = chunks[index]
+            labels = balanced_labels(start, stop, trainer.data.num_classes)
+            x = trainer.generate(labels, steps=cfg.sample_steps, method=cfg.sample_method,
+                                 cfg=float(cfg.cfg), seed=chunk_seed(cfg.seed, index),
+                                 batch_size=cfg.sample_batch)
+            stats, logits = extract(self.to_pixels(x, model_space=False), self.backend,
+                                    name=f"samples[{start}:{stop}]", warn_rank=False)
+            parts.append((index, stats, logits))
+        if self.world > 1:
+            gathered = [None] * self.world
+            dist.all_gather_object(gathered, parts)
+            parts = [p for rank_parts in gathered for p in rank_parts]
+        if self.rank != 0:
+            return None
+        parts.sort(key=lambda p: p[0])
+        fake = pool_statistics([p[1] for p in parts], source="samples")
+        warn_if_rank_deficient("samples", fake.n, self.backend.num_features)
+        is_mean, is_std = inception_score_from_logits(torch.cat([p[2] for p in parts]),
+                                                      splits=min(IS_SPLITS, fake.n),
+                                                      seed=cfg.seed)
+        return {"fid_name": self.backend.fid_name, "fid": stats_distance(self.reference, fake),
+                "is_name": self.backend.is_name, "is_mean": is_mean, "is_std": is_std,
+                "n_fake": fake.n, "n_real": self.reference.n, "reference": self.reference.source,
+                "backend_tag": self.backend.cache_tag}

@@ -1,0 +1,153 @@
+"""The files of a sweep folder, written so that kills, restarts and concurrent jobs are safe.
+
+    OUT/sweep.json              the settings every job writing into OUT must share
+    OUT/runs/<model>/evals.csv  one row per finished evaluation of that model (only its own job
+                                writes it, atomically, after each evaluation)
+    OUT/runs/<model>/timings.csv  wall-clock and CPU seconds per evaluation (not compared)
+    OUT/runs/<model>/checkpoints, metrics.csv, config.json   pomlab.train's run folder
+    OUT/results.csv, OUT/timings.csv   merges of the per-run files (idempotent, atomic, locked)
+
+Every write is atomic (temporary file + os.replace); read-modify-write steps on shared files hold
+an exclusive lock on OUT/.lock, so separate processes (torchrun jobs for different sizes) can
+share OUT.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import atomic_to_csv, atomic_write_json
+from ..models.registry import FAMILIES, SIZES, parse_name
+from .config import MIXERS, SETTINGS_FORMAT, SweepConfig
+
+RESULTS_FILE = "results.csv"
+TIMINGS_FILE = "timings.csv"
+SETTINGS_FILE = "sweep.json"
+RUNS_DIR = "runs"
+RUN_EVALS = "evals.csv"
+RUN_TIMINGS = "timings.csv"
+
+# One row per evaluation; every number is labelled with what produced it.
+RESULT_COLUMNS = [
+    "model", "scale", "mixer", "size", "patch", "dataset", "backend", "fid_name", "fid",
+    "is_name", "is_mean", "is_std", "n_fake", "n_real", "reference", "step", "batch_size",
+    "images_seen", "gflops_per_image", "train_compute_gflops", "sample_steps", "sample_method",
+    "cfg", "seed", "device",
+]
+# Wall-clock facts depend on the machine's load: kept out of results.csv.
+TIMING_COLUMNS = [
+    "model", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
+    "resumed_from", "threads", "jobs", "world_size", "device",
+]
+
+
+# Rows are read back and rewritten many times: floats must survive exactly. pandas >= 3 parses
+# them exactly by default (and deprecates the option); 2.x needs float_precision="round_trip".
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_csv(path, **_EXACT_FLOATS)
+
+
+@contextlib.contextmanager
+def folder_lock(out: str | os.PathLike):
+    """An exclusive advisory lock on OUT/.lock (fcntl; on systems without it, no lock)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:                                   # not POSIX: single-job use only
+        yield
+        return
+    with open(out / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_settings(out: str | os.PathLike, config: SweepConfig) -> None:
+    """Record config's settings in OUT/sweep.json, or refuse when OUT holds another sweep's."""
+    path = Path(out) / SETTINGS_FILE
+    wanted = json.loads(json.dumps(config.settings()))
+    with folder_lock(out):
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored.get("format") != SETTINGS_FORMAT:
+                raise ValueError(f"{path} is not a pomlab scaling sweep ({stored.get('format')!r})")
+            have = stored["settings"]
+            diff = {k: (have.get(k), wanted.get(k)) for k in sorted(set(have) | set(wanted))
+                    if have.get(k) != wanted.get(k)}
+            if diff:
+                lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+                raise ValueError(f"{str(out)!r} holds a sweep with other settings ({lines}). "
+                                 "Results of different settings are never mixed: use the same "
+                                 "arguments (sizes and mixers may differ) or another --out")
+            return
+        atomic_write_json(path, {"format": SETTINGS_FORMAT, "settings": wanted})
+
+
+def run_dir(out: str | os.PathLike, folder: str) -> Path:
+    return Path(out) / RUNS_DIR / folder
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a CSV written here (floats read back exactly), [] when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return read_csv(path).to_dict("records")
+
+
+def write_row(path: str | os.PathLike, row: dict, columns: list[str]) -> None:
+    """Add (or replace, same model and step) one row of a per-run CSV, atomically."""
+    rows = [r for r in read_rows(path) if (r["model"], r["step"]) != (row["model"], row["step"])]
+    rows.append(row)
+    frame = pd.DataFrame(rows, columns=columns).sort_values("step", kind="stable")
+    atomic_to_csv(frame, path)
+
+
+def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mixers (PoM, MHA), then sizes S..XL, patch and step: one order for every merge."""
+    if frame.empty:
+        return frame
+
+    def model_key(name):
+        family, size, patch = parse_name(name)
+        return (MIXERS.index(FAMILIES[family]), SIZES.index(size), patch)
+
+    keys = [(*model_key(m), int(s)) for m, s in zip(frame["model"], frame["step"])]
+    order = sorted(range(len(frame)), key=keys.__getitem__)
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _merge_file(out: Path, name: str, per_run: str, columns: list[str]) -> pd.DataFrame:
+    parts = [read_csv(p) for p in sorted((out / RUNS_DIR).glob(f"*/{per_run}"))]
+    parts = [p for p in parts if not p.empty]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    frame = sort_rows(frame[columns] if not frame.empty else frame)
+    atomic_to_csv(frame, out / name)
+    return frame
+
+
+def merge_results(out: str | os.PathLike) -> pd.DataFrame:
+    """Rebuild OUT/results.csv and OUT/timings.csv from every run's files (under the lock;
+    idempotent, so any job may run it at any time). Returns the results frame."""
+    out = Path(out)
+    with folder_lock(out):
+        _merge_file(out, TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS)
+        return _merge_file(out, RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)
+
+
+def load_results(out: str | os.PathLike) -> pd.DataFrame:
+    """OUT/results.csv as a frame (floats exact)."""
+    path = Path(out) / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {RESULTS_FILE} in {str(out)!r}: run the sweep first")
+    return read_csv(path)

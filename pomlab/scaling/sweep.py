@@ -1,0 +1,375 @@
+"""Run a scaling sweep: train every (mixer, size) through pomlab.train, evaluate FID/IS at the
+evaluation steps, write the rows, merge, fit and plot. Resumable and safe to share (see results).
+
+    from pomlab.scaling import SweepConfig, run_sweep
+    result = run_sweep(SweepConfig.for_scale("micro", sizes="S,B", out="results/scaling"))
+
+Parallelism: on CPU, `jobs` worker processes (default min(2, cores)) with `threads` torch threads
+each (default 1: tiny models run faster on one thread, and one process per core uses them all);
+on GPUs, one worker per visible device. Under torchrun (WORLD_SIZE > 1) the models run one after
+another, each trained with DDP over all ranks and sampled by all ranks together.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import random
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from ..benchmark import device_label
+from ..metrics import get_backend
+from ..models.registry import SIZES
+from ..train import TrainConfig, Trainer
+from .compute import gflops_per_image, images_seen, training_compute_gflops
+from .config import SweepConfig, model_name, run_folder_name
+from .evaluation import Evaluator
+from .fits import write_fits
+from .plots import plot_scaling
+from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
+                      merge_results, read_rows, run_dir, write_row)
+
+FITS_JSON = "fits.json"
+FITS_CSV = "fits.csv"
+LOG_EVERY = 10                # training steps between progress reports (and loss log rows)
+
+Report = Callable[[dict], None]
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    results: pd.DataFrame       # results.csv (every model in OUT, not only this call's)
+    fits: dict | None           # fits.json's content
+    figures: list[Path]
+    evaluations: int            # evaluations done by this call (0: everything was already there)
+
+
+def train_config(config: SweepConfig, mixer: str, size: str, device: str | None = None) -> TrainConfig:
+    """The pomlab.train configuration of one model of the sweep."""
+    return TrainConfig(
+        model=model_name(mixer, size, config.patch), scale=config.scale,
+        model_overrides=dict(config.model_overrides), dataset=config.dataset,
+        data_path=config.data_path, image_size=config.image_size, loss=config.loss,
+        steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
+        ema_decay=config.ema_decay, seed=config.seed, precision=config.precision,
+        device=device or config.device, log_every=LOG_EVERY, ckpt_every=config.ckpt_every,
+        sample_at_end=False, sample_steps=config.sample_steps, sample_method=config.sample_method,
+        sample_cfg=float(config.cfg),
+        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch))))
+
+
+def pending_steps(config: SweepConfig, mixer: str, size: str) -> list[int]:
+    """The evaluation steps of one model without a row in its evals.csv."""
+    folder = run_dir(config.out, run_folder_name(mixer, size, config.patch))
+    done = {int(r["step"]) for r in read_rows(folder / RUN_EVALS)}
+    return [s for s in config.eval_steps if s not in done]
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device):
+    """Evaluation must not move any RNG the training uses, so that an evaluated-then-continued
+    run equals one resumed from the checkpoint written before the evaluation."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+
+
+def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None = None,
+              report: Report | None = None, callbacks: Sequence = (), jobs: int = 1) -> int:
+    """Train one model to each pending evaluation step and evaluate it there; returns the number
+    of evaluations done. Resumes from the run folder's last checkpoint. Every rank calls it."""
+    pending = pending_steps(config, mixer, size)
+    if not pending:
+        return 0
+    name = model_name(mixer, size, config.patch)
+    report = report or (lambda event: None)
+
+    def on_log(trainer, row):
+        if trainer.is_main:
+            report({"kind": "step", "model": name, "step": row["step"]})
+
+    trainer = Trainer(train_config(config, mixer, size, device), resume=True, progress=False,
+                      callbacks=[on_log, *callbacks])
+    folder = trainer.out
+    resumed_from = trainer.step
+    report({"kind": "start", "model": name, "step": trainer.step})
+    try:
+        with preserved_rng(trainer.device):     # building a metric network draws random weights
+            evaluator = Evaluator(config, trainer, cache_dir=Path(config.out) / "reference")
+        gflops = gflops_per_image(trainer.model)
+        label = device_label(trainer.device) + (f" x{trainer.world_size} ranks"
+                                                if trainer.world_size > 1 else "")
+        for step in pending:
+            if trainer.step > step:
+                raise RuntimeError(
+                    f"{str(folder)!r} has trained to step {trainer.step}, past its unfinished "
+                    f"evaluation at step {step} (was its evals.csv removed?); delete that run "
+                    "folder to redo this model")
+            wall, cpu = time.perf_counter(), time.process_time()
+            trainer.run(until=step)
+            train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
+            wall, cpu = time.perf_counter(), time.process_time()
+            with preserved_rng(trainer.device):
+                metrics = evaluator(trainer)
+            eval_wall, eval_cpu = time.perf_counter() - wall, time.process_time() - cpu
+            if trainer.is_main:
+                seen = images_seen(step, config.batch_size)
+                row = {"model": name, "scale": config.scale, "mixer": mixer, "size": size,
+                       "patch": config.patch, "dataset": config.dataset, "backend": config.backend,
+                       **{k: metrics[k] for k in ("fid_name", "fid", "is_name", "is_mean",
+                                                  "is_std", "n_fake", "n_real", "reference")},
+                       "step": step, "batch_size": config.batch_size, "images_seen": seen,
+                       "gflops_per_image": gflops,
+                       "train_compute_gflops": training_compute_gflops(gflops, seen),
+                       "sample_steps": config.sample_steps,
+                       "sample_method": config.sample_method or trainer.process.default_method,
+                       "cfg": float(config.cfg), "seed": config.seed, "device": label}
+                timing = {"model": name, "step": step, "train_seconds": train_wall,
+                          "eval_seconds": eval_wall, "train_cpu_seconds": train_cpu,
+                          "eval_cpu_seconds": eval_cpu, "resumed_from": resumed_from,
+                          "threads": torch.get_num_threads(), "jobs": jobs,
+                          "world_size": trainer.world_size, "device": label}
+                write_row(folder / RUN_TIMINGS, timing, TIMING_COLUMNS)
+                write_row(folder / RUN_EVALS, row, RESULT_COLUMNS)   # last: the row means "done"
+                report({"kind": "eval", **row})
+            resumed_from = None
+            if trainer.world_size > 1:
+                dist.barrier()
+    finally:
+        trainer.close()
+    return len(pending)
+
+
+# --- worker processes ---------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(threads: int, devices, events) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["device"] = devices.get() if devices is not None else None
+    _WORKER["events"] = events
+
+
+def _run_in_worker(config: SweepConfig, mixer: str, size: str, jobs: int) -> int:
+    return run_model(config, mixer, size, device=_WORKER["device"],
+                     report=_WORKER["events"].put, jobs=jobs)
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+def _distributed() -> tuple[int, int, int]:
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_jobs(device: torch.device) -> int:
+    """CPU: one worker per core, at most 2 (the tiny models are memory-bound); CUDA: one per GPU
+    (all GPUs when no index is given)."""
+    if device.type == "cuda":
+        return torch.cuda.device_count() if device.index is None else 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _ordered(config: SweepConfig) -> list[tuple[str, str]]:
+    """Largest models first (XL ... S, DiPoM before DiT: the costlier of each size), so parallel
+    workers finish together."""
+    return sorted(config.models(), key=lambda ms: (-SIZES.index(ms[1]), ms[0] != "pom"))
+
+
+def _on_rank0_then_share(fn, rank: int, world: int):
+    """Run fn on rank 0; under DDP every rank raises rank 0's exception."""
+    error = None
+    if rank == 0:
+        try:
+            fn()
+        except Exception as exc:          # shared below, so no rank is left waiting
+            error = exc
+    if world > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise error
+
+
+class _Progress:
+    """One tqdm bar over every pending training step; evaluation lines printed above it."""
+
+    def __init__(self, config: SweepConfig, models, enabled: bool, log):
+        from tqdm.auto import tqdm
+
+        self.last = {}
+        self.log = log
+        total = sum(config.steps - max([0] + [s for s in config.eval_steps
+                                              if s not in pending_steps(config, m, z)])
+                    for m, z in models)
+        self.bar = tqdm(total=total, unit="step", desc="sweep", disable=not enabled,
+                        dynamic_ncols=True)
+
+    def __call__(self, event: dict) -> None:
+        model = event["model"]
+        if event["kind"] == "start":
+            self.last.setdefault(model, event["step"])
+            self.last[model] = max(self.last[model], event["step"])
+        elif event["kind"] == "step":
+            self.bar.update(max(0, event["step"] - self.last.get(model, 0)))
+            self.last[model] = event["step"]
+        elif event["kind"] == "eval":
+            line = (f"{model} step {event['step']} ({event['train_compute_gflops']:.3g} GFLOPs): "
+                    f"{event['fid_name']} {event['fid']:.3f}, {event['is_name']} "
+                    f"{event['is_mean']:.3f}")
+            (self.log if self.bar.disable else self.bar.write)(line)
+
+    def close(self):
+        self.bar.close()
+
+
+def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Path]]:
+    """Merge every run's rows into results.csv, fit (fits.json, fits.csv) and plot
+    (scaling.png/pdf). Idempotent: any job may call it at any time."""
+    out = Path(out)
+    results = merge_results(out)
+    if results.empty:
+        return results, None, []
+    fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
+    return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
+
+
+def preflight(config: SweepConfig) -> str:
+    """Fail before any training when the data or the metric backend is missing; returns the
+    backend's FID name."""
+    if config.dataset == "latents" and not (Path(config.data_path) / "meta.json").is_file():
+        raise FileNotFoundError(f"{config.data_path!r} is not a latent folder (no meta.json): "
+                                "encode the images first with experiments/encode_latents.py "
+                                "and pass the folder as --data-path")
+    if config.dataset in ("folder", "cifar10") and not Path(config.data_path).exists():
+        raise FileNotFoundError(f"--data-path {config.data_path!r} does not exist")
+    if config.reference != "data" and not Path(config.reference).expanduser().exists():
+        raise FileNotFoundError(f"reference {config.reference!r} does not exist")
+    backend = get_backend(config.backend, weights=config.backend_weights, device="cpu")
+    return f"{backend.fid_name}/{backend.is_name}"
+
+
+def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | None = None,
+              progress: bool = True, callbacks: Sequence = (), log: Callable[[str], None] = print
+              ) -> SweepResult:
+    """Run (or resume) the sweep into config.out; see the module doc. callbacks go to every
+    Trainer (in-process runs only, i.e. jobs=1 or under torchrun)."""
+    config.validate()
+    out = Path(config.out)
+    rank, world, local_rank = _distributed()
+    device = resolve_device(config.device)
+    owns_group = False
+    if world > 1:
+        jobs = 1
+        if not dist.is_initialized():
+            if device.type == "cuda":
+                torch.cuda.set_device(local_rank)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            owns_group = True
+    jobs = jobs or default_jobs(device)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int, got {jobs!r}")
+    if callbacks and jobs > 1:
+        raise ValueError("callbacks run inside the training loop: they need jobs=1")
+    threads = threads or (1 if device.type == "cpu" else max(1, (os.cpu_count() or 1) // jobs))
+    names = {}
+
+    def check():
+        names["metric"] = preflight(config)
+        check_settings(out, config)
+
+    _on_rank0_then_share(check, rank, world)
+    models = [ms for ms in _ordered(config) if pending_steps(config, *ms)]
+    jobs = min(jobs, max(1, len(models)))
+    is_main = rank == 0
+    if is_main:
+        log(f"scaling sweep: scale={config.scale} dataset={config.dataset} "
+            f"backend={config.backend} ({names.get('metric')}) device={device_label(device)}"
+            f"{f' x{world} ranks' if world > 1 else ''} jobs={jobs} threads/job={threads}")
+        log(f"  models {', '.join(model_name(m, s, config.patch) for m, s in config.models())}"
+            f" ({config.scale} scale); {len(models)} with pending evaluations; steps "
+            f"{config.steps} x batch {config.batch_size}; evaluations at steps "
+            f"{list(config.eval_steps)} on {config.fid_samples} samples ({config.sample_steps} "
+            f"sampling steps, cfg {config.cfg}); out {out}")
+    bar = _Progress(config, models, progress and is_main, log if is_main else (lambda s: None))
+    done = 0
+    try:
+        if jobs == 1:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                for mixer, size in models:
+                    done += run_model(config, mixer, size, report=bar, callbacks=callbacks)
+                    if is_main:
+                        merge_results(out)
+            finally:
+                torch.set_num_threads(previous)
+                if is_main:                        # interrupted too: results.csv shows the rows
+                    merge_results(out)
+        else:
+            done = _run_parallel(config, models, jobs, threads, device, bar)
+    finally:
+        bar.close()
+        if world > 1 and owns_group:
+            dist.barrier()
+    try:
+        if not is_main:
+            return SweepResult(out, pd.DataFrame(), None, [], done)
+        results, fits, figures = finalize(out)
+        return SweepResult(out, results, fits, figures, done)
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
+
+
+def _run_parallel(config, models, jobs, threads, device, report) -> int:
+    context = multiprocessing.get_context("spawn")     # fork + torch threads can deadlock
+    with context.Manager() as manager:
+        events = manager.Queue()
+        devices = None
+        if device.type == "cuda":
+            devices = manager.Queue()
+            for index in range(jobs):
+                devices.put(f"cuda:{index}")
+        done, errors = 0, []
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                                 initargs=(threads, devices, events)) as pool:
+            futures = {pool.submit(_run_in_worker, config, m, s, jobs): model_name(m, s, config.patch)
+                       for m, s in models}
+            remaining = set(futures)
+            while remaining:
+                finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
+                while not events.empty():
+                    report(events.get())
+                for future in finished:
+                    try:
+                        done += future.result()
+                    except Exception as exc:          # let the other models finish first
+                        errors.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
+                    merge_results(config.out)
+        while not events.empty():
+            report(events.get())
+    if errors:
+        raise RuntimeError("some models failed (the others' results are saved):\n  " +
+                           "\n  ".join(errors))
+    return done

@@ -1,0 +1,365 @@
+"""Scaling sweeps: schedules, compute accounting, log-log fits, pooled statistics, and tiny sweeps
+that are resumed after an injected interruption and after a hard kill (same CSV as uninterrupted)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, strategies as st
+from scipy import stats
+
+from pomlab.metrics import FeatureStats, evaluate, pool_statistics
+from pomlab.scaling import (RESULT_COLUMNS, Evaluator, SweepConfig, check_settings, chunk_bounds,
+                            fit_table, log_spaced_steps, loglog_fit, merge_results, run_sweep,
+                            train_config, training_compute_gflops)
+from pomlab.scaling.evaluation import balanced_labels, chunk_seed
+from pomlab.scaling.results import write_row
+from pomlab.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = ROOT / "experiments" / "scaling_laws.py"
+# A sweep of one-block micro models on 8x8 digits: milliseconds per step and per evaluation;
+# 72 samples (> 64 digits features: full-rank covariances) in 3 chunks.
+TINY_ARGS = ["--sizes", "S,B", "--mixers", "pom,mha", "--steps", "12", "--eval-points", "3",
+             "--batch-size", "8", "--image-size", "8", "--override", "depth=1", "--fid-samples",
+             "72", "--eval-chunk", "24", "--sample-steps", "2", "--ckpt-every", "5",
+             "--device", "cpu", "--no-progress"]
+
+
+def tiny_config(out, **kw) -> SweepConfig:
+    base = dict(sizes="S,B", mixers="pom,mha", steps=12, eval_points=3, batch_size=8,
+                image_size=8, model_overrides={"depth": 1}, fid_samples=72, eval_chunk=24,
+                sample_steps=2, ckpt_every=5, device="cpu", out=str(out))
+    base.update(kw)
+    return SweepConfig.for_scale("micro", **base)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_metric_cache(tmp_path_factory):
+    """Reference statistics are cached in a temporary folder, not the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POMLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def quiet(_):
+    pass
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def test_schedules_and_defaults():
+    assert log_spaced_steps(600, 5) == (38, 75, 150, 300, 600)
+    assert log_spaced_steps(4, 5) == (1, 2, 4)                     # duplicates collapse
+    micro = SweepConfig.for_scale("micro")
+    assert (micro.dataset, micro.backend, micro.sizes, micro.mixers) == \
+        ("digits", "digits", ("S", "B", "L", "XL"), ("pom", "mha"))
+    assert micro.eval_steps[-1] == micro.steps
+    assert SweepConfig.for_scale("micro", steps=100, eval_every=30).eval_steps == (30, 60, 90, 100)
+    paper = SweepConfig.for_scale("paper", data_path="somewhere")
+    assert (paper.dataset, paper.backend, paper.steps) == ("latents", "inception", 400_000)
+    assert paper.eval_steps[:2] == (50_000, 100_000) and paper.eval_steps[-1] == 400_000
+    assert SweepConfig.for_scale("micro", sizes="XL,S").sizes == ("S", "XL")   # canonical order
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(sizes="S,M"), "sizes"),
+    (dict(mixers="pom,pom"), "mixers"),
+    (dict(dataset="cifar10", data_path="x"), "backend='inception'"),
+    (dict(scale="paper"), "--data-path"),
+    (dict(eval_steps=(5, 3, 12)), "eval_steps"),
+    (dict(eval_steps=(4, 8)), "ending at steps"),
+    (dict(cfg=-1.0), "cfg"),
+    (dict(fid_samples=1), "at least 2"),
+    (dict(patch=3), "patch"),
+])
+def test_bad_configurations_are_refused(change, words, tmp_path):
+    scale = change.pop("scale", "micro")
+    base = dict(steps=12, out=str(tmp_path))
+    base.update(change)
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("(", r"\(")):
+        SweepConfig.for_scale(scale, **base)
+
+
+def test_other_settings_in_one_out_are_refused_but_other_sizes_are_fine(tmp_path):
+    check_settings(tmp_path, tiny_config(tmp_path))
+    check_settings(tmp_path, tiny_config(tmp_path, sizes="XL", mixers="pom"))   # compatible
+    with pytest.raises(ValueError, match=r"steps: 12 there, 24 now.*another --out"):
+        check_settings(tmp_path, tiny_config(tmp_path, steps=24))
+    with pytest.raises(ValueError, match="fid_samples"):
+        check_settings(tmp_path, tiny_config(tmp_path, fid_samples=48))
+
+
+# --- compute, fits, statistics ---------------------------------------------------------------
+
+def test_training_compute_is_three_forward_passes_per_image_seen():
+    from pomlab.models import create, gflops
+    model = create("DiT-S/2", scale="micro")
+    g = gflops(model)
+    assert training_compute_gflops(g, 64 * 100) == pytest.approx(3 * g * 6400, rel=1e-15)
+
+
+@given(slope=st.floats(-2, 2), intercept=st.floats(-3, 3), n=st.integers(3, 12))
+def test_loglog_fit_recovers_an_exact_power_law(slope, intercept, n):
+    x = np.geomspace(1e2, 1e6, n)
+    fit = loglog_fit(x, 10 ** intercept * x ** slope)
+    # Exact data in float64: only round-off of log10 and of the OLS sums remains.
+    assert fit["slope"] == pytest.approx(slope, abs=1e-9)
+    assert fit["intercept"] == pytest.approx(intercept, abs=1e-8)
+    assert fit["n"] == n
+    if abs(slope) > 1e-3:                  # a flat line has no R^2 (0/0)
+        assert fit["r2"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_loglog_fit_confidence_intervals_match_the_textbook_formula():
+    rng = np.random.default_rng(1)
+    x = np.geomspace(10, 1e5, 9)
+    y = 50 * x ** -0.3 * np.exp(rng.normal(0, 0.1, len(x)))
+    fit = loglog_fit(x, y)
+    lx, ly = np.log10(x), np.log10(y)
+    design = np.stack([np.ones_like(lx), lx], 1)
+    coef, residual, *_ = np.linalg.lstsq(design, ly, rcond=None)
+    sigma2 = residual[0] / (len(x) - 2)
+    cov = sigma2 * np.linalg.inv(design.T @ design)
+    t = stats.t.ppf(0.975, len(x) - 2)
+    # Two independent float64 computations of the same OLS: agree to round-off.
+    assert fit["slope"] == pytest.approx(coef[1], rel=1e-10)
+    assert fit["slope_ci95"] == pytest.approx([coef[1] - t * cov[1, 1] ** 0.5,
+                                               coef[1] + t * cov[1, 1] ** 0.5], rel=1e-9)
+    assert fit["intercept_ci95"] == pytest.approx([coef[0] - t * cov[0, 0] ** 0.5,
+                                                   coef[0] + t * cov[0, 0] ** 0.5], rel=1e-9)
+    assert fit["slope_ci95"][0] < -0.3 < fit["slope_ci95"][1]
+
+
+def test_loglog_fit_edge_cases():
+    two = loglog_fit([1.0, 10.0], [5.0, 0.5])
+    assert two["slope"] == pytest.approx(-1.0) and all(np.isnan(two["slope_ci95"]))
+    assert np.isnan(loglog_fit([3.0], [2.0])["slope"])
+    assert np.isnan(loglog_fit([3.0, 3.0, 3.0], [1.0, 2.0, 3.0])["slope"])
+    with pytest.raises(ValueError, match="positive"):
+        loglog_fit([1.0, -1.0, 2.0], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="one length"):
+        loglog_fit([1.0, 2.0], [1.0])
+
+
+def test_fit_table_has_one_fit_per_model_and_per_mixer():
+    rows = []
+    for mixer, model in (("pom", "DiPoM-S/2"), ("mha", "DiT-S/2")):
+        for size, scale in (("S", 1.0), ("B", 2.0)):
+            for c in (1e2, 1e3, 1e4):
+                rows.append({"model": model.replace("S", size), "mixer": mixer, "size": size,
+                             "patch": 2, "train_compute_gflops": c * scale,
+                             "fid": 100 * (c * scale) ** -0.5, "is_mean": (c * scale) ** 0.1})
+    fits = fit_table(pd.DataFrame(rows))
+    assert len(fits) == 2 * (4 + 2)
+    pooled = [f for f in fits if f["group"] == "mixer" and f["metric"] == "fid"]
+    assert [f["n"] for f in pooled] == [6, 6]
+    assert all(f["slope"] == pytest.approx(-0.5) for f in fits if f["metric"] == "fid")
+    assert all(f["slope"] == pytest.approx(0.1) for f in fits if f["metric"] == "is")
+
+
+@given(cuts=st.lists(st.integers(2, 30), min_size=1, max_size=4), seed=st.integers(0, 99))
+def test_pooled_statistics_equal_the_whole_set(cuts, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(sum(cuts), 5)) * rng.uniform(0.1, 3, 5) + rng.normal(size=5)
+    parts, start = [], 0
+    for n in cuts:
+        part = x[start:start + n]
+        parts.append(FeatureStats(mu=part.mean(0), sigma=np.cov(part, rowvar=False), n=n))
+        start += n
+    pooled = pool_statistics(parts)
+    # float64 sums of at most ~120 numbers of size ~10: round-off far below 1e-10.
+    np.testing.assert_allclose(pooled.mu, x.mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pooled.sigma, np.cov(x, rowvar=False), rtol=0, atol=1e-10)
+    assert pooled.n == len(x)
+
+
+def test_pool_statistics_bad_input():
+    one = FeatureStats(mu=np.zeros(2), sigma=np.eye(2), n=1)
+    with pytest.raises(ValueError, match="at least 2"):
+        pool_statistics([one])
+    with pytest.raises(TypeError, match="FeatureStats"):
+        pool_statistics([])
+    with pytest.raises(ValueError, match="one backend"):
+        pool_statistics([FeatureStats(np.zeros(2), np.eye(2), 3, backend="a"),
+                         FeatureStats(np.zeros(2), np.eye(2), 3, backend="b")])
+
+
+@given(n=st.integers(2, 2000), chunk=st.integers(2, 600))
+def test_chunks_cover_the_samples_once_and_hold_at_least_two(n, chunk):
+    bounds = chunk_bounds(n, chunk)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(stop - start >= min(n, chunk) for start, stop in bounds)
+
+
+def test_chunked_evaluation_equals_one_pass_over_the_same_samples(tmp_path):
+    # 80 samples > 64 features: full-rank covariances, so the matrix square root is well
+    # conditioned and pooling vs one pass differ by round-off only.
+    config = tiny_config(tmp_path, fid_samples=80, eval_chunk=24)
+    trainer = Trainer(train_config(config, "pom", "S"), progress=False)
+    trainer.run(until=3)
+    result = Evaluator(config, trainer)(trainer)
+    images = torch.cat([trainer.generate(balanced_labels(a, b, 10), steps=2, cfg=1.0,
+                                         seed=chunk_seed(0, i))
+                        for i, (a, b) in enumerate(chunk_bounds(80, 24))])
+    whole = evaluate(images, "digits", size=8)
+    # Pooling per-chunk float64 statistics vs one accumulation: round-off only.
+    assert result["fid"] == pytest.approx(whole["fid"], rel=1e-9)
+    assert result["is_mean"] == pytest.approx(whole["is_mean"], rel=1e-12)
+    assert (result["n_fake"], result["n_real"], result["reference"]) == (80, 1437, "digits:train@8")
+
+
+# --- sweeps ------------------------------------------------------------------------------------
+
+def _csv(out) -> str:
+    return (Path(out) / "results.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The tiny sweep run straight through, in-process."""
+    out = tmp_path_factory.mktemp("straight")
+    result = run_sweep(tiny_config(out), jobs=1, progress=False, log=quiet)
+    return out, result
+
+
+def test_sweep_writes_labelled_rows_fits_and_figures(uninterrupted):
+    out, result = uninterrupted
+    frame = pd.read_csv(out / "results.csv")
+    assert list(frame.columns) == RESULT_COLUMNS
+    assert len(frame) == 4 * 3 and result.evaluations == 12
+    assert list(dict.fromkeys(frame["model"])) == ["DiPoM-S/2", "DiPoM-B/2", "DiT-S/2", "DiT-B/2"]
+    assert set(frame["step"]) == {3, 6, 12}
+    assert (frame["fid_name"] == "digits-FID").all() and (frame["scale"] == "micro").all()
+    assert (frame["n_fake"] == 72).all() and (frame["reference"] == "digits:train@8").all()
+    assert np.allclose(frame["train_compute_gflops"],
+                       3 * frame["gflops_per_image"] * frame["step"] * 8, rtol=1e-12)
+    assert (frame["gflops_per_image"][frame["size"] == "B"].min() >
+            frame["gflops_per_image"][frame["size"] == "S"].max())
+    fits = json.loads((out / "fits.json").read_text())
+    assert len(fits["fits"]) == 2 * (4 + 2)
+    assert {(f["metric"], f["group"], f["n"]) for f in fits["fits"]} == {
+        ("fid", "model", 3), ("fid", "mixer", 6), ("is", "model", 3), ("is", "mixer", 6)}
+    for ext in ("png", "pdf"):
+        assert (out / f"scaling.{ext}").stat().st_size > 1000
+    timings = pd.read_csv(out / "timings.csv")
+    assert len(timings) == 12 and (timings["train_seconds"] >= 0).all()
+
+
+def test_rerun_skips_finished_evaluations(uninterrupted):
+    out, _ = uninterrupted
+    before = _csv(out)
+    again = run_sweep(tiny_config(out), jobs=1, progress=False, log=quiet)
+    assert again.evaluations == 0 and _csv(out) == before
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_injected_interruption_then_resume_gives_the_same_csv(uninterrupted, tmp_path):
+    straight, _ = uninterrupted
+
+    def stop_mid_training(trainer, row):
+        # DiPoM-B/2 between its checkpoint at step 10 (ckpt_every 5) and its last evaluation
+        if trainer.model.name == "DiPoM-B/2" and trainer.step >= 11:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        run_sweep(tiny_config(tmp_path), jobs=1, progress=False, log=quiet,
+                  callbacks=[stop_mid_training])
+    partial = pd.read_csv(tmp_path / "results.csv")
+    assert 0 < len(partial) < 12                          # DiPoM-B/2 ran first, S later
+    run_sweep(tiny_config(tmp_path), jobs=1, progress=False, log=quiet)
+    assert _csv(tmp_path) == _csv(straight)
+
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {experiments!r})
+import scaling_laws
+from pomlab.scaling import run_sweep
+
+def kill(trainer, row):   # a hard kill, no clean-up, in the middle of DiPoM-S/2's training
+    if trainer.model.name == "DiPoM-S/2" and trainer.step >= 8:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+config = scaling_laws.build_config(scaling_laws.parse_args({args!r}))
+run_sweep(config, jobs=1, progress=False, callbacks=[kill])
+"""
+
+
+def test_killed_sweep_rerun_from_the_cli_gives_the_same_csv(uninterrupted, tmp_path):
+    straight, _ = uninterrupted
+    out = tmp_path / "killed"
+    args = TINY_ARGS + ["--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = KILLER.format(experiments=str(ROOT / "experiments"), args=args)
+    killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rows = pd.read_csv(out / "results.csv") if (out / "results.csv").exists() else pd.DataFrame()
+    assert len(rows) < 12
+    # The rerun uses the command line as written, with two worker processes.
+    rerun = subprocess.run([sys.executable, str(CLI), *args, "--jobs", "2"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "scale=micro dataset=digits backend=digits" in rerun.stdout
+    assert "fid slope" in rerun.stdout
+    assert _csv(out) == _csv(straight)
+
+
+def test_concurrent_merges_lose_no_row(tmp_path):
+    template = {c: 0 for c in RESULT_COLUMNS}
+
+    def writer(model, folder):
+        for step in range(1, 6):
+            write_row(tmp_path / "runs" / folder / "evals.csv",
+                      {**template, "model": model, "mixer": "pom", "size": "S", "step": step},
+                      RESULT_COLUMNS)
+            merge_results(tmp_path)
+
+    threads = [threading.Thread(target=writer, args=(m, m.replace("/", "-")))
+               for m in ("DiPoM-S/2", "DiPoM-B/2", "DiT-S/2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    merged = merge_results(tmp_path)
+    assert len(merged) == 15 and len(pd.read_csv(tmp_path / "results.csv")) == 15
+    assert list(dict.fromkeys(merged["model"])) == ["DiPoM-S/2", "DiPoM-B/2", "DiT-S/2"]
+
+
+def test_cli_errors_are_clear(tmp_path, monkeypatch):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bad = subprocess.run([sys.executable, str(CLI), "--scale", "paper", "--out", str(tmp_path),
+                          "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "needs data_path / --data-path" in bad.stderr
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    import scaling_laws
+    with pytest.raises(FileNotFoundError, match="encode_latents.py"):
+        scaling_laws.main(["--scale", "paper", "--data-path", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert not (tmp_path / "o" / "sweep.json").exists()      # nothing recorded for a failed start
+    with pytest.raises(ValueError, match="backend='inception'"):
+        scaling_laws.main(["--dataset", "cifar10", "--data-path", str(tmp_path)])
+
+
+def test_ddp_sweep_under_torchrun(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(CLI), *TINY_ARGS, "--sizes", "S", "--mixers", "pom", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = pd.read_csv(out / "results.csv")
+    assert len(frame) == 3 and frame["device"].str.endswith("x2 ranks").all()
+    assert (frame["n_fake"] == 72).all()                   # the two ranks' chunks pooled once
