@@ -7,7 +7,8 @@ all call these, so a figure looks the same wherever it is made.
 | figure | function | results (pomlab.results kind) |
 |---|---|---|
 | Figure 1: time and memory vs resolution | ``speed_figure`` | speed |
-| Figure 5: FID / IS vs training compute | ``pomlab.scaling.plot_scaling`` / ``plot_all`` | scaling |
+| Figure 5: FID / IS vs training compute | ``pomlab.scaling.plot_scaling`` | scaling |
+| PoM vs MHA on shared axes | ``pomlab.scaling.plot_mixer_comparison`` | scaling |
 | state memory: frame by frame vs parallel | ``state_memory_figure`` | state_memory |
 | video memory: generation vs frames | ``video_memory_figure`` | video_memory |
 | theory: error vs parameters / degree | ``pomlab.theory.plots.plot_error_vs_params`` / ``_degree`` | universal_approximation |
@@ -218,10 +219,17 @@ def _speed(source: Path, out: Path) -> list[Path]:
 
 
 def _scaling(source: Path, out: Path) -> list[Path]:
-    from .scaling import fit_table, plot_all      # refit from results.csv (no retraining)
+    from .scaling import fit_table, plot_scaling  # refit from results.csv (no retraining)
 
     results = load_table(source, "scaling")
-    return plot_all(results, fit_table(results), out)
+    return plot_scaling(results, fit_table(results), out / "scaling")
+
+
+def _scaling_comparison(source: Path, out: Path) -> list[Path]:
+    from .scaling import fit_table, plot_mixer_comparison
+
+    results = load_table(source, "scaling")
+    return plot_mixer_comparison(results, fit_table(results), out / "scaling_pom_vs_mha")
 
 
 def _theory_params(source: Path, out: Path) -> list[Path]:
@@ -256,8 +264,10 @@ class PaperFigure:
 FIGURES: tuple[PaperFigure, ...] = (
     PaperFigure("speed", "speed", "Figure 1: time and peak memory vs resolution, DiPoM vs DiT",
                 _speed),
-    PaperFigure("scaling", "scaling", "Figure 5: FID and IS vs training compute, log-log fits "
-                "(scaling, fid_vs_compute, is_vs_compute)", _scaling),
+    PaperFigure("scaling", "scaling", "Figure 5: FID and IS vs training compute per mixer, "
+                "one colour per size, log-log fits", _scaling),
+    PaperFigure("scaling_pom_vs_mha", "scaling", "Figure 5 companion: PoM and MHA on shared "
+                "axes with their all-sizes fits", _scaling_comparison),
     PaperFigure("state_memory", "state_memory", "PoM layers: frame by frame (state) vs "
                 "parallel block-causal, memory and time vs frames", lambda s, o: state_memory_figure(
                     load_table(s, "state_memory"), o / "state_memory")),

@@ -10,7 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 import torch
+
+# Rows are read back and rewritten many times: floats must survive exactly. pandas >= 3 parses
+# them exactly by default (and deprecates the option); 2.x needs float_precision="round_trip".
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def _umask() -> int:
@@ -53,3 +58,8 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
 def atomic_to_csv(frame, path: str | os.PathLike) -> Path:
     """Write a pandas DataFrame as CSV atomically."""
     return atomic_write(path, lambda f: frame.to_csv(f, index=False), mode="w")
+
+
+def read_csv_exact(path: str | os.PathLike) -> pd.DataFrame:
+    """pandas.read_csv with floats read back exactly as written (any pandas version)."""
+    return pd.read_csv(path, **_EXACT_FLOATS)

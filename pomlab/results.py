@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .io import read_csv_exact
+
 
 @dataclass(frozen=True)
 class ResultKind:
@@ -107,7 +109,7 @@ def load_table(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no {spec.file} in {str(folder)!r}: run `{spec.command} "
                                 f"--out {folder}` first")
-    frame = pd.read_csv(path)
+    frame = read_csv_exact(path)
     missing = [c for c in spec.columns if c not in frame]
     if missing:
         raise ValueError(f"{path} is not a {kind} result (missing columns {missing}; "

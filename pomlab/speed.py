@@ -25,12 +25,13 @@ REQUIRED_COLUMNS = ("family", "mode", "resolution", "tokens", "seconds_per_image
 
 
 def loglog_slope(x, y) -> float:
-    """Least-squares slope of log y on log x over the finite positive points (NaN if < 2)."""
+    """Least-squares slope of log y on log x over the finite positive points (NaN if < 2):
+    pomlab.scaling's log-log fit, skipping the points a variant did not measure."""
+    from .scaling.fits import loglog_fit          # loads the training stack: only when fitting
+
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2 or np.ptp(np.log(x[ok])) == 0:
-        return math.nan
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+    return loglog_fit(x[ok], y[ok])["slope"]
 
 
 def crossover(tokens, dipom_train, dit_inference) -> float | None:

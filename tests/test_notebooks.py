@@ -23,6 +23,9 @@ CASES = {
     "02_properties.ipynb": (
         dict(SMALL_GRIDS="3:3:1", SMALL_TASKS="sort", SMALL_STEPS=20),
         ["contextual_mapping", "universal_approximation_params", "universal_approximation_degree"]),
+    "03_scaling_laws.ipynb": (
+        dict(SMALL_SIZES="S", SMALL_STEPS=16, SMALL_EVAL_POINTS=3, SMALL_FID_SAMPLES=64),
+        ["scaling/scaling", "scaling/scaling_pom_vs_mha"]),
     "04_speed_memory.ipynb": (
         dict(SMALL_RESOLUTIONS="64,128,256", SMALL_FRAMES="1,2,4,8", SMALL_REPEATS=1),
         ["speed_cpu/speed_S_2_depth1_batch1_float32_fast", "state_memory/state_memory"]),

@@ -11,7 +11,7 @@ from .config import (MIXERS, SCALE_DEFAULTS, SweepConfig, every_steps, log_space
                      model_name, run_folder_name)
 from .evaluation import Evaluator, balanced_labels, chunk_bounds, chunk_seed
 from .fits import fit_table, loglog_fit, slopes_table, write_fits
-from .plots import plot_scaling
+from .plots import plot_mixer_comparison, plot_scaling
 from .results import (RESULT_COLUMNS, TIMING_COLUMNS, check_settings, load_results,
                       merge_results)
 from .sweep import (SweepResult, default_jobs, finalize, pending_steps, run_model, run_sweep,
@@ -22,6 +22,6 @@ __all__ = [
     "pending_steps", "default_jobs", "MIXERS", "SCALE_DEFAULTS", "log_spaced_steps",
     "every_steps", "model_name", "run_folder_name", "gflops_per_image", "images_seen",
     "training_compute_gflops", "Evaluator", "chunk_bounds", "chunk_seed", "balanced_labels",
-    "loglog_fit", "fit_table", "write_fits", "slopes_table", "plot_scaling", "RESULT_COLUMNS",
+    "loglog_fit", "fit_table", "write_fits", "slopes_table", "plot_scaling", "plot_mixer_comparison", "RESULT_COLUMNS",
     "TIMING_COLUMNS", "check_settings", "merge_results", "load_results",
 ]

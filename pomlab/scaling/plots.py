@@ -78,3 +78,38 @@ def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLik
         fig.suptitle(describe_results(results), fontsize=7)
         fig.tight_layout()
         return plotting.save(fig, stem)
+
+
+SIZE_MARKERS = {"S": "o", "B": "s", "L": "^", "XL": "D"}
+
+
+def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
+                          metrics: tuple[str, ...] = ("fid", "is")) -> list[Path]:
+    """PoM against MHA on shared axes: one panel per metric, every evaluation (colour = mixer,
+    marker = size) and each mixer's all-sizes fit with its slope. Writes stem.png and .pdf."""
+    mixers = [m for m in MIXERS if m in set(results["mixer"])]
+    if not mixers:
+        raise ValueError("no results to plot")
+    pooled = {(f["metric"], f["mixer"]): f for f in fits if f["group"] == "mixer"}
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=len(metrics), width=3.6, height=2.9)
+        for ax, metric in zip(axes[0], metrics):
+            for mixer in mixers:
+                part = results[results["mixer"] == mixer]
+                color = plotting.MIXER_COLORS[mixer]
+                for size, run in part.groupby("size", sort=False):
+                    ax.plot(run[X_COLUMN], run[METRICS[metric]], SIZE_MARKERS.get(size, "o"),
+                            color=color, alpha=0.8, label=f"{FAMILY_OF[mixer]}-{size}")
+                fit = pooled.get((metric, mixer))
+                slope = f" {fit['slope']:+.2f}" if fit and np.isfinite(fit["slope"]) else " n/a"
+                _line(ax, fit, part[X_COLUMN].min(), part[X_COLUMN].max(), color=color,
+                      ls=plotting.MIXER_DASHES[mixer], label=f"{plotting.mixer_name(mixer)} fit,"
+                      f" slope{slope}")
+            plotting.loglog(ax, COMPUTE_LABEL, results[f"{metric}_name"].iloc[0])
+            ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.legend(loc="best", frameon=False, fontsize=6.5, ncol=2)
+        fig.suptitle("PoM vs MHA: " + describe_results(results), fontsize=7)
+        fig.tight_layout()
+        return plotting.save(fig, stem)

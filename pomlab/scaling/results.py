@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import atomic_to_csv, atomic_write_json
+from ..io import read_csv_exact as read_csv
 from ..models.registry import FAMILIES, SIZES, parse_name
 from .config import MIXERS, SETTINGS_FORMAT, SweepConfig
 
@@ -43,15 +44,6 @@ TIMING_COLUMNS = [
     "model", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
     "resumed_from", "threads", "jobs", "world_size", "device",
 ]
-
-
-# Rows are read back and rewritten many times: floats must survive exactly. pandas >= 3 parses
-# them exactly by default (and deprecates the option); 2.x needs float_precision="round_trip".
-_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-
-
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_csv(path, **_EXACT_FLOATS)
 
 
 @contextlib.contextmanager
