@@ -19,6 +19,7 @@ made from a folder go to a mirror of it (see pomlab.figures.make_figures).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,22 @@ def load_table(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
     if frame.empty:
         raise ValueError(f"{path} has no rows")
     return frame
+
+
+def load_all(root: str | os.PathLike, kind: str) -> list[tuple[Path, pd.DataFrame]]:
+    """(folder, table) for every readable ``kind`` result under root. A file that cannot be read
+    as one (foreign, truncated) is skipped with a warning that says why; FileNotFoundError when
+    none is left (naming the command that writes them)."""
+    loaded = []
+    for folder in locate(root, kind):
+        try:
+            loaded.append((folder, load_table(folder, kind)))
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            warnings.warn(f"skipped {folder / KINDS[kind].file}: {error}", stacklevel=2)
+    if not loaded:
+        raise FileNotFoundError(f"no readable {KINDS[kind].file} under {str(root)!r} (see the "
+                                "warnings above)")
+    return loaded
 
 
 def describe_layout() -> str:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pomlab import plotting
 from pomlab.figures import FIGURES, figure_paths, make_figures, video_strip_figure
-from pomlab.results import KINDS, find_results, load_table, locate
+from pomlab.results import KINDS, find_results, load_all, load_table, locate
 from pomlab.speed import crossover, loglog_slope, speed_configurations, summarise_speed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,20 @@ def test_load_table_names_the_file_and_the_missing_columns(tmp_path):
         load_table(tmp_path, "speed")
 
 
+def test_load_all_skips_unreadable_results_with_a_warning(tmp_path):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder in (good, bad):
+        folder.mkdir()
+    speed_rows().to_csv(good / "speed.csv", index=False)
+    (bad / "speed.csv").write_text("family,mode\nDiT,training\n")
+    with pytest.warns(UserWarning, match=r"skipped .*bad.*speed.csv.*seconds_per_image"):
+        loaded = load_all(tmp_path, "speed")
+    assert [folder for folder, _ in loaded] == [good]
+    assert len(loaded[0][1]) == len(speed_rows())
+    with pytest.warns(UserWarning), pytest.raises(FileNotFoundError, match="no readable speed.csv"):
+        load_all(bad, "speed")
+
+
 def test_log_ticks_and_strip_check_their_arguments(tmp_path):
     with plotting.style():
         fig, axes = plotting.figure()
@@ -182,13 +196,13 @@ def test_make_figures_without_results_skips_everything_and_says_why(tmp_path):
 
 
 @pytest.mark.slow
-def test_make_figures_cli_reports_unreadable_results(results_dir, tmp_path):
+def test_make_figures_cli_reports_unreadable_results(tmp_path):
     broken = tmp_path / "results"
     (broken / "speed_cpu").mkdir(parents=True)
     (broken / "speed_cpu" / "speed.csv").write_text("family,mode\nDiT,training\n")
     (broken / "theory").mkdir()
-    (broken / "theory" / "contextual_mapping.csv").write_bytes(
-        (results_dir / "theory" / "contextual_mapping.csv").read_bytes())
+    (broken / "theory" / "contextual_mapping.csv").write_bytes(      # a saved full run
+        (ROOT / "docs" / "theory" / "contextual_mapping.csv").read_bytes())
     run = subprocess.run([sys.executable, str(ROOT / "experiments" / "make_figures.py"), str(broken)],
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 1, run.stderr             # a results file that could not be drawn
