@@ -58,8 +58,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--no-mha", action="store_true", help="skip MHA (O(N^2), slow at long N)")
     p.add_argument("--compile", action="store_true", help="also time the compiled fast path")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default=None, help="optional CSV path")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     pom = pomlab.PoM(args.dim, args.degree, args.expand).to(device, dtype)

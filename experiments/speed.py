@@ -6,7 +6,8 @@
 
 For each image side (pixels; paper-scale models see 1/8-size latents, so a p=2 model has
 (side/16)^2 tokens) the DiPoM and DiT models of one size run, timed interleaved
-(A B C D A B C D ..., medians after warm-up):
+(A B C D A B C D ..., medians after warm-up; on CPU every resolution's variants are in one
+interleaved loop, so that load changes on a shared machine do not bend the slopes):
   inference = forward under no_grad (eval mode);
   training  = forward + MSE backward + AdamW step (train mode; --no-optimizer drops the step).
 Times are per image (batch time / batch). Peak memory is the peak of bytes allocated above the
@@ -61,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--max-dit-train-tokens", type=int, default=None,
                    help="skip DiT training above this many tokens (default: 4096 on CPU, none "
                         "on CUDA); DiT inference always runs")
+    p.add_argument("--interleave-resolutions", action=argparse.BooleanOptionalAction,
+                   default=None, help="time every resolution in one interleaved loop (default "
+                   "on CPU; off on CUDA, where all models at once may not fit)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--reference-pom", action="store_true",
                    help="run DiPoM through the reference pom.py instead of the fast path")
@@ -76,6 +80,8 @@ def parse_args(argv=None):
     args.depth = args.depth if args.depth is not None else (None if cuda else 1)
     args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
     args.repeats = args.repeats or (10 if cuda else 3)
+    if args.interleave_resolutions is None:
+        args.interleave_resolutions = not cuda
     if args.max_dit_train_tokens is None and not cuda:
         args.max_dit_train_tokens = 4096
     args.out = Path(args.out or f"results/speed_{'cuda' if cuda else 'cpu'}")
@@ -121,7 +127,9 @@ def step_functions(model, args, device):
     return inference, training
 
 
-def measure_resolution(args, side_px: int, device) -> list[dict]:
+def prepare(args, side_px: int, device) -> dict:
+    """Both models at one resolution and their inference/training calls (each run once: a
+    variant that does not fit in memory is dropped and marked, not fatal)."""
     side = side_px // 8                       # paper scale: VAE latents at 1/8
     tokens = (side // args.patch) ** 2
     models = {f: build(f, args, side, device) for f in FAMILIES}
@@ -133,37 +141,40 @@ def measure_resolution(args, side_px: int, device) -> list[dict]:
                     and tokens > args.max_dit_train_tokens:
                 status[key] = f"skipped above {args.max_dit_train_tokens} tokens"
                 continue
-            try:                              # a variant that does not fit is dropped, not fatal
+            try:
                 fn()
                 fns[key], status[key] = fn, "ok"
             except torch.cuda.OutOfMemoryError:
                 status[key] = "out of memory"
                 torch.cuda.empty_cache()
-    times = time_interleaved(fns, repeats=args.repeats, warmup=args.warmup, device=device) \
-        if fns else {}
+    return dict(side_px=side_px, side=side, tokens=tokens, models=models, fns=fns,
+                status=status)
+
+
+def finish(args, prep: dict, times: dict, device) -> list[dict]:
+    """Peak memory of each variant and the CSV rows of one resolution; drops its models."""
     rows = []
-    for key in status:
+    for key, status in prep["status"].items():
         family, mode = key.split("/")
         peak = None
-        if not args.no_memory and key in fns:
+        if not args.no_memory and key in prep["fns"]:
             try:
-                peak = peak_memory(fns[key], device)
+                peak = peak_memory(prep["fns"][key], device)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-        model = models[family]
+        model = prep["models"][family]
         rows.append(dict(
             family=family, mixer=model.mixer, model=f"{family}-{args.size}/{args.patch}",
-            mode=mode, resolution=side_px, latent_side=side, tokens=tokens,
-            seconds_per_image=times.get(key, math.nan) / args.batch, peak_bytes=peak,
-            status=status[key], gflops_forward=M.gflops(model, image_size=side_px),
+            mode=mode, resolution=prep["side_px"], latent_side=prep["side"],
+            tokens=prep["tokens"], seconds_per_image=times.get(key, math.nan) / args.batch,
+            peak_bytes=peak, status=status,
+            gflops_forward=M.gflops(model, image_size=prep["side_px"]),
             params_m=sum(p.numel() for p in model.parameters()) / 1e6, depth=model.depth,
             batch=args.batch, dtype=args.dtype, optimizer=not args.no_optimizer,
             pom_path="fast" if pom_fast.is_enabled() else "reference",
+            interleaved_resolutions=args.interleave_resolutions,
             repeats=args.repeats, scale="paper", device=device_label(device)))
-    del models, fns
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    prep.clear()
     return rows
 
 
@@ -194,14 +205,27 @@ def main(argv=None):
 
     rows = pd.read_csv(csv).to_dict("records") if args.resume and csv.exists() else []
     have = {r["resolution"] for r in rows if same_config(r)}
-    for side_px in tqdm(args.resolutions, desc="resolutions"):
+    for side_px in args.resolutions:
         if side_px % (8 * args.patch):
             raise ValueError(f"--resolutions: {side_px} px is not a multiple of 8 x patch "
                              f"({8 * args.patch})")
-        if side_px in have:
-            continue
-        rows += measure_resolution(args, side_px, device)
-        write_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
+    todo = [r for r in args.resolutions if r not in have]
+    # one interleaved timing over every resolution: load changes on a shared machine then hit
+    # all points alike instead of bending the slopes
+    groups = [todo] if args.interleave_resolutions and todo else [[r] for r in todo]
+    for group in tqdm(groups, desc="resolution groups"):
+        preps = [prepare(args, side_px, device) for side_px in group]
+        fns = {f"{p['side_px']}px {key}": fn for p in preps for key, fn in p["fns"].items()}
+        times = time_interleaved(fns, repeats=args.repeats, warmup=args.warmup, device=device)
+        for prep in preps:
+            prefix = f"{prep['side_px']}px "
+            own = {k[len(prefix):]: v for k, v in times.items() if k.startswith(prefix)}
+            rows += finish(args, prep, own, device)
+            write_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
+        del preps, fns, times                  # free this group's models before the next
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     df = pd.DataFrame([r for r in rows if same_config(r) and r["resolution"] in args.resolutions])
     summary = summarise_speed(df)
     write_atomic(args.out / "speed_summary.json", json.dumps(summary, indent=2))

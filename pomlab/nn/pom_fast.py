@@ -32,6 +32,7 @@ Switches: ``POMLAB_FAST=0`` in the environment, :func:`set_enabled` / :func:`dis
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import weakref
 from dataclasses import dataclass, fields, replace
@@ -181,10 +182,12 @@ class _Aggregation:
             return self.weights.sum(-1)[:, None, None]
         if self.kind == "dense":
             return self.weights.sum(-1, keepdim=True)
-        rows = torch.arange(1, self.n_context // self.group + 1, device=device, dtype=dtype)
         if self.group == 1 and self.n_query != self.n_context:
-            rows = self._causal_index(device).to(dtype) + 1
-        return (rows * self.group)[None, :, None]
+            seen = self._causal_index(device).to(dtype) + 1
+        else:       # state row t (a token, or a frame of `group` tokens) sees (t + 1) * group
+            seen = torch.arange(1, self.n_context // self.group + 1, device=device,
+                                dtype=dtype) * self.group
+        return seen[None, :, None]
 
     def _causal_index(self, device) -> Tensor:
         """Causal query j sees context 0..min(j, N-1) (top-left aligned like SDPA)."""
@@ -390,6 +393,7 @@ def _kernel(fn, device: torch.device):
     return _compiled[fn]
 
 
+@functools.cache
 def _has_triton() -> bool:
     try:
         import triton  # noqa: F401
@@ -520,7 +524,8 @@ def _fold(agg: _Aggregation, n_query: int, dim: int) -> bool:
 
 
 class _Mix(torch.autograd.Function):
-    """y = out(gate(gate_lin(x)) * H). Saves x and s = gate_lin(x) (with recompute: x only)."""
+    """y = out(gate(gate_lin(x)) * H). Saves x and the gate's output (sigmoid) or input
+    (hardsigmoid), with recompute x only."""
 
     @staticmethod
     def forward(ctx, x, H, w_gate, b_gate, w_out, b_out, agg: _Aggregation, polynomial: str,
@@ -532,24 +537,28 @@ class _Mix(torch.autograd.Function):
         w_out_c, b_out_c = w_out.to(cdt), None if b_out is None else b_out.to(cdt)
         folded = H_c.transpose(1, 2) * w_out_c.t() if fold else None     # (B, S, D)
         spans = _chunks(m, b * w_gate.shape[0] * 4, chunked and agg.global_state)
-        parts, s_full = [], None
+        # kept for backward (unless recompute): the gate's output g for the sigmoid (its
+        # derivative needs only g), its input s for the hardsigmoid
+        keep_output = polynomial == "products"
+        parts, kept = [], None
         for start, end in spans:
             s = _linear(x[:, start:end], w_gate, b_gate, cdt)
-            g = _gate(s, polynomial, inplace=recompute)      # s is not kept: overwrite it
+            g = _gate(s, polynomial, inplace=recompute or keep_output)   # overwrite s if unkept
             if fold:
                 part = torch.bmm(g, folded)
                 parts.append(part if b_out_c is None else part.add_(b_out_c))
             else:
-                agg.token_view(g).mul_(agg.query_state(H_c))
-                parts.append(F.linear(g, w_out_c, b_out_c))
-            s_full = None if recompute else s
+                gq, Hq = agg.token_view(g), agg.query_state(H_c)
+                gH = gq.mul_(Hq) if recompute or not keep_output else gq * Hq
+                parts.append(F.linear(gH.reshape(g.shape), w_out_c, b_out_c))
+            kept = None if recompute else (g if keep_output else s)
         ctx.agg, ctx.polynomial, ctx.spans, ctx.fold = agg, polynomial, spans, fold
-        ctx.save_for_backward(x, H, w_gate, b_gate, w_out, b_out, s_full)
+        ctx.save_for_backward(x, H, w_gate, b_gate, w_out, b_out, kept)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     @staticmethod
     def backward(ctx, dy):
-        x, H, w_gate, b_gate, w_out, b_out, s_saved = ctx.saved_tensors
+        x, H, w_gate, b_gate, w_out, b_out, kept = ctx.saved_tensors
         agg, polynomial, fold, cdt = ctx.agg, ctx.polynomial, ctx.fold, x.dtype
         need_x, need_H, need_wg, need_bg, need_wo, need_bo = ctx.needs_input_grad[:6]
         dy = dy.to(cdt)
@@ -562,8 +571,14 @@ class _Mix(torch.autograd.Function):
         d_folded, dH = None, None
         for start, end in ctx.spans:
             x_part, dy_part = x[:, start:end], dy[:, start:end]
-            s = s_saved if s_saved is not None else _linear(x_part, w_gate, b_gate, cdt)
-            g = _gate(s, polynomial)
+            if kept is None:
+                s = _linear(x_part, w_gate, b_gate, cdt)
+                g = _gate(s, polynomial)
+            elif polynomial == "products":
+                s, g = None, kept                       # sigmoid's derivative needs only g
+            else:
+                s = kept
+                g = _gate(s, polynomial)
             if fold:
                 dg = torch.bmm(dy_part, folded.transpose(1, 2))
                 d_folded = _add(d_folded, torch.bmm(g.transpose(1, 2), dy_part))
