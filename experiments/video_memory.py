@@ -42,11 +42,45 @@ def parse_args(argv=None):
     a("--repeats", type=int, default=3)
     a("--threads", type=int, default=1)
     a("--device", default="cpu")
+    a("--plot-only", action="store_true", help="redraw the figure from OUT/video_memory.csv")
     return p.parse_args(argv)
+
+
+def plot(table: pd.DataFrame, out: Path, title: str) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=2, width=3.6)
+        for mode in MODES:
+            part = table[table["mode"] == mode]
+            axes[0, 0].plot(part["frames"], part["peak_mib"], **MODE_STYLE[mode])
+            if mode == "sequential":
+                axes[0, 0].plot(part["frames"], part["working_mib"], color=MODE_STYLE[mode]["color"],
+                                ls=":", label="frame by frame, without noise + output clip")
+            axes[0, 1].plot(part["frames"], part["seconds_per_frame"] * 1e3, **MODE_STYLE[mode])
+        plotting.loglog(axes[0, 0], "frames", "peak tensor memory (MiB)")
+        plotting.loglog(axes[0, 1], "frames", "time per frame (ms)")
+        for ax in axes[0]:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(table["frames"].unique()))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 0.0),
+                   frameon=False)
+        fig.subplots_adjust(wspace=0.4)
+        fig.suptitle(title, fontsize=8)
+        plotting.save(fig, out / "video_memory")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    out = Path(args.out)
+    if args.plot_only:
+        table = pd.read_csv(out / "video_memory.csv")
+        row = table.iloc[0]
+        plot(table, out, f"{row['model']}, batch 1, {row['steps']} Euler steps, {row['device']}")
+        return
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = models.create(args.model, scale=args.scale).to(device).eval()
@@ -82,27 +116,9 @@ def main(argv=None):
               f"ms/frame | memory ratio parallel/sequential "
               f"{last['parallel']['peak_mib'] / last['sequential']['peak_mib']:.1f}x", flush=True)
     table = pd.DataFrame(rows)
-    out = Path(args.out)
     atomic_to_csv(table, out / "video_memory.csv")
 
-    with plotting.style():
-        fig, axes = plotting.figure(ncols=2)
-        for mode in MODES:
-            part = table[table["mode"] == mode]
-            axes[0, 0].plot(part["frames"], part["peak_mib"], **MODE_STYLE[mode])
-            if mode == "sequential":
-                axes[0, 0].plot(part["frames"], part["working_mib"], color=MODE_STYLE[mode]["color"],
-                                ls=":", label="frame by frame, without noise + output clip")
-            axes[0, 1].plot(part["frames"], part["seconds_per_frame"] * 1e3, **MODE_STYLE[mode])
-        plotting.loglog(axes[0, 0], "frames", "peak tensor memory (MiB)")
-        plotting.loglog(axes[0, 1], "frames", "time per frame (ms)")
-        for ax in axes[0]:
-            ax.set_xticks(table["frames"].unique())
-            ax.set_xticklabels(table["frames"].unique())
-        axes[0, 0].legend()
-        fig.suptitle(f"{model.label}, batch 1, {args.steps} Euler steps, {device_label(device)}",
-                     fontsize=8)
-        plotting.save(fig, out / "video_memory")
+    plot(table, out, f"{model.label}, batch 1, {args.steps} Euler steps, {device_label(device)}")
     print(f"wrote {out / 'video_memory.csv'} and {out / 'video_memory.png'}")
 
 
