@@ -53,7 +53,7 @@ def parse_args(argv=None):
     a("--scale", default="micro", choices=["micro", "paper"])
     a("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
       help="model override for pomlab.models.create, e.g. depth=2 (repeatable)")
-    a("--steps", type=int, default=3000)
+    a("--steps", type=int, default=3000, help="8000 for the numbers in docs/video.md")
     a("--batch-size", type=int, default=32)
     a("--lr", type=float, default=2e-3)
     a("--warmup", type=int, default=100)

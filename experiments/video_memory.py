@@ -26,6 +26,7 @@ from pomlab import models
 from pomlab.benchmark import device_label, time_interleaved
 from pomlab.figures import video_memory_figure
 from pomlab.io import atomic_to_csv
+from pomlab.results import load_table
 from pomlab.video import MODES, peak_tensor_bytes, sample
 
 
@@ -40,11 +41,16 @@ def parse_args(argv=None):
     a("--repeats", type=int, default=3)
     a("--threads", type=int, default=1)
     a("--device", default="cpu")
+    a("--plot-only", action="store_true", help="redraw the figure from OUT/video_memory.csv")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    out = Path(args.out)
+    if args.plot_only:
+        video_memory_figure(load_table(out, "video_memory"), out / "video_memory")
+        return
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = models.create(args.model, scale=args.scale).to(device).eval()
@@ -80,7 +86,6 @@ def main(argv=None):
               f"ms/frame | memory ratio parallel/sequential "
               f"{last['parallel']['peak_mib'] / last['sequential']['peak_mib']:.1f}x", flush=True)
     table = pd.DataFrame(rows)
-    out = Path(args.out)
     atomic_to_csv(table, out / "video_memory.csv")
 
     video_memory_figure(table, out / "video_memory")

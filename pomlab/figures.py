@@ -110,9 +110,11 @@ def _schedule_panels(df, method_column, memory_column, memory_label, per_frame_m
         plotting.loglog(time_ax, "frames", "time per frame (ms)")
         for ax in (memory_ax, time_ax):
             plotting.log_ticks(ax, df.frames.unique())
-        memory_ax.legend(fontsize=7)
         fig.suptitle(title, fontsize=8)
         fig.tight_layout()
+        handles, labels = memory_ax.get_legend_handles_labels()   # below the panels: no overlap
+        fig.legend(handles, labels, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.0),
+                   frameon=False, fontsize=7)
         return plotting.save(fig, stem)
 
 

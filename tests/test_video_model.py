@@ -4,17 +4,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import pomlab.models as M
+from _models_helpers import one_thread, randomize_  # noqa: F401  (autouse: tiny models, 1 thread)
 from pomlab.models.video import sincos_3d
 
 F64 = torch.float64
-
-
-def randomize_(model, std=0.2):
-    """Fresh noise in every parameter (the zero-initialised gates too)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, std)
-    return model
 
 
 def video_inputs(model, batch=2, frames=3, words=4, dtype=torch.float32):
@@ -120,7 +113,7 @@ def test_sincos_3d_frame_slices_match_the_whole_table():
 @given(frames=st.integers(1, 4), patch=st.sampled_from([4, 8]), seed=st.integers(0, 2**16))
 def test_step_frame_by_frame_equals_block_causal_forward(frames, patch, seed):
     torch.manual_seed(seed)
-    model = randomize_(tiny(f"VideoDiPoM-S/{patch}", depth=2).double()).eval()
+    model = randomize_(tiny(f"VideoDiPoM-S/{patch}", depth=2).double(), std=0.2).eval()
     x, t, text = video_inputs(model, frames=frames, dtype=F64)
     parallel = model(x, t, text)
     states, outs = None, []
@@ -133,20 +126,20 @@ def test_step_frame_by_frame_equals_block_causal_forward(frames, patch, seed):
 
 
 def test_block_causal_frames_ignore_the_future_and_full_model_does_not():
-    model = randomize_(tiny(depth=2).double()).eval()
+    model = randomize_(tiny(depth=2).double(), std=0.2).eval()
     x, t, text = video_inputs(model, frames=4, dtype=F64)
     later = x.clone()
     later[:, 2:] = torch.randn_like(later[:, 2:])
     a, b = model(x, t, text), model(later, t, text)
     assert torch.equal(a[:, :2], b[:, :2]) and not torch.allclose(a[:, 2:], b[:, 2:])
-    full = randomize_(tiny(depth=2, causal=False).double()).eval()
+    full = randomize_(tiny(depth=2, causal=False).double(), std=0.2).eval()
     assert not torch.allclose(full(x, t, text)[:, :2], full(later, t, text)[:, :2])
     with pytest.raises(ValueError, match="needs the block-causal model"):
         full.step(x[:, 0], t, text, 0)
 
 
 def test_text_conditions_the_output_and_padding_is_ignored():
-    model = randomize_(tiny(depth=2).double()).eval()
+    model = randomize_(tiny(depth=2).double(), std=0.2).eval()
     x, t, text = video_inputs(model, dtype=F64)
     padded = torch.cat([text, torch.zeros_like(text)], dim=1)     # extra pads change nothing
     torch.testing.assert_close(model(x, t, padded), model(x, t, text), rtol=0, atol=1e-12)
@@ -159,7 +152,7 @@ def test_text_conditions_the_output_and_padding_is_ignored():
 
 
 def test_caption_dropout_only_in_training():
-    model = randomize_(tiny(caption_dropout_prob=0.5))
+    model = randomize_(tiny(caption_dropout_prob=0.5), std=0.2)
     x, t, text = video_inputs(model, batch=64, frames=1)
     model.eval()
     assert torch.equal(model(x, t, text), model(x, t, text))

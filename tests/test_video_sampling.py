@@ -5,6 +5,7 @@ import torch
 import pomlab
 import pomlab.models as M
 import pomlab.nn.pom as pom_module
+from _models_helpers import one_thread, randomize_  # noqa: F401  (autouse: tiny models, 1 thread)
 from pomlab.data.toy_video import Vocabulary
 from pomlab.video import cpu_peak_tensor_bytes, draw_noise, sample
 
@@ -14,11 +15,8 @@ CAPTIONS = ["a 3 moving left", "a 7 moving up"]
 
 def random_model(depth=2, patch=4, **overrides):
     """A float64 micro video model with every weight random (gates included)."""
-    model = M.create(f"VideoDiPoM-S/{patch}", scale="micro", depth=depth, **overrides).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.2)
-    return model
+    return randomize_(M.create(f"VideoDiPoM-S/{patch}", scale="micro", depth=depth,
+                               **overrides).double(), std=0.2)
 
 
 @pytest.mark.parametrize("method,cfg", [("euler", 1.0), ("heun", 1.0), ("euler", 3.0),
