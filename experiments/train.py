@@ -53,7 +53,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--shift", type=_shift, default=None, help="flow-matching time shift: a number or 'auto'")
     a("--steps", type=int, default=d.steps)
     a("--batch-size", type=int, default=d.batch_size, help="global batch (split over DDP ranks)")
-    a("--lr", type=float, default=None, help="default: 1e-4 at paper scale (DiT), 2e-3 at micro")
+    a("--lr", type=float, default=None, help="default: 1e-4 at paper scale (DiT), 1e-2 at micro")
     a("--weight-decay", type=float, default=d.weight_decay)
     a("--warmup", type=int, default=d.warmup, help="linear learning-rate warm-up steps")
     a("--grad-clip", type=float, default=d.grad_clip, help="max grad norm (0 = off)")

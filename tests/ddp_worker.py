@@ -7,7 +7,7 @@ import torch
 from pomlab.train import TrainConfig, Trainer
 
 out = sys.argv[1]
-config = TrainConfig(model="DiPoM-S/2", scale="micro", model_overrides={"depth": 1, "hidden_size": 32},
+config = TrainConfig(model="DiPoM-S/2", scale="micro", model_overrides={"depth": 1},
                      image_size=8, batch_size=8, steps=4, log_every=2, lr=1e-3, sample_steps=2,
                      samples_per_class=1, device="cpu", out=out)
 trainer = Trainer(config, progress=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _models_helpers import one_thread  # noqa: F401  (autouse: tiny models, 1 thread)
 
 from pomlab.data import TensorImageDataset, load_digits
 from pomlab.train import (NonFiniteLossError, TrainConfig, Trainer, list_checkpoints,
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(out=None, **kw):
     """A one-block micro DiPoM on 8x8 digits: a few milliseconds per step."""
-    base = dict(model="DiPoM-S/2", scale="micro", model_overrides={"depth": 1, "hidden_size": 32},
+    base = dict(model="DiPoM-S/2", scale="micro", model_overrides={"depth": 1},
                 image_size=8, batch_size=8, steps=4, log_every=2, lr=1e-3, sample_steps=2,
                 samples_per_class=1, out=str(out) if out else None)
     base.update(kw)
@@ -39,22 +40,24 @@ def states_equal(a, b) -> bool:
 def test_micro_dipom_learns_the_digits_and_its_samples_follow_the_class():
     from sklearn.linear_model import LogisticRegression
 
-    config = TrainConfig(model="DiPoM-S/2", scale="micro", steps=300, batch_size=16, lr=3e-3,
+    config = TrainConfig(model="DiPoM-S/2", scale="micro", steps=300, batch_size=16, lr=1e-2,
                          warmup=20, log_every=25, sample_at_end=False, seed=0)
     trainer = Trainer(config, progress=False)
     result = trainer.run()
     first, last = result.history[0]["loss"], result.history[-1]["loss"]
     print(f"flow loss: steps 1-25 {first:.3f} -> steps 276-300 {last:.3f}")
-    assert last < 0.5 * first                     # typically 1.2 -> 0.4
-    # A digits classifier (logistic regression, ~96% on the held-out split) reads the samples.
+    assert last < 0.55 * first                    # measured 1.09 -> 0.38
+    # A digits classifier (logistic regression, 96% on the held-out split) reads the samples.
     x, y = load_digits("train", 16)
     clf = LogisticRegression(max_iter=2000).fit(x.flatten(1).numpy(), y.numpy())
     labels = torch.arange(10).repeat_interleave(20)
-    samples = trainer.generate(labels, steps=20, seed=1)      # EMA weights, same noise per class
-    assert samples.shape == (200, 1, 16, 16) and 0 <= samples.min() and samples.max() <= 1
-    accuracy = clf.score(samples.flatten(1).numpy(), labels.numpy())
-    print(f"classifier accuracy on class-conditional samples: {accuracy:.2f} (chance 0.10)")
-    assert accuracy > 0.3
+    accuracy = {}
+    for cfg in (1.0, 4.0):                        # EMA weights, the same noise for every class
+        samples = trainer.generate(labels, steps=20, cfg=cfg, seed=1)
+        assert samples.shape == (200, 1, 16, 16) and 0 <= samples.min() and samples.max() <= 1
+        accuracy[cfg] = clf.score(samples.flatten(1).numpy(), labels.numpy())
+    print(f"classifier accuracy on class-conditional samples (chance 0.10): {accuracy}")
+    assert accuracy[1.0] > 0.3 and accuracy[4.0] > 0.5     # measured 0.73 and 0.90
 
 
 @pytest.mark.parametrize("loss, use_folder", [("flow", False), ("diffusion", True)])
@@ -116,7 +119,7 @@ def test_cli_trains_samples_and_resumes(tmp_path):
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     args = ["--model", "DiT-S/4", "--scale", "micro", "--dataset", "digits", "--image-size", "8",
-            "--override", "depth=1", "--override", "hidden_size=32", "--batch-size", "8",
+            "--override", "depth=1", "--batch-size", "8",
             "--steps", "3", "--log-every", "1", "--sample-steps", "2", "--samples-per-class", "2",
             "--loss", "diffusion", "--out", str(tmp_path), "--no-progress", "--seed", "3"]
     result = cli.main(args)
@@ -139,7 +142,7 @@ def test_checkpoint_from_another_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="another model"):
         Trainer(tiny(tmp_path, steps=2, model="DiT-S/2"), resume=True, progress=False)
     with pytest.raises(ValueError, match="another model"):
-        Trainer(tiny(tmp_path, steps=2, model_overrides={"depth": 2, "hidden_size": 32}),
+        Trainer(tiny(tmp_path, steps=2, model_overrides={"depth": 2}),
                 resume=True, progress=False)
 
 

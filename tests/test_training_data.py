@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _models_helpers import one_thread  # noqa: F401  (autouse: tiny models, 1 thread)
 from hypothesis import given, strategies as st
 
 from pomlab.data import (ImageFolder, LatentShards, LatentShardWriter, ShardedBatchSampler,
@@ -142,6 +143,6 @@ def test_encode_latents_with_a_small_random_vae_then_train_on_them(tmp_path):
     from pomlab.train import TrainConfig, train
     result = train(TrainConfig(model="DiT-S/2", scale="micro", dataset="latents",
                                data_path=str(tmp_path / "z"), steps=2, batch_size=8, log_every=1,
-                               model_overrides={"depth": 1, "hidden_size": 32}, sample_steps=2,
+                               model_overrides={"depth": 1}, sample_steps=2,
                                samples_per_class=1, out=str(tmp_path / "run")), progress=False)
     assert result.step == 2 and result.samples.is_file()

@@ -27,7 +27,8 @@ def shift_for_side(side: int) -> float:
 
 def shift_time(t: Tensor, shift: float) -> Tensor:
     """t' = s t / (1 + (s - 1) t): a monotone map of [0, 1] onto itself (s > 1 favours noise)."""
-    return shift * t / (1.0 + (shift - 1.0) * t)
+    # clamp: for s < 1, rounding can put t' = 1 a few ulps above 1, outside the models' range
+    return (shift * t / (1.0 + (shift - 1.0) * t)).clamp(0.0, 1.0)
 
 
 class FlowMatching:
