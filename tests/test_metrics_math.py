@@ -138,6 +138,7 @@ def test_inception_score_is_seeded_and_leaves_global_rng_alone():
     (np.zeros((20, 10)), 0, ValueError, "splits"),
     (np.zeros(20), 1, ValueError, "logits"),
     (np.full((20, 10), np.nan), 2, ValueError, "NaN"),
+    (np.eye(10)[np.arange(20) % 2] * 2000, 2, ValueError, "not finite"),   # classes 2..9 never win
 ])
 def test_inception_score_bad_input(logits, splits, error, words):
     with pytest.raises(error, match=words):

@@ -167,6 +167,9 @@ def get_backend(backend: str | FeatureBackend = "digits", *, weights: str | os.P
     """A ready (eval-mode, cached per name/weights/device) backend; instances pass through
     (moved to `device` when one is given)."""
     if isinstance(backend, FeatureBackend):
+        if weights is not None:
+            raise ValueError("weights= applies to a backend name; this backend instance already "
+                             f"has its weights ({backend.weights_path})")
         return backend if device is None else backend.to(device)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} or a FeatureBackend, got {backend!r}")

@@ -47,11 +47,12 @@ def extract(images: Tensor, backend: FeatureBackend, *, name: str = "images", lo
                       desc=f"{backend.name} features ({name})"):
         with torch.no_grad():
             features = backend(images[start:start + batch_size].to(device, torch.float32))
-        if not bool(torch.isfinite(features).all()):
-            raise RuntimeError(f"the {backend.name} backend produced non-finite features for {name}")
-        accumulator.update(features, real=True)
-        if logits:
-            all_logits.append(backend.head(features).double().cpu())
+            if not bool(torch.isfinite(features).all()):
+                raise RuntimeError(f"the {backend.name} backend produced non-finite features "
+                                   f"for {name}")
+            accumulator.update(features, real=True)
+            if logits:
+                all_logits.append(backend.head(features).float().cpu())
     n = int(accumulator.real_features_num_samples)
     mean = accumulator.real_features_sum / n
     covariance = (accumulator.real_features_cov_sum - n * torch.outer(mean, mean)) / (n - 1)

@@ -45,7 +45,7 @@ def check_images(name: str, images, *, min_count: int = 1) -> Tensor:
     if lo < 0.0 or hi > 1.0:
         if lo >= -1.0 and hi <= 1.0 and lo < 0.0:
             hint = "; images in [-1, 1] map to [0, 1] with ((x + 1) / 2).clamp(0, 1)"
-        elif hi > 1.0 and hi <= 255.0 and lo >= 0.0:
+        elif 2.0 < hi <= 255.0 and lo >= 0.0:
             hint = "; images in [0, 255] must be divided by 255"
         else:
             hint = "; clamp samples with .clamp(0, 1)"

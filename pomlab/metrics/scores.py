@@ -141,4 +141,9 @@ def inception_score_from_logits(logits, splits: int = 10, seed: int = 0) -> tupl
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             mean, std = metric.compute()
+    if not bool(torch.isfinite(mean)):
+        # 0 * log(0) inside torchmetrics' KL: some probabilities underflow to exactly 0 (logit gaps
+        # beyond ~745 in float64), which no sane classifier produces
+        raise ValueError("the Inception Score is not finite: the logits are too extreme "
+                         f"(largest gap {float(logits.max() - logits.min()):.3g})")
     return float(mean), (float(std) if splits > 1 else float("nan"))
