@@ -217,6 +217,58 @@ def test_chunked_evaluation_equals_one_pass_over_the_same_samples(tmp_path):
     assert (result["n_fake"], result["n_real"], result["reference"]) == (80, 1437, "digits:train@8")
 
 
+def test_reference_statistics_from_an_npz_file_give_the_same_fid(tmp_path):
+    from pomlab.metrics import reference_statistics
+    stats_file = tmp_path / "ref.npz"
+    ref = reference_statistics("digits", "train", 8, "digits")
+    np.savez(stats_file, mu=ref.mu, sigma=ref.sigma, n=ref.n)
+    config = tiny_config(tmp_path, fid_samples=72)
+    trainer = Trainer(train_config(config, "mha", "S"), progress=False)
+    trainer.run(until=2)
+    from_data = Evaluator(config, trainer)(trainer)
+    from_file = Evaluator(tiny_config(tmp_path, fid_samples=72, reference=str(stats_file)),
+                          trainer)(trainer)
+    assert from_file["fid"] == from_data["fid"] and from_file["n_real"] == 1437
+    assert from_file["reference"] == "ref.npz"
+
+
+def test_latent_samples_and_reference_are_decoded_with_the_vae(tmp_path):
+    """The paper-scale path (latents -> VAE -> pixels -> metric) on CPU, with a small random VAE
+    and the digits backend (SweepConfig.validate would insist on Inception for latents)."""
+    diffusers = pytest.importorskip("diffusers")
+    from pomlab.data import LatentShardWriter, encode_images, load_digits
+    from pomlab.scaling.sweep import preserved_rng
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, norm_num_groups=8, sample_size=16)
+    vae.save_pretrained(tmp_path / "vae")
+    images, labels = load_digits("train", 16, channels=3)
+    writer = LatentShardWriter(tmp_path / "z", num_classes=10, scale_factor=0.18215,
+                               vae=str(tmp_path / "vae"), image_size=16)
+    writer.add(encode_images(vae, images[:96] * 2 - 1, sample=False), labels[:96])
+    writer.close()
+    config = SweepConfig(sizes=("S",), mixers=("pom",), dataset="latents",
+                         data_path=str(tmp_path / "z"), backend="digits", steps=2,
+                         eval_steps=(2,), batch_size=8, model_overrides={"depth": 1},
+                         fid_samples=72, eval_chunk=24, sample_steps=2, device="cpu",
+                         out=str(tmp_path / "out"))
+    trainer = Trainer(train_config(config, "pom", "S"), progress=False)
+    trainer.run(until=2)
+    cache = tmp_path / "out" / "reference"
+    with preserved_rng(trainer.device):
+        evaluator = Evaluator(config, trainer, cache_dir=cache)
+    result = evaluator(trainer)
+    assert np.isfinite(result["fid"]) and result["n_fake"] == 72
+    assert result["n_real"] == 72 and "latents:train[72 random" in result["reference"]
+    cached = list(cache.glob("latents-digits-*.npz"))
+    assert len(cached) == 1
+    again = Evaluator(config, trainer, cache_dir=cache)        # statistics read from the cache
+    np.testing.assert_array_equal(again.reference.mu, evaluator.reference.mu)
+    pixels = evaluator.decode(torch.zeros(2, 4, 8, 8))
+    assert pixels.shape == (2, 3, 16, 16) and 0 <= pixels.min() and pixels.max() <= 1
+
+
 # --- sweeps ------------------------------------------------------------------------------------
 
 def _csv(out) -> str:

@@ -181,6 +181,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _device_name(device: torch.device) -> str:
+    """device_label without the caller's thread count (each job sets its own)."""
+    return device_label(device).split(" x")[0]
+
+
 def default_jobs(device: torch.device) -> int:
     """CPU: one worker per core, at most 2 (the tiny models are memory-bound); CUDA: one per GPU
     (all GPUs when no index is given)."""
@@ -304,7 +309,7 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     is_main = rank == 0
     if is_main:
         log(f"scaling sweep: scale={config.scale} dataset={config.dataset} "
-            f"backend={config.backend} ({names.get('metric')}) device={device_label(device)}"
+            f"backend={config.backend} ({names.get('metric')}) device={_device_name(device)}"
             f"{f' x{world} ranks' if world > 1 else ''} jobs={jobs} threads/job={threads}")
         log(f"  models {', '.join(model_name(m, s, config.patch) for m, s in config.models())}"
             f" ({config.scale} scale); {len(models)} with pending evaluations; steps "
