@@ -110,6 +110,7 @@ def _schedule_panels(df, method_column, memory_column, memory_label, per_frame_m
         plotting.loglog(time_ax, "frames", "time per frame (ms)")
         for ax in (memory_ax, time_ax):
             plotting.log_ticks(ax, df.frames.unique())
+            plotting.plain_log_labels(ax, "y")
         fig.suptitle(title, fontsize=8)
         fig.tight_layout()
         handles, labels = memory_ax.get_legend_handles_labels()   # below the panels: no overlap

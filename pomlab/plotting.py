@@ -12,7 +12,7 @@ if "ipykernel" not in sys.modules:   # figures are files; a notebook keeps its i
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from matplotlib.ticker import LogFormatter, NullLocator  # noqa: E402
 
 SIZES = ("S", "B", "L", "XL")
 # One colour per model size (light to dark, so compute reads left to right), one per mixer.
@@ -81,6 +81,24 @@ def log_ticks(ax, values, labels=None, axis: str = "x", base: int = 2) -> None:
     scale("log", base=base)
     ticks(values, labels)
     getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
+
+
+class _PlainLogFormatter(LogFormatter):
+    """LogFormatter's choice of which log ticks to label, written as plain numbers (%g)."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def plain_log_labels(ax, axis: str = "y") -> None:
+    """Plain numbers (900, 0.03) instead of powers of ten on a log axis; over up to two decades
+    some minor ticks (all, under half a decade) are labelled too, so a short axis keeps several
+    labels."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def mixer_name(mixer: str) -> str:

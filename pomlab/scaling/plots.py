@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import ticker
 
 from .. import plotting
 from .config import FAMILY_OF, MIXERS
@@ -53,10 +52,9 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str) -> No
     ax.set_title(f"{family} ({plotting.mixer_name(mixer)})")
     name = part[f"{metric}_name"].iloc[0] if len(part) else metric.upper()
     plotting.loglog(ax, COMPUTE_LABEL, name)
-    # Plain numbers on the metric axis (spans < 2 decades); no crowded minor labels on compute.
-    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    # Plain numbers (some minor ticks labelled when an axis spans < 2 decades).
+    plotting.plain_log_labels(ax, "y")
+    plotting.plain_log_labels(ax, "x")
     ax.legend(title="size (slope)", loc="best", frameon=False)
 
 
@@ -106,9 +104,8 @@ def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | o
                       ls=plotting.MIXER_DASHES[mixer], label=f"{plotting.mixer_name(mixer)} fit,"
                       f" slope{slope}")
             plotting.loglog(ax, COMPUTE_LABEL, results[f"{metric}_name"].iloc[0])
-            ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-            ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
-            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            plotting.plain_log_labels(ax, "y")
+            plotting.plain_log_labels(ax, "x")
             ax.legend(loc="best", frameon=False, fontsize=6.5, ncol=2)
         fig.suptitle("PoM vs MHA: " + describe_results(results), fontsize=7)
         fig.tight_layout()
