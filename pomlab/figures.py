@@ -11,7 +11,8 @@ all call these, so a figure looks the same wherever it is made.
 | PoM vs MHA on shared axes | ``pomlab.scaling.plot_mixer_comparison`` | scaling |
 | state memory: frame by frame vs parallel | ``state_memory_figure`` | state_memory |
 | video memory: generation vs frames | ``video_memory_figure`` | video_memory |
-| theory: error vs parameters / degree | ``pomlab.theory.plots.plot_error_vs_params`` / ``_degree`` | universal_approximation |
+| theory: error vs parameters / degree | ``pomlab.theory.plots.plot_error_vs_params`` /
+  ``plot_error_vs_degree`` | universal_approximation |
 | theory: contextual mapping | ``pomlab.theory.plots.plot_contextual_separation`` | contextual_mapping |
 
 ``make_figures(results_dir)`` finds every result under a folder (pomlab.results.find_results),
@@ -28,7 +29,8 @@ import pandas as pd
 
 from . import plotting
 from .results import KINDS, find_results, load_table
-from .speed import configuration_label, speed_configurations, summarise_speed
+from .speed import configuration_label, loglog_slope, speed_configurations, summarise_speed
+from .theory.plots import plot_contextual_separation, plot_error_vs_degree, plot_error_vs_params
 
 MiB = 2 ** 20
 FAMILY_MIXER = {"DiPoM": "pom", "DiT": "mha"}
@@ -183,8 +185,6 @@ def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
     """One PoM layer vs one MHA layer: milliseconds per call against sequence length, log-log,
     one panel per mode (forward, train), slopes in the legend; from experiments/bench_pom.py's
     CSV (columns ``<variant>_ms``)."""
-    from .speed import loglog_slope
-
     variants = [c[:-3] for c in df.columns if c.endswith("_ms")]
     if not variants or "tokens" not in df or "mode" not in df:
         raise ValueError("expected experiments/bench_pom.py's CSV (mode, tokens, <variant>_ms)")
@@ -221,39 +221,18 @@ def _speed(source: Path, out: Path) -> list[Path]:
     return paths
 
 
-def _scaling(source: Path, out: Path) -> list[Path]:
-    from .scaling import fit_table, plot_scaling  # refit from results.csv (no retraining)
-
-    results = load_table(source, "scaling")
-    return plot_scaling(results, fit_table(results), out / "scaling")
+def _from_table(kind: str, draw: Callable, stem: str) -> Callable[[Path, Path], list[Path]]:
+    """make(source, out) for a figure drawn from one kind's table."""
+    return lambda source, out: draw(load_table(source, kind), out / stem)
 
 
-def _scaling_comparison(source: Path, out: Path) -> list[Path]:
-    from .scaling import fit_table, plot_mixer_comparison
-
-    results = load_table(source, "scaling")
-    return plot_mixer_comparison(results, fit_table(results), out / "scaling_pom_vs_mha")
-
-
-def _theory_params(source: Path, out: Path) -> list[Path]:
-    from .theory.plots import plot_error_vs_params
-
-    return plot_error_vs_params(load_table(source, "universal_approximation"),
-                                out / "universal_approximation_params")
-
-
-def _theory_degree(source: Path, out: Path) -> list[Path]:
-    from .theory.plots import plot_error_vs_degree
-
-    return plot_error_vs_degree(load_table(source, "universal_approximation"),
-                                out / "universal_approximation_degree")
-
-
-def _contextual(source: Path, out: Path) -> list[Path]:
-    from .theory.plots import plot_contextual_separation
-
-    return plot_contextual_separation(load_table(source, "contextual_mapping"),
-                                      out / "contextual_mapping")
+def _refit(plot: str) -> Callable:
+    """A pomlab.scaling figure drawn with fits recomputed from results.csv (no retraining);
+    pomlab.scaling loads the training stack, so only when a sweep is drawn."""
+    def draw(results: pd.DataFrame, stem: Path) -> list[Path]:
+        from . import scaling
+        return getattr(scaling, plot)(results, scaling.fit_table(results), stem)
+    return draw
 
 
 @dataclass(frozen=True)
@@ -268,21 +247,29 @@ FIGURES: tuple[PaperFigure, ...] = (
     PaperFigure("speed", "speed", "Figure 1: time and peak memory vs resolution, DiPoM vs DiT",
                 _speed),
     PaperFigure("scaling", "scaling", "Figure 5: FID and IS vs training compute per mixer, "
-                "one colour per size, log-log fits", _scaling),
+                "one colour per size, log-log fits",
+                _from_table("scaling", _refit("plot_scaling"), "scaling")),
     PaperFigure("scaling_pom_vs_mha", "scaling", "Figure 5 companion: PoM and MHA on shared "
-                "axes with their all-sizes fits", _scaling_comparison),
+                "axes with their all-sizes fits",
+                _from_table("scaling", _refit("plot_mixer_comparison"), "scaling_pom_vs_mha")),
     PaperFigure("state_memory", "state_memory", "PoM layers: frame by frame (state) vs "
-                "parallel block-causal, memory and time vs frames", lambda s, o: state_memory_figure(
-                    load_table(s, "state_memory"), o / "state_memory")),
+                "parallel block-causal, memory and time vs frames",
+                _from_table("state_memory", state_memory_figure, "state_memory")),
     PaperFigure("video_memory", "video_memory", "video generation: memory flat in frames "
-                "frame by frame, growing in parallel", lambda s, o: video_memory_figure(
-                    load_table(s, "video_memory"), o / "video_memory")),
+                "frame by frame, growing in parallel",
+                _from_table("video_memory", video_memory_figure, "video_memory")),
     PaperFigure("universal_approximation_params", "universal_approximation",
-                "theory: held-out error vs parameters, PoM / MHA / no mixing", _theory_params),
+                "theory: held-out error vs parameters, PoM / MHA / no mixing",
+                _from_table("universal_approximation", plot_error_vs_params,
+                            "universal_approximation_params")),
     PaperFigure("universal_approximation_degree", "universal_approximation",
-                "theory: PoM error vs degree", _theory_degree),
+                "theory: PoM error vs degree",
+                _from_table("universal_approximation", plot_error_vs_degree,
+                            "universal_approximation_degree")),
     PaperFigure("contextual_mapping", "contextual_mapping",
-                "theory: contextual-mapping separation per model", _contextual),
+                "theory: contextual-mapping separation per model",
+                _from_table("contextual_mapping", plot_contextual_separation,
+                            "contextual_mapping")),
 )
 
 # What a broken or foreign results file raises while it is read or drawn: reported, not fatal.

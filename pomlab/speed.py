@@ -69,7 +69,8 @@ def _size_patch(df: pd.DataFrame) -> pd.Series:
 def configuration_label(df: pd.DataFrame) -> str:
     """A file-name-safe label of one configuration, e.g. 'DiPoM-S_2_depth1_float32_fast'."""
     row = df.iloc[0]
-    label = f"{_size_patch(df).iloc[0].replace('/', '_')}_depth{int(row['depth'])}_batch{int(row['batch'])}_{row['dtype']}"
+    size_patch = _size_patch(df).iloc[0].replace("/", "_")
+    label = f"{size_patch}_depth{int(row['depth'])}_batch{int(row['batch'])}_{row['dtype']}"
     if "pom_path" in df:
         label += f"_{row['pom_path']}"
     if "optimizer" in df and not bool(row["optimizer"]):

@@ -60,8 +60,9 @@ def speed_rows(tokens=(64, 256, 1024, 4096), depth=1, pom_path="fast"):
     rows = []
     for n in tokens:
         side = int(16 * math.sqrt(n))
-        for family, mode, seconds in (("DiPoM", "training", 1e-3 * n), ("DiPoM", "inference", 3e-4 * n),
-                                      ("DiT", "training", 1e-6 * n ** 2), ("DiT", "inference", 4e-7 * n ** 2)):
+        laws = (("DiPoM", "training", 1e-3 * n), ("DiPoM", "inference", 3e-4 * n),
+                ("DiT", "training", 1e-6 * n ** 2), ("DiT", "inference", 4e-7 * n ** 2))
+        for family, mode, seconds in laws:
             rows.append(dict(family=family, mixer="pom" if family == "DiPoM" else "mha",
                              model=f"{family}-S/2", mode=mode, resolution=side, latent_side=side // 8,
                              tokens=n, seconds_per_image=seconds, peak_bytes=1000 * n, status="ok",
