@@ -53,6 +53,20 @@ def quiet(_):
     pass
 
 
+def run(cmd, timeout, **kw):
+    """subprocess.run that, on a timeout, also ends the grandchildren (torchrun ranks, workers)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 # --- configuration ------------------------------------------------------------------------------
 
 def test_schedules_and_defaults():
@@ -211,8 +225,10 @@ def test_chunked_evaluation_equals_one_pass_over_the_same_samples(tmp_path):
                                          seed=chunk_seed(0, i))
                         for i, (a, b) in enumerate(chunk_bounds(80, 24))])
     whole = evaluate(images, "digits", size=8)
-    # Pooling per-chunk float64 statistics vs one accumulation: round-off only.
-    assert result["fid"] == pytest.approx(whole["fid"], rel=1e-9)
+    # Pooling per-chunk float64 statistics vs one accumulation: round-off only, but FID
+    # subtracts traces far larger than itself and square-roots small eigenvalues, which turns
+    # ~1e-16 relative differences in the covariances into ~1e-8 in FID.
+    assert result["fid"] == pytest.approx(whole["fid"], rel=1e-6)
     assert result["is_mean"] == pytest.approx(whole["is_mean"], rel=1e-12)
     assert (result["n_fake"], result["n_real"], result["reference"]) == (80, 1437, "digits:train@8")
 
@@ -352,16 +368,13 @@ def test_killed_sweep_rerun_from_the_cli_gives_the_same_csv(uninterrupted, tmp_p
     straight, _ = uninterrupted
     out = tmp_path / "killed"
     args = TINY_ARGS + ["--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     script = KILLER.format(experiments=str(ROOT / "experiments"), args=args)
-    killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    killed = run([sys.executable, "-c", script], timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     rows = pd.read_csv(out / "results.csv") if (out / "results.csv").exists() else pd.DataFrame()
     assert len(rows) < 12
     # The rerun uses the command line as written, with two worker processes.
-    rerun = subprocess.run([sys.executable, str(CLI), *args, "--jobs", "2"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+    rerun = run([sys.executable, str(CLI), *args, "--jobs", "2"], timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert "scale=micro dataset=digits backend=digits" in rerun.stdout
     assert "fid slope" in rerun.stdout
@@ -390,10 +403,8 @@ def test_concurrent_merges_lose_no_row(tmp_path):
 
 
 def test_cli_errors_are_clear(tmp_path, monkeypatch):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    bad = subprocess.run([sys.executable, str(CLI), "--scale", "paper", "--out", str(tmp_path),
-                          "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=60)
+    bad = run([sys.executable, str(CLI), "--scale", "paper", "--out", str(tmp_path),
+               "--no-progress"], timeout=60)
     assert bad.returncode == 2 and "needs data_path / --data-path" in bad.stderr
     monkeypatch.syspath_prepend(str(ROOT / "experiments"))
     import scaling_laws
@@ -409,8 +420,7 @@ def test_ddp_sweep_under_torchrun(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(CLI), *TINY_ARGS, "--sizes", "S", "--mixers", "pom", "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    done = run(cmd, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     frame = pd.read_csv(out / "results.csv")
     assert len(frame) == 3 and frame["device"].str.endswith("x2 ranks").all()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..data import DATASETS
 from ..metrics import BACKENDS
 from ..models.registry import FAMILIES, PATCHES, SCALES, SIZES
-from ..train import PRECISIONS
+from ..train import DEFAULT_LR, PRECISIONS
 
 MIXERS = ("pom", "mha")
 FAMILY_OF = {mixer: family for family, mixer in FAMILIES.items()}      # "pom" -> "DiPoM"
@@ -22,17 +22,16 @@ SETTINGS_FORMAT = "pomlab-scaling-v1"
 
 # Defaults per scale (the CLI's and SweepConfig.for_scale's).
 SCALE_DEFAULTS = {
-    # 600 steps of batch 64 = 27 epochs of the 1437 digits; evaluation at 5 log-spaced steps
-    # (38 ... 600), 500 samples each with Heun, 10 steps (20 model calls per sample). lr 4e-3:
-    # twice pomlab.train's micro default, which these short runs need (measured: DiT-S/2 digits-FID
-    # 626 -> 352 and DiT-B/2 374 -> 194 at step 400 on 300 samples; DiPoM-XL/2 stable).
-    "micro": dict(dataset="digits", backend="digits", steps=600, batch_size=64, lr=4e-3,
-                  eval_points=5,
+    # 600 steps of batch 64 = 27 epochs of the 1437 digits at pomlab.train's micro learning rate
+    # (1e-2: measured stable at batch 64 for micro B and XL, DiT-B/2 digits-FID 123 at step 400);
+    # evaluation at 5 log-spaced steps (38 ... 600), 500 samples each with Heun, 10 steps
+    # (20 model calls per sample).
+    "micro": dict(dataset="digits", backend="digits", steps=600, batch_size=64, eval_points=5,
                   eval_every=None, fid_samples=500, sample_steps=10, eval_chunk=250,
                   ckpt_every=0, out="results/scaling"),
     # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples (DiT's scaling
     # figures use FID-50K; raise --fid-samples for final numbers), 50 Heun steps.
-    "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256, lr=None,
+    "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256,
                   eval_points=None, eval_every=50_000, fid_samples=10_000, sample_steps=50,
                   eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper"),
 }
@@ -100,7 +99,7 @@ class SweepConfig:
     # training (pomlab.train.TrainConfig)
     steps: int = 600
     batch_size: int = 64
-    lr: float | None = None               # None: pomlab.train's per-scale default
+    lr: float | None = None               # None: pomlab.train's per-scale default (recorded)
     warmup: int = 0
     ema_decay: float = 0.9999
     loss: str = "flow"
@@ -162,6 +161,10 @@ class SweepConfig:
             hint = (" (a latent folder made by experiments/encode_latents.py)"
                     if self.dataset == "latents" else "")
             raise ValueError(f"dataset {self.dataset!r} needs data_path / --data-path{hint}")
+        if self.lr is None:                   # resolved, so sweep.json records the value used
+            self.lr = DEFAULT_LR[self.scale]
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("steps", "batch_size", "fid_samples", "sample_steps", "eval_chunk",
