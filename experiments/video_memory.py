@@ -1,0 +1,126 @@
+"""Memory and time of frame-by-frame vs parallel video generation, from 4 to 64 frames.
+
+    python experiments/video_memory.py --out results/video_memory
+
+For each clip length, pomlab.video.sample generates one clip (batch 1) with the block-causal
+video DiPoM, once frame by frame through the carried PoM states (mode="sequential") and once
+with all frames in parallel (mode="parallel"). Both give the same clip.
+
+- Peak memory: tensor bytes allocated during the call above the level before it (on CPU
+  through torch.profiler's allocation events, pomlab.video.memory; on CUDA the allocator's
+  peak counter). It includes the noise and the output clip, which are O(frames) but tiny;
+  working_mib subtracts them (float32 noise + output = 2 clips).
+- Time: the two modes timed interleaved (A B A B, pomlab.benchmark.time_interleaved), medians;
+  per-frame time = median / frames.
+
+Writes OUT/video_memory.csv and OUT/video_memory.{png,pdf} (pomlab.plotting).
+"""
+import argparse
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import pandas as pd
+import torch
+
+from pomlab import models, plotting
+from pomlab.benchmark import device_label, time_interleaved
+from pomlab.io import atomic_to_csv
+from pomlab.video import MODES, peak_tensor_bytes, sample
+
+MODE_STYLE = {"sequential": dict(color="#d62728", marker="o", label="frame by frame (PoM state)"),
+              "parallel": dict(color="#1f77b4", marker="s", ls="--", label="parallel (block-causal mask)")}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--out", default="results/video_memory")
+    a("--model", default="VideoDiPoM-S/2", help="64 tokens per 16x16 frame at patch 2")
+    a("--scale", default="micro", choices=["micro", "paper"])
+    a("--frames", default="4,8,16,32,64")
+    a("--steps", type=int, default=4, help="Euler steps (the sequential state grows with them)")
+    a("--repeats", type=int, default=3)
+    a("--threads", type=int, default=1)
+    a("--device", default="cpu")
+    a("--plot-only", action="store_true", help="redraw the figure from OUT/video_memory.csv")
+    return p.parse_args(argv)
+
+
+def plot(table: pd.DataFrame, out: Path, title: str) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=2, width=3.6)
+        for mode in MODES:
+            part = table[table["mode"] == mode]
+            axes[0, 0].plot(part["frames"], part["peak_mib"], **MODE_STYLE[mode])
+            if mode == "sequential":
+                axes[0, 0].plot(part["frames"], part["working_mib"], color=MODE_STYLE[mode]["color"],
+                                ls=":", label="frame by frame, without noise + output clip")
+            axes[0, 1].plot(part["frames"], part["seconds_per_frame"] * 1e3, **MODE_STYLE[mode])
+        plotting.loglog(axes[0, 0], "frames", "peak tensor memory (MiB)")
+        plotting.loglog(axes[0, 1], "frames", "time per frame (ms)")
+        for ax in axes[0]:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(table["frames"].unique()))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 0.0),
+                   frameon=False)
+        fig.subplots_adjust(wspace=0.4)
+        fig.suptitle(title, fontsize=8)
+        plotting.save(fig, out / "video_memory")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    if args.plot_only:
+        table = pd.read_csv(out / "video_memory.csv")
+        row = table.iloc[0]
+        plot(table, out, f"{row['model']}, batch 1, {row['steps']} Euler steps, {row['device']}")
+        return
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = models.create(args.model, scale=args.scale).to(device).eval()
+    with torch.no_grad():                        # random weights: a fresh model is all zeros
+        for p in model.parameters():
+            p.normal_(0.0, 0.05)
+    caption = ["a 3 moving left"] if model.vocab_size == 17 else ["w"]
+
+    def run(mode, frames):
+        return lambda: sample(model, caption, frames, mode=mode, steps=args.steps, method="euler",
+                              generator=torch.Generator(device=device).manual_seed(0))
+
+    rows = []
+    for frames in [int(f) for f in args.frames.split(",")]:
+        times = time_interleaved({mode: run(mode, frames) for mode in MODES},
+                                 repeats=args.repeats, warmup=1, device=device)
+        for mode in MODES:
+            peak = peak_tensor_bytes(run(mode, frames), device)
+            clip = 2 * frames * model.in_channels * model.input_size ** 2 * 4   # noise + output
+            rows.append({"frames": frames, "mode": mode, "peak_mib": peak / 2**20,
+                         "noise_and_output_mib": clip / 2**20,
+                         "working_mib": (peak - clip) / 2**20,
+                         "seconds": times[mode], "seconds_per_frame": times[mode] / frames,
+                         "model": model.label, "tokens_per_frame": (model.input_size // model.patch_size) ** 2,
+                         "steps": args.steps, "sampler": "euler", "batch": 1,
+                         "memory_method": "cuda max_memory_allocated" if device.type == "cuda"
+                         else "torch.profiler allocation events (tensor bytes)",
+                         "device": device_label(device)})
+        last = {r["mode"]: r for r in rows[-2:]}
+        print(f"{frames:3d} frames: sequential {last['sequential']['peak_mib']:.2f} MiB "
+              f"{last['sequential']['seconds_per_frame'] * 1e3:.1f} ms/frame | parallel "
+              f"{last['parallel']['peak_mib']:.2f} MiB {last['parallel']['seconds_per_frame'] * 1e3:.1f} "
+              f"ms/frame | memory ratio parallel/sequential "
+              f"{last['parallel']['peak_mib'] / last['sequential']['peak_mib']:.1f}x", flush=True)
+    table = pd.DataFrame(rows)
+    atomic_to_csv(table, out / "video_memory.csv")
+
+    plot(table, out, f"{model.label}, batch 1, {args.steps} Euler steps, {device_label(device)}")
+    print(f"wrote {out / 'video_memory.csv'} and {out / 'video_memory.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Text-to-video sampling: all frames in parallel, or frame by frame through PoM's state.
+
+Why the two agree (the design of the sequential sampler)
+---------------------------------------------------------
+The parallel sampler integrates the flow ODE for the whole clip at once: at each velocity
+evaluation k (k = 0, 1, ... over the steps; Heun makes two per step) the block-causal model
+lets frame f see frames <= f *as they are at evaluation k*. Frame f's trajectory therefore
+depends only on frames <= f, and the clip can be produced one frame after another, provided
+that frame f, at its evaluation k, sees the earlier frames at their own evaluation k.
+
+So the sequential sampler keeps, for every evaluation index k and every layer, the PoMState
+(H, n) of the frames generated so far at that evaluation. Generating frame f runs the whole
+integrator for that frame alone; its evaluation k calls ``model.step`` with the states of
+index k and stores the updated states (frames <= f) for the next frame. Nothing of an
+earlier frame is ever recomputed, and the memory is O(evaluations x layers x state size)
+(two such sets: the previous frame's and the one being built), independent of the number
+of frames. Guidance (cfg != 1) doubles the batch of every call ([conditional, null]), so the
+states carry both halves; both modes batch the same way.
+
+The full noise tensor (B, frames, C, H, W) is drawn up front from ``generator`` in both
+modes, so one seed gives one clip whichever way it is generated.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.toy_video import TOY_VOCABULARY, Vocabulary
+from ..diffusion import FlowMatching
+from ..diffusion.guidance import guided
+from ..diffusion.samplers import ODE_METHODS, integrate
+from ..nn._checks import check_positive_int
+
+MODES = ("sequential", "parallel")
+
+
+def model_vocabulary(model: nn.Module) -> Vocabulary:
+    """The vocabulary that turns captions into the model's word ids (toy one by default)."""
+    vocab = getattr(model, "vocab", None) or TOY_VOCABULARY
+    if len(vocab) != model.vocab_size:
+        raise ValueError(f"the model has vocab_size {model.vocab_size} but its vocabulary has "
+                         f"{len(vocab)} words; set model.vocab (or pass vocab=) to the "
+                         "Vocabulary it was trained with")
+    return vocab
+
+
+def draw_noise(model: nn.Module, batch: int, frames: int,
+               generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal (batch, frames, C, H, W) in the model's dtype, on its device."""
+    param = next(model.parameters())
+    shape = (batch, frames, model.in_channels, model.input_size, model.input_size)
+    where = generator.device if generator is not None else param.device
+    return torch.randn(shape, generator=generator, dtype=param.dtype, device=where).to(param.device)
+
+
+@torch.no_grad()
+def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: Tensor | None = None,
+           mode: str = "sequential", steps: int = 50, cfg: float = 1.0,
+           generator: torch.Generator | None = None, *, method: str = "heun",
+           vocab: Vocabulary | None = None) -> Tensor:
+    """Generate one clip per caption: (B, frames, C, H, W) in the model's range.
+
+    model: a VideoDiPoM (``pomlab.models.create("VideoDiPoM-S/2", ...)``); "sequential"
+    needs its block-causal form (the default). captions: strings of the model's vocabulary.
+    noise: None (drawn from ``generator``) or exactly (B, frames, C, H, W). steps: ODE steps
+    of ``method`` ("heun": 2 model calls per step, "euler": 1) from t = 1 to 0. cfg:
+    classifier-free guidance scale (1 = none; the null caption is all pad). The model runs
+    in eval mode (no caption dropout) and is restored afterwards.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if method not in ODE_METHODS:
+        raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
+    check_positive_int("frames", frames)
+    check_positive_int("steps", steps)
+    captions = [captions] if isinstance(captions, str) else captions
+    tokens = (vocab or model_vocabulary(model)).encode(captions)
+    param = next(model.parameters())
+    tokens = tokens.to(param.device)
+    batch = tokens.shape[0]
+    if noise is None:
+        noise = draw_noise(model, batch, frames, generator)
+    else:
+        expected = (batch, frames, model.in_channels, model.input_size, model.input_size)
+        if not isinstance(noise, Tensor) or tuple(noise.shape) != expected:
+            got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+            raise ValueError(f"noise must have shape (captions, frames, C, H, W) = {expected}, "
+                             f"got {got}")
+        noise = noise.to(device=param.device, dtype=param.dtype)
+    if mode == "sequential" and not model.causal:
+        raise ValueError("mode='sequential' needs the block-causal model (causal=True); this one "
+                         "mixes all frames both ways, use mode='parallel'")
+    times = FlowMatching().times(steps)
+    was_training = model.training
+    model.eval()
+    try:
+        run = _sequential if mode == "sequential" else _parallel
+        return run(model, tokens, noise, times, method, cfg)
+    finally:
+        model.train(was_training)
+
+
+def _parallel(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: float) -> Tensor:
+    denoise = guided(model, cfg, model.null_token)
+    ones = torch.ones(noise.shape[0], device=noise.device, dtype=noise.dtype)
+    return integrate(method, lambda x, t: denoise(x, ones * t, tokens), noise, times)
+
+
+def _sequential(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: float) -> Tensor:
+    ones = torch.ones(noise.shape[0], device=noise.device, dtype=noise.dtype)
+    previous: list | None = None        # previous[k]: per-layer states of frames < f at call k
+    out = torch.empty_like(noise)
+    for f in range(noise.shape[1]):
+        current: list = []
+
+        def frame_model(x, t, text):
+            k = len(current)             # which model call of this frame's integration this is
+            v, states = model.step(x, t, text, f, None if previous is None else previous[k])
+            current.append(states)
+            return v
+
+        denoise = guided(frame_model, cfg, model.null_token)
+        out[:, f] = integrate(method, lambda x, t: denoise(x, ones * t, tokens), noise[:, f],
+                              times)
+        previous = current
+    return out

@@ -1,0 +1,129 @@
+"""Training the video DiPoM with the project's Trainer (flow matching, EMA, checkpoints, resume).
+
+The clips of a ``VideoDataset`` and their word ids stand where the image trainer has images
+and labels: the flow-matching loss calls ``model(x_t, t, word_ids)`` on whole clips, so all
+frames train in parallel through the block-causal mask. Only what is video-specific is
+overridden here: building the model from the data (frame size, channels, vocabulary), the
+checks, the vocabulary in the checkpoint, and sample strips (frames of a clip side by side).
+
+    data = make_toy_videos(4096)
+    trainer = VideoTrainer(TrainConfig(model="VideoDiPoM-S/4", scale="micro", steps=600,
+                                       out="runs/video", dataset=data.name), data, resume=True)
+    trainer.run()
+    clips = trainer.generate(["a 3 moving left"])          # [0, 1] pixels, (1, T, C, H, W)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.images import from_model_range
+from ..data.toy_video import VideoDataset, Vocabulary
+from ..train import TrainConfig, Trainer, grid_image, load_checkpoint, load_trained, save_png
+from .sampling import sample
+
+VIDEO_PREFIX = "VideoDiPoM-"
+
+
+class VideoTrainer(Trainer):
+    """``Trainer`` for text-to-video: ``VideoTrainer(config, video_dataset, resume=...)``.
+
+    config.model must be a video name ("VideoDiPoM-S/4"); input_size, in_channels and
+    vocab_size come from the data. config.samples_per_class is the number of captions in the
+    sample strips (the data set's first distinct captions).
+    """
+
+    def __init__(self, config: TrainConfig, data: VideoDataset, *,
+                 resume: bool | str | os.PathLike = False, progress: bool = True,
+                 callbacks=()):
+        if not isinstance(data, VideoDataset):
+            raise TypeError(f"data must be a pomlab.data.toy_video.VideoDataset, got "
+                            f"{type(data).__name__}")
+        if not (isinstance(config.model, str) and config.model.startswith(VIDEO_PREFIX)):
+            raise ValueError(f"config.model must be a video model name such as "
+                             f"'VideoDiPoM-S/4', got {config.model!r}")
+        super().__init__(config, dataset=data, resume=resume, progress=progress,
+                         callbacks=callbacks)
+
+    # --- construction: the model fits the data -----------------------------------------
+
+    def _build_model(self) -> nn.Module:
+        from .. import models
+
+        overrides = dict(self.config.model_overrides)
+        for key, value in (("input_size", self.data.size), ("in_channels", self.data.channels),
+                           ("vocab_size", len(self.data.vocab))):
+            if overrides.get(key, value) != value:
+                raise ValueError(f"model override {key}={overrides[key]} disagrees with the "
+                                 f"data ({self.data.describe()})")
+            overrides[key] = value
+        model = models.create(self.config.model, scale=self.config.scale, **overrides)
+        model.vocab = self.data.vocab          # copied into the EMA model too
+        return model
+
+    def _check_model_fits_data(self) -> None:
+        m, d = self.model, self.data
+        if (m.in_channels, m.vocab_size) != (d.channels, len(d.vocab)):
+            raise ValueError(f"model {m.name} has in_channels={m.in_channels}, vocab_size="
+                             f"{m.vocab_size}; data {d.describe()} needs {d.channels} and "
+                             f"{len(d.vocab)}")
+
+    # --- the vocabulary travels with the checkpoint ----------------------------------------
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["vocab"] = list(self.data.vocab.words[1:])
+        return state
+
+    def load_state(self, ckpt: dict) -> None:
+        if Vocabulary(ckpt.get("vocab", ())) != self.data.vocab:
+            raise ValueError(f"{ckpt.get('path', 'the checkpoint')} was trained with another "
+                             f"vocabulary than this data's ({self.data.vocab})")
+        super().load_state(ckpt)
+
+    # --- sampling ----------------------------------------------------------------------------
+
+    def strip_captions(self) -> list[str]:
+        seen = list(dict.fromkeys(self.data.captions))
+        return seen[: self.config.samples_per_class]
+
+    def generate(self, captions: Sequence[str], *, frames: int | None = None,
+                 steps: int | None = None, method: str | None = None, cfg: float | None = None,
+                 seed: int = 0, mode: str = "sequential", ema: bool = True) -> Tensor:
+        """Clips (B, T, C, H, W) on the CPU: [0, 1] pixels for pixel data, latents otherwise."""
+        x = self._sample(captions, frames=frames, steps=steps, method=method, cfg=cfg, seed=seed,
+                         mode=mode, ema=ema)
+        return from_model_range(x) if self.data.kind == "pixels" else x
+
+    def _sample(self, captions, *, frames=None, steps=None, method=None, cfg=None, seed=0,
+                mode="sequential", ema=True) -> Tensor:
+        model = self.ema.module if ema else self.model
+        x = sample(model, list(captions), frames or self.data.frames, mode=mode,
+                   steps=steps or self.config.sample_steps,
+                   method=method or self.config.sample_method or "heun",
+                   cfg=self.sample_cfg() if cfg is None else cfg,
+                   generator=torch.Generator().manual_seed(seed))
+        return x.float().cpu()
+
+    def save_samples(self) -> Path | None:
+        """One row of frames per caption (EMA weights, fixed noise) at out/samples/step_N.png."""
+        if self.out is None or not self.is_main:
+            return None
+        captions = self.strip_captions()
+        clips = self._sample(captions, seed=self.config.seed)
+        image = grid_image(clips.flatten(0, 1), rows=len(captions), kind=self.data.kind)
+        return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
+
+
+def load_video_model(path: str | os.PathLike, *, ema: bool = True, device="cpu"):
+    """(model with its vocabulary, train config, step) from a VideoTrainer checkpoint or run folder."""
+    model, _, config, step = load_trained(path, ema=ema, device=device)
+    words = load_checkpoint(path).get("vocab")
+    if words is None:
+        raise ValueError(f"{str(path)!r} holds no vocabulary: it was not written by VideoTrainer")
+    model.vocab = Vocabulary(words)
+    return model, config, step

@@ -1,0 +1,94 @@
+"""VideoTrainer (flow matching on whole clips, checkpoints with the vocabulary, exact resume)
+and the caption-following measurement."""
+import pytest
+import torch
+from _models_helpers import one_thread  # noqa: F401  (autouse: tiny models, 1 thread)
+
+from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary, make_toy_videos
+from pomlab.train import TrainConfig, load_checkpoint
+from pomlab.video import VideoTrainer, load_video_model
+from pomlab.video.evaluate import caption_following, centre_of_mass, digit_crops, motion_directions
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_toy_videos(32, frames=3, seed=0)
+
+
+def config(out=None, **changes):
+    base = dict(model="VideoDiPoM-S/8", scale="micro", model_overrides={"depth": 1}, steps=2,
+                batch_size=8, lr=1e-3, out=None if out is None else str(out), log_every=1,
+                sample_steps=2, sample_method="euler", samples_per_class=2, dataset="toy")
+    return TrainConfig(**{**base, **changes})
+
+
+def test_training_steps_run_on_whole_clips_and_write_checkpoints(data, tmp_path):
+    trainer = VideoTrainer(config(tmp_path), data, progress=False)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    result = trainer.run()
+    assert result.step == 2 and torch.isfinite(torch.tensor(result.final_loss))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert trainer.model.vocab == TOY_VOCABULARY and trainer.model.causal
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["vocab"] == list(TOY_VOCABULARY.words[1:]) and ckpt["step"] == 2
+    assert result.samples.is_file()                                   # the sample strip
+    model, train_config, step = load_video_model(tmp_path)
+    assert step == 2 and model.vocab == TOY_VOCABULARY and model.name == "VideoDiPoM-S/8"
+    assert train_config.model == "VideoDiPoM-S/8" and model.vocab_size == 17
+    clips = trainer.generate(["a 1 moving up"], frames=2)
+    assert clips.shape == (1, 2, 1, 16, 16) and 0 <= clips.min() and clips.max() <= 1
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    straight = VideoTrainer(config(tmp_path / "a", steps=4, sample_at_end=False), data,
+                            progress=False)
+    straight.run()
+    first = VideoTrainer(config(tmp_path / "b", steps=4, sample_at_end=False), data,
+                         progress=False)
+    first.run(until=2)
+    resumed = VideoTrainer(config(tmp_path / "b", steps=4, sample_at_end=False), data,
+                           progress=False, resume=True)
+    assert resumed.step == 2
+    resumed.run()
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_trainer_refuses_what_does_not_fit(data, tmp_path):
+    with pytest.raises(ValueError, match="must be a video model name"):
+        VideoTrainer(config(model="DiPoM-S/2"), data, progress=False)
+    with pytest.raises(TypeError, match="must be a pomlab.data.toy_video.VideoDataset"):
+        VideoTrainer(config(), data.videos, progress=False)
+    with pytest.raises(ValueError, match="model override in_channels=3 disagrees with the data"):
+        VideoTrainer(config(model_overrides={"in_channels": 3}), data, progress=False)
+    VideoTrainer(config(tmp_path, sample_at_end=False), data, progress=False).run()
+    other = make_toy_videos(32, frames=3, seed=0)
+    other.vocab = Vocabulary([f"w{i}" for i in range(16)])
+    with pytest.raises(ValueError, match="another vocabulary"):
+        VideoTrainer(config(tmp_path), other, progress=False, resume=True)
+
+
+def test_caption_following_reads_real_clips_and_not_noise():
+    real = make_toy_videos(40, frames=6, seed=2)
+    table = caption_following(real.videos, real.captions)
+    assert list(table.columns[:4]) == ["caption", "digit", "direction", "predicted_direction"]
+    assert table["direction_correct"].mean() == 1.0
+    assert table["digit_accuracy"].mean() >= 0.95          # the classifier on training digits
+    noise = torch.rand(40, 6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    chance = caption_following(noise, real.captions)
+    assert chance["digit_accuracy"].mean() < 0.4 and chance["direction_correct"].mean() < 0.6
+    with pytest.raises(ValueError, match="40 clips but 3 captions"):
+        caption_following(noise, real.captions[:3])
+
+
+def test_centre_of_mass_crops_and_directions():
+    frames = torch.zeros(2, 3, 1, 16, 16)
+    for f in range(3):
+        frames[0, f, 0, 4:8, 2 + 3 * f: 6 + 3 * f] = 1.0              # moves right
+        frames[1, f, 0, 10 - 3 * f: 14 - 3 * f, 8:12] = 1.0           # moves up
+    com = centre_of_mass(frames[:, :, 0])
+    torch.testing.assert_close(com[0, 0], torch.tensor([5.5, 3.5]))
+    assert motion_directions(frames) == ["right", "up"]
+    assert torch.equal(centre_of_mass(torch.zeros(16, 16)), torch.tensor([7.5, 7.5]))
+    crops = digit_crops(frames)
+    assert crops.shape == (6, 1, 16, 16) and crops.amax((1, 2, 3)).min() == 1.0
