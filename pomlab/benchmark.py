@@ -45,15 +45,32 @@ def time_interleaved(variants: dict[str, Callable[[], object]], *, repeats: int 
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
-def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int | None:
-    """Peak bytes allocated on a CUDA device while fn runs (None on CPU: use tracemalloc-free
-    estimates there, the allocator does not report peaks)."""
+def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
+    """Peak bytes allocated above the starting level while fn runs.
+
+    CUDA: the caching allocator's peak (torch.cuda.max_memory_allocated). CPU: the CPU allocator
+    has no peak counter, so fn runs under torch.profiler with profile_memory=True and each
+    op's net allocation is replayed in time order, allocations at the op's start and frees at
+    its end (op granularity: a workspace allocated and freed inside one leaf op is not seen,
+    a free inside a larger op counts when that op ends); the peak of the running sum is
+    returned.
+    """
     device = torch.device(device)
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - base
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    changes = sorted((e.time_range.start if e.self_cpu_memory_usage > 0 else e.time_range.end,
+                      e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import masks
+from . import masks, pom_fast
 from ._checks import check_dtype_matches, check_positive_int, check_tokens
 
 EPS = 1e-7
@@ -51,7 +51,12 @@ class PoM(nn.Module):
         expand: expansion e >= 1.
         bias: whether the three Linear layers have a bias.
         polynomial: "products" (the paper, SPEC §1) or "powers" (2026 variant, SPEC §2).
+
+    forward and step run the same math through pom_fast.py when it is enabled; set
+    ``fast = False`` on a module to keep it on the code below.
     """
+
+    fast: bool | None = None
 
     def __init__(self, dim: int, degree: int = 2, expand: int = 2, bias: bool = True,
                  polynomial: str = "products"):
@@ -133,6 +138,8 @@ class PoM(nn.Module):
             check_tokens("context", context, self.dim, batch=x.shape[0])
             if context.dtype != x.dtype:
                 raise TypeError(f"context has dtype {context.dtype}, expected {x.dtype} (x's)")
+        if pom_fast.applies(self, x):
+            return pom_fast.run_forward(self, x, context, mask)
         m = masks.canonical(mask, x.shape[0], x.shape[1], context.shape[1], x.device)
         H = self.aggregate(self.polynomial_features(context), m)
         return self.mix(x, H)
@@ -145,6 +152,8 @@ class PoM(nn.Module):
         """
         check_tokens("x", x, self.dim)
         check_dtype_matches("x", x, self)
+        if pom_fast.applies(self, x):
+            return pom_fast.run_step(self, x, state)
         block_sum = self.polynomial_features(x).sum(dim=1, keepdim=True)   # m·Ĥ
         m = x.shape[1]
         if state is None:

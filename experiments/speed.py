@@ -1,0 +1,334 @@
+"""Speed and memory of DiPoM vs DiT across image resolutions (the paper's Figure 1).
+
+    python experiments/speed.py                       # CPU: S/2, depth 1, 128..2048 px
+    python experiments/speed.py --device cuda         # GPU: XL/2 (full depth), bf16 autocast
+    python experiments/speed.py --size B --depth 2 --resolutions 256,512,1024 --out DIR
+
+For each image side (pixels; paper-scale models see 1/8-size latents, so a p=2 model has
+(side/16)^2 tokens) the DiPoM and DiT models of one size run, timed interleaved
+(A B C D A B C D ..., medians after warm-up; on CPU every resolution's variants are in one
+interleaved loop, so that load changes on a shared machine do not bend the slopes):
+  inference = forward under no_grad (eval mode);
+  training  = forward + MSE backward + AdamW step (train mode; --no-optimizer drops the step).
+Times are per image (batch time / batch). Peak memory is the peak of bytes allocated above the
+starting level during one call: torch.cuda.max_memory_allocated on CUDA; on CPU the profiler's
+memory events replayed in time order (pomlab.benchmark.peak_memory). Parameters and optimiser
+state allocated before the call are not counted.
+
+Writes DIR/speed.csv (tidy, one row per model x mode x resolution, rewritten atomically after
+each resolution; --resume skips resolutions already there), DIR/speed_summary.json (slopes of
+log time vs log tokens, the crossover where DiPoM training becomes cheaper than DiT inference)
+and DIR/speed.png/.pdf (log-log time and memory vs resolution).
+"""
+import argparse
+import gc
+import json
+import math
+import os
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+import pomlab.models as M
+from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.nn import pom_fast
+
+FAMILIES = ("DiPoM", "DiT")
+MODES = ("inference", "training")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--size", default=None, help="S, B, L or XL (default XL on CUDA, S on CPU)")
+    p.add_argument("--patch", type=int, default=2, choices=M.PATCHES)
+    p.add_argument("--resolutions", default=None,
+                   help="image sides in pixels (default CPU 128..2048, CUDA 256..2048)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="override the number of blocks (default: 1 on CPU, the model's on CUDA)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                   help="bfloat16 = autocast (default on CUDA); float32 default on CPU")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per variant "
+                   "(default 3 on CPU, 10 on CUDA)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--no-optimizer", action="store_true", help="training = forward + backward only")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls")
+    p.add_argument("--max-dit-train-tokens", type=int, default=None,
+                   help="skip DiT training above this many tokens (default: 4096 on CPU, none "
+                        "on CUDA); DiT inference always runs")
+    p.add_argument("--interleave-resolutions", action=argparse.BooleanOptionalAction,
+                   default=None, help="time every resolution in one interleaved loop (default "
+                   "on CPU; off on CUDA, where all models at once may not fit)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--reference-pom", action="store_true",
+                   help="run DiPoM through the reference pom.py instead of the fast path")
+    p.add_argument("--out", default=None, help="output folder (default results/speed_<device>)")
+    p.add_argument("--resume", action="store_true", help="keep rows already in DIR/speed.csv")
+    args = p.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    args.size = args.size or ("XL" if cuda else "S")
+    if args.size not in M.SIZES:
+        p.error(f"--size must be one of {', '.join(M.SIZES)}, got {args.size!r}")
+    args.resolutions = [int(v) for v in (args.resolutions or (
+        "256,512,1024,2048" if cuda else "128,256,512,1024,2048")).split(",")]
+    args.depth = args.depth if args.depth is not None else (None if cuda else 1)
+    args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
+    args.repeats = args.repeats or (10 if cuda else 3)
+    if args.interleave_resolutions is None:
+        args.interleave_resolutions = not cuda
+    if args.max_dit_train_tokens is None and not cuda:
+        args.max_dit_train_tokens = 4096
+    args.out = Path(args.out or f"results/speed_{'cuda' if cuda else 'cpu'}")
+    for name in ("batch", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    return args
+
+
+def build(family: str, args, side: int, device) -> torch.nn.Module:
+    overrides = {"input_size": side}
+    if args.depth is not None:
+        overrides["depth"] = args.depth
+    model = M.create(f"{family}-{args.size}/{args.patch}", scale="paper", **overrides).to(device)
+    model.check_inputs = False       # no host sync for range checks inside the timed loop
+    return model
+
+
+def step_functions(model, args, device):
+    """(inference, training) callables for one model on a fixed random batch."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    side = model.input_size
+    x = torch.randn(args.batch, model.in_channels, side, side, generator=g).to(device)
+    t = torch.rand(args.batch, generator=g).to(device)
+    y = torch.randint(0, model.num_classes, (args.batch,), generator=g).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+    opt = None if args.no_optimizer else torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def inference():
+        model.eval()
+        with torch.no_grad(), autocast:
+            model(x, t, y)
+
+    def training():
+        model.train()
+        with autocast:
+            loss = model(x, t, y).float().square().mean()
+        loss.backward()
+        if opt is not None:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+
+    return inference, training
+
+
+def prepare(args, side_px: int, device) -> dict:
+    """Both models at one resolution and their inference/training calls (each run once: a
+    variant that does not fit in memory is dropped and marked, not fatal)."""
+    side = side_px // 8                       # paper scale: VAE latents at 1/8
+    tokens = (side // args.patch) ** 2
+    models = {f: build(f, args, side, device) for f in FAMILIES}
+    fns, status = {}, {}
+    for family, model in models.items():
+        for mode, fn in zip(MODES, step_functions(model, args, device)):
+            key = f"{family}/{mode}"
+            if (family, mode) == ("DiT", "training") and args.max_dit_train_tokens \
+                    and tokens > args.max_dit_train_tokens:
+                status[key] = f"skipped above {args.max_dit_train_tokens} tokens"
+                continue
+            try:
+                fn()
+                fns[key], status[key] = fn, "ok"
+            except torch.cuda.OutOfMemoryError:
+                status[key] = "out of memory"
+                torch.cuda.empty_cache()
+    return dict(side_px=side_px, side=side, tokens=tokens, models=models, fns=fns,
+                status=status)
+
+
+def finish(args, prep: dict, times: dict, device) -> list[dict]:
+    """Peak memory of each variant and the CSV rows of one resolution; drops its models."""
+    rows = []
+    for key, status in prep["status"].items():
+        family, mode = key.split("/")
+        peak = None
+        if not args.no_memory and key in prep["fns"]:
+            try:
+                peak = peak_memory(prep["fns"][key], device)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+        model = prep["models"][family]
+        rows.append(dict(
+            family=family, mixer=model.mixer, model=f"{family}-{args.size}/{args.patch}",
+            mode=mode, resolution=prep["side_px"], latent_side=prep["side"],
+            tokens=prep["tokens"], seconds_per_image=times.get(key, math.nan) / args.batch,
+            peak_bytes=peak, status=status,
+            gflops_forward=M.gflops(model, image_size=prep["side_px"]),
+            params_m=sum(p.numel() for p in model.parameters()) / 1e6, depth=model.depth,
+            batch=args.batch, dtype=args.dtype, optimizer=not args.no_optimizer,
+            pom_path="fast" if pom_fast.is_enabled() else "reference",
+            interleaved_resolutions=args.interleave_resolutions,
+            repeats=args.repeats, scale="paper", device=device_label(device)))
+    prep.clear()
+    return rows
+
+
+def fit_slope(tokens, seconds) -> float:
+    ok = np.isfinite(seconds)
+    if ok.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(tokens[ok]), np.log(seconds[ok]), 1)[0])
+
+
+def crossover(tokens, dipom_train, dit_inference):
+    """Token count where DiPoM training time falls to DiT inference time (log-log
+    interpolation between measured points); None when it does not happen inside the range."""
+    log_ratio = np.log(np.asarray(dipom_train) / np.asarray(dit_inference))
+    log_n = np.log(np.asarray(tokens, dtype=float))
+    for i in range(len(log_ratio) - 1):
+        a, b = log_ratio[i], log_ratio[i + 1]
+        if np.isfinite(a) and np.isfinite(b) and a > 0 >= b:
+            return float(np.exp(log_n[i] + a / (a - b) * (log_n[i + 1] - log_n[i])))
+    return None
+
+
+def summarise(df: pd.DataFrame, args) -> dict:
+    summary = {"model_size": args.size, "patch": args.patch, "depth": int(df.depth.iloc[0]),
+               "device": df.device.iloc[0], "dtype": args.dtype, "batch": args.batch,
+               "optimizer_step_in_training": not args.no_optimizer, "slopes": {}}
+    for (family, mode), part in df.groupby(["family", "mode"]):
+        part = part.sort_values("tokens")
+        n, s = part.tokens.to_numpy(float), part.seconds_per_image.to_numpy(float)
+        ok = np.isfinite(s)
+        summary["slopes"][f"{family}/{mode}"] = {
+            "all_points": fit_slope(n, s),
+            "last_two_points": fit_slope(n[ok][-2:], s[ok][-2:]) if ok.sum() >= 2 else math.nan}
+    pivot = df.pivot_table(index="tokens", columns=["family", "mode"], values="seconds_per_image")
+    pivot = pivot.sort_index()
+    if ("DiPoM", "training") in pivot and ("DiT", "inference") in pivot:
+        ratio = pivot[("DiPoM", "training")] / pivot[("DiT", "inference")]
+        summary["dipom_training_over_dit_inference"] = {int(k): float(v) for k, v in ratio.items()}
+        n_star = crossover(pivot.index.to_numpy(), pivot[("DiPoM", "training")].to_numpy(),
+                           pivot[("DiT", "inference")].to_numpy())
+        summary["crossover_tokens"] = n_star
+        summary["crossover_resolution_px"] = (None if n_star is None
+                                              else 8 * args.patch * math.sqrt(n_star))
+        if n_star is None:
+            summary["crossover_note"] = (
+                "DiPoM training is cheaper than DiT inference at every measured resolution"
+                if (ratio <= 1).all() else
+                "DiPoM training stays dearer than DiT inference inside the measured range"
+                if (ratio > 1).all() else "no single crossing inside the range")
+    return summary
+
+
+def plot(df: pd.DataFrame, summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"DiPoM": "tab:blue", "DiT": "tab:red"}
+    styles = {"training": "-", "inference": "--"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (family, mode), part in df.groupby(["family", "mode"]):
+        part = part.sort_values("resolution")
+        slope = summary["slopes"][f"{family}/{mode}"]
+        label = (f"{family} {mode} (slope {slope['all_points']:.2f}, "
+                 f"last two {slope['last_two_points']:.2f})")
+        kw = dict(color=colors[family], linestyle=styles[mode], marker="o", label=label)
+        axes[0].plot(part.resolution, part.seconds_per_image, **kw)
+        if part.peak_bytes.notna().any():
+            axes[1].plot(part.resolution, part.peak_bytes.astype(float) / 2**20, **kw)
+    if summary.get("crossover_resolution_px"):
+        r = summary["crossover_resolution_px"]
+        axes[0].axvline(r, color="grey", linewidth=1, linestyle=":")
+        axes[0].text(r / 1.04, 0.03, f"DiPoM training < DiT inference\nbeyond ~{r:.0f} px",
+                     transform=axes[0].get_xaxis_transform(), fontsize=8, color="dimgrey",
+                     ha="right")
+    resolutions = sorted(df.resolution.unique())
+    tokens = {r: int(df[df.resolution == r].tokens.iloc[0]) for r in resolutions}
+    for ax, ylabel in zip(axes, ["seconds per image", "peak memory above start (MiB)"]):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(resolutions, [f"{r}\n{tokens[r]} tok" for r in resolutions])
+        ax.minorticks_off()
+        ax.set_xlabel("image side (pixels) / tokens")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].legend(fontsize=7, title="slopes: log time vs log tokens", title_fontsize=7)
+    fig.suptitle(f"DiPoM vs DiT {summary['model_size']}/{summary['patch']} (paper scale, "
+                 f"depth {summary['depth']}), batch {summary['batch']}, {summary['dtype']}, "
+                 f"{summary['device']}", fontsize=9)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(path.with_suffix(f".{ext}"), dpi=150)
+    plt.close(fig)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.reference_pom:
+        pom_fast.set_enabled(False)
+    device = torch.device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv = args.out / "speed.csv"
+    depth = args.depth or M.default_config(f"DiT-{args.size}/{args.patch}")["depth"]
+    config = dict(size=f"{args.size}/{args.patch}", depth=depth, batch=args.batch,
+                  dtype=args.dtype, optimizer=not args.no_optimizer)
+
+    def same_config(row) -> bool:
+        return (row["model"].endswith(config["size"]) and row["depth"] == depth
+                and row.get("pom_path", "fast") == ("reference" if args.reference_pom else "fast")
+                and row["batch"] == args.batch and row["dtype"] == args.dtype
+                and bool(row["optimizer"]) == config["optimizer"])
+
+    rows = pd.read_csv(csv).to_dict("records") if args.resume and csv.exists() else []
+    have = {r["resolution"] for r in rows if same_config(r)}
+    for side_px in args.resolutions:
+        if side_px % (8 * args.patch):
+            raise ValueError(f"--resolutions: {side_px} px is not a multiple of 8 x patch "
+                             f"({8 * args.patch})")
+    todo = [r for r in args.resolutions if r not in have]
+    # one interleaved timing over every resolution: load changes on a shared machine then hit
+    # all points alike instead of bending the slopes
+    groups = [todo] if args.interleave_resolutions and todo else [[r] for r in todo]
+    for group in tqdm(groups, desc="resolution groups"):
+        preps = [prepare(args, side_px, device) for side_px in group]
+        fns = {f"{p['side_px']}px {key}": fn for p in preps for key, fn in p["fns"].items()}
+        times = time_interleaved(fns, repeats=args.repeats, warmup=args.warmup, device=device)
+        for prep in preps:
+            prefix = f"{prep['side_px']}px "
+            own = {k[len(prefix):]: v for k, v in times.items() if k.startswith(prefix)}
+            rows += finish(args, prep, own, device)
+            write_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
+        del preps, fns, times                  # free this group's models before the next
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    df = pd.DataFrame([r for r in rows if same_config(r) and r["resolution"] in args.resolutions])
+    summary = summarise(df, args)
+    write_atomic(args.out / "speed_summary.json", json.dumps(summary, indent=2))
+    plot(df, summary, args.out / "speed")
+    table = df.pivot_table(index=["resolution", "tokens"], columns=["family", "mode"],
+                           values="seconds_per_image")
+    print(f"# seconds per image, {summary['device']}, {args.dtype}, batch {args.batch}, "
+          f"{args.size}/{args.patch} depth {summary['depth']}")
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(json.dumps({k: v for k, v in summary.items() if k != "device"}, indent=1))
+    return df, summary
+
+
+if __name__ == "__main__":
+    main()
