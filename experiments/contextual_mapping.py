@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pomlab.theory import contextual_mapping_rows, write_csv_atomic
+from pomlab.io import atomic_to_csv
+from pomlab.theory import contextual_mapping_rows
 from pomlab.theory.plots import plot_contextual_separation
 
 DEFAULT_GRIDS = "4:3:1,3:3:2,4:4:1,5:4:1,3:3:1:pos"
@@ -55,7 +56,7 @@ def main(argv=None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df.insert(0, "study", "contextual_mapping (Yun et al. 2020 Def. 3.1)")
     out = Path(args.out)
-    write_csv_atomic(df, out / "contextual_mapping.csv")
+    atomic_to_csv(df, out / "contextual_mapping.csv")
     plot_contextual_separation(df, out / "contextual_mapping")
     print(f"wrote {out / 'contextual_mapping.csv'} and {out / 'contextual_mapping'}.png/.pdf")
     return df

@@ -4,9 +4,11 @@ A crash mid-write leaves the previous file intact (never a truncated one under t
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -58,6 +60,21 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
 def atomic_to_csv(frame, path: str | os.PathLike) -> Path:
     """Write a pandas DataFrame as CSV atomically."""
     return atomic_write(path, lambda f: frame.to_csv(f, index=False), mode="w")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (memoised on path, size and mtime: weights files are large)."""
+    stat = os.stat(path)
+    return _file_sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_csv_exact(path: str | os.PathLike) -> pd.DataFrame:

@@ -10,13 +10,12 @@ Models are built on the meta device, so nothing is allocated or computed.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 
 import pandas as pd
 import torch
 
 from . import models as M
+from .io import atomic_to_csv
 
 
 def model_row(name: str, scale: str, image_size: int | None, **overrides) -> dict:
@@ -47,15 +46,6 @@ def zoo_table(image_size: int = 256, micro: bool = True, names: list[str] | None
     return pd.DataFrame(rows)
 
 
-def write_csv_atomic(df: pd.DataFrame, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> pd.DataFrame:
     p = argparse.ArgumentParser(prog="python -m pomlab.zoo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,7 +71,7 @@ def main(argv=None) -> pd.DataFrame:
         "params_M": lambda v: f"{v:.2f}" if v >= 10 else f"{v:.3f}",
         "gflops": lambda v: f"{v:.2f}" if v >= 0.1 else f"{v:.4g}"}))
     if args.csv:
-        write_csv_atomic(df, args.csv)
+        atomic_to_csv(df, args.csv)
     return df
 
 

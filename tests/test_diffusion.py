@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import pomlab.models
-from _models_helpers import one_thread, randomize_  # noqa: F401  (autouse: tiny models, 1 thread)
+from _models_helpers import randomize_
 from pomlab.diffusion import (EMA, FlowMatching, GaussianDiffusion, ddim, euler, generate, guided,
                               guided_prediction, heun, make_process, paper_guidance_scale,
                               shift_for_side, shift_time)

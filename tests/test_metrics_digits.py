@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import pomlab.metrics as metrics
 from pomlab.data import load_digits
 from pomlab.metrics import digits_classifier as dc
-from pomlab.metrics._files import file_sha256
+from pomlab.io import file_sha256
 
 
 @pytest.fixture(scope="module")

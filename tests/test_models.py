@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import pomlab.models as M
-from _models_helpers import one_thread, randomize_  # noqa: F401  (autouse fixture)
+from _models_helpers import randomize_
 from pomlab.models.backbone import patchify, sincos_2d, timestep_embedding, unpatchify
 
 F64 = torch.float64

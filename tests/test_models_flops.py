@@ -5,7 +5,6 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from _models_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 import pomlab
 import pomlab.models as M

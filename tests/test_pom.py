@@ -7,9 +7,17 @@ from hypothesis import given, strategies as st
 
 import pomlab
 from pomlab.masks import block_causal
+from pomlab.nn import pom_fast
 from pomlab.nn.pom import EPS, PoMState
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, params=["reference", "fast"])
+def path(request):
+    """Every check here runs on the readable reference (pom.py) and on the fast path."""
+    with pom_fast.enabled(request.param == "fast"):
+        yield request.param
 
 
 def gelu_erf(z):

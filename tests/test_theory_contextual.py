@@ -7,7 +7,6 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from theory_support import one_thread  # noqa: F401  (autouse fixture)
 
 from pomlab.theory import (ConstructedContextualMap, InterpolationNet, RampQuantiser,
                            check_contextual_mapping, context_keys, gelu_inverse, sequence_grid)

@@ -6,7 +6,6 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from theory_support import one_thread  # noqa: F401  (autouse fixture)
 
 from pomlab.theory import TASKS, ToyRun, ToySeqModel, get_task, run_sweep, train_toy
 from pomlab.theory.studies import capacity_sweep

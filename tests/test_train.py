@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _models_helpers import one_thread  # noqa: F401  (autouse: tiny models, 1 thread)
 
 from pomlab.data import TensorImageDataset, load_digits
 from pomlab.train import (NonFiniteLossError, TrainConfig, Trainer, list_checkpoints,

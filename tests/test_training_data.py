@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _models_helpers import one_thread  # noqa: F401  (autouse: tiny models, 1 thread)
 from hypothesis import given, strategies as st
 
 from pomlab.data import (ImageFolder, LatentShards, LatentShardWriter, ShardedBatchSampler,

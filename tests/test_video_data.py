@@ -3,7 +3,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _models_helpers import one_thread  # noqa: F401  (autouse: tiny models, 1 thread)
 from hypothesis import given, settings, strategies as st
 
 from pomlab.data.toy_video import (DIRECTIONS, TOY_VOCABULARY, Vocabulary, all_toy_captions,

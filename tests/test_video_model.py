@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import pomlab.models as M
-from _models_helpers import one_thread, randomize_  # noqa: F401  (autouse: tiny models, 1 thread)
+from _models_helpers import randomize_
 from pomlab.models.video import sincos_3d
 
 F64 = torch.float64

@@ -5,7 +5,7 @@ import torch
 import pomlab
 import pomlab.models as M
 import pomlab.nn.pom as pom_module
-from _models_helpers import one_thread, randomize_  # noqa: F401  (autouse: tiny models, 1 thread)
+from _models_helpers import randomize_
 from pomlab.data.toy_video import Vocabulary
 from pomlab.video import cpu_peak_tensor_bytes, draw_noise, sample
 

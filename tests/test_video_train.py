@@ -2,7 +2,6 @@
 and the caption-following measurement."""
 import pytest
 import torch
-from _models_helpers import one_thread  # noqa: F401  (autouse: tiny models, 1 thread)
 
 from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary, make_toy_videos
 from pomlab.train import TrainConfig, load_checkpoint

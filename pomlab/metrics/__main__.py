@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._files import atomic_write
+from ..io import atomic_write
 from .api import describe, evaluate, fid, inception_score_with_std
 from .backends import BACKENDS, get_backend
 from .reference import reference_datasets

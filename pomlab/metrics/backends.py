@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ._files import file_sha256
+from ..io import file_sha256
 from .digits_classifier import DEFAULT_WEIGHTS, INPUT_SIZE, load_classifier
 from .images import resize, to_grey, to_rgb
 

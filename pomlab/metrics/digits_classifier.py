@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.digits import NUM_CLASSES, load_digits
-from ._files import atomic_write, file_sha256
+from ..io import atomic_write, file_sha256
 
 INPUT_SIZE = 16
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

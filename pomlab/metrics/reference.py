@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..data.digits import NATIVE_SIZE as DIGITS_NATIVE_SIZE, SPLITS as DIGITS_SPLITS, load_digits
-from ._files import atomic_write
+from ..io import atomic_write
 from .backends import FeatureBackend, get_backend
 from .extract import extract
 from .scores import FeatureStats

@@ -7,9 +7,10 @@ against it (values and gradients in float64, every mask form, both polynomials, 
 What is different from the reference (same math, other schedule):
 
 * Two custom autograd Functions own the three matrix products. ``_State`` maps context tokens
-  to the state H; ``_Mix`` maps queries and H to the output. In backward they recompute the
-  elementwise polynomial and gate from the saved pre-activations z = poly(c) and s = gate(x)
-  instead of keeping GELU outputs, products, sigmoid outputs and g·H (half the saved bytes).
+  to the state H; ``_Mix`` maps queries and H to the output. They save z = poly(c) and the
+  gate g = sigmoid(gate(x)) (its input for the hardsigmoid) and recompute the polynomial in
+  backward, instead of keeping GELU outputs, products, sigmoid outputs and g·H (half the
+  saved bytes).
 * Elementwise work is done in place on fresh buffers, with fused ATen backward kernels
   (gelu_backward, sigmoid_backward, addcmul).
 * A state with one row per sequence (no mask, padding mask, ``step``) is folded into the output
@@ -22,8 +23,8 @@ What is different from the reference (same math, other schedule):
   with ``recompute`` the backward saves only the inputs and recomputes poly(c) and gate(x)
   chunk by chunk, so the memory for one layer no longer grows with the number of tokens.
 * ``torch.compile`` of the elementwise kernels: on CUDA by default (Triton fuses them), on CPU
-  only on request (inductor's C++ kernels are faster but each new shape costs tens of seconds
-  of compilation; see docs/speed.md for the measurements).
+  only on request (measured no faster than the eager schedule here, and the first call
+  compiles for ~20 s; see docs/speed.md).
 
 Switches: ``POMLAB_FAST=0`` in the environment, :func:`set_enabled` / :func:`disabled` /
 :func:`enabled` globally or for a block of code, ``pom.fast = False`` for one module, and

@@ -16,7 +16,7 @@ from .grid import SequenceGrid, sequence_grid
 from .models import ToySeqModel, count_parameters
 from .studies import capacity_sweep, contextual_mapping_rows, largest_model_errors
 from .tasks import TASKS, ToyTask, get_task
-from .training import ToyRun, run_sweep, train_context_model, train_toy, write_csv_atomic
+from .training import ToyRun, run_sweep, train_context_model, train_toy
 
 __all__ = [
     "check_contextual_mapping", "ContextualMappingReport", "context_keys",
@@ -24,6 +24,6 @@ __all__ = [
     "ConstructedContextualMap", "InterpolationNet", "RampQuantiser", "gelu_inverse",
     "lemma_degree", "readout_place_values", "G_STAR",
     "ToySeqModel", "count_parameters", "TASKS", "ToyTask", "get_task",
-    "ToyRun", "train_toy", "run_sweep", "train_context_model", "write_csv_atomic",
+    "ToyRun", "train_toy", "run_sweep", "train_context_model",
     "contextual_mapping_rows", "capacity_sweep", "largest_model_errors",
 ]

@@ -8,7 +8,6 @@ reaches).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,13 +18,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..benchmark import device_label
+from ..io import atomic_to_csv
 from ..nn.blocks import MIXERS
 from .contextual import context_keys
 from .grid import SequenceGrid
 from .models import ToySeqModel, count_parameters
 from .tasks import get_task
 
-__all__ = ["ToyRun", "train_toy", "run_sweep", "train_context_model", "write_csv_atomic"]
+__all__ = ["ToyRun", "train_toy", "run_sweep", "train_context_model"]
 
 TEST_SEED = 20_241_119           # the held-out set is the same for every run of a task
 
@@ -109,15 +109,6 @@ def train_toy(run: ToyRun, progress: bool = False) -> dict:
             "device": device_label("cpu")}
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV through a temporary file and os.replace, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def run_sweep(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
               deadline: float | None = None) -> pd.DataFrame:
     """Train every run not already in ``csv_path`` (resumable), saving after each run.
@@ -139,7 +130,7 @@ def run_sweep(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
         if deadline is not None and time.time() > deadline:
             break
         rows.append(train_toy(run))
-        write_csv_atomic(pd.DataFrame(rows), csv_path)
+        atomic_to_csv(pd.DataFrame(rows), csv_path)
     return pd.DataFrame(rows)
 
 
