@@ -190,11 +190,11 @@ def test_make_figures_redraws_every_figure_from_the_results(results_dir, tmp_pat
 
 
 def test_the_committed_results_still_draw(tmp_path):
-    """docs/ holds the full runs' CSVs (theory, video memory): they stay readable and drawable."""
+    """docs/ holds the full runs' CSVs (speed, theory, video memory): they stay drawable."""
     report = make_figures(ROOT / "docs", tmp_path)
     made = set(report[report.status == "made"].figure)
-    assert {"contextual_mapping", "universal_approximation_params", "universal_approximation_degree",
-            "video_memory"} <= made
+    assert {"speed", "state_memory", "contextual_mapping", "universal_approximation_params",
+            "universal_approximation_degree", "video_memory"} <= made
     assert not ((report.status == "skipped") & report.source.notna()).any(), report.detail.tolist()
 
 
