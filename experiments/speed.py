@@ -11,8 +11,8 @@ interleaved loop, so that load changes on a shared machine do not bend the slope
   inference = forward under no_grad (eval mode);
   training  = forward + MSE backward + AdamW step (train mode; --no-optimizer drops the step).
 Times are per image (batch time / batch). Peak memory is the peak of bytes allocated above the
-starting level during one call: torch.cuda.max_memory_allocated on CUDA; on CPU the profiler's
-memory events replayed in time order (pomlab.benchmark.peak_memory). Parameters and optimiser
+starting level during one call: torch.cuda.max_memory_allocated on CUDA; on CPU the allocator totals
+carried by the profiler's memory events (pomlab.benchmark.peak_memory). Parameters and optimiser
 state allocated before the call are not counted.
 
 Writes DIR/speed.csv (tidy, one row per model x mode x resolution, rewritten atomically after

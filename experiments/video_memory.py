@@ -27,7 +27,8 @@ from pomlab.benchmark import device_label, time_interleaved
 from pomlab.figures import video_memory_figure
 from pomlab.io import atomic_to_csv
 from pomlab.results import load_table
-from pomlab.video import MODES, peak_tensor_bytes, sample
+from pomlab.benchmark import peak_memory
+from pomlab.video import MODES, sample
 
 
 def parse_args(argv=None):
@@ -68,7 +69,7 @@ def main(argv=None):
         times = time_interleaved({mode: run(mode, frames) for mode in MODES},
                                  repeats=args.repeats, warmup=1, device=device)
         for mode in MODES:
-            peak = peak_tensor_bytes(run(mode, frames), device)
+            peak = peak_memory(run(mode, frames), device)
             clip = 2 * frames * model.in_channels * model.input_size ** 2 * 4   # noise + output
             rows.append({"frames": frames, "mode": mode, "peak_mib": peak / 2**20,
                          "noise_and_output_mib": clip / 2**20,

@@ -5,8 +5,11 @@ process and reports medians and ratios; absolute times mean something only on a 
 """
 from __future__ import annotations
 
+import json
+import os
 import platform
 import statistics
+import tempfile
 import time
 from typing import Callable
 
@@ -46,14 +49,13 @@ def time_interleaved(variants: dict[str, Callable[[], object]], *, repeats: int 
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
-    """Peak bytes allocated above the starting level while fn runs.
+    """Peak bytes of tensor memory allocated above the starting level while fn runs.
 
-    CUDA: the caching allocator's peak (torch.cuda.max_memory_allocated). CPU: the CPU allocator
-    has no peak counter, so fn runs under torch.profiler with profile_memory=True and each
-    op's net allocation is replayed in time order, allocations at the op's start and frees at
-    its end (op granularity: a workspace allocated and freed inside one leaf op is not seen,
-    a free inside a larger op counts when that op ends); the peak of the running sum is
-    returned.
+    CUDA: the caching allocator's peak (torch.cuda.max_memory_allocated). CPU: torch's CPU
+    allocator keeps no peak, so fn runs under torch.profiler with profile_memory=True; every
+    allocation and free event carries the allocator's running total, and the peak is the largest
+    total minus the total before the first event. Only tensor memory counts (not Python objects
+    or cached pages): the same quantity as CUDA's max_memory_allocated.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -63,14 +65,26 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
+    return _cpu_peak_memory(fn)
+
+
+def _cpu_peak_memory(fn: Callable[[], object]) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    changes = sorted((e.time_range.start if e.self_cpu_memory_usage > 0 else e.time_range.end,
-                      e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
-    live = peak = 0
-    for _, change in changes:
-        live += change
-        peak = max(peak, live)
-    return peak
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(path)        # the only public view of the allocator totals
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    finally:
+        os.unlink(path)
+    memory = sorted((e for e in events if e.get("name") == "[memory]"
+                     and e["args"].get("Device Type") == 0), key=lambda e: e["ts"])
+    if not memory:
+        return 0
+    first = memory[0]["args"]
+    start = first["Total Allocated"] - first["Bytes"]
+    return max(0, max(e["args"]["Total Allocated"] for e in memory) - start)

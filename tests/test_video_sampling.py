@@ -7,7 +7,8 @@ import pomlab.models as M
 import pomlab.nn.pom as pom_module
 from _models_helpers import randomize_
 from pomlab.data.toy_video import Vocabulary
-from pomlab.video import cpu_peak_tensor_bytes, draw_noise, sample
+from pomlab.benchmark import peak_memory
+from pomlab.video import draw_noise, sample
 
 F64 = torch.float64
 CAPTIONS = ["a 3 moving left", "a 7 moving up"]
@@ -111,10 +112,10 @@ def test_public_entry_point():
     assert pomlab.video.sample is sample
 
 
-def test_cpu_peak_tensor_bytes_sees_a_temporary():
+def test_cpu_peak_memory_sees_a_temporary():
     def make_and_drop():
         a = torch.ones(1_000_000)            # 4 MB; a.double() 8 MB; the product 8 MB more
         b = a.double() * 2
         return float(b[0])
-    peak = cpu_peak_tensor_bytes(make_and_drop)
+    peak = peak_memory(make_and_drop, "cpu")
     assert 20_000_000 <= peak < 20_100_000

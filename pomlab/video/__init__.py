@@ -3,9 +3,8 @@
     model = pomlab.models.create("VideoDiPoM-S/2", scale="micro")
     clips = pomlab.video.sample(model, ["a 3 moving left"], frames=8, mode="sequential")
 """
-from .memory import cpu_peak_tensor_bytes, peak_tensor_bytes
 from .sampling import MODES, draw_noise, model_vocabulary, sample
 from .train import VideoTrainer, load_video_model
 
-__all__ = ["sample", "draw_noise", "model_vocabulary", "MODES", "peak_tensor_bytes",
-           "cpu_peak_tensor_bytes", "VideoTrainer", "load_video_model"]
+__all__ = ["sample", "draw_noise", "model_vocabulary", "MODES",
+           "VideoTrainer", "load_video_model"]
