@@ -36,6 +36,34 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
+# --- input checks shared by every diffusion model -----------------------------------------
+
+def time_batch(t, batch: int, device, per: str = "image") -> Tensor:
+    """t as a float tensor of shape (batch,); a scalar is broadcast to the batch."""
+    if not isinstance(t, Tensor):
+        t = torch.as_tensor(t, dtype=torch.float32, device=device)
+    if t.dim() == 0:
+        t = t.expand(batch)
+    if not t.dtype.is_floating_point or tuple(t.shape) != (batch,):
+        raise ValueError(f"t must be a float tensor of shape ({batch},) (one time per {per}), "
+                         f"got {t.dtype} of shape {tuple(t.shape)}")
+    return t
+
+
+def check_time_and_ids(t: Tensor, ids: Tensor, ids_name: str, n_ids: int, ids_what: str) -> None:
+    """t in [0, 1] and integer ids in [0, n_ids), with one host sync for both checks."""
+    if torch.compiler.is_compiling():
+        return
+    bad_t, bad_ids = torch.stack([((t < 0) | (t > 1) | t.isnan()).any(),
+                                  ((ids < 0) | (ids >= n_ids)).any()]).tolist()
+    if bad_t:
+        raise ValueError(f"t must lie in [0, 1] (diffusion/flow time), got values in "
+                         f"[{t.min().item():.4g}, {t.max().item():.4g}]")
+    if bad_ids:
+        raise ValueError(f"{ids_name} must hold {ids_what}, got values in "
+                         f"[{ids.min().item()}, {ids.max().item()}]")
+
+
 # --- conditioning ------------------------------------------------------------------------
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = MAX_PERIOD) -> Tensor:
@@ -279,29 +307,16 @@ class DiffusionTransformer(nn.Module):
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"x image size {h}x{w} is not divisible by patch_size "
                              f"{self.patch_size}")
-        if not isinstance(t, Tensor):
-            t = torch.as_tensor(t, dtype=torch.float32, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(b)
-        if not t.dtype.is_floating_point or tuple(t.shape) != (b,):
-            raise ValueError(f"t must be a float tensor of shape ({b},) (one time per image), "
-                             f"got {t.dtype} of shape {tuple(t.shape)}")
+        t = time_batch(t, b, x.device, per="image")
         if not isinstance(y, Tensor) or y.dtype not in (torch.int64, torch.int32):
             raise TypeError("y must be an int64 tensor of class ids, got "
                             + (str(y.dtype) if isinstance(y, Tensor) else type(y).__name__))
         if tuple(y.shape) != (b,):
             raise ValueError(f"y must have shape ({b},) (one class per image), got "
                              f"{tuple(y.shape)}")
-        if self.check_inputs and not x.is_meta and not torch.compiler.is_compiling():
-            bad_t, bad_y = torch.stack([((t < 0) | (t > 1) | t.isnan()).any(),
-                                        ((y < 0) | (y > self.num_classes)).any()]).tolist()
-            if bad_t:
-                raise ValueError(f"t must lie in [0, 1] (diffusion/flow time), got values in "
-                                 f"[{t.min().item():.4g}, {t.max().item():.4g}]")
-            if bad_y:
-                raise ValueError(f"y must hold class ids in [0, {self.num_classes}] "
-                                 f"({self.num_classes} = null class), got values in "
-                                 f"[{y.min().item()}, {y.max().item()}]")
+        if self.check_inputs and not x.is_meta:
+            check_time_and_ids(t, y, "y", self.num_classes + 1,
+                               f"class ids in [0, {self.num_classes}] ({self.num_classes} = null class)")
         return t, y.long()
 
     # --- forward ---------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from ..nn import masks
 from ..nn._checks import check_positive_int
 from ..nn.blocks import MLP
 from ..nn.pom import PoM, PoMState
-from .backbone import (LN_EPS, FinalLayer, PatchEmbed, TimestepEmbedder, initialize_dit_weights,
-                       modulate, sincos_1d, sincos_2d, unpatchify)
+from .backbone import (LN_EPS, FinalLayer, PatchEmbed, TimestepEmbedder, check_time_and_ids,
+                       initialize_dit_weights, modulate, sincos_1d, sincos_2d, time_batch,
+                       unpatchify)
 from .registry import (DIPOM_DEFAULTS, DIPOM_MLP_RATIO, MICRO_SIZES, PAPER_SIZES, PATCHES,
                        SCALE_DEFAULTS, SCALES, SIZES, register_family)
 
@@ -238,29 +239,16 @@ class VideoDiPoM(nn.Module):
 
     def _check_condition(self, x: Tensor, t, text) -> Tensor:
         b = x.shape[0]
-        if not isinstance(t, Tensor):
-            t = torch.as_tensor(t, dtype=torch.float32, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(b)
-        if not t.dtype.is_floating_point or tuple(t.shape) != (b,):
-            raise ValueError(f"t must be a float tensor of shape ({b},) (one time per video), "
-                             f"got {t.dtype} of shape {tuple(t.shape)}")
+        t = time_batch(t, b, x.device, per="video")
         if not isinstance(text, Tensor) or text.dtype not in (torch.int64, torch.int32):
             raise TypeError("text must be an int64 tensor of word ids (batch, words), got "
                             + (str(text.dtype) if isinstance(text, Tensor)
                                else type(text).__name__))
         if text.dim() != 2 or text.shape[0] != b or text.shape[1] < 1:
             raise ValueError(f"text must have shape ({b}, words >= 1), got {tuple(text.shape)}")
-        if self.check_inputs and not x.is_meta and not torch.compiler.is_compiling():
-            bad_t, bad_text = torch.stack([((t < 0) | (t > 1) | t.isnan()).any(),
-                                           ((text < 0) | (text >= self.vocab_size)).any()]).tolist()
-            if bad_t:
-                raise ValueError(f"t must lie in [0, 1] (diffusion/flow time), got values in "
-                                 f"[{t.min().item():.4g}, {t.max().item():.4g}]")
-            if bad_text:
-                raise ValueError(f"text must hold word ids in [0, {self.vocab_size - 1}] "
-                                 f"(vocab_size {self.vocab_size}), got values in "
-                                 f"[{text.min().item()}, {text.max().item()}]")
+        if self.check_inputs and not x.is_meta:
+            check_time_and_ids(t, text, "text", self.vocab_size,
+                               f"word ids in [0, {self.vocab_size - 1}] (vocab_size {self.vocab_size})")
         return t
 
     def condition(self, t: Tensor, text: Tensor) -> tuple[Tensor, Tensor, Tensor]:
