@@ -27,6 +27,18 @@ def describe_results(results: pd.DataFrame) -> str:
             f"{one('device')}")
 
 
+def _plain_log_label(ax, value: float) -> str:
+    """'%g' labels on a log axis: every tick within a decade, 1-2-3-5 over 1.5 decades, 1-2-5
+    beyond, so minor labels never collide."""
+    if value <= 0:
+        return ""
+    low, high = ax.get_ylim()
+    decades = np.log10(high / low) if low > 0 else 3.0
+    keep = range(1, 10) if decades < 0.8 else (1, 2, 3, 5) if decades < 1.5 else (1, 2, 5)
+    lead = round(value / 10 ** np.floor(np.log10(value) + 1e-9))
+    return f"{value:g}" if lead in keep else ""
+
+
 def _line(ax, fit: dict, x_min: float, x_max: float, **style) -> None:
     if fit is None or not np.isfinite(fit["slope"]):
         return
@@ -53,9 +65,10 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str) -> No
     ax.set_title(f"{family} ({plotting.mixer_name(mixer)})")
     name = part[f"{metric}_name"].iloc[0] if len(part) else metric.upper()
     plotting.loglog(ax, COMPUTE_LABEL, name)
-    # Plain numbers on the metric axis (spans < 2 decades); no crowded minor labels on compute.
-    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+    # Plain numbers on the metric axis, thinned to fit its span; no minor labels on compute.
+    label = ticker.FuncFormatter(lambda value, _: _plain_log_label(ax, value))
+    ax.yaxis.set_major_formatter(label)
+    ax.yaxis.set_minor_formatter(label)
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.legend(title="size (slope)", loc="best", frameon=False)
 
