@@ -10,7 +10,8 @@ training compute with log-log fits.
 Without a GPU the default is the micro scale on the embedded digits with the digits metric
 backend (digits-FID/IS); with one, the paper scale (VAE latents, Inception FID/IS). Rerunning the
 same command resumes: finished evaluations are skipped, unfinished training continues from its
-checkpoint. OUT gets results.csv, fits.json/fits.csv, scaling.png/pdf, timings.csv and runs/<model>/. See docs/scaling.md.
+checkpoint. OUT gets results.csv, fits.json/fits.csv, scaling.png/pdf, timings.csv and
+runs/<model>/. See docs/scaling.md.
 """
 import argparse
 import os

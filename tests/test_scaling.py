@@ -414,6 +414,13 @@ def test_cli_errors_are_clear(tmp_path, monkeypatch):
     assert not (tmp_path / "o" / "sweep.json").exists()      # nothing recorded for a failed start
     with pytest.raises(ValueError, match="backend='inception'"):
         scaling_laws.main(["--dataset", "cifar10", "--data-path", str(tmp_path)])
+    # Paper scale with latents present but no Inception extra / weights: stops before training.
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "meta.json").write_text("{}")
+    with pytest.raises((ImportError, FileNotFoundError), match=r"pomlab\[inception\]|weights"):
+        scaling_laws.main(["--scale", "paper", "--data-path", str(tmp_path / "z"),
+                           "--out", str(tmp_path / "p"), "--device", "cpu"])
+    assert not (tmp_path / "p" / "sweep.json").exists()
 
 
 def test_ddp_sweep_under_torchrun(tmp_path):

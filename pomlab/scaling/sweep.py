@@ -294,6 +294,12 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     jobs = jobs or default_jobs(device)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
+    if device.type == "cuda" and jobs > 1:
+        if device.index is not None:
+            raise ValueError(f"--device {device} runs one job; use --device cuda (or auto) to "
+                             "run one job per GPU")
+        if jobs > torch.cuda.device_count():
+            raise ValueError(f"jobs={jobs} but only {torch.cuda.device_count()} GPUs are visible")
     if callbacks and jobs > 1:
         raise ValueError("callbacks run inside the training loop: they need jobs=1")
     threads = threads or (1 if device.type == "cpu" else max(1, (os.cpu_count() or 1) // jobs))
