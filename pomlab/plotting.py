@@ -12,7 +12,7 @@ if "ipykernel" not in sys.modules:   # figures are files; a notebook keeps its i
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import LogFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import LogFormatter, NullFormatter, NullLocator  # noqa: E402
 
 SIZES = ("S", "B", "L", "XL")
 # One colour per model size (light to dark, so compute reads left to right), one per mixer.
@@ -90,15 +90,16 @@ class _PlainLogFormatter(LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
-def plain_log_labels(ax, axis: str = "y") -> None:
-    """Plain numbers (900, 0.03) instead of powers of ten on a log axis; over up to two decades
-    some minor ticks (all, under half a decade) are labelled too, so a short axis keeps several
-    labels."""
+def plain_log_labels(ax, axis: str = "y", minor: bool = True) -> None:
+    """Plain numbers (900, 0.03) instead of powers of ten on a log axis; with ``minor``, over up
+    to two decades some minor ticks (all, under half a decade) are labelled too, so a short axis
+    keeps several labels (leave it off on a wide axis whose minor labels would collide)."""
     if axis not in ("x", "y"):
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
     target = ax.yaxis if axis == "y" else ax.xaxis
     target.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-    target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
+                               if minor else NullFormatter())
 
 
 def mixer_name(mixer: str) -> str:

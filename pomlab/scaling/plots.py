@@ -52,9 +52,9 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str) -> No
     ax.set_title(f"{family} ({plotting.mixer_name(mixer)})")
     name = part[f"{metric}_name"].iloc[0] if len(part) else metric.upper()
     plotting.loglog(ax, COMPUTE_LABEL, name)
-    # Plain numbers (some minor ticks labelled when an axis spans < 2 decades).
+    # Plain numbers; compute spans several decades, so only its decades are labelled.
     plotting.plain_log_labels(ax, "y")
-    plotting.plain_log_labels(ax, "x")
+    plotting.plain_log_labels(ax, "x", minor=False)
     ax.legend(title="size (slope)", loc="best", frameon=False)
 
 
