@@ -7,7 +7,7 @@ video DiPoM, once frame by frame through the carried PoM states (mode="sequentia
 with all frames in parallel (mode="parallel"). Both give the same clip.
 
 - Peak memory: tensor bytes allocated during the call above the level before it (on CPU
-  through torch.profiler's allocation events, pomlab.video.memory; on CUDA the allocator's
+  through torch.profiler's allocation events, pomlab.benchmark.peak_memory; on CUDA the allocator's
   peak counter). It includes the noise and the output clip, which are O(frames) but tiny;
   working_mib subtracts them (float32 noise + output = 2 clips).
 - Time: the two modes timed interleaved (A B A B, pomlab.benchmark.time_interleaved), medians;

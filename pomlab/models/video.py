@@ -285,7 +285,8 @@ class VideoDiPoM(nn.Module):
         c, text_tokens, text_mask = self.condition(t, text)
         tokens = self._embed(x, 0)
         p = self.patch_size
-        video_mask = (masks.block_causal(frames, (h // p) * (w // p), device=x.device)[None]
+        # a description, not an (N, N) tensor: PoM's fast path never materialises it
+        video_mask = (masks.BlockCausal(frames, (h // p) * (w // p))
                       if self.causal and frames > 1 else None)
         for block in self.blocks:
             tokens = block(tokens, c, text_tokens, text_mask, video_mask)

@@ -6,6 +6,8 @@ so that PoM and MHA share one definition of what a mask means.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -29,6 +31,35 @@ def block_causal(frames: int, tokens_per_frame: int, device=None) -> Tensor:
     return frame_of_token[:, None] >= frame_of_token[None, :]
 
 
+@dataclass(frozen=True)
+class BlockCausal:
+    """``block_causal(frames, tokens_per_frame)`` as a description instead of an (N, N) tensor.
+
+    Accepted wherever a mask is: the reference and MHA materialise it; PoM's fast path runs
+    it as per-frame sums and a prefix sum, so a long video never allocates the N x N mask.
+    """
+
+    frames: int
+    tokens_per_frame: int
+
+    def __post_init__(self):
+        _check_count("frames", self.frames)
+        _check_count("tokens_per_frame", self.tokens_per_frame)
+
+    @property
+    def tokens(self) -> int:
+        return self.frames * self.tokens_per_frame
+
+    def dense(self, device=None) -> Tensor:
+        return block_causal(self.frames, self.tokens_per_frame, device=device)
+
+    def check(self, n_query: int, n_context: int) -> None:
+        if n_query != self.tokens or n_context != self.tokens:
+            raise ValueError(f"mask: BlockCausal({self.frames}, {self.tokens_per_frame}) covers "
+                             f"{self.tokens} tokens, but there are {n_query} queries and "
+                             f"{n_context} context tokens")
+
+
 def _check_count(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -37,8 +68,8 @@ def _check_count(name: str, value) -> None:
 def canonical(mask, batch: int, n_query: int, n_context: int, device) -> Tensor | None:
     """Validate ``mask`` and return it as a bool tensor (B|1, M|1, N), or None for no mask.
 
-    Accepted: None; the string "causal"; a (B, N) padding mask over the context tokens;
-    a (B, M, N) or (1, M, N) per-query mask. Values must be bool, or integers in {0, 1}
+    Accepted: None; the string "causal"; a ``BlockCausal`` description; a (B, N) padding mask
+    over the context tokens; a (B, M, N) or (1, M, N) per-query mask. Values must be bool, or integers in {0, 1}
     (float masks are refused: in attention code they usually mean additive biases).
     """
     if mask is None:
@@ -47,8 +78,12 @@ def canonical(mask, batch: int, n_query: int, n_context: int, device) -> Tensor 
         if mask != "causal":
             raise ValueError(f'mask must be None, "causal" or a tensor, got the string {mask!r}')
         return causal(n_query, n_context, device=device)[None]
+    if isinstance(mask, BlockCausal):
+        mask.check(n_query, n_context)
+        return mask.dense(device)[None]
     if not isinstance(mask, Tensor):
-        raise TypeError(f'mask must be None, "causal" or a torch.Tensor, got {type(mask).__name__}')
+        raise TypeError(f'mask must be None, "causal", a BlockCausal or a torch.Tensor, got '
+                        f'{type(mask).__name__}')
     if mask.dtype != torch.bool:
         if mask.dtype.is_floating_point or mask.dtype.is_complex:
             raise TypeError(

@@ -265,6 +265,9 @@ def _aggregation(mask, batch: int, n_query: int, n_context: int, device,
         return _Aggregation("mean", n_query, n_context)
     if isinstance(mask, str) and mask == "causal":
         return _Aggregation("prefix", n_query, n_context)
+    if isinstance(mask, masks.BlockCausal):       # never materialised here
+        mask.check(n_query, n_context)
+        return _Aggregation("prefix", n_query, n_context, group=mask.tokens_per_frame)
     m = masks.canonical(mask, batch, n_query, n_context, device)   # validates, (B|1, M|1, N)
     if m.shape[1] == 1:
         return _Aggregation("padding", n_query, n_context,
