@@ -22,3 +22,16 @@ def _seed_torch():
     """Every test starts from a fixed torch seed (hypothesis draws its own seeds)."""
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def tiny_vae(tmp_path):
+    """A small randomly initialised diffusers AutoencoderKL saved to tmp_path/vae (2x down):
+    (vae, path). Stands in for the real VAE weights, which are never downloaded in tests."""
+    diffusers = pytest.importorskip("diffusers")
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, norm_num_groups=8, sample_size=16)
+    vae.save_pretrained(tmp_path / "vae")
+    return vae, tmp_path / "vae"

@@ -248,17 +248,12 @@ def test_reference_statistics_from_an_npz_file_give_the_same_fid(tmp_path):
     assert from_file["reference"] == "ref.npz"
 
 
-def test_latent_samples_and_reference_are_decoded_with_the_vae(tmp_path):
+def test_latent_samples_and_reference_are_decoded_with_the_vae(tmp_path, tiny_vae):
     """The paper-scale path (latents -> VAE -> pixels -> metric) on CPU, with a small random VAE
     and the digits backend (SweepConfig.validate would insist on Inception for latents)."""
-    diffusers = pytest.importorskip("diffusers")
     from pomlab.data import LatentShardWriter, encode_images, load_digits
     from pomlab.scaling.sweep import preserved_rng
-    vae = diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, norm_num_groups=8, sample_size=16)
-    vae.save_pretrained(tmp_path / "vae")
+    vae, _ = tiny_vae
     images, labels = load_digits("train", 16, channels=3)
     writer = LatentShardWriter(tmp_path / "z", num_classes=10, scale_factor=0.18215,
                                vae=str(tmp_path / "vae"), image_size=16)

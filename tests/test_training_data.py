@@ -116,13 +116,8 @@ def test_sampler_shards_are_disjoint_and_resume_exactly(size, batch, world, seed
         ShardedBatchSampler(size + 1, batch, world_size=world, seed=seed).load_state_dict(state)
 
 
-def test_encode_latents_with_a_small_random_vae_then_train_on_them(tmp_path):
-    diffusers = pytest.importorskip("diffusers")
-    vae = diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, norm_num_groups=8, sample_size=16)
-    vae.save_pretrained(tmp_path / "vae")
+def test_encode_latents_with_a_small_random_vae_then_train_on_them(tmp_path, tiny_vae):
+    vae, _ = tiny_vae
     spec = importlib.util.spec_from_file_location("encode_cli", ROOT / "experiments" / "encode_latents.py")
     sys.path.insert(0, str(ROOT / "experiments"))
     cli = importlib.util.module_from_spec(spec)
