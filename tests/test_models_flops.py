@@ -100,6 +100,11 @@ def test_masked_and_cross_mixing_counts(polynomial):
     masked = count_macs(pom, x, context=ctx, mask=mask)
     assert masked["pom_elementwise"] == 2 * (n * per_token + m * n * s + m * s)
 
+    # a block-causal mask counts the same whether it is a tensor or a BlockCausal description
+    frames = pomlab.masks.BlockCausal(2, 4)
+    dense = count_macs(pom, torch.randn(2, 8, d), mask=frames.dense()[None])
+    assert count_macs(pom, torch.randn(2, 8, d), mask=frames) == dense
+
     mha = pomlab.MHA(d, heads=2)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.attention import MHA
+from ..nn.masks import BlockCausal
 from ..nn.pom import PoM
 
 
@@ -35,7 +36,9 @@ def _pom_elementwise(pom: PoM, x: Tensor, context: Tensor | None, mask) -> int:
         per_token = (pom.degree - 1) * chunk          # u_1*u_2, (u_1*u_2)*u_3, ...
     else:
         per_token = (pom.degree - 1) * chunk + pom.degree * chunk   # a^p, then sum_p alpha_p a^p
-    per_query_mask = mask is not None and (isinstance(mask, str) or mask.dim() == 3)
+    # "causal", BlockCausal and 3-D tensors are per-query masks: counted as the reference's
+    # (M, N) mask product, however the mask is spelled
+    per_query_mask = isinstance(mask, (str, BlockCausal)) or (mask is not None and mask.dim() == 3)
     mean = m * n * s if per_query_mask else n * s     # (w @ h) vs a plain (masked) sum
     return b * (n * per_token + mean + m * s)         # + gate * H
 
