@@ -24,7 +24,6 @@ import argparse
 import gc
 import json
 import math
-import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -35,6 +34,7 @@ from tqdm import tqdm
 import pomlab.models as M
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
 from pomlab.figures import speed_figure
+from pomlab.io import atomic_to_csv, atomic_write_json, read_csv_exact
 from pomlab.nn import pom_fast
 from pomlab.speed import summarise_speed
 
@@ -178,12 +178,6 @@ def finish(args, prep: dict, times: dict, device) -> list[dict]:
     return rows
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -197,13 +191,17 @@ def main(argv=None):
     config = dict(size=f"{args.size}/{args.patch}", depth=depth, batch=args.batch,
                   dtype=args.dtype, optimizer=not args.no_optimizer)
 
+    device_name = device_label(device)
+
     def same_config(row) -> bool:
-        return (row["model"].endswith(config["size"]) and row["depth"] == depth
+        # "DiT-XL/2" must not pass for "L/2": compare the whole size/patch part of the name
+        return (row["model"].split("-", 1)[1] == config["size"] and row["depth"] == depth
                 and row.get("pom_path", "fast") == ("reference" if args.reference_pom else "fast")
                 and row["batch"] == args.batch and row["dtype"] == args.dtype
-                and bool(row["optimizer"]) == config["optimizer"])
+                and bool(row["optimizer"]) == config["optimizer"]
+                and row["device"] == device_name)
 
-    rows = pd.read_csv(csv).to_dict("records") if args.resume and csv.exists() else []
+    rows = read_csv_exact(csv).to_dict("records") if args.resume and csv.exists() else []
     have = {r["resolution"] for r in rows if same_config(r)}
     for side_px in args.resolutions:
         if side_px % (8 * args.patch):
@@ -221,14 +219,14 @@ def main(argv=None):
             prefix = f"{prep['side_px']}px "
             own = {k[len(prefix):]: v for k, v in times.items() if k.startswith(prefix)}
             rows += finish(args, prep, own, device)
-            write_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
+            atomic_to_csv(pd.DataFrame(rows), csv)
         del preps, fns, times                  # free this group's models before the next
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     df = pd.DataFrame([r for r in rows if same_config(r) and r["resolution"] in args.resolutions])
     summary = summarise_speed(df)
-    write_atomic(args.out / "speed_summary.json", json.dumps(summary, indent=2))
+    atomic_write_json(args.out / "speed_summary.json", summary)
     speed_figure(df, args.out / "speed", summary)
     table = df.pivot_table(index=["resolution", "tokens"], columns=["family", "mode"],
                            values="seconds_per_image")
