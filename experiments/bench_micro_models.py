@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, time_interleaved
+from pomlab.io import atomic_to_csv
 
 
 def with_cpu_time(fn, record: list):
@@ -73,7 +74,8 @@ def main(argv=None):
 
     rows = [{"model": label, "params_M": sum(q.numel() for q in m.parameters()) / 1e6,
              "gflops_per_image": M.gflops(m), "step_ms": 1e3 * times[label],
-             "step_cpu_ms": 1e3 * statistics.median(cpu[label]),
+             # the records start with the warm-up call: keep the timed ones only
+             "step_cpu_ms": 1e3 * statistics.median(cpu[label][-args.repeats:]),
              "batch": args.batch} for label, m in models.items()]
     df = pd.DataFrame(rows)
     df["ratio_to_first"] = df.step_ms / df.step_ms.iloc[0]
@@ -85,7 +87,7 @@ def main(argv=None):
     print(f"estimated sweep: {len(df)} models x {args.steps} steps = {wall:.1f} min at these "
           f"wall times, {busy:.1f} min of CPU time (training steps only)")
     if args.out:
-        df.assign(device=device_label(device)).to_csv(args.out, index=False)
+        atomic_to_csv(df.assign(device=device_label(device)), args.out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import pomlab
 from pomlab.benchmark import device_label, synchronize, time_interleaved
+from pomlab.io import atomic_to_csv
 from pomlab.nn import pom_fast
 
 
@@ -121,7 +122,7 @@ def main(argv=None):
     cols = [c for c in df.columns if c not in ("device", "dim", "dtype", "batch", "repeats")]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
-        df.to_csv(args.out, index=False)
+        atomic_to_csv(df, args.out)
     return df
 
 

@@ -17,7 +17,6 @@ Peak memory = peak bytes allocated above the starting level during one call
 time per frame = median of interleaved calls. Writes CSV and PNG/PDF figures to --out.
 """
 import argparse
-import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -28,6 +27,7 @@ from tqdm import tqdm
 import pomlab
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
 from pomlab.figures import state_memory_figure
+from pomlab.io import atomic_to_csv
 from pomlab.masks import block_causal
 from pomlab.nn import pom_fast
 
@@ -113,9 +113,7 @@ def main(argv=None):
                                  layers=args.layers, tokens_per_frame=args.tokens_per_frame,
                                  device=device_label(device)))
         df = pd.DataFrame(rows)
-        tmp = out / "state_memory.csv.tmp"
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out / "state_memory.csv")
+        atomic_to_csv(df, out / "state_memory.csv")
     state_memory_figure(df, out / "state_memory")
     table = df.pivot_table(index="frames", columns="method", values="peak_bytes") / 2**20
     print(f"# peak MiB above start, {args.layers} PoM layers D={args.dim}, "
