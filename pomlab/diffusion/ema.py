@@ -6,8 +6,6 @@ decay_n = min(decay, (1 + n) / (10 + n)) so that short runs get a useful average
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
@@ -44,7 +42,3 @@ class EMA(AveragedModel):
         super().train(mode)
         self.module.eval()
         return self
-
-    def averaged_copy(self) -> nn.Module:
-        """A standalone copy of the averaged model (e.g. to save or evaluate elsewhere)."""
-        return copy.deepcopy(self.module)
