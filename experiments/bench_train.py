@@ -59,8 +59,7 @@ def main(argv=None):
     args.scale = args.scale or ("paper" if device.type == "cuda" else "micro")
     args.image_size = args.image_size or (256 if args.scale == "paper" else 16)
     args.batch = args.batch or (32 if device.type == "cuda" else 16)
-    latent_scale = 8 if args.scale == "paper" else 1
-    args.side = args.image_size // latent_scale
+    args.side = args.image_size // pomlab.models.registry.SCALE_DEFAULTS[args.scale]["latent_scale"]
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
     autocast_dtype = torch.bfloat16 if bf16 else None
     if device.type == "cuda":
