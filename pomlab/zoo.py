@@ -16,12 +16,13 @@ import torch
 
 from . import models as M
 from .io import atomic_to_csv
+from .models.flops import image_side
 
 
 def model_row(name: str, scale: str, image_size: int | None, **overrides) -> dict:
     with torch.device("meta"):
         model = M.create(name, scale=scale, **overrides)
-    side = model.input_size if image_size is None else image_size // model.latent_scale
+    side = image_side(model, image_size)
     return {
         "model": model.label,
         "scale": scale,
