@@ -50,6 +50,10 @@ def test_folder_errors(tmp_path):
         load_dataset("folder")
     with pytest.raises(ValueError, match="dataset"):
         load_dataset("imagenet")
+    with pytest.raises(ValueError, match="one split"):       # not silently the whole folder
+        load_dataset("folder", root=tmp_path / "empty", split="heldout")
+    with pytest.raises(ValueError, match="channels must be 1 or 3"):   # before any file is read
+        load_dataset("cifar10", root=tmp_path, channels=2)
 
 
 def test_digits_dataset_is_in_memory_in_model_range():

@@ -17,12 +17,15 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     """name: "digits" (embedded, default 16 px, 1 channel), "folder" (root/<class>/<images>,
     default 256 px, 3 channels), "cifar10" (root holds cifar-10-batches-py, 32 px), or
     "latents" (root made by experiments/encode_latents.py; size/channels come from it).
-    split: "train" or "heldout" (digits and cifar10; folders and latents are one split).
+    split: "train" or "heldout" (digits and cifar10); folders and latents are one split, "train".
     """
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
     if name in ("folder", "cifar10", "latents") and root is None:
         raise ValueError(f"dataset {name!r} needs a root folder (--data-path)")
+    if name in ("folder", "latents") and split != "train":
+        raise ValueError(f"dataset {name!r} has one split, 'train' (the whole folder); "
+                         f"got split={split!r}")
     if name == "latents":
         data = LatentShards(root)
         if image_size not in (None, data.size) or channels not in (None, data.channels):
@@ -35,10 +38,10 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     if name == "digits":
         images, labels = load_digits(split, size, 1 if channels is None else channels)
         return TensorImageDataset(images, labels, DIGITS_CLASSES, "digits")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     images, labels = load_cifar10(root, split)
     if channels == 1:
         images = images.mean(1, keepdim=True)
-    elif channels not in (None, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     return TensorImageDataset(resize_square(images, size).clamp(0, 1), labels, CIFAR10_CLASSES,
                               "cifar10")
