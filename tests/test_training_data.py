@@ -87,6 +87,9 @@ def test_latent_shards_round_trip(tmp_path):
         assert [int(data[i][1]) for i in range(23)] == labels.tolist()
     with pytest.raises(FileExistsError):
         LatentShardWriter(tmp_path / "z", num_classes=5, scale_factor=1.0)
+    with pytest.raises(ValueError, match="square"):            # refused before any shard is written
+        LatentShardWriter(tmp_path / "w", num_classes=5, scale_factor=1.0).add(
+            torch.zeros(2, 4, 4, 6), torch.zeros(2, dtype=torch.long))
     (tmp_path / "z" / "shard_00001.pt").write_bytes(b"broken")
     with pytest.raises(ValueError, match="corrupt"):
         LatentShards(tmp_path / "z", preload=False)[15]

@@ -52,6 +52,8 @@ class LatentShardWriter:
             raise ValueError(f"need latents (n, C, h, w) and n labels, got {tuple(latents.shape)} "
                              f"and {tuple(labels.shape)}")
         if self.shape is None:
+            if latents.shape[2] != latents.shape[3]:
+                raise ValueError(f"latents must be square, got {latents.shape[2]}x{latents.shape[3]}")
             self.shape = tuple(latents.shape[1:])
         elif tuple(latents.shape[1:]) != self.shape:
             raise ValueError(f"latent shape changed from {self.shape} to {tuple(latents.shape[1:])}")
@@ -77,11 +79,9 @@ class LatentShardWriter:
             self._flush(self._pending)
         if not self.shards:
             raise ValueError("no latents were added")
-        channels, h, w = self.shape
-        meta = {**self.meta, "channels": channels, "size": h, "count": sum(s["count"] for s in self.shards),
-                "shards": self.shards}
-        if h != w:
-            raise ValueError(f"latents must be square, got {h}x{w}")
+        channels, size, _ = self.shape
+        meta = {**self.meta, "channels": channels, "size": size,
+                "count": sum(s["count"] for s in self.shards), "shards": self.shards}
         return atomic_write_json(self.root / "meta.json", meta)
 
 
