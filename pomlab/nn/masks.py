@@ -69,14 +69,16 @@ def canonical(mask, batch: int, n_query: int, n_context: int, device) -> Tensor 
     """Validate ``mask`` and return it as a bool tensor (B|1, M|1, N), or None for no mask.
 
     Accepted: None; the string "causal"; a ``BlockCausal`` description; a (B, N) padding mask
-    over the context tokens; a (B, M, N) or (1, M, N) per-query mask. Values must be bool, or integers in {0, 1}
-    (float masks are refused: in attention code they usually mean additive biases).
+    over the context tokens; a (B, M, N) or (1, M, N) per-query mask. Values must be bool, or
+    integers in {0, 1} (float masks are refused: in attention code they usually mean additive
+    biases).
     """
     if mask is None:
         return None
     if isinstance(mask, str):
         if mask != "causal":
-            raise ValueError(f'mask must be None, "causal" or a tensor, got the string {mask!r}')
+            raise ValueError(f'mask must be None, "causal", a BlockCausal or a tensor, got the '
+                             f'string {mask!r}')
         return causal(n_query, n_context, device=device)[None]
     if isinstance(mask, BlockCausal):
         mask.check(n_query, n_context)
