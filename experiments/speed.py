@@ -117,12 +117,14 @@ def step_functions(model, args, device):
 
     def training():
         model.train()
-        with autocast:
-            loss = model(x, t, y).float().square().mean()
-        loss.backward()
-        if opt is not None:
-            opt.step()
-        model.zero_grad(set_to_none=True)
+        try:
+            with autocast:
+                loss = model(x, t, y).float().square().mean()
+            loss.backward()
+            if opt is not None:
+                opt.step()
+        finally:                 # an out-of-memory step must not leave gradients behind
+            model.zero_grad(set_to_none=True)
 
     return inference, training
 
@@ -146,6 +148,7 @@ def prepare(args, side_px: int, device) -> dict:
                 fns[key], status[key] = fn, "ok"
             except torch.cuda.OutOfMemoryError:
                 status[key] = "out of memory"
+            if status[key] != "ok":      # outside the except: its traceback holds the tensors
                 torch.cuda.empty_cache()
     return dict(side_px=side_px, side=side, tokens=tokens, models=models, fns=fns,
                 status=status)
@@ -161,6 +164,8 @@ def finish(args, prep: dict, times: dict, device) -> list[dict]:
             try:
                 peak = peak_memory(prep["fns"][key], device)
             except torch.cuda.OutOfMemoryError:
+                pass                     # peak stays None; the cache is emptied below
+            if peak is None:
                 torch.cuda.empty_cache()
         model = prep["models"][family]
         rows.append(dict(
