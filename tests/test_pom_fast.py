@@ -121,6 +121,17 @@ def test_near_block_causal_mask_is_not_mistaken():
     assert pom_fast._aggregation(batch_differs, 2, 12, 12, "cpu", F64).kind == "dense"
 
 
+def test_tensor_masks_under_inference_mode():
+    """Inference tensors have no version counter: the mask-structure cache must not need one."""
+    pom = pomlab.PoM(4).to(F64)
+    with torch.inference_mode():
+        x = torch.randn(2, 12, 4, dtype=F64)
+        for mask in (block_causal(3, 4)[None], torch.rand(2, 12, 12) < 0.5):
+            fast = pom_fast.forward(pom, x, mask=mask)
+            with pom_fast.disabled():
+                torch.testing.assert_close(fast, pom(x, mask=mask), rtol=1e-10, atol=1e-12)
+
+
 @given(cfg=configs, batch=st.integers(1, 3), frames=st.integers(1, 4), per_frame=st.integers(1, 4),
        seed=st.integers(0, 2**31))
 def test_step_matches_reference(cfg, batch, frames, per_frame, seed):

@@ -281,6 +281,8 @@ def _aggregation(mask, batch: int, n_query: int, n_context: int, device,
 def _prefix_group(user_mask: Tensor, m: Tensor) -> int | None:
     """Frame size P if the per-query mask m (B|1, M, N) is causal (P = 1) or block-causal,
     else None. The O(M·N) comparison is cached per mask tensor (and its version counter)."""
+    if user_mask.is_inference():     # no version counter to notice in-place edits: no cache
+        return _detect_prefix_group(m)
     key = id(user_mask)
     hit = _structure_cache.get(key)
     if hit is not None and hit[0]() is user_mask and hit[1] == user_mask._version:
