@@ -32,8 +32,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())           # mkstemp makes 0600 files; honour the umask
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode) as f:              # owns fd from here: closed on any error
+            os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600 files; honour the umask
             write(f)
             f.flush()
             os.fsync(f.fileno())
