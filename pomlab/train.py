@@ -162,18 +162,33 @@ class NonFiniteLossError(FloatingPointError):
 
 # --- distributed setup --------------------------------------------------------------------
 
-def _distributed_env() -> tuple[int, int, int]:
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _pick_device(pref: str, local_rank: int) -> torch.device:
+def pick_device(pref: str, local_rank: int) -> torch.device:
+    """"auto" -> cuda:LOCAL_RANK when CUDA is available, else cpu; "cuda" -> cuda:LOCAL_RANK."""
     if pref == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     device = torch.device(pref)
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device
+
+
+def join_process_group(device: torch.device) -> bool:
+    """Under torchrun (WORLD_SIZE > 1), join the default process group unless one exists: nccl on
+    CUDA, gloo on CPU. True when this call created it (its caller destroys it)."""
+    if distributed_env()[1] == 1:
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)      # nccl and its object collectives use the current GPU
+    if dist.is_initialized():
+        return False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
 
 
 # --- checkpoints --------------------------------------------------------------------------
@@ -326,14 +341,14 @@ class Trainer:
                  progress: bool = True, callbacks: Sequence[Callback] = ()):
         self.config = config.validate()
         self.progress, self.callbacks = progress, list(callbacks)
-        self.rank, self.world_size, local_rank = _distributed_env()
-        self.device = _pick_device(config.device, local_rank)
-        self._owns_group = False
-        if self.world_size > 1 and not dist.is_initialized():
-            if self.device.type == "cuda":
-                torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-            self._owns_group = True
+        self.rank, self.world_size, local_rank = distributed_env()
+        self.device = pick_device(config.device, local_rank)
+        if self.device.type == "cuda":
+            # The run's GPU becomes the current one, also in a process that did not set it (a
+            # sweep worker on cuda:1, a group made by the caller): nccl object collectives,
+            # Triton kernels and new CUDA contexts then all land on it, not on cuda:0.
+            torch.cuda.set_device(self.device)
+        self._owns_group = join_process_group(self.device)
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size {config.batch_size} (global) is not divisible by the "
                              f"{self.world_size} ranks")
@@ -374,9 +389,8 @@ class Trainer:
         self._loader_iter = None
         self.step, self.history = 0, []
         self.ema.update_parameters(self.model)                  # EMA starts as a copy (DiT)
-        _seed_all(config.seed * 1000003 + 1 + self.rank)         # per-rank noise and label dropout
-        if self.device.type == "cuda":
-            torch.cuda.manual_seed(config.seed * 1000003 + 1 + self.rank)
+        # per-rank noise and label dropout (torch.manual_seed seeds every CUDA device too)
+        _seed_all(config.seed * 1000003 + 1 + self.rank)
 
         resume_from = self._resume_source(resume)
         if resume_from is not None:
