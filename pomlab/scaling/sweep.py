@@ -29,7 +29,7 @@ import torch.distributed as dist
 from ..benchmark import device_label
 from ..metrics import get_backend
 from ..models.registry import SIZES
-from ..train import TrainConfig, Trainer
+from ..train import TrainConfig, Trainer, distributed_env, join_process_group, pick_device
 from .compute import gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
 from .evaluation import Evaluator
@@ -170,11 +170,6 @@ def _run_in_worker(config: SweepConfig, mixer: str, size: str, jobs: int) -> int
 
 # --- the sweep ----------------------------------------------------------------------------
 
-def _distributed() -> tuple[int, int, int]:
-    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
-            int(os.environ.get("LOCAL_RANK", "0")))
-
-
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -281,16 +276,12 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     Trainer (in-process runs only, i.e. jobs=1 or under torchrun)."""
     config.validate()
     out = Path(config.out)
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = distributed_env()
     device = resolve_device(config.device)
     owns_group = False
     if world > 1:
         jobs = 1
-        if not dist.is_initialized():
-            if device.type == "cuda":
-                torch.cuda.set_device(local_rank)
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            owns_group = True
+        owns_group = join_process_group(pick_device(config.device, local_rank))
     jobs = jobs or default_jobs(device)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
@@ -302,7 +293,10 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             raise ValueError(f"jobs={jobs} but only {torch.cuda.device_count()} GPUs are visible")
     if callbacks and jobs > 1:
         raise ValueError("callbacks run inside the training loop: they need jobs=1")
-    threads = threads or (1 if device.type == "cpu" else max(1, (os.cpu_count() or 1) // jobs))
+    # GPU: the cores shared by this machine's processes (jobs, or torchrun's local ranks)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world > 1 else jobs
+    threads = threads or (1 if device.type == "cpu" else
+                          max(1, (os.cpu_count() or 1) // local_processes))
     names = {}
 
     def check():
