@@ -397,6 +397,31 @@ def test_concurrent_merges_lose_no_row(tmp_path):
     assert list(dict.fromkeys(merged["model"])) == ["DiPoM-S/2", "DiPoM-B/2", "DiT-S/2"]
 
 
+def test_finalize_fits_and_plots_while_holding_the_lock(uninterrupted, tmp_path, monkeypatch):
+    """Concurrent finalize calls (torchrun jobs sharing OUT) must not leave fits or figures from an
+    older merge than results.csv: the fit runs while OUT's lock is held."""
+    import shutil
+    fcntl = pytest.importorskip("fcntl")
+    from pomlab.scaling import sweep
+    out = tmp_path / "copy"
+    shutil.copytree(uninterrupted[0], out)
+    held, write_fits = [], sweep.write_fits
+
+    def probe(*args, **kwargs):
+        with open(out / ".lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return write_fits(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "write_fits", probe)
+    results, fits, figures = sweep.finalize(out)
+    assert held == [True] and len(results) == 12 and len(figures) == 2
+
+
 def test_cli_errors_are_clear(tmp_path, monkeypatch):
     bad = run([sys.executable, str(CLI), "--scale", "paper", "--out", str(tmp_path),
                "--no-progress"], timeout=60)

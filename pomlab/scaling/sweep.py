@@ -36,7 +36,8 @@ from .evaluation import Evaluator
 from .fits import write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
-                      merge_results, read_rows, run_dir, write_row)
+                      folder_lock, merge_results, merge_results_locked, read_rows, run_dir,
+                      write_row)
 
 FITS_JSON = "fits.json"
 FITS_CSV = "fits.csv"
@@ -245,13 +246,16 @@ class _Progress:
 
 def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Path]]:
     """Merge every run's rows into results.csv, fit (fits.json, fits.csv) and plot
-    (scaling.png/pdf). Idempotent: any job may call it at any time."""
+    (scaling.png/pdf). Idempotent: any job may call it at any time. It holds OUT's lock
+    throughout, so concurrent calls never leave fits or figures from an older merge than
+    results.csv, nor write the figure files at the same time."""
     out = Path(out)
-    results = merge_results(out)
-    if results.empty:
-        return results, None, []
-    fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
-    return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
+    with folder_lock(out):
+        results = merge_results_locked(out)
+        if results.empty:
+            return results, None, []
+        fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
+        return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
 
 
 def preflight(config: SweepConfig) -> str:
