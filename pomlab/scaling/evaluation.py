@@ -57,7 +57,8 @@ def _world() -> tuple[int, int]:
 
 
 class Evaluator:
-    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks); every rank must call it.
+    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks). Under DDP every rank
+    must build it and call it (both are collective).
 
     reference: "data" is the training set (the embedded digits: pomlab.metrics' cached
     statistics of digits:train; other sets: reference_samples images drawn with the sweep's
