@@ -1,5 +1,6 @@
 """Scaling sweeps: schedules, compute accounting, log-log fits, pooled statistics, and tiny sweeps
 that are resumed after an injected interruption and after a hard kill (same CSV as uninterrupted)."""
+import dataclasses
 import json
 import os
 import signal
@@ -280,6 +281,21 @@ def test_latent_samples_and_reference_are_decoded_with_the_vae(tmp_path, tiny_va
     np.testing.assert_array_equal(again.reference.mu, evaluator.reference.mu)
     pixels = evaluator.decode(torch.zeros(2, 4, 8, 8))
     assert pixels.shape == (2, 3, 16, 16) and 0 <= pixels.min() and pixels.max() <= 1
+
+
+def test_preflight_loads_the_vae_of_a_latent_set_before_any_training(tmp_path, tiny_vae):
+    """With a precomputed --reference the VAE is first needed at the first evaluation: a missing
+    one must stop the sweep at the start instead."""
+    from pomlab.scaling.sweep import preflight
+    config = latent_config(_latent_folder(tmp_path, tiny_vae[0]), str(tmp_path / "out"))
+    assert preflight(config) == "digits-FID/digits-IS"
+    with pytest.raises(FileNotFoundError, match="could not load a VAE"):
+        preflight(dataclasses.replace(config, vae=str(tmp_path / "no-vae")))
+    meta = json.loads((Path(config.data_path) / "meta.json").read_text())
+    del meta["vae"]
+    (Path(config.data_path) / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="needs a VAE"):
+        preflight(config)
 
 
 def test_latent_reference_and_samples_shared_by_two_ranks_match_one_process(tmp_path, tiny_vae):

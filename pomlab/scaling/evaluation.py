@@ -50,6 +50,15 @@ def balanced_labels(start: int, stop: int, num_classes: int) -> Tensor:
     return torch.arange(start, stop) % num_classes
 
 
+def vae_source(config: SweepConfig, meta: dict) -> str:
+    """The VAE that decodes a latent set's samples: config.vae, else the one its meta.json names."""
+    source = config.vae or meta.get("vae")
+    if not source:
+        raise ValueError("decoding latent samples needs a VAE: the latent folder's meta.json "
+                         "names none; pass vae= / --vae (hub id or folder)")
+    return source
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -81,11 +90,7 @@ class Evaluator:
 
     def _vae_model(self):
         if self._vae is None:
-            meta = getattr(self.trainer.data, "meta", {})
-            source = self.config.vae or meta.get("vae")
-            if not source:
-                raise ValueError("decoding latent samples needs a VAE: the latent folder's "
-                                 "meta.json names none; pass vae= / --vae (hub id or folder)")
+            source = vae_source(self.config, getattr(self.trainer.data, "meta", {}))
             self._vae = load_vae(source).to(self.trainer.device).eval()
         return self._vae
 

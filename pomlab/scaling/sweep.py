@@ -12,6 +12,7 @@ another, each trained with DDP over all ranks and sampled by all ranks together.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import random
@@ -27,12 +28,13 @@ import torch
 import torch.distributed as dist
 
 from ..benchmark import device_label
+from ..data import load_vae
 from ..metrics import get_backend
 from ..models.registry import SIZES
 from ..train import TrainConfig, Trainer, distributed_env, join_process_group, pick_device
 from .compute import gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
-from .evaluation import Evaluator
+from .evaluation import Evaluator, vae_source
 from .fits import write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
@@ -259,9 +261,10 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
 
 
 def preflight(config: SweepConfig) -> str:
-    """Fail before any training when the data or the metric backend is missing; returns the
-    backend's FID name."""
-    if config.dataset == "latents" and not (Path(config.data_path) / "meta.json").is_file():
+    """Fail before any training when the data, the metric backend or (latents) the VAE that
+    decodes the samples is missing; returns the backend's FID name."""
+    meta_file = Path(config.data_path or "") / "meta.json"
+    if config.dataset == "latents" and not meta_file.is_file():
         raise FileNotFoundError(f"{config.data_path!r} is not a latent folder (no meta.json): "
                                 "encode the images first with experiments/encode_latents.py "
                                 "and pass the folder as --data-path")
@@ -270,6 +273,10 @@ def preflight(config: SweepConfig) -> str:
     if config.reference != "data" and not Path(config.reference).expanduser().exists():
         raise FileNotFoundError(f"reference {config.reference!r} does not exist")
     backend = get_backend(config.backend, weights=config.backend_weights, device="cpu")
+    if config.dataset == "latents":
+        # Loaded now: with a precomputed --reference the first use would otherwise come at the
+        # first evaluation, after hours of training.
+        load_vae(vae_source(config, json.loads(meta_file.read_text())))
     return f"{backend.fid_name}/{backend.is_name}"
 
 
