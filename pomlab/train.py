@@ -685,6 +685,7 @@ class Trainer:
         return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
 
     def close(self) -> None:
+        self._loader_iter = None                      # ends DataLoader worker processes now
         if self._owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self._owns_group = False
