@@ -17,7 +17,8 @@ numpy, python, the data sampler's generator), the model config and the training 
 resumed run continues exactly as the uninterrupted one would have.
 
 DDP: launch with torchrun; each rank takes its own slice of every epoch (batch_size is the
-global batch, split over ranks); nccl on CUDA, gloo on CPU; rank 0 writes every file.
+global batch, split over ranks); nccl on CUDA, gloo on CPU; rank 0 writes every file. A Trainer
+on a GPU makes it the process's current CUDA device.
 """
 from __future__ import annotations
 
