@@ -26,7 +26,7 @@ from pomlab.metrics import BACKENDS
 from pomlab.models import SCALES
 from pomlab.scaling import SCALE_DEFAULTS, SweepConfig, run_sweep, slopes_table
 from pomlab.scaling.sweep import resolve_device
-from pomlab.train import PRECISIONS
+from pomlab.train import DEFAULT_LR, PRECISIONS
 
 
 def _steps_list(text: str) -> tuple[int, ...]:
@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       help="model override for every model, e.g. depth=2 (repeatable)")
     a("--steps", type=int, default=None, help=both("steps"))
     a("--batch-size", type=int, default=None, help=both("batch_size"))
-    a("--lr", type=float, default=None, help="default: pomlab.train's (micro 2e-3, paper 1e-4)")
+    a("--lr", type=float, default=None, help=f"default: pomlab.train's (micro {DEFAULT_LR['micro']:g}, "
+                                             f"paper {DEFAULT_LR['paper']:g})")
     a("--warmup", type=int, default=None)
     a("--seed", type=int, default=None, help="training and evaluation seed (default 0)")
     a("--eval-every", type=int, default=None,

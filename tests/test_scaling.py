@@ -1,5 +1,6 @@
 """Scaling sweeps: schedules, compute accounting, log-log fits, pooled statistics, and tiny sweeps
 that are resumed after an injected interruption and after a hard kill (same CSV as uninterrupted)."""
+import dataclasses
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from ddp_eval_worker import latent_config
 from hypothesis import given, strategies as st
 from scipy import stats
 
@@ -25,6 +27,7 @@ from pomlab.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "experiments" / "scaling_laws.py"
+EVAL_WORKER = ROOT / "tests" / "ddp_eval_worker.py"
 # A sweep of one-block micro models on 8x8 digits: milliseconds per step and per evaluation;
 # 72 samples (> 64 digits features: full-rank covariances) in 3 chunks.
 TINY_ARGS = ["--sizes", "S,B", "--mixers", "pom,mha", "--steps", "12", "--eval-points", "3",
@@ -248,22 +251,22 @@ def test_reference_statistics_from_an_npz_file_give_the_same_fid(tmp_path):
     assert from_file["reference"] == "ref.npz"
 
 
-def test_latent_samples_and_reference_are_decoded_with_the_vae(tmp_path, tiny_vae):
-    """The paper-scale path (latents -> VAE -> pixels -> metric) on CPU, with a small random VAE
-    and the digits backend (SweepConfig.validate would insist on Inception for latents)."""
+def _latent_folder(tmp_path, vae) -> str:
+    """96 training digits encoded by the tiny VAE (saved in tmp_path/vae) into tmp_path/z."""
     from pomlab.data import LatentShardWriter, encode_images, load_digits
-    from pomlab.scaling.sweep import preserved_rng
-    vae, _ = tiny_vae
     images, labels = load_digits("train", 16, channels=3)
     writer = LatentShardWriter(tmp_path / "z", num_classes=10, scale_factor=0.18215,
                                vae=str(tmp_path / "vae"), image_size=16)
     writer.add(encode_images(vae, images[:96] * 2 - 1, sample=False), labels[:96])
     writer.close()
-    config = SweepConfig(sizes=("S",), mixers=("pom",), dataset="latents",
-                         data_path=str(tmp_path / "z"), backend="digits", steps=2,
-                         eval_steps=(2,), batch_size=8, model_overrides={"depth": 1},
-                         fid_samples=72, eval_chunk=24, sample_steps=2, device="cpu",
-                         out=str(tmp_path / "out"))
+    return str(tmp_path / "z")
+
+
+def test_latent_samples_and_reference_are_decoded_with_the_vae(tmp_path, tiny_vae):
+    """The paper-scale path (latents -> VAE -> pixels -> metric) on CPU, with a small random VAE
+    and the digits backend (SweepConfig.validate would insist on Inception for latents)."""
+    from pomlab.scaling.sweep import preserved_rng
+    config = latent_config(_latent_folder(tmp_path, tiny_vae[0]), str(tmp_path / "out"))
     trainer = Trainer(train_config(config, "pom", "S"), progress=False)
     trainer.run(until=2)
     cache = tmp_path / "out" / "reference"
@@ -278,6 +281,46 @@ def test_latent_samples_and_reference_are_decoded_with_the_vae(tmp_path, tiny_va
     np.testing.assert_array_equal(again.reference.mu, evaluator.reference.mu)
     pixels = evaluator.decode(torch.zeros(2, 4, 8, 8))
     assert pixels.shape == (2, 3, 16, 16) and 0 <= pixels.min() and pixels.max() <= 1
+
+
+def test_preflight_loads_the_vae_of_a_latent_set_before_any_training(tmp_path, tiny_vae):
+    """With a precomputed --reference the VAE is first needed at the first evaluation: a missing
+    one must stop the sweep at the start instead."""
+    from pomlab.scaling.sweep import preflight
+    config = latent_config(_latent_folder(tmp_path, tiny_vae[0]), str(tmp_path / "out"))
+    assert preflight(config) == "digits-FID/digits-IS"
+    with pytest.raises(FileNotFoundError, match="could not load a VAE"):
+        preflight(dataclasses.replace(config, vae=str(tmp_path / "no-vae")))
+    meta = json.loads((Path(config.data_path) / "meta.json").read_text())
+    del meta["vae"]
+    (Path(config.data_path) / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="needs a VAE"):
+        preflight(config)
+
+
+def test_latent_reference_and_samples_shared_by_two_ranks_match_one_process(tmp_path, tiny_vae):
+    """Under torchrun the ranks split the reference extraction (VAE decode + features) as well as
+    the samples: rank 0 alone would keep the others waiting in a collective past NCCL's timeout."""
+    latents = _latent_folder(tmp_path, tiny_vae[0])
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(EVAL_WORKER), latents, str(out)]
+    done = run(cmd, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shared, other = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert (shared["reference_chunks"], other["reference_chunks"]) == (2, 1)   # of 3 chunks
+    config = latent_config(latents, str(tmp_path / "one"))
+    trainer = Trainer(train_config(config, "pom", "S"), progress=False)
+    evaluator = Evaluator(config, trainer, cache_dir=tmp_path / "one" / "reference")
+    alone = evaluator(trainer)
+    assert (shared["n_real"], shared["n_fake"], shared["reference"]) == \
+        (alone["n_real"], alone["n_fake"], alone["reference"]) == (72, 72, alone["reference"])
+    # The same chunks pooled in the same order; only the processes' thread counts differ, so
+    # float32 feature round-off (~1e-7 relative) is all that may separate them.
+    np.testing.assert_allclose(shared["reference_mu"], evaluator.reference.mu, rtol=1e-5, atol=1e-6)
+    assert shared["fid"] == pytest.approx(alone["fid"], rel=1e-4)
+    assert shared["is_mean"] == pytest.approx(alone["is_mean"], rel=1e-5)
+    assert len(list((out / "reference").glob("latents-digits-*.npz"))) == 1   # written once
 
 
 # --- sweeps ------------------------------------------------------------------------------------
@@ -395,6 +438,31 @@ def test_concurrent_merges_lose_no_row(tmp_path):
     merged = merge_results(tmp_path)
     assert len(merged) == 15 and len(pd.read_csv(tmp_path / "results.csv")) == 15
     assert list(dict.fromkeys(merged["model"])) == ["DiPoM-S/2", "DiPoM-B/2", "DiT-S/2"]
+
+
+def test_finalize_fits_and_plots_while_holding_the_lock(uninterrupted, tmp_path, monkeypatch):
+    """Concurrent finalize calls (torchrun jobs sharing OUT) must not leave fits or figures from an
+    older merge than results.csv: the fit runs while OUT's lock is held."""
+    import shutil
+    fcntl = pytest.importorskip("fcntl")
+    from pomlab.scaling import sweep
+    out = tmp_path / "copy"
+    shutil.copytree(uninterrupted[0], out)
+    held, write_fits = [], sweep.write_fits
+
+    def probe(*args, **kwargs):
+        with open(out / ".lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return write_fits(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "write_fits", probe)
+    results, fits, figures = sweep.finalize(out)
+    assert held == [True] and len(results) == 12 and len(figures) == 2
 
 
 def test_cli_errors_are_clear(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The training loop: learning on the digits, exact resume, DDP through torchrun, bad input."""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,18 @@ def test_two_process_gloo_run_has_identical_replicas(tmp_path):
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
     assert states_equal(ckpt["model"], r0["model"])
     assert r0["model"]["final_layer.linear.weight"].abs().sum() > 0   # it did train
+
+
+def test_replica_check_names_the_parameter_that_differs():
+    trainer = Trainer(tiny(), progress=False)
+    trainer.check_replicas()                              # one process: nothing to compare
+    first = next(iter(trainer.model.named_parameters()))[0]
+    # two "ranks" (the gather replaced): equal summaries pass, rank 1 off in one tensor fails
+    trainer._gather = lambda summary: [summary, summary.clone()]
+    trainer.check_replicas()
+    trainer._gather = lambda summary: [summary, summary.clone().index_fill_(0, torch.tensor([0]), 7.0)]
+    with pytest.raises(RuntimeError, match=f"rank 1's {re.escape(first)} differs"):
+        trainer.check_replicas()
 
 
 def test_cli_trains_samples_and_resumes(tmp_path):

@@ -5,6 +5,9 @@ from seed `chunk_seed(seed, i)` and its labels are the balanced sequence 0, 1, .
 (sample j has label j mod C), with the EMA weights. Under DDP the ranks take the chunks in turn
 and rank 0 pools the per-chunk feature statistics (pomlab.metrics.pool_statistics) and logits,
 so every rank count gives the same numbers up to round-off, and no rank ever holds all samples.
+Reference statistics of training data are extracted the same way (chunks shared by the ranks):
+were rank 0 alone to decode and score thousands of images, the other ranks would wait in their
+first collective, past NCCL's timeout for large reference sets.
 Latent samples are decoded to pixels with the VAE before the metric backend sees them.
 """
 from __future__ import annotations
@@ -47,6 +50,15 @@ def balanced_labels(start: int, stop: int, num_classes: int) -> Tensor:
     return torch.arange(start, stop) % num_classes
 
 
+def vae_source(config: SweepConfig, meta: dict) -> str:
+    """The VAE that decodes a latent set's samples: config.vae, else the one its meta.json names."""
+    source = config.vae or meta.get("vae")
+    if not source:
+        raise ValueError("decoding latent samples needs a VAE: the latent folder's meta.json "
+                         "names none; pass vae= / --vae (hub id or folder)")
+    return source
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -54,7 +66,8 @@ def _world() -> tuple[int, int]:
 
 
 class Evaluator:
-    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks); every rank must call it.
+    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks). Under DDP every rank
+    must build it and call it (both are collective).
 
     reference: "data" is the training set (the embedded digits: pomlab.metrics' cached
     statistics of digits:train; other sets: reference_samples images drawn with the sweep's
@@ -70,18 +83,14 @@ class Evaluator:
         self.backend = get_backend(config.backend, weights=config.backend_weights,
                                    device=trainer.device)
         self._vae = None
-        # Only rank 0 scores; the others just sample.
-        self.reference = self._reference_statistics() if self.rank == 0 else None
+        # Only rank 0 scores (None elsewhere); the others help extract features.
+        self.reference = self._reference_statistics()
 
     # --- pixels ---
 
     def _vae_model(self):
         if self._vae is None:
-            meta = getattr(self.trainer.data, "meta", {})
-            source = self.config.vae or meta.get("vae")
-            if not source:
-                raise ValueError("decoding latent samples needs a VAE: the latent folder's "
-                                 "meta.json names none; pass vae= / --vae (hub id or folder)")
+            source = vae_source(self.config, getattr(self.trainer.data, "meta", {}))
             self._vae = load_vae(source).to(self.trainer.device).eval()
         return self._vae
 
@@ -101,11 +110,14 @@ class Evaluator:
 
     # --- reference ---
 
-    def _reference_statistics(self) -> FeatureStats:
+    def _reference_statistics(self) -> FeatureStats | None:
+        """The reference's statistics on rank 0, None on the other ranks (collective)."""
         cfg, data = self.config, self.trainer.data
-        if cfg.reference == "data" and cfg.dataset == "digits":
-            return reference_statistics("digits", "train", data.size, self.backend)
-        if cfg.reference != "data":
+        if cfg.reference != "data" or cfg.dataset == "digits":   # small or precomputed: rank 0
+            if self.rank != 0:
+                return None
+            if cfg.reference == "data":
+                return reference_statistics("digits", "train", data.size, self.backend)
             return self._statistics_from_file(Path(cfg.reference).expanduser())
         count = min(len(data), cfg.reference_samples or cfg.fid_samples)
         key = {"dataset": cfg.dataset, "data_path": str(cfg.data_path), "size": data.size,
@@ -114,21 +126,43 @@ class Evaluator:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         path = (self.cache_dir / f"{cfg.dataset}-{self.backend.name}-{digest}.npz"
                 if self.cache_dir is not None else None)
-        if path is not None and path.is_file():
+        cached = [path is not None and path.is_file()]
+        if self.world > 1:                      # rank 0 decides: every rank must agree
+            dist.broadcast_object_list(cached, src=0)
+        if cached[0]:
+            if self.rank != 0:
+                return None
             with np.load(path, allow_pickle=False) as f:
                 return FeatureStats(mu=f["mu"], sigma=f["sigma"], n=int(f["n"]),
                                     backend=self.backend.cache_tag, source=str(f["source"]))
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))[:count]
-        parts = []
-        for start, stop in chunk_bounds(count, cfg.eval_chunk):
+
+        def chunk_statistics(index: int, start: int, stop: int) -> FeatureStats:
             items = torch.stack([data[int(i)][0] for i in order[start:stop]])
-            parts.append(extract(self.to_pixels(items, model_space=True), self.backend,
-                                 name="reference", logits=False, warn_rank=False)[0])
+            return extract(self.to_pixels(items, model_space=True), self.backend,
+                           name="reference", logits=False, warn_rank=False)[0]
+
+        parts = self._on_ranks(chunk_bounds(count, cfg.eval_chunk), chunk_statistics)
+        if parts is None:
+            return None
         stats = pool_statistics(parts, source=f"{cfg.dataset}:train[{count} random, seed {cfg.seed}]")
         if path is not None:
             atomic_write(path, lambda f: np.savez(f, mu=stats.mu, sigma=stats.sigma,
                                                   n=np.int64(stats.n), source=np.array(stats.source)))
         return stats
+
+    def _on_ranks(self, chunks: list[tuple[int, int]], compute) -> list | None:
+        """compute(index, start, stop) of every chunk, the ranks taking them in turn (collective);
+        rank 0 gets the results in chunk order, the other ranks None."""
+        mine = [(index, compute(index, *chunks[index]))
+                for index in range(self.rank, len(chunks), self.world)]
+        if self.world > 1:
+            gathered = [None] * self.world if self.rank == 0 else None
+            dist.gather_object(mine, gathered, dst=0)
+            if self.rank != 0:
+                return None
+            mine = [part for rank_parts in gathered for part in rank_parts]
+        return [result for _, result in sorted(mine, key=lambda part: part[0])]
 
     def _statistics_from_file(self, path: Path) -> FeatureStats:
         if not path.exists():
@@ -153,27 +187,21 @@ class Evaluator:
     def __call__(self, trainer=None) -> dict | None:
         trainer = trainer or self.trainer
         cfg = self.config
-        chunks = chunk_bounds(cfg.fid_samples, cfg.eval_chunk)
-        parts = []
-        for index in range(self.rank, len(chunks), self.world):
-            start, stop = chunks[index]
+
+        def chunk_scores(index: int, start: int, stop: int) -> tuple[FeatureStats, Tensor]:
             labels = balanced_labels(start, stop, trainer.data.num_classes)
             x = trainer.generate(labels, steps=cfg.sample_steps, method=cfg.sample_method,
                                  cfg=float(cfg.cfg), seed=chunk_seed(cfg.seed, index),
                                  batch_size=cfg.sample_batch)
-            stats, logits = extract(self.to_pixels(x, model_space=False), self.backend,
-                                    name=f"samples[{start}:{stop}]", warn_rank=False)
-            parts.append((index, stats, logits))
-        if self.world > 1:
-            gathered = [None] * self.world
-            dist.all_gather_object(gathered, parts)
-            parts = [p for rank_parts in gathered for p in rank_parts]
-        if self.rank != 0:
+            return extract(self.to_pixels(x, model_space=False), self.backend,
+                           name=f"samples[{start}:{stop}]", warn_rank=False)
+
+        parts = self._on_ranks(chunk_bounds(cfg.fid_samples, cfg.eval_chunk), chunk_scores)
+        if parts is None:
             return None
-        parts.sort(key=lambda p: p[0])
-        fake = pool_statistics([p[1] for p in parts], source="samples")
+        fake = pool_statistics([stats for stats, _ in parts], source="samples")
         warn_if_rank_deficient("samples", fake.n, self.backend.num_features)
-        is_mean, is_std = inception_score_from_logits(torch.cat([p[2] for p in parts]),
+        is_mean, is_std = inception_score_from_logits(torch.cat([logits for _, logits in parts]),
                                                       splits=min(IS_SPLITS, fake.n),
                                                       seed=cfg.seed)
         return {"fid_name": self.backend.fid_name, "fid": stats_distance(self.reference, fake),

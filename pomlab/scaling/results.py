@@ -131,10 +131,16 @@ def _merge_file(out: Path, name: str, per_run: str, columns: list[str]) -> pd.Da
 def merge_results(out: str | os.PathLike) -> pd.DataFrame:
     """Rebuild OUT/results.csv and OUT/timings.csv from every run's files (under the lock;
     idempotent, so any job may run it at any time). Returns the results frame."""
-    out = Path(out)
     with folder_lock(out):
-        _merge_file(out, TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS)
-        return _merge_file(out, RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)
+        return merge_results_locked(out)
+
+
+def merge_results_locked(out: str | os.PathLike) -> pd.DataFrame:
+    """merge_results for a caller that already holds folder_lock(out) (the lock is not
+    re-entrant: a second flock in the same process would wait for itself)."""
+    out = Path(out)
+    _merge_file(out, TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS)
+    return _merge_file(out, RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:

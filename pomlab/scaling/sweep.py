@@ -12,6 +12,7 @@ another, each trained with DDP over all ranks and sampled by all ranks together.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import random
@@ -27,16 +28,18 @@ import torch
 import torch.distributed as dist
 
 from ..benchmark import device_label
+from ..data import load_vae
 from ..metrics import get_backend
 from ..models.registry import SIZES
-from ..train import TrainConfig, Trainer
+from ..train import TrainConfig, Trainer, distributed_env, join_process_group, pick_device
 from .compute import gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
-from .evaluation import Evaluator
+from .evaluation import Evaluator, vae_source
 from .fits import write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
-                      merge_results, read_rows, run_dir, write_row)
+                      folder_lock, merge_results, merge_results_locked, read_rows, run_dir,
+                      write_row)
 
 FITS_JSON = "fits.json"
 FITS_CSV = "fits.csv"
@@ -170,11 +173,6 @@ def _run_in_worker(config: SweepConfig, mixer: str, size: str, jobs: int) -> int
 
 # --- the sweep ----------------------------------------------------------------------------
 
-def _distributed() -> tuple[int, int, int]:
-    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
-            int(os.environ.get("LOCAL_RANK", "0")))
-
-
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -250,19 +248,23 @@ class _Progress:
 
 def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Path]]:
     """Merge every run's rows into results.csv, fit (fits.json, fits.csv) and plot
-    (scaling.png/pdf). Idempotent: any job may call it at any time."""
+    (scaling.png/pdf). Idempotent: any job may call it at any time. It holds OUT's lock
+    throughout, so concurrent calls never leave fits or figures from an older merge than
+    results.csv, nor write the figure files at the same time."""
     out = Path(out)
-    results = merge_results(out)
-    if results.empty:
-        return results, None, []
-    fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
-    return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
+    with folder_lock(out):
+        results = merge_results_locked(out)
+        if results.empty:
+            return results, None, []
+        fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
+        return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
 
 
 def preflight(config: SweepConfig) -> str:
-    """Fail before any training when the data or the metric backend is missing; returns the
-    backend's FID name."""
-    if config.dataset == "latents" and not (Path(config.data_path) / "meta.json").is_file():
+    """Fail before any training when the data, the metric backend or (latents) the VAE that
+    decodes the samples is missing; returns the backend's FID name."""
+    meta_file = Path(config.data_path or "") / "meta.json"
+    if config.dataset == "latents" and not meta_file.is_file():
         raise FileNotFoundError(f"{config.data_path!r} is not a latent folder (no meta.json): "
                                 "encode the images first with experiments/encode_latents.py "
                                 "and pass the folder as --data-path")
@@ -271,6 +273,10 @@ def preflight(config: SweepConfig) -> str:
     if config.reference != "data" and not Path(config.reference).expanduser().exists():
         raise FileNotFoundError(f"reference {config.reference!r} does not exist")
     backend = get_backend(config.backend, weights=config.backend_weights, device="cpu")
+    if config.dataset == "latents":
+        # Loaded now: with a precomputed --reference the first use would otherwise come at the
+        # first evaluation, after hours of training.
+        load_vae(vae_source(config, json.loads(meta_file.read_text())))
     return f"{backend.fid_name}/{backend.is_name}"
 
 
@@ -281,16 +287,12 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     Trainer (in-process runs only, i.e. jobs=1 or under torchrun)."""
     config.validate()
     out = Path(config.out)
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = distributed_env()
     device = resolve_device(config.device)
     owns_group = False
     if world > 1:
         jobs = 1
-        if not dist.is_initialized():
-            if device.type == "cuda":
-                torch.cuda.set_device(local_rank)
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            owns_group = True
+        owns_group = join_process_group(pick_device(config.device, local_rank))
     jobs = jobs or default_jobs(device)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive int, got {jobs!r}")
@@ -302,7 +304,10 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             raise ValueError(f"jobs={jobs} but only {torch.cuda.device_count()} GPUs are visible")
     if callbacks and jobs > 1:
         raise ValueError("callbacks run inside the training loop: they need jobs=1")
-    threads = threads or (1 if device.type == "cpu" else max(1, (os.cpu_count() or 1) // jobs))
+    # GPU: the cores shared by this machine's processes (jobs, or torchrun's local ranks)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if world > 1 else jobs
+    threads = threads or (1 if device.type == "cpu" else
+                          max(1, (os.cpu_count() or 1) // local_processes))
     names = {}
 
     def check():
