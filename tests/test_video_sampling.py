@@ -6,8 +6,9 @@ import pomlab
 import pomlab.models as M
 import pomlab.nn.pom as pom_module
 from _models_helpers import randomize_
-from pomlab.data.toy_video import Vocabulary
 from pomlab.benchmark import peak_memory
+from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary
+from pomlab.diffusion import FlowMatching, GaussianDiffusion
 from pomlab.video import draw_noise, sample
 
 F64 = torch.float64
@@ -60,6 +61,23 @@ def test_one_seed_gives_one_noise_in_both_modes():
     assert not torch.allclose(other, given)
 
 
+def test_the_process_time_shift_sets_the_grid_in_both_modes():
+    """A model trained with a shifted flow (TrainConfig.shift) samples on the same warped grid."""
+    model = random_model(depth=1)
+    noise = draw_noise(model, 2, 3, torch.Generator().manual_seed(3))
+    shifted = {mode: sample(model, CAPTIONS, 3, noise=noise, mode=mode, steps=3, method="euler",
+                            process=FlowMatching(shift=0.5))
+               for mode in ("parallel", "sequential")}
+    # float64; the masked-mean eps gap of the test above
+    torch.testing.assert_close(shifted["sequential"], shifted["parallel"], rtol=1e-6, atol=1e-6)
+    plain = sample(model, CAPTIONS, 3, noise=noise, mode="parallel", steps=3, method="euler")
+    assert not torch.allclose(plain, shifted["parallel"])
+    assert torch.equal(plain, sample(model, CAPTIONS, 3, noise=noise, mode="parallel", steps=3,
+                                     method="euler", process=FlowMatching()))
+    with pytest.raises(TypeError, match="process must be a pomlab.diffusion.FlowMatching"):
+        sample(model, CAPTIONS, 3, noise=noise, process=GaussianDiffusion())
+
+
 def test_sampling_restores_training_mode_and_ignores_caption_dropout():
     model = random_model(depth=1, caption_dropout_prob=0.9).train()
     noise = draw_noise(model, 2, 2, torch.Generator().manual_seed(0))
@@ -82,6 +100,13 @@ def test_captions_change_the_clip_and_a_custom_vocabulary_works():
     model.vocab = Vocabulary(["x", "y"])
     with pytest.raises(ValueError, match="vocab_size 17 but its vocabulary has 3 words"):
         run(["x"])
+    # vocab= overrides model.vocab and is held to the same size check
+    assert torch.equal(sample(model, ["a 3 moving left"], 2, noise=noise, mode="parallel",
+                              steps=2, method="euler", vocab=TOY_VOCABULARY),
+                       sample(model, ["w0 w5 w1 w12"], 2, noise=noise, mode="parallel", steps=2,
+                              method="euler", vocab=words))       # the same word ids 1 6 2 13
+    with pytest.raises(ValueError, match="vocab_size 17 but its vocabulary has 3 words"):
+        sample(model, ["x"], 2, noise=noise, vocab=Vocabulary(["x", "y"]))
 
 
 def test_bad_requests_fail_clearly():

@@ -3,9 +3,11 @@ and the caption-following measurement."""
 import pytest
 import torch
 
+from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary, make_toy_videos
+from pomlab.diffusion import FlowMatching
 from pomlab.train import TrainConfig, load_checkpoint
-from pomlab.video import VideoTrainer, load_video_model
+from pomlab.video import VideoTrainer, load_video_model, sample
 from pomlab.video.evaluate import caption_following, centre_of_mass, digit_crops, motion_directions
 
 
@@ -53,9 +55,21 @@ def test_resume_continues_exactly(data, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_samples_use_the_trained_time_shift(data):
+    trainer = VideoTrainer(config(shift=0.5, steps=1), data, progress=False)
+    assert trainer.process.shift == 0.5
+    trainer.run()
+    clips = trainer.generate(["a 1 moving up"], frames=2, seed=3)
+    expected = sample(trainer.ema.module, ["a 1 moving up"], 2, steps=2, method="euler",
+                      generator=torch.Generator().manual_seed(3), process=FlowMatching(0.5))
+    assert torch.equal(clips, from_model_range(expected))
+
+
 def test_trainer_refuses_what_does_not_fit(data, tmp_path):
     with pytest.raises(ValueError, match="must be a video model name"):
         VideoTrainer(config(model="DiPoM-S/2"), data, progress=False)
+    with pytest.raises(ValueError, match="config.loss must be 'flow' for video"):
+        VideoTrainer(config(loss="diffusion"), data, progress=False)
     with pytest.raises(TypeError, match="must be a pomlab.data.toy_video.VideoDataset"):
         VideoTrainer(config(), data.videos, progress=False)
     with pytest.raises(ValueError, match="model override in_channels=3 disagrees with the data"):
