@@ -1,4 +1,9 @@
 """pomlab.video.sample: frame by frame through PoM's state == parallel block-causal sampling."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 
@@ -144,3 +149,18 @@ def test_cpu_peak_memory_sees_a_temporary():
         return float(b[0])
     peak = peak_memory(make_and_drop, "cpu")
     assert 20_000_000 <= peak < 20_100_000
+
+
+def test_video_memory_script_runs_at_paper_scale(tmp_path):
+    """experiments/video_memory.py with a paper-scale model (32000-word vocabulary, not the toy)."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "experiments"))
+    spec = importlib.util.spec_from_file_location("video_memory_cli",
+                                                  root / "experiments" / "video_memory.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.main(["--scale", "paper", "--model", "VideoDiPoM-S/8", "--frames", "1", "--steps", "1",
+              "--repeats", "1", "--out", str(tmp_path)])
+    table = pd.read_csv(tmp_path / "video_memory.csv")
+    assert list(table["mode"]) == ["sequential", "parallel"]
+    assert (table.model == "VideoDiPoM-S/8 (paper)").all() and (table.peak_mib > 0).all()
