@@ -113,6 +113,8 @@ def test_centre_of_mass_crops_and_directions():
     torch.testing.assert_close(com[0, 0], torch.tensor([5.5, 3.5]))
     assert motion_directions(frames) == ["right", "up"]
     assert torch.equal(centre_of_mass(torch.zeros(16, 16)), torch.tensor([7.5, 7.5]))
+    # computed on the frames' device (meta stands in for CUDA: no mixing with CPU tensors)
+    assert centre_of_mass(torch.zeros(2, 16, 16, device="meta")).device.type == "meta"
     crops = digit_crops(frames)
     assert crops.shape == (6, 1, 16, 16) and crops.amax((1, 2, 3)).min() == 1.0
 
