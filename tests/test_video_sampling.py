@@ -91,6 +91,20 @@ def test_sampling_restores_training_mode_and_ignores_caption_dropout():
     assert model.training and torch.equal(a, b)
 
 
+def test_sampling_skips_the_per_call_range_check_and_restores_it(monkeypatch):
+    """The range check syncs with the host on every call; the sampler's inputs are valid."""
+    def host_sync(*args):
+        raise AssertionError("the range check ran")
+
+    monkeypatch.setattr(M.video, "check_time_and_ids", host_sync)
+    model = random_model(depth=1)
+    for mode in ("parallel", "sequential"):
+        sample(model, CAPTIONS, 2, mode=mode, steps=1, method="euler")
+        assert model.check_inputs
+    with pytest.raises(AssertionError, match="the range check ran"):      # a direct call checks
+        model(torch.zeros(2, 1, 1, 16, 16, dtype=F64), 0.5, torch.ones(2, 3, dtype=torch.long))
+
+
 def test_captions_change_the_clip_and_a_custom_vocabulary_works():
     model = random_model(depth=1)
     noise = draw_noise(model, 1, 2, torch.Generator().manual_seed(0))
