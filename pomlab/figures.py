@@ -33,6 +33,7 @@ from .speed import configuration_label, loglog_slope, speed_configurations, summ
 from .theory.plots import plot_contextual_separation, plot_error_vs_degree, plot_error_vs_params
 
 MiB = 2 ** 20
+_one = plotting.distinct        # a label column's distinct values, for titles
 FAMILY_MIXER = {"DiPoM": "pom", "DiT": "mha"}
 MODE_LINES = {"training": dict(ls="-", marker="o"), "inference": dict(ls="--", marker="s")}
 # Frame-by-frame generation (PoM's carried state) against all frames at once.
@@ -44,11 +45,6 @@ SCHEDULES = {
     "parallel_reference": dict(color=plotting.MIXER_COLORS["none"], marker="^", ls=":",
                                label="parallel, reference pom.py (dense mask)"),
 }
-
-
-def _one(frame: pd.DataFrame, column: str) -> str:
-    """The distinct values of a label column, joined (every number says what produced it)."""
-    return "/".join(dict.fromkeys(frame[column].astype(str))) if column in frame else "?"
 
 
 # --- Figure 1 ---------------------------------------------------------------------------------

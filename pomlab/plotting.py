@@ -104,6 +104,12 @@ def plain_log_labels(ax, axis: str = "y", minor: bool = True) -> None:
                                if minor else NullFormatter())
 
 
+def distinct(frame, column: str, missing: str = "?") -> str:
+    """The distinct values of a label column joined by "/" (first-seen order), for titles:
+    every number says what produced it. ``missing`` when the table has no such column."""
+    return "/".join(dict.fromkeys(frame[column].astype(str))) if column in frame else missing
+
+
 def mixer_name(mixer: str) -> str:
     return MIXER_NAMES.get(mixer, mixer)
 

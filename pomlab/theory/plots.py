@@ -76,6 +76,4 @@ def plot_contextual_separation(df: pd.DataFrame, stem: str | Path) -> list[Path]
 
 def _devices(rows: pd.DataFrame) -> str:
     """The device label(s) the rows were measured on (the CSVs carry one per row)."""
-    if "device" not in rows:
-        return "device not recorded"
-    return "/".join(dict.fromkeys(rows["device"].astype(str)))
+    return plotting.distinct(rows, "device", missing="device not recorded")
