@@ -33,6 +33,7 @@ from train import _override
 
 from pomlab import models
 from pomlab.benchmark import device_label
+from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos
 from pomlab.figures import video_strip_figure
 from pomlab.io import atomic_to_csv, atomic_write, atomic_write_json
@@ -93,10 +94,12 @@ def row_name(variant: str, cfg: float) -> str:
             "real": "real clip\n(held-out digit)"}[variant]
 
 
-def generate(model, captions, args, cfg: float) -> torch.Tensor:
+def generate(model, captions, args, cfg: float, process) -> torch.Tensor:
+    """[0, 1] clips on the CPU, on the sampling grid of the training process."""
     clips = sample(model, captions, args.frames, mode=args.mode, steps=args.sample_steps,
-                   cfg=cfg, method=args.method, generator=torch.Generator().manual_seed(args.seed))
-    return ((clips.float() + 1) / 2).clamp(0, 1)
+                   cfg=cfg, method=args.method, generator=torch.Generator().manual_seed(args.seed),
+                   process=process)
+    return from_model_range(clips.float().cpu())
 
 
 def main(argv=None):
@@ -116,8 +119,8 @@ def main(argv=None):
     result = trainer.run()
     train_seconds = time.perf_counter() - tick
     trained = trainer.ema.module
-    untrained = models.create(**trainer.model.config)    # freshly initialised (AdaLN-Zero:
-    untrained.vocab = trained.vocab                      # zero velocity, its clips are noise)
+    untrained = models.create(**trainer.model.config).to(trainer.device)  # freshly initialised
+    untrained.vocab = trained.vocab             # (AdaLN-Zero: zero velocity, its clips are noise)
 
     captions = [c for c in all_toy_captions() for _ in range(args.clips_per_caption)]
     real = make_toy_videos(len(captions), frames=args.frames, split="heldout",
@@ -125,13 +128,13 @@ def main(argv=None):
 
     runs = {}
     for cfg in cfgs:
-        runs[("trained", cfg)] = generate(trained, captions, args, cfg)
-    runs[("untrained", 1.0)] = generate(untrained, captions, args, 1.0)
+        runs[("trained", cfg)] = generate(trained, captions, args, cfg, trainer.process)
+    runs[("untrained", 1.0)] = generate(untrained, captions, args, 1.0, trainer.process)
     runs[("real", float("nan"))] = real
     labels = {"model": trained.label, "dataset": data.name, "train_steps": result.step,
               "frames": args.frames, "sampler": f"{args.method}-{args.sample_steps}",
               "mode": args.mode, "metric_backend": "pomlab digits classifier (not Inception)",
-              "device": device_label("cpu")}
+              "device": device_label(trainer.device)}
     tables = []
     for (variant, cfg), clips in runs.items():
         table = caption_following(clips, captions)

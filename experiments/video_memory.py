@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 
 from pomlab import models
-from pomlab.benchmark import device_label, time_interleaved
+from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary
 from pomlab.figures import video_memory_figure
 from pomlab.io import atomic_to_csv
 from pomlab.results import load_table
-from pomlab.benchmark import peak_memory
 from pomlab.video import MODES, sample
 
 
@@ -58,11 +58,15 @@ def main(argv=None):
     with torch.no_grad():                        # random weights: a fresh model is all zeros
         for p in model.parameters():
             p.normal_(0.0, 0.05)
-    caption = ["a 3 moving left"] if model.vocab_size == 17 else ["w"]
+    # a four-word caption: the toy one, or placeholder words of the model's vocabulary size
+    if model.vocab_size == len(TOY_VOCABULARY):
+        vocab, caption = TOY_VOCABULARY, ["a 3 moving left"]
+    else:
+        vocab, caption = Vocabulary([f"w{i}" for i in range(1, model.vocab_size)]), ["w1 w2 w3 w4"]
 
     def run(mode, frames):
         return lambda: sample(model, caption, frames, mode=mode, steps=args.steps, method="euler",
-                              generator=torch.Generator(device=device).manual_seed(0))
+                              generator=torch.Generator(device=device).manual_seed(0), vocab=vocab)
 
     rows = []
     for frames in [int(f) for f in args.frames.split(",")]:

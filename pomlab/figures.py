@@ -33,6 +33,7 @@ from .speed import configuration_label, loglog_slope, speed_configurations, summ
 from .theory.plots import plot_contextual_separation, plot_error_vs_degree, plot_error_vs_params
 
 MiB = 2 ** 20
+_one = plotting.distinct        # a label column's distinct values, for titles
 FAMILY_MIXER = {"DiPoM": "pom", "DiT": "mha"}
 MODE_LINES = {"training": dict(ls="-", marker="o"), "inference": dict(ls="--", marker="s")}
 # Frame-by-frame generation (PoM's carried state) against all frames at once.
@@ -44,11 +45,6 @@ SCHEDULES = {
     "parallel_reference": dict(color=plotting.MIXER_COLORS["none"], marker="^", ls=":",
                                label="parallel, reference pom.py (dense mask)"),
 }
-
-
-def _one(frame: pd.DataFrame, column: str) -> str:
-    """The distinct values of a label column, joined (every number says what produced it)."""
-    return "/".join(dict.fromkeys(frame[column].astype(str))) if column in frame else "?"
 
 
 # --- Figure 1 ---------------------------------------------------------------------------------
@@ -94,9 +90,9 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
 
 # --- frame-by-frame memory --------------------------------------------------------------------
 
-def _schedule_panels(df, method_column, memory_column, memory_label, per_frame_ms, title, stem,
-                     extra=None) -> list[Path]:
-    """Two log-log panels against frames: peak memory and time per frame, one line per method."""
+def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -> list[Path]:
+    """Two log-log panels against frames: peak memory (peak_mib) and time per frame
+    (seconds_per_frame), one line per method of ``method_column``."""
     with plotting.style():
         fig, axes = plotting.figure(ncols=2, width=3.5, height=2.8)
         memory_ax, time_ax = axes[0]
@@ -104,8 +100,8 @@ def _schedule_panels(df, method_column, memory_column, memory_label, per_frame_m
             part = df[df[method_column] == method].sort_values("frames")
             if part.empty:
                 continue
-            memory_ax.plot(part.frames, part[memory_column], **style)
-            time_ax.plot(part.frames, per_frame_ms(part), **style)
+            memory_ax.plot(part.frames, part.peak_mib, **style)
+            time_ax.plot(part.frames, part.seconds_per_frame * 1e3, **style)
             if extra is not None:
                 extra(memory_ax, method, part)
         plotting.loglog(memory_ax, "frames", memory_label)
@@ -128,8 +124,7 @@ def state_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]
     title = (f"{_one(df, 'layers')} PoM layers, D={_one(df, 'dim')}, "
              f"{_one(df, 'tokens_per_frame')} tokens/frame, inference, {_one(df, 'device')}; "
              "experiments/bench_state_memory.py")
-    return _schedule_panels(frame, "method", "peak_mib", "peak memory above start (MiB)",
-                            lambda part: part.seconds_per_frame * 1e3, title, stem)
+    return _schedule_panels(frame, "method", "peak memory above start (MiB)", title, stem)
 
 
 def video_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
@@ -143,8 +138,7 @@ def video_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]
 
     title = (f"{_one(df, 'model')}, batch 1, {_one(df, 'steps')} {_one(df, 'sampler')} steps, "
              f"{_one(df, 'device')}; experiments/video_memory.py")
-    return _schedule_panels(df, "mode", "peak_mib", "peak tensor memory (MiB)",
-                            lambda part: part.seconds_per_frame * 1e3, title, stem, working)
+    return _schedule_panels(df, "mode", "peak tensor memory (MiB)", title, stem, working)
 
 
 def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = None,

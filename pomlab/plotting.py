@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import LogFormatter, NullFormatter, NullLocator  # noqa: E402
 
+from .io import atomic_write  # noqa: E402
+
 SIZES = ("S", "B", "L", "XL")
 # One colour per model size (light to dark, so compute reads left to right), one per mixer.
 SIZE_COLORS = dict(zip(SIZES, sns.color_palette("viridis", n_colors=len(SIZES))))
@@ -102,22 +104,24 @@ def plain_log_labels(ax, axis: str = "y", minor: bool = True) -> None:
                                if minor else NullFormatter())
 
 
+def distinct(frame, column: str, missing: str = "?") -> str:
+    """The distinct values of a label column joined by "/" (first-seen order), for titles:
+    every number says what produced it. ``missing`` when the table has no such column."""
+    return "/".join(dict.fromkeys(frame[column].astype(str))) if column in frame else missing
+
+
 def mixer_name(mixer: str) -> str:
     return MIXER_NAMES.get(mixer, mixer)
 
 
 def save(fig, path_stem: str | os.PathLike, formats=("png", "pdf")) -> list[Path]:
-    """Write the figure as PNG and PDF next to each other, atomically; returns the paths."""
+    """Write the figure as PNG and PDF next to each other, atomically (pomlab.io), and close
+    it (also when a write fails); returns the paths."""
     stem = Path(path_stem)
     if stem.suffix in {".png", ".pdf"}:
         stem = stem.with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        final = stem.with_name(f"{stem.name}.{fmt}")
-        tmp = final.with_name(f".{final.name}.tmp")
-        fig.savefig(tmp, format=fmt)
-        os.replace(tmp, final)
-        paths.append(final)
-    plt.close(fig)
-    return paths
+    try:
+        return [atomic_write(stem.with_name(f"{stem.name}.{fmt}"),
+                             lambda f, fmt=fmt: fig.savefig(f, format=fmt)) for fmt in formats]
+    finally:
+        plt.close(fig)

@@ -17,11 +17,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from .results import KINDS
+
 # Columns that identify one measured configuration (with the model's size/patch; everything
 # but family, mode and resolution).
 CONFIG_COLUMNS = ("depth", "batch", "dtype", "optimizer", "pom_path", "device")
-REQUIRED_COLUMNS = ("family", "mode", "resolution", "tokens", "seconds_per_image",
-                    "peak_bytes", "model", "depth", "batch", "dtype", "device")
+REQUIRED_COLUMNS = KINDS["speed"].columns        # what pomlab.results checks when it loads one
 
 
 def loglog_slope(x, y) -> float:

@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,6 +143,19 @@ def test_log_ticks_and_strip_check_their_arguments(tmp_path):
         plotting.save(fig, tmp_path / "unused")
     with pytest.raises(ValueError, match="rows"):
         video_strip_figure({}, tmp_path / "strip")
+
+
+def test_save_writes_atomically_and_always_closes_the_figure(tmp_path):
+    with plotting.style():
+        fig, axes = plotting.figure()
+        axes[0, 0].plot([1, 2], [3, 4])
+        paths = plotting.save(fig, tmp_path / "a.png")
+        assert paths == [tmp_path / "a.png", tmp_path / "a.pdf"] and not plt.fignum_exists(fig.number)
+        fig, _ = plotting.figure()
+        with pytest.raises(ValueError, match="not supported"):
+            plotting.save(fig, tmp_path / "b", formats=("png", "nope"))
+        assert not plt.fignum_exists(fig.number)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "a.png", "b.png"]   # no temp files
 
 
 # --- make_figures on small real runs -----------------------------------------------------------

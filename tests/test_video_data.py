@@ -5,9 +5,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from pomlab.data.toy_video import (DIRECTIONS, TOY_VOCABULARY, Vocabulary, all_toy_captions,
-                                   load_video_latents, make_toy_videos, parse_toy_caption,
-                                   toy_caption, toy_trajectory)
+from pomlab.data.toy_video import (DIRECTIONS, TOY_VOCABULARY, VideoDataset, Vocabulary,
+                                   all_toy_captions, load_video_latents, make_toy_videos,
+                                   parse_toy_caption, toy_caption, toy_trajectory)
 
 
 def centre_of_mass(frames):
@@ -52,6 +52,12 @@ def test_encode_pads_and_rejects_unknown_words_by_name():
         toy_caption(3, "sideways")
     with pytest.raises(ValueError, match="unique"):
         Vocabulary(["a", "a"])
+    with pytest.raises(ValueError, match="direction must be one of"):
+        toy_trajectory("sideways", 3, 8, 0)
+    with pytest.raises(TypeError, match=r"videos must be a float tensor \(N, T, C, H, W\)"):
+        VideoDataset(np.zeros((1, 2, 1, 4, 4)), ["a"], TOY_VOCABULARY)
+    with pytest.raises(TypeError, match="vocab must be a Vocabulary"):
+        VideoDataset(torch.zeros(1, 2, 1, 4, 4), ["a"], ["a"])
 
 
 def test_vocabulary_from_captions_is_sorted_and_stable():

@@ -107,6 +107,24 @@ def test_sincos_3d_frame_slices_match_the_whole_table():
         sincos_3d(30, 2, 2, 2)
 
 
+def test_positions_come_from_one_table_inside_the_default_clip_and_beyond_it():
+    model = tiny(num_frames=3).double()                     # 16 tokens per frame at patch 4
+    assert "pos_embed" not in model.state_dict()            # fixed: not in checkpoints
+    for frames, first in [(3, 0), (1, 2), (2, 1), (4, 0), (1, 5)]:   # the last two: beyond it
+        torch.testing.assert_close(model.positions(frames, 4, 4, first),
+                                   sincos_3d(32, frames, 4, 4, first)[None], rtol=0, atol=0)
+    torch.testing.assert_close(model.positions(2, 2, 3), sincos_3d(32, 2, 2, 3)[None],
+                               rtol=0, atol=0)                     # another frame size
+    # a clip longer than num_frames: forward and step agree (float64, the eps gap below)
+    model = randomize_(tiny(num_frames=2, depth=1).double(), std=0.2).eval()
+    x, t, text = video_inputs(model, frames=4, dtype=F64)
+    states, outs = None, []
+    for f in range(4):
+        out, states = model.step(x[:, f], t, text, f, states)
+        outs.append(out)
+    torch.testing.assert_close(torch.stack(outs, 1), model(x, t, text), rtol=1e-6, atol=1e-6)
+
+
 # --- causality and the frame-by-frame path -------------------------------------------------
 
 @settings(max_examples=6)

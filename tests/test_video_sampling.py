@@ -1,4 +1,9 @@
 """pomlab.video.sample: frame by frame through PoM's state == parallel block-causal sampling."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 
@@ -6,8 +11,9 @@ import pomlab
 import pomlab.models as M
 import pomlab.nn.pom as pom_module
 from _models_helpers import randomize_
-from pomlab.data.toy_video import Vocabulary
 from pomlab.benchmark import peak_memory
+from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary
+from pomlab.diffusion import FlowMatching, GaussianDiffusion
 from pomlab.video import draw_noise, sample
 
 F64 = torch.float64
@@ -60,12 +66,43 @@ def test_one_seed_gives_one_noise_in_both_modes():
     assert not torch.allclose(other, given)
 
 
+def test_the_process_time_shift_sets_the_grid_in_both_modes():
+    """A model trained with a shifted flow (TrainConfig.shift) samples on the same warped grid."""
+    model = random_model(depth=1)
+    noise = draw_noise(model, 2, 3, torch.Generator().manual_seed(3))
+    shifted = {mode: sample(model, CAPTIONS, 3, noise=noise, mode=mode, steps=3, method="euler",
+                            process=FlowMatching(shift=0.5))
+               for mode in ("parallel", "sequential")}
+    # float64; the masked-mean eps gap of the test above
+    torch.testing.assert_close(shifted["sequential"], shifted["parallel"], rtol=1e-6, atol=1e-6)
+    plain = sample(model, CAPTIONS, 3, noise=noise, mode="parallel", steps=3, method="euler")
+    assert not torch.allclose(plain, shifted["parallel"])
+    assert torch.equal(plain, sample(model, CAPTIONS, 3, noise=noise, mode="parallel", steps=3,
+                                     method="euler", process=FlowMatching()))
+    with pytest.raises(TypeError, match="process must be a pomlab.diffusion.FlowMatching"):
+        sample(model, CAPTIONS, 3, noise=noise, process=GaussianDiffusion())
+
+
 def test_sampling_restores_training_mode_and_ignores_caption_dropout():
     model = random_model(depth=1, caption_dropout_prob=0.9).train()
     noise = draw_noise(model, 2, 2, torch.Generator().manual_seed(0))
     a = sample(model, CAPTIONS, 2, noise=noise, mode="parallel", steps=2, method="euler")
     b = sample(model, CAPTIONS, 2, noise=noise, mode="parallel", steps=2, method="euler")
     assert model.training and torch.equal(a, b)
+
+
+def test_sampling_skips_the_per_call_range_check_and_restores_it(monkeypatch):
+    """The range check syncs with the host on every call; the sampler's inputs are valid."""
+    def host_sync(*args):
+        raise AssertionError("the range check ran")
+
+    monkeypatch.setattr(M.video, "check_time_and_ids", host_sync)
+    model = random_model(depth=1)
+    for mode in ("parallel", "sequential"):
+        sample(model, CAPTIONS, 2, mode=mode, steps=1, method="euler")
+        assert model.check_inputs
+    with pytest.raises(AssertionError, match="the range check ran"):      # a direct call checks
+        model(torch.zeros(2, 1, 1, 16, 16, dtype=F64), 0.5, torch.ones(2, 3, dtype=torch.long))
 
 
 def test_captions_change_the_clip_and_a_custom_vocabulary_works():
@@ -82,6 +119,13 @@ def test_captions_change_the_clip_and_a_custom_vocabulary_works():
     model.vocab = Vocabulary(["x", "y"])
     with pytest.raises(ValueError, match="vocab_size 17 but its vocabulary has 3 words"):
         run(["x"])
+    # vocab= overrides model.vocab and is held to the same size check
+    assert torch.equal(sample(model, ["a 3 moving left"], 2, noise=noise, mode="parallel",
+                              steps=2, method="euler", vocab=TOY_VOCABULARY),
+                       sample(model, ["w0 w5 w1 w12"], 2, noise=noise, mode="parallel", steps=2,
+                              method="euler", vocab=words))       # the same word ids 1 6 2 13
+    with pytest.raises(ValueError, match="vocab_size 17 but its vocabulary has 3 words"):
+        sample(model, ["x"], 2, noise=noise, vocab=Vocabulary(["x", "y"]))
 
 
 def test_bad_requests_fail_clearly():
@@ -119,3 +163,18 @@ def test_cpu_peak_memory_sees_a_temporary():
         return float(b[0])
     peak = peak_memory(make_and_drop, "cpu")
     assert 20_000_000 <= peak < 20_100_000
+
+
+def test_video_memory_script_runs_at_paper_scale(tmp_path):
+    """experiments/video_memory.py with a paper-scale model (32000-word vocabulary, not the toy)."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "experiments"))
+    spec = importlib.util.spec_from_file_location("video_memory_cli",
+                                                  root / "experiments" / "video_memory.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.main(["--scale", "paper", "--model", "VideoDiPoM-S/8", "--frames", "1", "--steps", "1",
+              "--repeats", "1", "--out", str(tmp_path)])
+    table = pd.read_csv(tmp_path / "video_memory.csv")
+    assert list(table["mode"]) == ["sequential", "parallel"]
+    assert (table.model == "VideoDiPoM-S/8 (paper)").all() and (table.peak_mib > 0).all()

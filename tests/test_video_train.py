@@ -1,12 +1,24 @@
 """VideoTrainer (flow matching on whole clips, checkpoints with the vocabulary, exact resume)
 and the caption-following measurement."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 
+from pomlab.benchmark import device_label
+from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary, make_toy_videos
+from pomlab.diffusion import FlowMatching
 from pomlab.train import TrainConfig, load_checkpoint
-from pomlab.video import VideoTrainer, load_video_model
+from pomlab.video import VideoTrainer, load_video_model, sample
 from pomlab.video.evaluate import caption_following, centre_of_mass, digit_crops, motion_directions
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +65,21 @@ def test_resume_continues_exactly(data, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_samples_use_the_trained_time_shift(data):
+    trainer = VideoTrainer(config(shift=0.5, steps=1), data, progress=False)
+    assert trainer.process.shift == 0.5
+    trainer.run()
+    clips = trainer.generate(["a 1 moving up"], frames=2, seed=3)
+    expected = sample(trainer.ema.module, ["a 1 moving up"], 2, steps=2, method="euler",
+                      generator=torch.Generator().manual_seed(3), process=FlowMatching(0.5))
+    assert torch.equal(clips, from_model_range(expected))
+
+
 def test_trainer_refuses_what_does_not_fit(data, tmp_path):
     with pytest.raises(ValueError, match="must be a video model name"):
         VideoTrainer(config(model="DiPoM-S/2"), data, progress=False)
+    with pytest.raises(ValueError, match="config.loss must be 'flow' for video"):
+        VideoTrainer(config(loss="diffusion"), data, progress=False)
     with pytest.raises(TypeError, match="must be a pomlab.data.toy_video.VideoDataset"):
         VideoTrainer(config(), data.videos, progress=False)
     with pytest.raises(ValueError, match="model override in_channels=3 disagrees with the data"):
@@ -89,5 +113,28 @@ def test_centre_of_mass_crops_and_directions():
     torch.testing.assert_close(com[0, 0], torch.tensor([5.5, 3.5]))
     assert motion_directions(frames) == ["right", "up"]
     assert torch.equal(centre_of_mass(torch.zeros(16, 16)), torch.tensor([7.5, 7.5]))
+    # computed on the frames' device (meta stands in for CUDA: no mixing with CPU tensors)
+    assert centre_of_mass(torch.zeros(2, 16, 16, device="meta")).device.type == "meta"
     crops = digit_crops(frames)
     assert crops.shape == (6, 1, 16, 16) and crops.amax((1, 2, 3)).min() == 1.0
+
+
+def test_video_experiment_trains_evaluates_and_writes_its_files(tmp_path):
+    """experiments/video.py end to end at toy size: labelled CSVs, strips and GIFs."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    spec = importlib.util.spec_from_file_location("video_cli", ROOT / "experiments" / "video.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    cli.main(["--out", str(tmp_path), "--model", "VideoDiPoM-S/8", "--override", "depth=1",
+              "--steps", "2", "--num-videos", "16", "--batch-size", "8", "--frames", "2",
+              "--clips-per-caption", "1", "--sample-steps", "1", "--ckpt-every", "0",
+              "--no-progress"])
+    table = pd.read_csv(tmp_path / "caption_following.csv")
+    assert len(table) == 4 * 40 and set(table.variant) == {"trained", "untrained", "real"}
+    # labelled with the device the trainer picked (TrainConfig.device "auto")
+    assert set(table.device) == {device_label("cuda:0" if torch.cuda.is_available() else "cpu")}
+    assert (table[table.variant == "real"].direction_correct == 1.0).all()
+    summary = json.loads((tmp_path / "caption_following_summary.json").read_text())
+    assert len(summary["summary"]) == 4 and summary["summary"][0]["train_steps"] == 2
+    assert len(list((tmp_path / "strips").glob("*.png"))) == 40
+    assert len(list((tmp_path / "gifs").glob("*.gif"))) == 40

@@ -154,8 +154,14 @@ class VideoDataset(Dataset):
     tokens: Tensor = field(init=False, repr=False)
 
     def __post_init__(self):
+        if not isinstance(self.videos, Tensor) or not self.videos.dtype.is_floating_point:
+            raise TypeError("videos must be a float tensor (N, T, C, H, W), got "
+                            + (str(self.videos.dtype) if isinstance(self.videos, Tensor)
+                               else type(self.videos).__name__))
         if self.videos.dim() != 5:
             raise ValueError(f"videos must be (N, T, C, H, W), got {tuple(self.videos.shape)}")
+        if not isinstance(self.vocab, Vocabulary):
+            raise TypeError(f"vocab must be a Vocabulary, got {type(self.vocab).__name__}")
         if len(self.captions) != len(self.videos):
             raise ValueError(f"{len(self.videos)} videos but {len(self.captions)} captions")
         if self.kind not in ("pixels", "latents"):
@@ -198,6 +204,8 @@ class VideoDataset(Dataset):
 def toy_trajectory(direction: str, frames: int, travel: int, cross: int) -> list[tuple[int, int]]:
     """Top-left (row, col) of the digit in each frame: it crosses ``travel`` pixels evenly
     along ``direction`` (start at the far side), at ``cross`` on the other axis."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {tuple(DIRECTIONS)}, got {direction!r}")
     d_row, d_col = DIRECTIONS[direction]
     along = np.rint(np.linspace(0, travel, frames)).astype(int) if frames > 1 else np.zeros(1, int)
     positions = []

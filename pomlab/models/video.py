@@ -205,6 +205,11 @@ class VideoDiPoM(nn.Module):
         self.vocab = None                 # captions -> word ids for pomlab.video.sample (None: toy)
 
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
+        grid = input_size // patch_size
+        # The default clip's positions (float64, cast per call), made once like DiT's pos_embed
+        # rather than on the host at every call; forward and step slice the same table.
+        self.register_buffer("pos_embed", sincos_3d(hidden_size, num_frames, grid, grid)[None],
+                             persistent=False)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.text_embedder = TextEmbedder(vocab_size, hidden_size)
         self.blocks = nn.ModuleList([VideoBlock(hidden_size, mlp_ratio, degree, expand, polynomial)
@@ -260,7 +265,13 @@ class VideoDiPoM(nn.Module):
         return self.t_embedder(t), self.text_embedder(text), text != self.null_token
 
     def positions(self, frames: int, rows: int, cols: int, first_frame: int = 0) -> Tensor:
-        return sincos_3d(self.hidden_size, frames, rows, cols, first_frame)[None]
+        """(1, frames*rows*cols, D) positions of frames first_frame.. (a slice of ``pos_embed``
+        inside the default clip, computed beyond it)."""
+        grid = self.input_size // self.patch_size
+        if rows == grid and cols == grid and first_frame + frames <= self.num_frames:
+            per_frame = rows * cols
+            return self.pos_embed[:, first_frame * per_frame:(first_frame + frames) * per_frame]
+        return sincos_3d(self.hidden_size, frames, rows, cols, first_frame).to(self.pos_embed)[None]
 
     def _embed(self, frames: Tensor, first_frame: int) -> Tensor:
         """(B, T, C, H, W) -> (B, T*P, D) tokens with positions, frame-major."""

@@ -33,12 +33,6 @@ class SequenceGrid:
         return self.points.shape[0]
 
 
-def token_ids(levels_per_coordinate: Tensor, levels: int) -> Tensor:
-    """(..., dim) integer levels -> (...) ids sum_j g_j levels^j."""
-    weights = levels ** torch.arange(levels_per_coordinate.shape[-1])
-    return (levels_per_coordinate * weights).sum(-1)
-
-
 def sequence_grid(levels: int, tokens: int, dim: int = 1, max_sequences: int = 20000,
                   seed: int = 0, dtype: torch.dtype = torch.float64) -> SequenceGrid:
     """Every sequence of `tokens` grid points of [0, 1)^dim, or a seeded random sample of

@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from .. import plotting
+from .studies import ladder_rows
 
 __all__ = ["plot_error_vs_params", "plot_error_vs_degree", "plot_contextual_separation"]
 
@@ -15,16 +16,9 @@ MIXER_LABELS = {"pom": "PoM", "mha": "MHA", "none": "token-wise MLP (no mixing)"
 PALETTE = {MIXER_LABELS[m]: plotting.MIXER_COLORS[m] for m in MIXER_LABELS}
 
 
-def _ladder(df: pd.DataFrame) -> pd.DataFrame:
-    """The capacity-ladder rows: PoM at the default degree 2, every MHA/MLP row."""
-    rows = df[(df.mixer != "pom") | (df.degree == 2)].copy()
-    rows["mixer"] = rows.mixer.map(MIXER_LABELS)
-    return rows.sort_values("params")
-
-
 def plot_error_vs_params(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Held-out relative MSE against parameters, one panel per task, one line per mixer."""
-    rows = _ladder(df)
+    rows = ladder_rows(df).assign(mixer=lambda r: r.mixer.map(MIXER_LABELS)).sort_values("params")
     with plotting.style():
         grid = sns.relplot(data=rows, x="params", y="test_rel_mse", hue="mixer", col="task",
                            col_wrap=min(3, rows.task.nunique()), kind="line", marker="o",
@@ -82,6 +76,4 @@ def plot_contextual_separation(df: pd.DataFrame, stem: str | Path) -> list[Path]
 
 def _devices(rows: pd.DataFrame) -> str:
     """The device label(s) the rows were measured on (the CSVs carry one per row)."""
-    if "device" not in rows:
-        return "device not recorded"
-    return "/".join(dict.fromkeys(rows["device"].astype(str)))
+    return plotting.distinct(rows, "device", missing="device not recorded")

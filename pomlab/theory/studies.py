@@ -96,9 +96,14 @@ def capacity_sweep(tasks=None, *, ladder=((8, 1), (16, 1), (32, 1), (32, 2)),
     return unique
 
 
+def ladder_rows(df):
+    """The capacity-ladder rows of the universal-approximation CSV: every MHA and MLP row,
+    PoM at the ladder's degree 2 (the degree sweep's other rows left out)."""
+    return df[(df.mixer != "pom") | (df.degree == 2)]
+
+
 def largest_model_errors(df):
     """Held-out relative MSE of each mixer's largest ladder model (PoM at degree 2), per task:
     a (task x mixer) table from the universal-approximation CSV."""
-    ladder = df[(df.mixer != "pom") | (df.degree == 2)]
-    biggest = ladder.sort_values("params").groupby(["task", "mixer"]).tail(1)
+    biggest = ladder_rows(df).sort_values("params").groupby(["task", "mixer"]).tail(1)
     return biggest.pivot(index="task", columns="mixer", values="test_rel_mse")

@@ -18,7 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..benchmark import device_label
-from ..io import atomic_to_csv
+from ..io import atomic_to_csv, read_csv_exact
 from ..nn.blocks import MIXERS
 from .contextual import context_keys
 from .grid import SequenceGrid
@@ -116,7 +116,8 @@ def run_sweep(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
     deadline: a time.time() after which no new run starts (finished rows are kept).
     """
     csv_path = Path(csv_path)
-    done = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
+    # rows are read back and rewritten after every run: floats must survive exactly
+    done = read_csv_exact(csv_path) if csv_path.exists() else pd.DataFrame()
     keys = ToyRun.key_columns()
     finished = set()
     if len(done):

@@ -33,18 +33,20 @@ def centre_of_mass(frames: Tensor, background: float = BACKGROUND) -> Tensor:
     h, w = frames.shape[-2:]
     mass = (frames - background).clamp(min=0)
     total = mass.sum((-2, -1))
-    rows = (mass.sum(-1) * torch.arange(h, dtype=mass.dtype)).sum(-1)
-    cols = (mass.sum(-2) * torch.arange(w, dtype=mass.dtype)).sum(-1)
+    like = dict(dtype=mass.dtype, device=mass.device)
+    rows = (mass.sum(-1) * torch.arange(h, **like)).sum(-1)
+    cols = (mass.sum(-2) * torch.arange(w, **like)).sum(-1)
     centre = torch.stack([rows, cols], -1) / total.clamp(min=1e-12)[..., None]
     empty = (total <= 1e-12)[..., None]
-    return torch.where(empty, torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=mass.dtype), centre)
+    return torch.where(empty, torch.tensor([(h - 1) / 2, (w - 1) / 2], **like), centre)
 
 
 def motion_directions(clips: Tensor) -> list[str]:
     """(B, T, 1, H, W) in [0, 1] -> the direction each clip's content moves (first -> last)."""
     com = centre_of_mass(clips[:, :, 0])
     shift = com[:, -1] - com[:, 0]
-    axes = torch.tensor([DIRECTIONS[d] for d in DIRECTION_NAMES], dtype=shift.dtype)
+    axes = torch.tensor([DIRECTIONS[d] for d in DIRECTION_NAMES], dtype=shift.dtype,
+                        device=shift.device)
     return [DIRECTION_NAMES[i] for i in (shift @ axes.T).argmax(1).tolist()]
 
 
@@ -82,7 +84,7 @@ def caption_following(clips: Tensor, captions: Sequence[str],
         raise ValueError(f"clips must be grey (B, T, 1, H, W), got {tuple(clips.shape)}")
     if len(captions) != clips.shape[0]:
         raise ValueError(f"{clips.shape[0]} clips but {len(captions)} captions")
-    classifier = classifier or default_classifier()
+    classifier = default_classifier() if classifier is None else classifier
     truth = [parse_toy_caption(c) for c in captions]
     b, t = clips.shape[:2]
     clips = clips.float().cpu()

@@ -22,6 +22,7 @@ modes, so one seed gives one clip whichever way it is generated.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -29,16 +30,17 @@ from torch import Tensor, nn
 
 from ..data.toy_video import TOY_VOCABULARY, Vocabulary
 from ..diffusion import FlowMatching
-from ..diffusion.guidance import guided
-from ..diffusion.samplers import ODE_METHODS, integrate
+from ..diffusion.samplers import ODE_METHODS
 from ..nn._checks import check_positive_int
 
 MODES = ("sequential", "parallel")
 
 
-def model_vocabulary(model: nn.Module) -> Vocabulary:
-    """The vocabulary that turns captions into the model's word ids (toy one by default)."""
-    vocab = getattr(model, "vocab", None) or TOY_VOCABULARY
+def model_vocabulary(model: nn.Module, vocab: Vocabulary | None = None) -> Vocabulary:
+    """The vocabulary that turns captions into the model's word ids: ``vocab`` when given,
+    else ``model.vocab``, else the toy one; its size must be the model's vocab_size."""
+    if vocab is None:
+        vocab = getattr(model, "vocab", None) or TOY_VOCABULARY
     if len(vocab) != model.vocab_size:
         raise ValueError(f"the model has vocab_size {model.vocab_size} but its vocabulary has "
                          f"{len(vocab)} words; set model.vocab (or pass vocab=) to the "
@@ -59,15 +61,18 @@ def draw_noise(model: nn.Module, batch: int, frames: int,
 def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: Tensor | None = None,
            mode: str = "sequential", steps: int = 50, cfg: float = 1.0,
            generator: torch.Generator | None = None, *, method: str = "heun",
-           vocab: Vocabulary | None = None) -> Tensor:
+           vocab: Vocabulary | None = None, process: FlowMatching | None = None) -> Tensor:
     """Generate one clip per caption: (B, frames, C, H, W) in the model's range.
 
     model: a VideoDiPoM (``pomlab.models.create("VideoDiPoM-S/2", ...)``); "sequential"
     needs its block-causal form (the default). captions: strings of the model's vocabulary.
     noise: None (drawn from ``generator``) or exactly (B, frames, C, H, W). steps: ODE steps
     of ``method`` ("heun": 2 model calls per step, "euler": 1) from t = 1 to 0. cfg:
-    classifier-free guidance scale (1 = none; the null caption is all pad). The model runs
-    in eval mode (no caption dropout) and is restored afterwards.
+    classifier-free guidance scale (1 = none; the null caption is all pad). vocab: the
+    captions' Vocabulary (default ``model_vocabulary(model)``). process: the FlowMatching the
+    model was trained with (its time shift sets the sampling grid; default no shift). The
+    model runs in eval mode (no caption dropout) without its input range check (no host
+    sync per call) and is restored afterwards.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -75,8 +80,12 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
         raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
     check_positive_int("frames", frames)
     check_positive_int("steps", steps)
+    process = FlowMatching() if process is None else process
+    if not isinstance(process, FlowMatching):
+        raise TypeError(f"process must be a pomlab.diffusion.FlowMatching (the video samplers "
+                        f"integrate the flow ODE), got {type(process).__name__}")
     captions = [captions] if isinstance(captions, str) else captions
-    tokens = (vocab or model_vocabulary(model)).encode(captions)
+    tokens = model_vocabulary(model, vocab).encode(captions)
     param = next(model.parameters())
     tokens = tokens.to(param.device)
     batch = tokens.shape[0]
@@ -92,24 +101,27 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
     if mode == "sequential" and not model.causal:
         raise ValueError("mode='sequential' needs the block-causal model (causal=True); this one "
                          "mixes all frames both ways, use mode='parallel'")
-    times = FlowMatching().times(steps)
-    was_training = model.training
+    # the all-pad caption is the null input of classifier-free guidance
+    integrate = functools.partial(process.sample, steps=steps, method=method, cfg=cfg,
+                                  null_class=model.null_token)
+    was_training, was_checking = model.training, getattr(model, "check_inputs", None)
     model.eval()
+    if was_checking is not None:
+        # ids come from a vocabulary of the model's size and t from the grid: skip the range
+        # check's host sync on every model call (frames x evaluations of them, frame by frame)
+        model.check_inputs = False
     try:
-        run = _sequential if mode == "sequential" else _parallel
-        return run(model, tokens, noise, times, method, cfg)
+        if mode == "parallel":
+            return integrate(model, noise, tokens)
+        return _sequential(model, tokens, noise, integrate)
     finally:
         model.train(was_training)
+        if was_checking is not None:
+            model.check_inputs = was_checking
 
 
-def _parallel(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: float) -> Tensor:
-    denoise = guided(model, cfg, model.null_token)
-    ones = torch.ones(noise.shape[0], device=noise.device, dtype=noise.dtype)
-    return integrate(method, lambda x, t: denoise(x, ones * t, tokens), noise, times)
-
-
-def _sequential(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: float) -> Tensor:
-    ones = torch.ones(noise.shape[0], device=noise.device, dtype=noise.dtype)
+def _sequential(model, tokens: Tensor, noise: Tensor, integrate) -> Tensor:
+    """integrate(denoiser, noise, tokens): one frame's whole ODE solve (``process.sample``)."""
     previous: list | None = None        # previous[k]: per-layer states of frames < f at call k
     out = torch.empty_like(noise)
     for f in range(noise.shape[1]):
@@ -121,8 +133,6 @@ def _sequential(model, tokens: Tensor, noise: Tensor, times, method: str, cfg: f
             current.append(states)
             return v
 
-        denoise = guided(frame_model, cfg, model.null_token)
-        out[:, f] = integrate(method, lambda x, t: denoise(x, ones * t, tokens), noise[:, f],
-                              times)
+        out[:, f] = integrate(frame_model, noise[:, f], tokens)
         previous = current
     return out

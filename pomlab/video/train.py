@@ -46,6 +46,9 @@ class VideoTrainer(Trainer):
         if not (isinstance(config.model, str) and config.model.startswith(VIDEO_PREFIX)):
             raise ValueError(f"config.model must be a video model name such as "
                              f"'VideoDiPoM-S/4', got {config.model!r}")
+        if config.loss != "flow":
+            raise ValueError(f"config.loss must be 'flow' for video (pomlab.video.sample "
+                             f"integrates the flow ODE), got {config.loss!r}")
         super().__init__(config, dataset=data, resume=resume, progress=progress,
                          callbacks=callbacks)
 
@@ -106,7 +109,7 @@ class VideoTrainer(Trainer):
                    steps=steps or self.config.sample_steps,
                    method=method or self.config.sample_method or "heun",
                    cfg=self.sample_cfg() if cfg is None else cfg,
-                   generator=torch.Generator().manual_seed(seed))
+                   generator=torch.Generator().manual_seed(seed), process=self.process)
         return x.float().cpu()
 
     def save_samples(self) -> Path | None:
