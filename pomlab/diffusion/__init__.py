@@ -5,7 +5,7 @@ from __future__ import annotations
 from .ema import EMA
 from .flow import FlowMatching, shift_for_side, shift_time
 from .gaussian import GaussianDiffusion
-from .generate import generate
+from .generate import generate, sampling_mode
 from .guidance import guided, guided_prediction, paper_guidance_scale
 from .samplers import ddim, euler, heun
 
@@ -27,4 +27,4 @@ def make_process(kind: str = "flow", **options):
 
 __all__ = ["EMA", "FlowMatching", "GaussianDiffusion", "make_process", "PROCESSES",
            "guided", "guided_prediction", "paper_guidance_scale", "shift_for_side", "shift_time",
-           "euler", "heun", "ddim", "generate"]
+           "euler", "heun", "ddim", "generate", "sampling_mode"]

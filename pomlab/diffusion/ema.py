@@ -20,6 +20,7 @@ class EMA(AveragedModel):
         self.decay, self.warmup = float(decay), bool(warmup)
         super().__init__(model, multi_avg_fn=self._lerp, use_buffers=True)
         self.module.requires_grad_(False).eval()
+        self._count: int | None = None     # host copy of n_averaged, read once (after a load)
 
     def decay_at(self, n_averaged: int) -> float:
         """The decay applied when folding in update number n_averaged (1 for the first after the copy)."""
@@ -28,8 +29,29 @@ class EMA(AveragedModel):
         return min(self.decay, (1.0 + n_averaged) / (10.0 + n_averaged))
 
     @torch.no_grad()
-    def _lerp(self, averaged: list, current: list, n_averaged: torch.Tensor) -> None:
-        weight = 1.0 - self.decay_at(int(n_averaged))
+    def update_parameters(self, model: nn.Module) -> None:
+        """AveragedModel's update without its two host syncs per step (reading n_averaged on
+        the device): the count is kept on the host and written back to the buffer, which
+        checkpoints carry."""
+        if self._count is None:
+            self._count = int(self.n_averaged)
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [t.detach().to(a.device) for a, t in
+                   zip(averaged, [*model.parameters(), *model.buffers()], strict=True)]
+        if self._count == 0:                      # the first update copies, like DiT's start
+            torch._foreach_copy_(averaged, current)
+        else:
+            self._lerp(averaged, current, self._count)
+        self._count += 1
+        self.n_averaged.fill_(self._count)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._count = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @torch.no_grad()
+    def _lerp(self, averaged: list, current: list, n_averaged: int) -> None:
+        weight = 1.0 - self.decay_at(n_averaged)
         floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
         if floats:
             torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)

@@ -9,6 +9,25 @@ from torch import Tensor, nn
 from ..nn._checks import check_positive_int
 
 
+@contextlib.contextmanager
+def sampling_mode(model: nn.Module):
+    """eval() mode and no input range checks inside the block; both restored afterwards.
+
+    A sampler's labels and times are valid by construction, and the models' range check costs
+    a host sync on every model call (steps x 2 with Heun, x frames when sampling frame by frame).
+    """
+    was_training, was_checking = model.training, getattr(model, "check_inputs", None)
+    model.eval()
+    if was_checking is not None:
+        model.check_inputs = False
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        if was_checking is not None:
+            model.check_inputs = was_checking
+
+
 @torch.no_grad()
 def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
              method: str | None = None, cfg: float = 1.0, seed: int = 0,
@@ -18,7 +37,7 @@ def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
     model: an image denoiser with in_channels, input_size, num_classes (its num_classes is the
     null label used by guidance). process: FlowMatching or GaussianDiffusion. The noise comes
     from torch.Generator().manual_seed(seed) on the CPU, so a seed gives the same noise on
-    every device. The model is put in eval() mode for the call and restored afterwards.
+    every device. The model is in ``sampling_mode`` for the call (eval, no range checks).
     """
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
@@ -34,10 +53,8 @@ def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
     method = method or process.default_method
     autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else contextlib.nullcontext())
-    was_training = model.training
-    model.eval()
-    try:
-        out = []
+    out = []
+    with sampling_mode(model):
         for start in range(0, len(labels), batch_size):
             z = noise[start:start + batch_size].to(device)
             y = labels[start:start + batch_size].to(device)
@@ -45,6 +62,4 @@ def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
                 x = process.sample(model, z, y, steps=steps, method=method, cfg=cfg,
                                    null_class=model.num_classes, generator=generator)
             out.append(x.float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out)

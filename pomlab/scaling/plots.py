@@ -18,8 +18,7 @@ COMPUTE_LABEL = "training compute (GFLOPs)"
 def describe_results(results: pd.DataFrame) -> str:
     """One line saying what produced the numbers (scale, data, metric backend, samples, device)."""
     def one(column):
-        values = list(dict.fromkeys(results[column].astype(str)))
-        return values[0] if len(values) == 1 else "/".join(values)
+        return plotting.distinct(results, column)
     return (f"{one('scale')} scale, {one('dataset')}, {one('fid_name')} & {one('is_name')} of "
             f"{one('n_fake')} samples vs {one('reference')}, {one('sample_method')} "
             f"{one('sample_steps')} steps, cfg {one('cfg')}, batch {one('batch_size')}, "

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.toy_video import TOY_VOCABULARY, Vocabulary
-from ..diffusion import FlowMatching
+from ..diffusion import FlowMatching, sampling_mode
 from ..diffusion.samplers import ODE_METHODS
 from ..nn._checks import check_positive_int
 
@@ -104,20 +104,11 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
     # the all-pad caption is the null input of classifier-free guidance
     integrate = functools.partial(process.sample, steps=steps, method=method, cfg=cfg,
                                   null_class=model.null_token)
-    was_training, was_checking = model.training, getattr(model, "check_inputs", None)
-    model.eval()
-    if was_checking is not None:
-        # ids come from a vocabulary of the model's size and t from the grid: skip the range
-        # check's host sync on every model call (frames x evaluations of them, frame by frame)
-        model.check_inputs = False
-    try:
+    # ids come from a vocabulary of the model's size and t from the grid: no range checks
+    with sampling_mode(model):
         if mode == "parallel":
             return integrate(model, noise, tokens)
         return _sequential(model, tokens, noise, integrate)
-    finally:
-        model.train(was_training)
-        if was_checking is not None:
-            model.check_inputs = was_checking
 
 
 def _sequential(model, tokens: Tensor, noise: Tensor, integrate) -> Tensor:
