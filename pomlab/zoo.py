@@ -1,10 +1,12 @@
-"""Every registered image model with its parameters and forward GFLOPs.
+"""Every registered model with its parameters and forward GFLOPs.
 
-    python -m pomlab.zoo [--image-size 256] [--learn-sigma] [--no-micro] [--models A,B] [--csv PATH]
+    python -m pomlab.zoo [--image-size 256] [--learn-sigma] [--no-micro] [--no-video]
+                         [--models A,B] [--csv PATH]
 
 Paper-scale models are counted at --image-size pixels (VAE latents at 1/8 of it); the micro
 family at its own 16x16 pixel input, labelled "micro". GFLOPs follow the DiT paper's
-convention (forward, batch 1, one multiply-add = one FLOP; see pomlab.models.flops).
+convention (forward, batch 1, one multiply-add = one FLOP; see pomlab.models.flops); video
+models per clip of their configured frame count (16 paper, 8 micro) with a 16-word caption.
 Models are built on the meta device, so nothing is allocated or computed.
 """
 from __future__ import annotations
@@ -16,34 +18,43 @@ import torch
 
 from . import models as M
 from .io import atomic_to_csv
-from .models.flops import image_side
+from .models.flops import VIDEO_CAPTION_WORDS, image_side
 
 
 def model_row(name: str, scale: str, image_size: int | None, **overrides) -> dict:
     with torch.device("meta"):
         model = M.create(name, scale=scale, **overrides)
     side = image_side(model, image_size)
+    frames = getattr(model, "num_frames", 1)          # video models: one clip
+    clip = f"{frames}x" if hasattr(model, "num_frames") else ""
     return {
         "model": model.label,
         "scale": scale,
         "mixer": model.mixer,
         "image_px": side * model.latent_scale,
-        "input": f"{side}x{side}x{model.in_channels}" + (" latent" if model.latent_scale > 1
-                                                         else " pixels"),
-        "tokens": (side // model.patch_size) ** 2,
+        "input": f"{clip}{side}x{side}x{model.in_channels}" + (" latent" if model.latent_scale > 1
+                                                               else " pixels"),
+        "tokens": frames * (side // model.patch_size) ** 2,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "gflops": M.gflops(model, image_size),
     }
 
 
 def zoo_table(image_size: int = 256, micro: bool = True, names: list[str] | None = None,
-              **overrides) -> pd.DataFrame:
+              video: bool = True, **overrides) -> pd.DataFrame:
     """One row per model: paper scale at ``image_size`` px, then (optionally) the micro family
-    at its own input size. ``overrides`` go to every ``create`` call (e.g. learn_sigma=True)."""
-    names = M.names() if names is None else names
-    rows = [model_row(n, "paper", image_size, **overrides) for n in names]
+    at its own input size; the video family after the image family unless ``video`` is False.
+    ``overrides`` go to every image model's ``create`` (e.g. learn_sigma=True)."""
+    if names is None:
+        names = M.names() + (M.video_names() if video else [])
+    image = set(M.names())
+
+    def row(name, scale, size):
+        return model_row(name, scale, size, **(overrides if name in image else {}))
+
+    rows = [row(n, "paper", image_size) for n in names]
     if micro:
-        rows += [model_row(n, "micro", None, **overrides) for n in names]
+        rows += [row(n, "micro", None) for n in names]
     return pd.DataFrame(rows)
 
 
@@ -54,20 +65,22 @@ def main(argv=None) -> pd.DataFrame:
     p.add_argument("--learn-sigma", action="store_true",
                    help="count the DiT paper's 2x output channels (learned variance)")
     p.add_argument("--no-micro", action="store_true", help="leave out the micro family")
+    p.add_argument("--no-video", action="store_true", help="leave out the video family")
     p.add_argument("--models", default=None, help="comma-separated names (default: all)")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = p.parse_args(argv)
     names = None if args.models is None else args.models.split(",")
     for name in names or []:
-        if name not in M.names():
-            p.error(f"unknown model {name!r}; valid names: {', '.join(M.names())}")
+        if name not in M.all_names():
+            p.error(f"unknown model {name!r}; valid names: {', '.join(M.all_names())}")
 
     df = zoo_table(args.image_size, micro=not args.no_micro, names=names,
-                   learn_sigma=args.learn_sigma)
+                   video=not args.no_video, learn_sigma=args.learn_sigma)
     print(f"pomlab model zoo: parameters (M) and forward GFLOPs (DiT convention: batch 1, "
           f"1 multiply-add = 1 FLOP); paper scale at {args.image_size}x{args.image_size} px "
-          f"(VAE latents at 1/8), micro scale at its own pixel input; "
-          f"learn_sigma={args.learn_sigma}")
+          f"(VAE latents at 1/8), micro scale at its own pixel input; video models per clip "
+          f"(frames x side x side x channels) with a {VIDEO_CAPTION_WORDS}-word caption; "
+          f"learn_sigma={args.learn_sigma} (image models)")
     print(df.to_string(index=False, formatters={
         "params_M": lambda v: f"{v:.2f}" if v >= 10 else f"{v:.3f}",
         "gflops": lambda v: f"{v:.2f}" if v >= 0.1 else f"{v:.4g}"}))

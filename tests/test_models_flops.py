@@ -86,7 +86,7 @@ def test_default_cpu_flop_counter_misses_attention():
 
 @pytest.mark.parametrize("polynomial", ["products", "powers"])
 def test_masked_and_cross_mixing_counts(polynomial):
-    """count_macs on bare mixers: a per-query mask makes PoM's mean an (M, N) product;
+    """count_macs on bare mixers: a per-query mask tensor makes PoM's mean an (M, N) product;
     cross-attention projects the context through the qkv weights outside the qkv module."""
     d, m, n, k, e = 8, 5, 7, 3, 2
     pom = pomlab.PoM(d, degree=k, expand=e, polynomial=polynomial)
@@ -100,10 +100,14 @@ def test_masked_and_cross_mixing_counts(polynomial):
     masked = count_macs(pom, x, context=ctx, mask=mask)
     assert masked["pom_elementwise"] == 2 * (n * per_token + m * n * s + m * s)
 
-    # a block-causal mask counts the same whether it is a tensor or a BlockCausal description
+    # structured masks are prefix sums (linear in tokens), a mask tensor the (M, N) product
     frames = pomlab.masks.BlockCausal(2, 4)
-    dense = count_macs(pom, torch.randn(2, 8, d), mask=frames.dense()[None])
-    assert count_macs(pom, torch.randn(2, 8, d), mask=frames) == dense
+    x8 = torch.randn(2, 8, d)
+    tokenwise = 2 * (8 * per_token + 8 * s)
+    assert count_macs(pom, x8, mask=frames)["pom_elementwise"] == tokenwise + 2 * 8 * s
+    assert count_macs(pom, x8, mask="causal")["pom_elementwise"] == tokenwise + 2 * 8 * s
+    assert count_macs(pom, x8, mask=frames.dense()[None])["pom_elementwise"] == \
+        tokenwise + 2 * 8 * 8 * s
 
     mha = pomlab.MHA(d, heads=2)
     counter = FlopCounterMode(display=False)
@@ -162,7 +166,24 @@ def test_zoo_lists_every_model_by_default(monkeypatch):
     seen = []
     monkeypatch.setattr(zoo, "model_row", lambda name, scale, *a, **k: seen.append((name, scale)))
     zoo.zoo_table()
+    every = M.names() + M.video_names()          # the image family, then the video family
+    assert seen == [(n, "paper") for n in every] + [(n, "micro") for n in every]
+    seen.clear()
+    zoo.zoo_table(video=False)
     assert seen == [(n, "paper") for n in M.names()] + [(n, "micro") for n in M.names()]
+
+
+def test_video_gflops_per_clip_are_linear_in_frames():
+    """A video model's GFLOPs count one clip; PoM (block-causal prefix sums) keeps the per-frame
+    cost fixed as clips grow, and the zoo accepts video names."""
+    with torch.device("meta"):
+        short = M.create("VideoDiPoM-S/4", num_frames=4)
+        long = M.create("VideoDiPoM-S/4", num_frames=16)
+    per_frame_short = sum(M.macs(short).values()) / 4
+    per_frame_long = sum(M.macs(long).values()) / 16
+    assert per_frame_long == pytest.approx(per_frame_short, rel=0.01)   # only the text part is fixed
+    row = zoo.model_row("VideoDiPoM-S/4", "paper", 256)
+    assert row["input"] == "16x32x32x4 latent" and row["tokens"] == 16 * 8 * 8
 
 
 def test_zoo_cli(capsys, tmp_path):

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.attention import MHA
-from ..nn.masks import BlockCausal
 from ..nn.pom import PoM
 
 
@@ -36,10 +35,11 @@ def _pom_elementwise(pom: PoM, x: Tensor, context: Tensor | None, mask) -> int:
         per_token = (pom.degree - 1) * chunk          # u_1*u_2, (u_1*u_2)*u_3, ...
     else:
         per_token = (pom.degree - 1) * chunk + pom.degree * chunk   # a^p, then sum_p alpha_p a^p
-    # "causal", BlockCausal and 3-D tensors are per-query masks: counted as the reference's
-    # (M, N) mask product, however the mask is spelled
-    per_query_mask = isinstance(mask, (str, BlockCausal)) or (mask is not None and mask.dim() == 3)
-    mean = m * n * s if per_query_mask else n * s     # (w @ h) vs a plain (masked) sum
+    # A 3-D tensor mask is an arbitrary per-query mask: its mean is the (M, N) product w @ h.
+    # "causal" and BlockCausal are prefix sums (one add per state entry), as pom_fast runs
+    # them; a plain or padding mean is one sum. Tensors are never inspected (meta in counts).
+    dense = isinstance(mask, Tensor) and mask.dim() == 3
+    mean = m * n * s if dense else n * s
     return b * (n * per_token + mean + m * s)         # + gate * H
 
 
@@ -115,17 +115,26 @@ def image_side(model: nn.Module, image_size: int | None) -> int:
     return side
 
 
+VIDEO_CAPTION_WORDS = 16     # text tokens of the caption when counting a video model
+
+
 def macs(model: nn.Module, image_size: int | None = None) -> Counter:
-    """Multiply-adds by kind of one forward of an image model at batch 1 (see count_macs)."""
+    """Multiply-adds by kind of one forward at batch 1 (see count_macs): one image, or for a
+    video model one clip of ``model.num_frames`` frames with a VIDEO_CAPTION_WORDS caption."""
     side = image_side(model, image_size)
-    x = torch.empty(1, model.in_channels, side, side, device="meta")
     t = torch.empty(1, device="meta")
+    if hasattr(model, "num_frames"):
+        x = torch.empty(1, model.num_frames, model.in_channels, side, side, device="meta")
+        text = torch.zeros(1, VIDEO_CAPTION_WORDS, dtype=torch.long, device="meta")
+        return count_macs(model, x, t, text)
+    x = torch.empty(1, model.in_channels, side, side, device="meta")
     y = torch.zeros(1, dtype=torch.long, device="meta")
     return count_macs(model, x, t, y)
 
 
 def gflops(model: nn.Module, image_size: int | None = None) -> float:
-    """GFLOPs of one forward pass, DiT convention (batch 1, one multiply-add = one FLOP).
+    """GFLOPs of one forward pass, DiT convention (batch 1, one multiply-add = one FLOP);
+    per clip for video models (see ``macs``).
 
     image_size is in pixels: paper-scale models see latents at 1/8 of it (latent_scale 8),
     micro models the pixels themselves (latent_scale 1). None = the model's configured input.
