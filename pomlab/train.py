@@ -233,11 +233,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_trained(path: str | os.PathLike, *, ema: bool = True, device="cpu"):
-    """(model, process, config, step) from a checkpoint file or run folder; the EMA weights by default."""
+def load_trained(path: str | os.PathLike | dict, *, ema: bool = True, device="cpu"):
+    """(model, process, config, step) from a checkpoint file or run folder; the EMA weights by default.
+
+    ``path`` may also be a checkpoint already read with ``load_checkpoint`` (read once, not twice).
+    """
     from . import models
 
-    ckpt = load_checkpoint(path)
+    ckpt = path if isinstance(path, dict) else load_checkpoint(path)
     model = models.create(**ckpt["model_config"])
     state = ckpt["ema"] if ema else ckpt["model"]
     if ema:

@@ -14,7 +14,8 @@ from pomlab.models.flops import count_macs
 # DiT paper (Peebles & Xie, arXiv 2212.09748), Table 4: ImageNet 256x256, params (M) and
 # forward Gflops of each model. The issue quotes the /2 column (S/2 33M 6.06, B/2 130M 23.01,
 # L/2 458M 80.71, XL/2 675M 118.64) and the facebookresearch/DiT README lists XL/2 at
-# "119 Gflops"; the /4 and /8 rows are the same table's.
+# "119 Gflops"; the /4 and /8 rows are the same table's, quoted without a copy of the paper at
+# hand to re-read them (no reachable text of Table 4 here): a mismatch there means re-check them.
 PUBLISHED = {
     "DiT-S/8": (33, 0.36), "DiT-S/4": (33, 1.41), "DiT-S/2": (33, 6.06),
     "DiT-B/8": (131, 1.42), "DiT-B/4": (130, 5.56), "DiT-B/2": (130, 23.01),

@@ -231,6 +231,8 @@ def test_options_are_checked_and_restored():
     assert pom_fast.get_options() == before
 
 
+# torch.func's own decompositions call the deprecated torch.jit.script (not pomlab code)
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.* is deprecated:DeprecationWarning")
 def test_functorch_transforms_fall_back_to_reference():
     """jacrev/vmap and forward-mode AD see the reference (the custom backward has no rules)."""
     pom = pomlab.PoM(3).to(F64)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,33 @@ def test_reference_statistics_from_an_npz_file_give_the_same_fid(tmp_path):
                           trainer)(trainer)
     assert from_file["fid"] == from_data["fid"] and from_file["n_real"] == 1437
     assert from_file["reference"] == "ref.npz"
+
+
+def test_a_model_trained_by_another_job_is_refused_not_trained_twice(tmp_path):
+    """Overlapping --sizes in two jobs sharing one --out: the second finds the run folder locked."""
+    from pomlab.scaling.config import run_folder_name
+    from pomlab.scaling.results import run_dir, run_lock
+    from pomlab.scaling.sweep import run_model
+    config = tiny_config(tmp_path, sizes="S", mixers="pom", steps=2, eval_points=1)
+    folder = run_dir(config.out, run_folder_name("pom", "S", config.patch))
+    with run_lock(folder, "DiPoM-S/2"):                      # held as by another job
+        with pytest.raises(RuntimeError, match="DiPoM-S/2 is being trained by another job"):
+            run_model(config, "pom", "S")
+    assert not (folder / "checkpoints").exists()
+    assert run_model(config, "pom", "S") == 1                 # released: it trains and evaluates
+    assert run_model(config, "pom", "S") == 0                 # and a rerun finds it done
+
+
+def test_adm_reference_batch_counts_its_images_from_the_npy_header(tmp_path):
+    """ADM's reference batches hold mu, sigma and the images (arr_0) but no n; the count must
+    come from arr_0's header (the real file's images are 2 GB), for both npy header versions."""
+    from pomlab.scaling.evaluation import _npz_rows
+    images = np.zeros((37, 4, 4, 3), np.uint8)
+    np.savez(tmp_path / "v1.npz", mu=np.zeros(3), sigma=np.eye(3), arr_0=images)
+    assert _npz_rows(tmp_path / "v1.npz", "arr_0") == 37
+    with zipfile.ZipFile(tmp_path / "v2.npz", "w") as archive, archive.open("arr_0.npy", "w") as f:
+        np.lib.format.write_array(f, images[:5], version=(2, 0))
+    assert _npz_rows(tmp_path / "v2.npz", "arr_0") == 5
 
 
 def _latent_folder(tmp_path, vae) -> str:

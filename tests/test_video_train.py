@@ -34,7 +34,7 @@ def config(out=None, **changes):
 
 
 def test_training_steps_run_on_whole_clips_and_write_checkpoints(data, tmp_path):
-    trainer = VideoTrainer(config(tmp_path), data, progress=False)
+    trainer = VideoTrainer(config(tmp_path, shift=0.5), data, progress=False)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     result = trainer.run()
     assert result.step == 2 and torch.isfinite(torch.tensor(result.final_loss))
@@ -43,7 +43,8 @@ def test_training_steps_run_on_whole_clips_and_write_checkpoints(data, tmp_path)
     ckpt = load_checkpoint(tmp_path)
     assert ckpt["vocab"] == list(TOY_VOCABULARY.words[1:]) and ckpt["step"] == 2
     assert result.samples.is_file()                                   # the sample strip
-    model, train_config, step = load_video_model(tmp_path)
+    model, process, train_config, step = load_video_model(tmp_path)
+    assert process.shift == 0.5            # the trained time shift comes back
     assert step == 2 and model.vocab == TOY_VOCABULARY and model.name == "VideoDiPoM-S/8"
     assert train_config.model == "VideoDiPoM-S/8" and model.vocab_size == 17
     clips = trainer.generate(["a 1 moving up"], frames=2)

@@ -174,6 +174,9 @@ def get_backend(backend: str | FeatureBackend = "digits", *, weights: str | os.P
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} or a FeatureBackend, got {backend!r}")
     device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and device.index is None:
+        # "cuda" and "cuda:0" (the current device) must share one cached copy of the weights
+        device = torch.device("cuda", torch.cuda.current_device())
     if backend == "inception":
         require_torch_fidelity()                     # first: the extra, then the weights file
         weights = inception_weights_path(weights)

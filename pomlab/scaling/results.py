@@ -64,6 +64,32 @@ def folder_lock(out: str | os.PathLike):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike, model: str):
+    """Exclusive ownership of one model's run folder while a job trains it (non-blocking flock on
+    FOLDER/.train.lock): two jobs given overlapping --sizes for one OUT would otherwise resume the
+    same checkpoint twice and write each evaluation twice. Released when the process ends, even
+    when it is killed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:                                   # not POSIX: single-job use only
+        yield
+        return
+    with open(folder / ".train.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{model} is being trained by another job in {str(folder)!r}; give "
+                               "jobs sharing one --out disjoint --sizes/--mixers (rerun this one "
+                               "when that job ends: finished evaluations are skipped)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def check_settings(out: str | os.PathLike, config: SweepConfig) -> None:
     """Record config's settings in OUT/sweep.json, or refuse when OUT holds another sweep's."""
     path = Path(out) / SETTINGS_FILE

@@ -39,7 +39,7 @@ from .fits import write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
                       folder_lock, merge_results, merge_results_locked, read_rows, run_dir,
-                      write_row)
+                      run_lock, write_row)
 
 FITS_JSON = "fits.json"
 FITS_CSV = "fits.csv"
@@ -92,11 +92,24 @@ def preserved_rng(device: torch.device):
 def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None = None,
               report: Report | None = None, callbacks: Sequence = (), jobs: int = 1) -> int:
     """Train one model to each pending evaluation step and evaluate it there; returns the number
-    of evaluations done. Resumes from the run folder's last checkpoint. Every rank calls it."""
-    pending = pending_steps(config, mixer, size)
-    if not pending:
+    of evaluations done. Resumes from the run folder's last checkpoint. Every rank calls it.
+    The run folder is locked while it trains: a second job given the same model fails fast."""
+    if not pending_steps(config, mixer, size):
         return 0
     name = model_name(mixer, size, config.patch)
+    rank, world, _ = distributed_env()
+    with contextlib.ExitStack() as held:
+        folder = run_dir(config.out, run_folder_name(mixer, size, config.patch))
+        _on_rank0_then_share(lambda: held.enter_context(run_lock(folder, name)), rank, world)
+        return _train_and_evaluate(config, mixer, size, name, device=device, report=report,
+                                   callbacks=callbacks, jobs=jobs)
+
+
+def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *, device, report,
+                        callbacks, jobs) -> int:
+    pending = pending_steps(config, mixer, size)       # again, under the lock
+    if not pending:
+        return 0
     report = report or (lambda event: None)
 
     def on_log(trainer, row):

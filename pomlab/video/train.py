@@ -123,10 +123,12 @@ class VideoTrainer(Trainer):
 
 
 def load_video_model(path: str | os.PathLike, *, ema: bool = True, device="cpu"):
-    """(model with its vocabulary, train config, step) from a VideoTrainer checkpoint or run folder."""
-    model, _, config, step = load_trained(path, ema=ema, device=device)
-    words = load_checkpoint(path).get("vocab")
+    """(model with its vocabulary, process, train config, step) from a VideoTrainer checkpoint
+    or run folder; the process carries the trained time shift, so pass it to ``sample``."""
+    ckpt = load_checkpoint(path)
+    words = ckpt.get("vocab")
     if words is None:
-        raise ValueError(f"{str(path)!r} holds no vocabulary: it was not written by VideoTrainer")
+        raise ValueError(f"{ckpt['path']!r} holds no vocabulary: it was not written by VideoTrainer")
+    model, process, config, step = load_trained(ckpt, ema=ema, device=device)
     model.vocab = Vocabulary(words)
-    return model, config, step
+    return model, process, config, step
