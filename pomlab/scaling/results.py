@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -47,47 +48,40 @@ TIMING_COLUMNS = [
 
 
 @contextlib.contextmanager
-def folder_lock(out: str | os.PathLike):
-    """An exclusive advisory lock on OUT/.lock (fcntl; on systems without it, no lock)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
+    """An exclusive advisory flock on `path` (created with its folder), released on exit and
+    when the process dies. Waits for it, or with `busy` raises busy() when another holds it.
+    On systems without fcntl: no lock (single-job use only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
-    except ImportError:                                   # not POSIX: single-job use only
+    except ImportError:
         yield
         return
-    with open(out / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(path, "a") as handle:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def run_lock(folder: str | os.PathLike, model: str):
-    """Exclusive ownership of one model's run folder while a job trains it (non-blocking flock on
-    FOLDER/.train.lock): two jobs given overlapping --sizes for one OUT would otherwise resume the
-    same checkpoint twice and write each evaluation twice. Released when the process ends, even
-    when it is killed."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:                                   # not POSIX: single-job use only
-        yield
-        return
-    with open(folder / ".train.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if busy is None else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise RuntimeError(f"{model} is being trained by another job in {str(folder)!r}; give "
-                               "jobs sharing one --out disjoint --sizes/--mixers (rerun this one "
-                               "when that job ends: finished evaluations are skipped)") from None
+            raise busy() from None
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def folder_lock(out: str | os.PathLike):
+    """OUT/.lock, waited for: merging, fitting and plotting by any job sharing OUT."""
+    return _file_lock(Path(out) / ".lock")
+
+
+def run_lock(folder: str | os.PathLike, model: str):
+    """One model's run folder, owned by the job training it (FOLDER/.train.lock, not waited
+    for): two jobs given overlapping --sizes for one OUT would otherwise resume the same
+    checkpoint twice and write each evaluation twice."""
+    return _file_lock(Path(folder) / ".train.lock", busy=lambda: RuntimeError(
+        f"{model} is being trained by another job in {str(folder)!r}; give jobs sharing one "
+        "--out disjoint --sizes/--mixers (rerun this one when that job ends: finished "
+        "evaluations are skipped)"))
 
 
 def check_settings(out: str | os.PathLike, config: SweepConfig) -> None:
