@@ -110,7 +110,11 @@ def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError, match="task must be one of"):
         get_task("nope")
     with pytest.raises(ValueError, match="mixer must be one of"):
-        ToyRun("rank", "conv")
+        train_toy(ToyRun("rank", "conv"))           # a label needs its mixer_factory
+    with pytest.raises(ValueError, match="mixer must be one of"):
+        run_sweep([ToyRun("rank", "conv")], "unused.csv")
+    with pytest.raises(ValueError, match="mixer must be one of"):
+        ToyRun("rank", "")
     with pytest.raises(ValueError, match="tokens must be >= 2"):
         get_task("rank").sample(2, 1)
     with pytest.raises(ValueError, match="tokens must be given"):
