@@ -72,8 +72,7 @@ def main(argv=None) -> int:
         factory = load_factory(args.factory)
         torch.manual_seed(args.seed)
         reports = run_all(factory, args.dim, quick=args.quick, only=only,
-                          dtype=DTYPES[args.dtype], name=args.factory.rpartition(":")[2],
-                          progress=True)
+                          dtype=DTYPES[args.dtype], progress=True)
     except MixerError as e:
         if args.traceback:
             raise

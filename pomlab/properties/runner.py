@@ -50,7 +50,7 @@ def run_all(factory, dim: int = 64, *, quick: bool = False, only=None,
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; choose among {list(CHECKS)}")
     mixer = build_mixer(factory, dim, dtype)
-    name = name or mixer_name(factory)
+    name = name or mixer_name(mixer)
     reports = []
     bar = tqdm(only, desc="properties", disable=not progress)
     for check_name in bar:
