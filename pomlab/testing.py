@@ -98,6 +98,17 @@ class MaskCase:
         dense = self.dense[:, perm][:, :, perm]
         return MaskCase(f"{self.kind} (permuted)", dense, dense)
 
+    def context_permuted(self, perm: Tensor) -> "MaskCase":
+        """Cross-mixing with the context tokens permuted by ``perm``: the mask's columns
+        permuted, as a per-query tensor (a padding mask stays a padding mask)."""
+        if self.mask is None:
+            return self
+        if isinstance(self.mask, Tensor) and self.mask.dim() == 2:
+            return MaskCase(f"{self.kind} (context permuted)", self.mask[:, perm],
+                            self.dense[:, :, perm])
+        dense = self.dense[:, :, perm]
+        return MaskCase(f"{self.kind} (context permuted)", dense, dense)
+
     def hidden_from(self, token: int) -> Tensor:
         """(batch, M) bool: the queries whose mask hides context token ``token``."""
         return ~self.dense[:, :, token]
