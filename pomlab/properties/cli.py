@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
                    help="dtype of the exactness checks (default float64)")
     p.add_argument("--seed", type=int, default=0, help="torch seed before building the mixer")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the checks' models are tiny, where more "
+                        "threads only add hand-off overhead)")
     p.add_argument("--json", type=Path, default=None, help="also write the reports to this file")
     p.add_argument("--traceback", action="store_true", help="show tracebacks of bad input")
     return p
@@ -69,6 +72,9 @@ def main(argv=None) -> int:
         only = None if args.only is None else [c.strip() for c in args.only.split(",") if c.strip()]
         if only is not None and (not only or any(c not in CHECKS for c in only)):
             raise MixerError(f"--only must name checks among {','.join(CHECKS)}, got {args.only!r}")
+        if args.threads < 1:
+            raise MixerError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
         factory = load_factory(args.factory)
         torch.manual_seed(args.seed)
         reports = run_all(factory, args.dim, quick=args.quick, only=only,
