@@ -110,6 +110,31 @@ def _padding(gen, batch: int, n: int) -> Tensor:
 
 # --- permutation equivariance and context-order invariance -----------------------------------
 
+def _worst_permutation(gen, trials: int, padding: bool, batch: int, n: int, draw, pair):
+    """Largest relative deviation of ``pair(inputs, perm, mask) -> (got, ref)`` over ``trials``
+    draws of inputs and non-identity permutations of n tokens, without and (``padding``) with a
+    padding mask over them: ((deviation, trial, perm, masked, batch, token, abs), skipped)."""
+    worst, skipped = None, []
+    for trial in range(trials):
+        inputs = draw()
+        perm = _permutation(gen, n)
+        pad = _padding(gen, batch, n)
+        for mask in ((None, pad) if padding else (None,)):
+            try:
+                got, ref = pair(inputs, perm, mask)
+            except NotApplicable as e:
+                if mask is None:
+                    raise
+                skipped.append(f"padding mask: {e}")
+                continue
+            err = (got - ref).abs().amax(-1)                      # (B, M)
+            dev = err.max().item() / _scale(ref)
+            if worst is None or dev > worst[0]:
+                b, j = divmod(int(err.argmax()), err.shape[1])
+                worst = (dev, trial, perm, mask is not None, b, j, err.max().item())
+    return worst, "; ".join(dict.fromkeys(skipped))
+
+
 def check_equivariance(mixer, dim: int | None = None, *, batch: int = 2, tokens: int = 9,
                        trials: int = 3, padding: bool = True, dtype: torch.dtype = F64,
                        tolerance: float | None = None, seed: int = 0) -> PropertyReport:
@@ -119,29 +144,18 @@ def check_equivariance(mixer, dim: int | None = None, *, batch: int = 2, tokens:
     m, dim = prepare(mixer, dim, dtype)
     tol = default_tolerance(dtype) if tolerance is None else tolerance
     gen = torch.Generator().manual_seed(seed)
-    worst, skipped = None, []
-    for trial in range(trials):
-        x = _randn(gen, batch, tokens, dim, dtype=dtype)
-        perm = _permutation(gen, tokens)
-        pad = _padding(gen, batch, tokens)
-        for mask in ((None, pad) if padding else (None,)):
-            try:
-                ref = call(m, x, mask=mask)[:, perm]
-                got = call(m, x[:, perm], mask=None if mask is None else mask[:, perm])
-            except NotApplicable as e:
-                skipped.append(f"padding mask: {e}")
-                continue
-            err = (got - ref).abs().amax(-1)                      # (B, N)
-            dev = err.max().item() / _scale(ref)
-            if worst is None or dev > worst[0]:
-                b, j = divmod(int(err.argmax()), tokens)
-                worst = (dev, trial, perm, mask is not None, b, j, err.max().item())
+
+    def pair(x, perm, mask):
+        ref = call(m, x, mask=mask)[:, perm]
+        return call(m, x[:, perm], mask=None if mask is None else mask[:, perm]), ref
+
+    worst, skipped = _worst_permutation(gen, trials, padding, batch, tokens,
+                                        lambda: _randn(gen, batch, tokens, dim, dtype=dtype), pair)
     dev, trial, perm, masked, b, j, abs_err = worst
     case = (f"tokens permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
             f"the output of input token {int(perm[j])} is off by {abs_err:.3g} (trial {trial}, "
             f"batch {b})")
-    return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
-                          reason="; ".join(dict.fromkeys(skipped)),
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
                           details={"trial": trial, "permutation": perm.tolist(),
                                    "masked": masked, "token": int(perm[j])})
 
@@ -155,31 +169,25 @@ def check_context_invariance(mixer, dim: int | None = None, *, batch: int = 2, q
     m, dim = prepare(mixer, dim, dtype)
     tol = default_tolerance(dtype) if tolerance is None else tolerance
     gen = torch.Generator().manual_seed(seed)
-    worst, skipped = None, []
-    for trial in range(trials):
-        x = _randn(gen, batch, queries, dim, dtype=dtype)
-        c = _randn(gen, batch, context_tokens, dim, dtype=dtype)
-        perm = _permutation(gen, context_tokens)
-        pad = _padding(gen, batch, context_tokens)
-        for mask in ((None, pad) if padding else (None,)):
-            try:
-                ref = call(m, x, context=c, mask=mask)
-                got = call(m, x, context=c[:, perm], mask=None if mask is None else mask[:, perm])
-            except NotApplicable as e:
-                if mask is None:
-                    return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
-                skipped.append(f"padding mask: {e}")
-                continue
-            err = (got - ref).abs().amax(-1)
-            dev = err.max().item() / _scale(ref)
-            if worst is None or dev > worst[0]:
-                b, j = divmod(int(err.argmax()), queries)
-                worst = (dev, trial, perm, mask is not None, b, j, err.max().item())
+
+    def draw():
+        return (_randn(gen, batch, queries, dim, dtype=dtype),
+                _randn(gen, batch, context_tokens, dim, dtype=dtype))
+
+    def pair(inputs, perm, mask):
+        x, c = inputs
+        ref = call(m, x, context=c, mask=mask)
+        return call(m, x, context=c[:, perm], mask=None if mask is None else mask[:, perm]), ref
+
+    try:
+        worst, skipped = _worst_permutation(gen, trials, padding, batch, context_tokens, draw,
+                                            pair)
+    except NotApplicable as e:
+        return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
     dev, trial, perm, masked, b, j, abs_err = worst
     case = (f"context permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
             f"query {j} is off by {abs_err:.3g} (trial {trial}, batch {b})")
-    return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
-                          reason="; ".join(dict.fromkeys(skipped)),
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
                           details={"trial": trial, "permutation": perm.tolist(),
                                    "masked": masked, "query": j})
 
