@@ -362,8 +362,8 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
     initialisation does not separate the keys and ``train``, a one-block model (embedding,
     mixer block from ``factory``, read-out) is trained for ``steps`` full-batch steps to fit a
     random function of the keys (``pomlab.theory.train_context_model``) and its features are
-    checked. Without ``factory``, copies of ``mixer`` are trained. A token-wise map fails
-    whatever its weights.
+    checked (this reseeds torch's global generator with ``seed``). Without ``factory``, copies
+    of ``mixer`` are trained. A token-wise map fails whatever its weights.
     """
     prop, measure = "contextual mapping", "smallest distance between values of different keys"
     m, dim = prepare(mixer, dim, F64)

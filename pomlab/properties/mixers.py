@@ -60,6 +60,7 @@ def load_factory(spec: str) -> Callable:
         try:
             loader_spec.loader.exec_module(module)
         except Exception as e:
+            sys.modules.pop(name, None)
             raise MixerError(f"importing {module_part} failed: {type(e).__name__}: {e}") from e
         finally:
             sys.path.remove(str(path.resolve().parent))
