@@ -6,9 +6,12 @@ import torch
 from hypothesis import given, strategies as st
 
 import pomlab
+from pomlab import properties
 from pomlab.masks import block_causal
 from pomlab.nn import pom_fast
 from pomlab.nn.pom import EPS, PoMState
+from pomlab.testing import (MixerConfig, block_splits, masks, mixer_configs, permutations, seeds,
+                            token_batches)
 
 F64 = torch.float64
 
@@ -122,57 +125,59 @@ def test_fully_masked_query_gets_zero_state_not_nan():
     torch.testing.assert_close(ya, attn.proj.bias.expand_as(ya))
 
 
-def _permute(t, perm):
-    return t[:, perm]
+# Equivariance, context-order invariance, causality and step: pomlab.testing's strategies draw
+# the mixers (PoM of both polynomials, MHA, Polymorpher), tokens, permutations and every mask
+# kind; float64, so only the order of sums changes (rtol 1e-9, atol 1e-11).
+
+@given(cfg=mixer_configs(), data=st.data())
+def test_permutation_equivariant_with_every_mask(cfg, data):
+    """Prop. 1: f(XP; P^T M P) = f(X; M) P for every mask kind (none included)."""
+    mixer = cfg.build(seed=data.draw(seeds()))
+    x = data.draw(token_batches(dim=cfg.dim))
+    perm = data.draw(permutations(x.shape[1]))
+    case = data.draw(masks(x.shape[0], x.shape[1]))
+    torch.testing.assert_close(mixer(x[:, perm], mask=case.permuted(perm).mask),
+                               mixer(x, mask=case.mask)[:, perm], rtol=1e-9, atol=1e-11)
 
 
-@given(cfg=configs, batch=st.integers(1, 3), n=st.integers(1, 9), data=st.data())
-def test_pom_permutation_equivariant(cfg, batch, n, data):
-    seed = data.draw(st.integers(0, 2**31))
-    perm = torch.tensor(data.draw(st.permutations(range(n))))
-    pom = make_pom(cfg, seed)
-    x = torch.randn(batch, n, cfg["dim"], dtype=F64)
-    # PoM(XP) = PoM(X)P, float64; only summation order changes
-    torch.testing.assert_close(pom(x[:, perm]), pom(x)[:, perm], rtol=1e-9, atol=1e-11)
+@given(cfg=mixer_configs(), m=st.integers(1, 5), data=st.data())
+def test_cross_mixing_invariant_to_context_order(cfg, m, data):
+    mixer = cfg.build(seed=data.draw(seeds()))
+    x = data.draw(token_batches(dim=cfg.dim, batch=2, tokens=m))
+    c = data.draw(token_batches(dim=cfg.dim, batch=2))
+    perm = data.draw(permutations(c.shape[1]))
+    case = data.draw(masks(2, m, c.shape[1], kinds=("none", "padding", "int", "per_query",
+                                                    "per_query_shared", "causal")))
+    torch.testing.assert_close(mixer(x, context=c[:, perm], mask=case.context_permuted(perm).mask),
+                               mixer(x, context=c, mask=case.mask), rtol=1e-9, atol=1e-11)
 
 
-@given(dim=st.integers(2, 8), degree=st.integers(1, 3), expand=st.integers(1, 3),
-       n=st.integers(1, 9), data=st.data())
-def test_polymorpher_permutation_equivariant(dim, degree, expand, n, data):
-    perm = torch.tensor(data.draw(st.permutations(range(n))))
-    block = pomlab.Polymorpher(dim, degree=degree, expand=expand).to(F64)
-    x = torch.randn(2, n, dim, dtype=F64)
-    torch.testing.assert_close(block(x[:, perm]), block(x)[:, perm], rtol=1e-9, atol=1e-11)
+@given(cfg=mixer_configs(), cross=st.booleans(), data=st.data())
+def test_hidden_tokens_do_not_reach_queries(cfg, cross, data):
+    """Causality by perturbation: change one context token; every query whose mask hides it
+    keeps its output exactly (float64: the hidden token enters with weight 0)."""
+    mixer = cfg.build(seed=data.draw(seeds()))
+    x = data.draw(token_batches(dim=cfg.dim))
+    c = data.draw(token_batches(dim=cfg.dim, batch=x.shape[0])) if cross else x
+    case = data.draw(masks(x.shape[0], x.shape[1], c.shape[1]))
+    i = data.draw(st.integers(0, c.shape[1] - 1))
+    hidden = case.hidden_from(i)
+    if not cross:
+        hidden[:, i] = False                   # token i's own query changed too
+    changed = c.clone()
+    changed[:, i] = data.draw(token_batches(dim=cfg.dim, batch=x.shape[0], tokens=1))[:, 0] + 1
+    before = mixer(x, context=c if cross else None, mask=case.mask)
+    after = mixer(changed if not cross else x, context=changed if cross else None,
+                  mask=case.mask)
+    scale = before.abs().max().clamp_min(1.0)
+    assert ((after - before).abs().amax(-1)[hidden] <= 1e-12 * scale).all()
 
 
-@given(heads=st.integers(1, 4), head_dim=st.integers(1, 4), n=st.integers(1, 9), data=st.data())
-def test_mha_permutation_equivariant(heads, head_dim, n, data):
-    perm = torch.tensor(data.draw(st.permutations(range(n))))
-    attn = pomlab.MHA(heads * head_dim, heads).to(F64)
-    x = torch.randn(2, n, heads * head_dim, dtype=F64)
-    torch.testing.assert_close(attn(x[:, perm]), attn(x)[:, perm], rtol=1e-9, atol=1e-11)
-
-
-@given(cfg=configs, m=st.integers(1, 5), n=st.integers(1, 9), data=st.data())
-def test_cross_mixing_invariant_to_context_order(cfg, m, n, data):
-    perm = torch.tensor(data.draw(st.permutations(range(n))))
-    pom = make_pom(cfg, data.draw(st.integers(0, 2**31)))
-    x = torch.randn(2, m, cfg["dim"], dtype=F64)
-    c = torch.randn(2, n, cfg["dim"], dtype=F64)
-    pad = torch.rand(2, n) < 0.7
-    torch.testing.assert_close(pom(x, context=c[:, perm], mask=pad[:, perm]),
-                               pom(x, context=c, mask=pad), rtol=1e-9, atol=1e-11)
-    attn = pomlab.MHA(2 * cfg["dim"], 2).to(F64)
-    x2, c2 = x.repeat(1, 1, 2), c.repeat(1, 1, 2)
-    torch.testing.assert_close(attn(x2, context=c2[:, perm]), attn(x2, context=c2),
-                               rtol=1e-9, atol=1e-11)
-
-
-@given(cfg=configs, batch=st.integers(1, 3), frames=st.integers(1, 6), per_frame=st.integers(1, 5),
-       seed=st.integers(0, 2**31))
-def test_step_over_frames_equals_block_causal(cfg, batch, frames, per_frame, seed):
-    pom = make_pom(cfg, seed)
-    x = torch.randn(batch, frames * per_frame, cfg["dim"], dtype=F64)
+@given(cfg=mixer_configs(kinds=("pom",)), split=block_splits(), data=st.data())
+def test_step_over_frames_equals_block_causal(cfg, split, data):
+    pom = cfg.build(seed=data.draw(seeds()))
+    frames, per_frame = split
+    x = data.draw(token_batches(dim=cfg.dim, tokens=frames * per_frame))
     parallel = pom(x, mask=block_causal(frames, per_frame)[None])
     state, outs = None, []
     for t in range(frames):
@@ -185,6 +190,20 @@ def test_step_over_frames_equals_block_causal(cfg, batch, frames, per_frame, see
     assert (sequential - parallel).abs().max() <= 1e-6 * parallel.abs().max()
     # the final state is the plain mean over every token
     torch.testing.assert_close(state.H, pom.polynomial_features(x).mean(1, keepdim=True))
+
+
+@pytest.mark.parametrize("cfg", [MixerConfig("pom", 8, (("polynomial", "products"),)),
+                                 MixerConfig("pom", 8, (("degree", 3), ("polynomial", "powers"))),
+                                 MixerConfig("mha", 8, (("heads", 2),)),
+                                 MixerConfig("polymorpher", 8)], ids=lambda c: c.kind)
+def test_property_checks_hold(cfg):
+    """The same properties through pomlab.properties (its own seeds and tolerances)."""
+    mixer = cfg.build()
+    properties.assert_equivariance(mixer, cfg.dim)
+    properties.assert_context_invariance(mixer, cfg.dim)
+    properties.assert_causality(mixer, cfg.dim)
+    if cfg.kind == "pom":
+        properties.assert_step(mixer)
 
 
 @pytest.mark.parametrize("polynomial", ["products", "powers"])

@@ -2,13 +2,16 @@
 
     x -> Linear embed (+ learned positional embedding) -> depth x MixerBlock(mixer) -> LN -> Linear
 
-mixer = "pom" (Polymorpher blocks), "mha" (transformer blocks) or "none" (token-wise MLP
-blocks, no mixing at all: the control that cannot compute anything contextual).
+mixer = "pom" (Polymorpher blocks), "mha" (transformer blocks), "none" (token-wise MLP
+blocks, no mixing at all: the control that cannot compute anything contextual), or a factory
+``width -> module`` with pomlab's mixer signature (a user's own mixer, see pomlab.properties).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from typing import Callable
 
 from ..nn import MixerBlock, make_mixer
 from ..nn._checks import check_positive_int
@@ -25,7 +28,7 @@ class ToySeqModel(nn.Module):
 
     Args:
         in_dim, out_dim: token feature sizes of inputs and targets.
-        mixer: "pom", "mha" or "none".
+        mixer: "pom", "mha", "none", or a factory called as ``mixer(width)`` once per block.
         width, depth: hidden size and number of blocks.
         degree, expand: PoM hyper-parameters (ignored by other mixers).
         heads: MHA heads (default width // 16, at least 1).
@@ -33,15 +36,16 @@ class ToySeqModel(nn.Module):
         mlp_ratio: hidden size of each block's MLP over ``width``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, *, mixer: str = "pom", width: int = 32,
-                 depth: int = 2, degree: int = 2, expand: int = 2, heads: int | None = None,
+    def __init__(self, in_dim: int, out_dim: int, *,
+                 mixer: str | Callable[[int], nn.Module] = "pom", width: int = 32, depth: int = 2, degree: int = 2, expand: int = 2, heads: int | None = None,
                  positional: bool = False, tokens: int | None = None, mlp_ratio: float = 2.0):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("width", width),
                             ("depth", depth)):
             check_positive_int(name, value)
         heads = max(1, width // 16) if heads is None else heads
-        self.mixer_kind, self.width, self.depth = mixer, width, depth
+        self.mixer_kind = mixer if isinstance(mixer, str) else getattr(mixer, "__name__", "custom")
+        self.width, self.depth = width, depth
         self.embed = nn.Linear(in_dim, width)
         if positional:
             if tokens is None:
@@ -51,7 +55,8 @@ class ToySeqModel(nn.Module):
         else:
             self.pos = None
         self.blocks = nn.ModuleList(
-            MixerBlock(width, make_mixer(mixer, width, heads=heads, degree=degree, expand=expand),
+            MixerBlock(width, mixer(width) if callable(mixer) else
+                       make_mixer(mixer, width, heads=heads, degree=degree, expand=expand),
                        mlp_ratio=mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, out_dim)

@@ -11,10 +11,11 @@ import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..benchmark import device_label
@@ -32,7 +33,11 @@ TEST_SEED = 20_241_119           # the held-out set is the same for every run of
 
 @dataclass(frozen=True)
 class ToyRun:
-    """One training run: task, model capacity and optimisation settings."""
+    """One training run: task, model capacity and optimisation settings.
+
+    ``mixer`` is "pom", "mha" or "none", or the label of a user's mixer whose factory is passed
+    to ``train_toy(run, mixer_factory=...)``.
+    """
 
     task: str
     mixer: str
@@ -50,8 +55,14 @@ class ToyRun:
 
     def __post_init__(self):
         get_task(self.task)
+        if not isinstance(self.mixer, str) or not self.mixer:
+            raise ValueError(f"mixer must be one of {MIXERS} or a label, got {self.mixer!r}")
+
+    def check_builtin(self) -> None:
+        """A run without a factory must name one of pomlab's mixers."""
         if self.mixer not in MIXERS:
-            raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
+            raise ValueError(f"mixer must be one of {MIXERS} (or pass mixer_factory), "
+                             f"got {self.mixer!r}")
 
     @classmethod
     def key_columns(cls) -> list[str]:
@@ -72,13 +83,21 @@ def _held_out(run: ToyRun) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return x, y, mean, std
 
 
-def train_toy(run: ToyRun, progress: bool = False) -> dict:
-    """Train one model on one toy task; returns a labelled result row."""
+def train_toy(run: ToyRun, progress: bool = False,
+              mixer_factory: Callable[[int], nn.Module] | None = None) -> dict:
+    """Train one model on one toy task; returns a labelled result row.
+
+    mixer_factory: a user's mixer, built as ``mixer_factory(run.width)`` in every block in
+    place of pomlab's; ``run.mixer`` is then only its label.
+    """
+    if mixer_factory is None:
+        run.check_builtin()
     task = get_task(run.task)
     x_test, y_test, mean, std = _held_out(run)
     torch.manual_seed(run.seed)
-    model = ToySeqModel(task.in_dim, task.out_dim, mixer=run.mixer, width=run.width,
-                        depth=run.depth, degree=run.degree, expand=run.expand,
+    model = ToySeqModel(task.in_dim, task.out_dim,
+                        mixer=run.mixer if mixer_factory is None else mixer_factory,
+                        width=run.width, depth=run.depth, degree=run.degree, expand=run.expand,
                         heads=run.heads or None, positional=task.positional, tokens=run.tokens)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=0.0)
     warmup = max(1, run.steps // 20)
@@ -115,6 +134,8 @@ def run_sweep(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
 
     deadline: a time.time() after which no new run starts (finished rows are kept).
     """
+    for run in runs:
+        run.check_builtin()
     csv_path = Path(csv_path)
     # rows are read back and rewritten after every run: floats must survive exactly
     done = read_csv_exact(csv_path) if csv_path.exists() else pd.DataFrame()
@@ -135,7 +156,8 @@ def run_sweep(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
     return pd.DataFrame(rows)
 
 
-def train_context_model(grid: SequenceGrid, mixer: str = "pom", positional: bool = False, *,
+def train_context_model(grid: SequenceGrid, mixer: str | Callable[[int], nn.Module] = "pom",
+                        positional: bool = False, *,
                         width: int = 32, degree: int = 2, expand: int = 2, heads: int = 2,
                         out_dim: int = 8, steps: int = 600, lr: float = 3e-3, seed: int = 0
                         ) -> tuple[ToySeqModel, dict]:
@@ -144,7 +166,8 @@ def train_context_model(grid: SequenceGrid, mixer: str = "pom", positional: bool
     Every key (multiset, token) - or (sequence, position) when positional - gets its own
     random N(0, 1) target vector, a permutation-equivariant (or arbitrary) function that a
     token-wise head can only fit if the block's output is a contextual mapping. Full-batch
-    AdamW on the whole grid. Returns the model and {"fit_rel_mse", "steps", ...}; the context
+    AdamW on the whole grid. ``mixer`` may be a factory ``width -> module`` (a user's mixer).
+    Returns the model and {"fit_rel_mse", "steps", ...}; the context
     values to check are ``model.features(grid.points.float())``.
     """
     torch.manual_seed(seed)
@@ -164,5 +187,5 @@ def train_context_model(grid: SequenceGrid, mixer: str = "pom", positional: bool
         sched.step()
     with torch.no_grad():
         fit = ((model(x) - y) ** 2).mean().item() / y.var().item()
-    return model, {"fit_rel_mse": fit, "steps": steps, "width": width, "mixer": mixer,
+    return model, {"fit_rel_mse": fit, "steps": steps, "width": width, "mixer": model.mixer_kind,
                    "params": count_parameters(model)}

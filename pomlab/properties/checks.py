@@ -1,0 +1,487 @@
+"""The property checks: each takes a mixer (or factory) and returns a ``PropertyReport``.
+
+Every check draws fresh inputs from a seeded generator, runs in float64 by default, and
+measures a deviation relative to the output's scale (largest |output|), so that one tolerance
+fits mixers of any size. Default tolerances (``default_tolerance``): 1e-9 in float64 (only the
+order of floating-point sums may differ), 1e-4 in float32, 1e-2 otherwise; step against the
+block-causal forward allows 1e-6 in float64 (PoM's parallel path divides by eps + count, the
+recurrence by count: a relative change of at most eps = 1e-7).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..nn import masks
+from ..theory import contextual as _contextual
+from ..theory.grid import sequence_grid
+from ..theory.training import ToyRun, train_context_model, train_toy
+from .mixers import MixerError, NotApplicable, call, mixer_name, prepare
+
+__all__ = ["PropertyReport", "default_tolerance", "MASK_KINDS",
+           "check_equivariance", "check_context_invariance", "check_causality", "check_step",
+           "check_contextual_mapping", "check_universal_approximation",
+           "assert_equivariance", "assert_context_invariance", "assert_causality",
+           "assert_step", "assert_contextual_mapping", "assert_universal_approximation",
+           "UA_QUICK", "UA_FULL"]
+
+F64 = torch.float64
+MASK_KINDS = ("padding", "per_query", "causal", "block_causal")
+
+
+@dataclass(frozen=True)
+class PropertyReport:
+    """One property of one mixer: whether it holds, by how much, and the worst case found.
+
+    holds is None when the property does not apply (``reason`` says why). ``measured`` is
+    the number the verdict compares with ``tolerance`` (``passes_when`` is "<=" for
+    deviations, ">" for separations); ``measure`` says what it is.
+    """
+
+    property: str
+    holds: bool | None
+    measured: float
+    tolerance: float
+    worst_case: str
+    measure: str
+    passes_when: str = "<="
+    reason: str = ""
+    details: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def applies(self) -> bool:
+        return self.holds is not None
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.holds is None else "holds" if self.holds else "FAILS"
+
+    def summary(self) -> str:
+        if not self.applies:
+            return f"{self.property}: does not apply ({self.reason})"
+        text = (f"{self.property} {self.verdict}: {self.measure} = {self.measured:.3g} "
+                f"(must be {self.passes_when} {self.tolerance:.3g}); worst case: "
+                f"{self.worst_case}")
+        return text + (f" [{self.reason}]" if self.reason else "")
+
+    def as_row(self) -> dict:
+        return {"property": self.property, "result": self.verdict, "measured": self.measured,
+                "passes_when": self.passes_when, "tolerance": self.tolerance,
+                "measure": self.measure, "worst_case": self.worst_case, "reason": self.reason}
+
+
+def default_tolerance(dtype: torch.dtype) -> float:
+    """Relative tolerance for exact properties: rounding of reordered sums in ``dtype``."""
+    return {torch.float64: 1e-9, torch.float32: 1e-4}.get(dtype, 1e-2)
+
+
+def _not_applicable(prop: str, measure: str, reason: str, tolerance: float) -> PropertyReport:
+    return PropertyReport(prop, None, math.nan, tolerance, "", measure, reason=reason)
+
+
+def _scale(y: Tensor) -> float:
+    s = y.abs().max().item()
+    return s if s > 0 else 1.0
+
+
+def _randn(gen, *shape, dtype):
+    return torch.randn(*shape, dtype=dtype, generator=gen)
+
+
+def _permutation(gen, n: int) -> Tensor:
+    """A random permutation other than the identity (when n > 1)."""
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        if n < 2 or not torch.equal(perm, torch.arange(n)):
+            return perm
+
+
+def _padding(gen, batch: int, n: int) -> Tensor:
+    """(batch, n) padding mask hiding about a third of the tokens, never all of them."""
+    mask = torch.rand(batch, n, generator=gen) < 0.67
+    mask[torch.arange(batch), torch.randint(n, (batch,), generator=gen)] = True
+    return mask
+
+
+# --- permutation equivariance and context-order invariance -----------------------------------
+
+def _worst_permutation(gen, trials: int, padding: bool, batch: int, n: int, draw, pair):
+    """Largest relative deviation of ``pair(inputs, perm, mask) -> (got, ref)`` over ``trials``
+    draws of inputs and non-identity permutations of n tokens, without and (``padding``) with a
+    padding mask over them: ((deviation, trial, perm, masked, batch, token, abs), skipped)."""
+    worst, skipped = None, []
+    for trial in range(trials):
+        inputs = draw()
+        perm = _permutation(gen, n)
+        pad = _padding(gen, batch, n)
+        for mask in ((None, pad) if padding else (None,)):
+            try:
+                got, ref = pair(inputs, perm, mask)
+            except NotApplicable as e:
+                if mask is None:
+                    raise
+                skipped.append(f"padding mask: {e}")
+                continue
+            err = (got - ref).abs().amax(-1)                      # (B, M)
+            dev = err.max().item() / _scale(ref)
+            if worst is None or dev > worst[0]:
+                b, j = divmod(int(err.argmax()), err.shape[1])
+                worst = (dev, trial, perm, mask is not None, b, j, err.max().item())
+    return worst, "; ".join(dict.fromkeys(skipped))
+
+
+def check_equivariance(mixer, dim: int | None = None, *, batch: int = 2, tokens: int = 9,
+                       trials: int = 3, padding: bool = True, dtype: torch.dtype = F64,
+                       tolerance: float | None = None, seed: int = 0) -> PropertyReport:
+    """Permutation equivariance of self-mixing (Prop. 1): f(XP) = f(X)P, and with a padding
+    mask permuted alongside, f(XP; mP) = f(X; m)P. ``trials`` random X and permutations."""
+    prop, measure = "permutation equivariance", "max |f(XP) - f(X)P| / max |f(X)|"
+    m, dim = prepare(mixer, dim, dtype)
+    tol = default_tolerance(dtype) if tolerance is None else tolerance
+    gen = torch.Generator().manual_seed(seed)
+
+    def pair(x, perm, mask):
+        ref = call(m, x, mask=mask)[:, perm]
+        return call(m, x[:, perm], mask=None if mask is None else mask[:, perm]), ref
+
+    worst, skipped = _worst_permutation(gen, trials, padding, batch, tokens,
+                                        lambda: _randn(gen, batch, tokens, dim, dtype=dtype), pair)
+    dev, trial, perm, masked, b, j, abs_err = worst
+    case = (f"tokens permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
+            f"the output of input token {int(perm[j])} is off by {abs_err:.3g} (trial {trial}, "
+            f"batch {b})")
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
+                          details={"trial": trial, "permutation": perm.tolist(),
+                                   "masked": masked, "token": int(perm[j])})
+
+
+def check_context_invariance(mixer, dim: int | None = None, *, batch: int = 2, queries: int = 4,
+                             context_tokens: int = 7, trials: int = 3, padding: bool = True,
+                             dtype: torch.dtype = F64, tolerance: float | None = None,
+                             seed: int = 0) -> PropertyReport:
+    """Cross-mixing ignores the order of the context tokens: f(X, CP; mP) = f(X, C; m)."""
+    prop, measure = "context-order invariance", "max |f(X, CP) - f(X, C)| / max |f(X, C)|"
+    m, dim = prepare(mixer, dim, dtype)
+    tol = default_tolerance(dtype) if tolerance is None else tolerance
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw():
+        return (_randn(gen, batch, queries, dim, dtype=dtype),
+                _randn(gen, batch, context_tokens, dim, dtype=dtype))
+
+    def pair(inputs, perm, mask):
+        x, c = inputs
+        ref = call(m, x, context=c, mask=mask)
+        return call(m, x, context=c[:, perm], mask=None if mask is None else mask[:, perm]), ref
+
+    try:
+        worst, skipped = _worst_permutation(gen, trials, padding, batch, context_tokens, draw,
+                                            pair)
+    except NotApplicable as e:
+        return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
+    dev, trial, perm, masked, b, j, abs_err = worst
+    case = (f"context permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
+            f"query {j} is off by {abs_err:.3g} (trial {trial}, batch {b})")
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
+                          details={"trial": trial, "permutation": perm.tolist(),
+                                   "masked": masked, "query": j})
+
+
+# --- mask causality -----------------------------------------------------------------------
+
+def _mask_for(kind: str, gen, batch: int, n_query: int, n_context: int, frames: int):
+    """(mask as given to the mixer, dense bool (batch, M, N)) for one mask kind."""
+    if kind == "padding":
+        mask = _padding(gen, batch, n_context)
+    elif kind == "per_query":
+        mask = torch.rand(batch, n_query, n_context, generator=gen) < 0.5
+    elif kind == "causal":
+        mask = "causal"
+    elif kind == "block_causal":
+        mask = masks.block_causal(frames, n_context // frames)[None]
+    else:
+        raise ValueError(f"kinds must be among {MASK_KINDS}, got {kind!r}")
+    dense = masks.canonical(mask, batch, n_query, n_context, "cpu").expand(batch, n_query,
+                                                                            n_context)
+    return mask, dense
+
+
+def check_causality(mixer, dim: int | None = None, *, kinds=MASK_KINDS, batch: int = 2,
+                    tokens: int = 8, frames: int = 4, cross: bool = True, queries: int = 5,
+                    dtype: torch.dtype = F64, tolerance: float | None = None,
+                    seed: int = 0) -> PropertyReport:
+    """Masks hide what they say, found by perturbation: for every mask kind and every token i,
+    token i is replaced by a fresh random one and no query whose mask hides i may change.
+
+    Self-mixing with every kind of ``kinds`` (padding (B, N), per-query (B, N, N), "causal",
+    block-causal with ``frames`` frames); with ``cross``, also cross-mixing (``queries``
+    queries on ``tokens`` context tokens) with padding, per-query and causal masks. The
+    perturbed token's own output is not compared in self-mixing (its query changed too).
+    Kinds the mixer refuses with NotImplementedError are listed in ``reason``.
+    """
+    prop, measure = "mask causality", "max |change of a query's output| / max |output|"
+    m, dim = prepare(mixer, dim, dtype)
+    tol = default_tolerance(dtype) if tolerance is None else tolerance
+    if "block_causal" in kinds and tokens % frames:
+        raise ValueError(f"tokens ({tokens}) must be a multiple of frames ({frames})")
+    gen = torch.Generator().manual_seed(seed)
+    settings = [("self-mixing", k) for k in kinds]
+    if cross:
+        settings += [("cross-mixing", k) for k in kinds if k != "block_causal"]
+    worst, per_kind, skipped, perturbations = None, {}, [], 0
+    for setting, kind in settings:
+        self_mixing = setting == "self-mixing"
+        x = _randn(gen, batch, tokens if self_mixing else queries, dim, dtype=dtype)
+        c = None if self_mixing else _randn(gen, batch, tokens, dim, dtype=dtype)
+        mask, dense = _mask_for(kind, gen, batch, x.shape[1], tokens, frames)
+        try:
+            y = call(m, x, context=c, mask=mask)
+        except NotApplicable as e:
+            skipped.append(f"{kind} ({setting}): {e}")
+            continue
+        scale, kind_worst = _scale(y), 0.0
+        for i in range(tokens):
+            hidden = ~dense[:, :, i]                               # (B, M): must not see i
+            if self_mixing:
+                hidden[:, i] = False
+            if not hidden.any():
+                continue
+            x2, c2 = (x.clone(), c) if self_mixing else (x, c.clone())
+            changed = x2 if self_mixing else c2
+            changed[:, i] = 1.0 + 2.0 * _randn(gen, batch, dim, dtype=dtype)
+            perturbations += 1
+            change = (call(m, x2, context=c2, mask=mask) - y).abs().amax(-1) * hidden
+            dev = change.max().item() / scale
+            kind_worst = max(kind_worst, dev)
+            if worst is None or dev > worst[0]:
+                b, j = divmod(int(change.argmax()), change.shape[1])
+                worst = (dev, setting, kind, b, j, i, change.max().item())
+        per_kind[f"{kind} ({setting})"] = kind_worst
+    if worst is None:
+        return _not_applicable(prop, measure, "; ".join(skipped) or "no mask kind given", tol)
+    dev, setting, kind, b, j, i, abs_change = worst
+    case = (f"{kind} mask ({setting}): query {j} changes by {abs_change:.3g} when token {i}, "
+            f"which its mask hides, changes (batch {b})")
+    if abs_change == 0:
+        case = (f"no query changed when a token its mask hides changed ({perturbations} "
+                f"perturbations, {len(per_kind)} mask settings)")
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
+                          reason=("not checked: " + "; ".join(skipped)) if skipped else "",
+                          details={"kind": kind, "setting": setting, "query": j, "position": i,
+                                   "batch": b, "per_kind": per_kind})
+
+
+# --- step over blocks ---------------------------------------------------------------------
+
+def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4,
+               tokens_per_frame: int = 3, dtype: torch.dtype = F64,
+               tolerance: float | None = None, seed: int = 0) -> PropertyReport:
+    """``step`` over blocks equals forward with the block-causal mask: feeding frame t with the
+    state of frames < t gives the outputs of ``f(X, mask=block_causal(T, P)[None])``.
+
+    The mixer needs ``step(x, state=None) -> (y, state)``. Default tolerance: 1e-6 relative in
+    float64 (the eps of PoM's masked mean), ``default_tolerance`` otherwise.
+    """
+    prop = "step = block-causal forward"
+    measure = "max |step outputs - block-causal forward| / max |forward|"
+    tol = (1e-6 if dtype == F64 else default_tolerance(dtype)) if tolerance is None else tolerance
+    m, dim = prepare(mixer, dim, dtype)
+    step = getattr(m, "step", None)
+    if not callable(step):
+        return _not_applicable(prop, measure, f"{mixer_name(mixer)} has no step(x, state=None) "
+                               f"method", tol)
+    gen = torch.Generator().manual_seed(seed)
+    n = frames * tokens_per_frame
+    x = _randn(gen, batch, n, dim, dtype=dtype)
+    try:
+        parallel = call(m, x, mask=masks.block_causal(frames, tokens_per_frame)[None])
+    except NotApplicable as e:
+        return _not_applicable(prop, measure, f"no block-causal mask: {e}", tol)
+    state, outs = None, []
+    for t in range(frames):
+        block = x[:, t * tokens_per_frame:(t + 1) * tokens_per_frame]
+        try:
+            with torch.no_grad():
+                result = step(block, state)
+        except NotImplementedError as e:
+            return _not_applicable(prop, measure, f"step raised NotImplementedError: {e}", tol)
+        if not (isinstance(result, tuple) and len(result) == 2 and
+                isinstance(result[0], Tensor) and result[0].shape == block.shape):
+            raise MixerError(f"{mixer_name(mixer)}.step(x, state) must return (y, state) with "
+                             f"y of x's shape {tuple(block.shape)}, got "
+                             f"{_describe(result)}")
+        y, state = result
+        outs.append(y)
+    scale = _scale(parallel)
+    errs = [(o - parallel[:, t * tokens_per_frame:(t + 1) * tokens_per_frame]).abs().max().item()
+            for t, o in enumerate(outs)]
+    t = max(range(frames), key=errs.__getitem__)
+    dev = errs[t] / scale
+    case = (f"frame {t} of {frames} (tokens {t * tokens_per_frame}..{(t + 1) * tokens_per_frame - 1})"
+            f" is off by {errs[t]:.3g}")
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
+                          details={"frame": t, "per_frame": [e / scale for e in errs]})
+
+
+def _describe(result) -> str:
+    if isinstance(result, tuple):
+        return "(" + ", ".join(_describe(r) for r in result) + ")"
+    if isinstance(result, Tensor):
+        return f"tensor {tuple(result.shape)}"
+    return type(result).__name__
+
+
+# --- contextual mapping -------------------------------------------------------------------
+
+def _contextual_report(values, ids, positional):
+    """Definition 3.1 on keys; an order-dependent mixer is checked with positions (auto)."""
+    if positional is None:
+        report = _contextual.check_contextual_mapping(values, ids, positional=False)
+        if report.well_defined:
+            return report
+        positional = True
+    return _contextual.check_contextual_mapping(values, ids, positional=positional)
+
+
+def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable | None = None,
+                             levels: int = 3, tokens: int = 3, positional: bool | None = None,
+                             train: bool = True, steps: int = 300, seed: int = 0
+                             ) -> PropertyReport:
+    """Contextual mapping (Lemma 3; Yun et al.'s Definition 3.1) on a quantised grid.
+
+    Every sequence of ``tokens`` values from ``levels`` levels in [0, 1) is embedded token by
+    token (a fixed random affine map to ``dim``), passed through one residual layer
+    ``h + mixer(h)`` in float64, and checked with ``pomlab.theory.check_contextual_mapping``:
+    every (multiset, token) key - or (sequence, position) for a mixer that depends on order
+    (``positional=None`` decides by itself) - must get its own value. When the mixer at its
+    initialisation does not separate the keys and ``train``, a one-block model (embedding,
+    mixer block from ``factory``, read-out) is trained for ``steps`` full-batch steps to fit a
+    random function of the keys (``pomlab.theory.train_context_model``) and its features are
+    checked (this reseeds torch's global generator with ``seed``). Without ``factory``, copies
+    of ``mixer`` are trained. A token-wise map fails whatever its weights.
+    """
+    prop, measure = "contextual mapping", "smallest distance between values of different keys"
+    m, dim = prepare(mixer, dim, F64)
+    grid = sequence_grid(levels, tokens, 1)
+    gen = torch.Generator().manual_seed(seed)
+    weight, bias = _randn(gen, 1, dim, dtype=F64), 0.5 * _randn(gen, dim, dtype=F64)
+    h = grid.points @ weight + bias
+    report = _contextual_report(h + call(m, h), grid.ids, positional)
+    stage = "at initialisation"
+    if not report.holds and train:
+        build = factory if factory is not None else (lambda width: copy.deepcopy(mixer))
+        model, info = train_context_model(grid, build, report.positional, width=dim,
+                                          steps=steps, seed=seed)
+        with torch.no_grad():
+            values = model.double().features(grid.points)
+        report = _contextual_report(values, grid.ids, report.positional)
+        stage = (f"after training a mixer block and read-out ({steps} steps, fit relative MSE "
+                 f"{info['fit_rel_mse']:.3g})")
+    ids = grid.ids.tolist()
+    if report.closest is None:
+        case = "no two keys to compare"
+    else:
+        a, i, b, j = report.closest
+        case = (f"token {i} of sequence {ids[a]} and token {j} of sequence {ids[b]} are "
+                f"{report.separation:.3g} apart")
+    mode = "with positions" if report.positional else "up to permutations"
+    if not report.well_defined:
+        case = f"values not a function of the keys (spread {report.spread:.3g}); " + case
+    return PropertyReport(
+        prop, report.holds, report.separation, report.tolerance, f"{case} ({stage})", measure,
+        passes_when=">", reason=f"{levels} levels, {tokens} tokens, {len(grid)} sequences, keys "
+        f"{mode}",
+        details={"report": report, "stage": stage, "positional": report.positional,
+                 "relative_separation": report.relative_separation})
+
+
+# --- universal approximation --------------------------------------------------------------
+
+# quick: seconds on a CPU (the `center` task with n = 4: any token-wise map has relative MSE
+# >= 1/n = 0.25; PoM reaches ~0.002). full: four tasks that need mixing, n = 8.
+UA_QUICK = dict(tasks=("center",), tokens=4, width=16, depth=1, steps=150, batch_size=64,
+                lr=1e-2, test_size=1024)
+UA_FULL = dict(tasks=("center", "count", "rank", "pairwise"), tokens=8, width=32, depth=1,
+               steps=400, batch_size=128, lr=3e-3, test_size=2048)
+BASELINES = {"pom": "PoM", "mha": "MHA", "none": "MLP (no mixing)"}
+
+
+def check_universal_approximation(factory: Callable, *, name: str | None = None,
+                                  quick: bool = False, baselines=("pom", "mha", "none"),
+                                  ratio: float = 0.5, seed: int = 0, progress: bool = False,
+                                  **settings) -> PropertyReport:
+    """Universal approximation, measured: train ``factory``'s mixer (built as
+    ``factory(width)`` in every block of ``pomlab.theory.ToySeqModel``) on toy seq2seq tasks
+    that need mixing, beside PoM, MHA and the token-wise MLP with the same width, depth and
+    optimisation (``pomlab.theory.train_toy``), and compare held-out relative MSE.
+
+    Holds when, on every task, the mixer's error is at most ``ratio`` times the token-wise
+    MLP's (the best any map without mixing reaches). Settings: ``UA_QUICK`` or ``UA_FULL``
+    (tasks, tokens, width, depth, steps, batch_size, lr, test_size), each overridable.
+    ``details["table"]``: task x mixer errors side by side; ``details["rows"]``: labelled rows.
+    """
+    prop = "universal approximation"
+    measure = "held-out rel. MSE / token-wise MLP's (worst task)"
+    unknown = set(settings) - set(UA_FULL)
+    if unknown:
+        raise TypeError(f"unknown settings {sorted(unknown)}; expected some of {sorted(UA_FULL)}")
+    cfg = {**(UA_QUICK if quick else UA_FULL), **settings}
+    tasks = tuple(cfg.pop("tasks"))
+    label = name or mixer_name(factory)
+    if label in BASELINES.values() or label in BASELINES:
+        label += " (checked)"                   # never mistaken for a baseline row
+    baselines = tuple(dict.fromkeys(tuple(baselines) + ("none",)))
+    from tqdm.auto import tqdm
+    jobs = [(task, mixer) for task in tasks for mixer in (None,) + baselines]
+    rows = []
+    for task, mixer in tqdm(jobs, desc="universal approximation", leave=False,
+                            disable=not progress):
+        run = ToyRun(task, label if mixer is None else mixer, seed=seed, **cfg)
+        row = train_toy(run, mixer_factory=factory if mixer is None else None)
+        row["mixer"] = label if mixer is None else BASELINES.get(mixer, mixer)
+        rows.append(row)
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    table = df.pivot(index="task", columns="mixer", values="test_rel_mse").loc[list(tasks)]
+    table = table[[label] + [BASELINES.get(b, b) for b in baselines]]
+    table.columns.name = None
+    floor = table[BASELINES["none"]]
+    ratios = table[label] / floor
+    worst_task = ratios.idxmax()
+    dev = float(ratios.max())
+    others = ", ".join(f"{c} {table.loc[worst_task, c]:.3g}" for c in table.columns[1:])
+    case = f"task {worst_task}: {label} {table.loc[worst_task, label]:.3g} ({others})"
+    return PropertyReport(
+        prop, dev <= ratio, dev, ratio, case, measure,
+        reason=(f"{len(tasks)} task(s), {cfg['tokens']} tokens, width {cfg['width']}, depth "
+                f"{cfg['depth']}, {cfg['steps']} steps, {cfg['test_size']} held-out sequences"),
+        details={"table": table, "rows": rows, "ratios": ratios.to_dict()})
+
+
+# --- assert_ twins ------------------------------------------------------------------------
+
+def _assert_twin(check):
+    def assert_property(*args, **kwargs) -> PropertyReport:
+        report = check(*args, **kwargs)
+        if report.holds is not True:
+            raise AssertionError(report.summary())
+        return report
+    assert_property.__name__ = "assert_" + check.__name__.removeprefix("check_")
+    assert_property.__qualname__ = assert_property.__name__
+    assert_property.__doc__ = (f"``{check.__name__}`` for pytest: returns the report when the "
+                               f"property holds, raises AssertionError with its summary when it "
+                               f"fails or does not apply.")
+    return assert_property
+
+
+assert_equivariance = _assert_twin(check_equivariance)
+assert_context_invariance = _assert_twin(check_context_invariance)
+assert_causality = _assert_twin(check_causality)
+assert_step = _assert_twin(check_step)
+assert_contextual_mapping = _assert_twin(check_contextual_mapping)
+assert_universal_approximation = _assert_twin(check_universal_approximation)

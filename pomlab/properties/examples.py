@@ -1,0 +1,32 @@
+"""Factories ``dim -> mixer`` for pomlab's own mixers, to run the command on them:
+
+    python -m pomlab.properties pomlab.properties.examples:pom --quick
+"""
+from __future__ import annotations
+
+from ..nn import MHA, Polymorpher, PoM
+
+__all__ = ["pom", "pom_powers", "mha", "polymorpher"]
+
+
+def pom(dim: int) -> PoM:
+    """PoM, the paper's "products" polynomial, degree 2, expansion 2."""
+    return PoM(dim, degree=2, expand=2)
+
+
+def pom_powers(dim: int) -> PoM:
+    """PoM with the 2026 "powers" polynomial, degree 3."""
+    return PoM(dim, degree=3, expand=2, polynomial="powers")
+
+
+def mha(dim: int) -> MHA:
+    """Multi-head attention, heads of 16 features (at least one)."""
+    heads = max(1, dim // 16)
+    while dim % heads:
+        heads -= 1
+    return MHA(dim, heads)
+
+
+def polymorpher(dim: int) -> Polymorpher:
+    """The Polymorpher block (pre-norm PoM + FFN, both residual)."""
+    return Polymorpher(dim)

@@ -1,0 +1,178 @@
+"""What a token mixer is to the property checks, and the clear errors when something is not one.
+
+A mixer is an ``nn.Module`` (or any callable) called as ``mixer(x, context=None, mask=None)``
+with x of shape (batch, queries, dim), returning (batch, queries, dim), with pomlab's mask
+semantics (pomlab/nn/masks.py: True = may see). It may have ``step(x, state=None) -> (y,
+state)`` (frame-by-frame mixing). A mixer that does not support a feature (cross-mixing, a
+kind of mask) says so by raising ``NotImplementedError``: the checks that need it then report
+that they do not apply, with its message.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MixerError", "NotApplicable", "load_factory", "check_signature", "prepare",
+           "call", "probe", "mixer_name"]
+
+
+class MixerError(ValueError):
+    """The object given is not a usable token mixer (or factory); the message says why."""
+
+
+class NotApplicable(Exception):
+    """A check needs a feature the mixer does not have (raised NotImplementedError, no step)."""
+
+
+def mixer_name(mixer) -> str:
+    if isinstance(mixer, nn.Module) or not hasattr(mixer, "__name__"):
+        return type(mixer).__name__
+    return mixer.__name__
+
+
+def load_factory(spec: str) -> Callable:
+    """``MODULE:FACTORY`` -> the factory. MODULE is a dotted module name (importable from the
+    current directory) or a path to a ``.py`` file; FACTORY is a callable in it."""
+    if not isinstance(spec, str) or spec.count(":") < 1:
+        raise MixerError(f"expected MODULE:FACTORY (e.g. my_mixers.py:make_mixer or "
+                         f"pomlab.properties.examples:pom), got {spec!r}")
+    module_part, _, attr = spec.rpartition(":")
+    if not module_part or not attr:
+        raise MixerError(f"expected MODULE:FACTORY, got {spec!r}")
+    path = Path(module_part)
+    if module_part.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise MixerError(f"no file {module_part!r} (MODULE of {spec!r})")
+        name = f"_pomlab_user_{path.stem}"
+        loader_spec = importlib.util.spec_from_file_location(name, path.resolve())
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[name] = module          # dataclasses and pickling look the module up
+        # the file's own folder first, so that it can import its neighbours
+        sys.path.insert(0, str(path.resolve().parent))
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as e:
+            sys.modules.pop(name, None)
+            raise MixerError(f"importing {module_part} failed: {type(e).__name__}: {e}") from e
+        finally:
+            sys.path.remove(str(path.resolve().parent))
+    else:
+        if "" not in sys.path and "." not in sys.path:
+            sys.path.insert(0, "")          # `python -m` users expect their cwd importable
+        try:
+            module = importlib.import_module(module_part)
+        except ModuleNotFoundError as e:
+            raise MixerError(f"no module named {module_part!r} (MODULE of {spec!r}; give a "
+                             f"dotted module importable from here or a path to a .py file)"
+                             ) from e
+        except Exception as e:
+            raise MixerError(f"importing {module_part} failed: {type(e).__name__}: {e}") from e
+    if not hasattr(module, attr):
+        public = sorted(n for n, v in vars(module).items()
+                        if callable(v) and not n.startswith("_") and
+                        getattr(v, "__module__", None) == module.__name__)
+        raise MixerError(f"{module_part} has no factory {attr!r}; callables defined there: "
+                         f"{', '.join(public) or 'none'}")
+    factory = getattr(module, attr)
+    if not callable(factory):
+        raise MixerError(f"{spec}: {attr} is a {type(factory).__name__}, not a callable "
+                         f"factory dim -> mixer")
+    return factory
+
+
+def _forward_of(mixer):
+    return mixer.forward if isinstance(mixer, nn.Module) else mixer
+
+
+def check_signature(mixer) -> None:
+    """The mixer must take (x, context=None, mask=None); raise MixerError naming what it takes."""
+    if not callable(mixer):
+        raise MixerError(f"a mixer must be an nn.Module or a callable, got "
+                         f"{type(mixer).__name__}")
+    fn = _forward_of(mixer)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return                              # a builtin: nothing to read, calls will tell
+    params = list(sig.parameters.values())
+    kinds = inspect.Parameter
+    var_kw = any(p.kind == kinds.VAR_KEYWORD for p in params)
+    var_pos = any(p.kind == kinds.VAR_POSITIONAL for p in params)
+    positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY,
+                                                  kinds.POSITIONAL_OR_KEYWORD)]
+    names = {p.name for p in params if p.kind != kinds.POSITIONAL_ONLY}
+    missing = [n for n in ("context", "mask") if n not in names and not var_kw]
+    extra = [p.name for p in params[1:] if p.default is p.empty and p.name not in
+             ("context", "mask") and p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)]
+    if (not positional and not var_pos) or missing or extra:
+        what = ("no argument for x" if not positional and not var_pos else
+                f"no {' or '.join(missing)} argument" if missing else
+                f"required argument(s) {', '.join(extra)} beyond x")
+        owner = f"{mixer_name(mixer)}.forward" if isinstance(mixer, nn.Module) else mixer_name(mixer)
+        raise MixerError(f"{owner} must take (x, context=None, mask=None), but it takes "
+                         f"{sig} ({what})")
+
+
+def prepare(mixer, dim: int | None, dtype: torch.dtype):
+    """(a float ``dtype`` copy of the mixer in eval mode, its dim). The user's module is left
+    as it was. dim defaults to ``mixer.dim``."""
+    check_signature(mixer)
+    if dim is None:
+        dim = getattr(mixer, "dim", None)
+        if not isinstance(dim, int):
+            raise MixerError(f"dim must be given: {mixer_name(mixer)} has no integer .dim")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise MixerError(f"dim must be a positive int, got {dim!r}")
+    if isinstance(mixer, nn.Module):
+        mixer = copy.deepcopy(mixer).to(dtype).eval()
+    return mixer, dim
+
+
+def call(mixer, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
+    """One forward: NotImplementedError means the feature does not apply; the output must be a
+    tensor of x's shape (MixerError otherwise)."""
+    try:
+        with torch.no_grad():
+            y = mixer(x, context=context, mask=mask)
+    except NotImplementedError as e:
+        raise NotApplicable(f"{mixer_name(mixer)} raised NotImplementedError: {e}") from e
+    _check_output(mixer, x, y)
+    return y
+
+
+def _check_output(mixer, x: Tensor, y) -> None:
+    name = mixer_name(mixer)
+    if not isinstance(y, Tensor):
+        raise MixerError(f"{name} returned a {type(y).__name__}, expected a tensor of shape "
+                         f"(batch, tokens, dim) = {tuple(x.shape)}")
+    if y.dim() != 3 or y.shape[:2] != x.shape[:2]:
+        raise MixerError(f"{name} changed the token count: input {tuple(x.shape)} gave output "
+                         f"{tuple(y.shape)}; a token mixer returns one output per query token")
+    if y.shape != x.shape:
+        raise MixerError(f"{name} changed the feature size: input {tuple(x.shape)} gave "
+                         f"output {tuple(y.shape)}")
+
+
+def probe(mixer, dim: int, dtype: torch.dtype = torch.float64, tokens: int = 5) -> None:
+    """Call the mixer once on (2, tokens, dim): a clear MixerError when it cannot mix tokens."""
+    x = torch.randn(2, tokens, dim, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    try:
+        y = call(mixer, x)
+    except MixerError:
+        raise
+    except NotApplicable as e:
+        raise MixerError(f"{e}; plain self-mixing mixer(x) must work") from e
+    except Exception as e:
+        raise MixerError(f"{mixer_name(mixer)}(x) failed on x of shape {tuple(x.shape)}, "
+                         f"{dtype}: {type(e).__name__}: {e}") from e
+    if not torch.isfinite(y).all():
+        raise MixerError(f"{mixer_name(mixer)}(x) returned NaN or inf on x of shape "
+                         f"{tuple(x.shape)}")

@@ -1,0 +1,208 @@
+"""Hypothesis strategies for token-mixer tests: token batches, dims, permutations, every mask
+kind, block splits and mixer configurations.
+
+A property test of a new mixer in a few lines (the mixer must map (B, N, D) to (B, N, D)):
+
+    from hypothesis import given, strategies as st
+    from pomlab.testing import masks, permutations, token_batches
+
+    @given(st.data())
+    def test_my_mixer_is_equivariant(data):
+        x = data.draw(token_batches(dim=16))
+        perm = data.draw(permutations(x.shape[1]))
+        case = data.draw(masks(x.shape[0], x.shape[1]))
+        permuted = case.permuted(perm)          # P^T M P, as a per-query mask
+        torch.testing.assert_close(my_mixer(x[:, perm], mask=permuted.mask),
+                                   my_mixer(x, mask=case.mask)[:, perm])
+
+Tensors come from torch generators seeded by hypothesis (fast, reproducible, and every
+failure reports the seed); shapes, kinds and configurations are drawn by hypothesis and
+shrink. Needs hypothesis (the ``dev`` extra).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+try:
+    from hypothesis import strategies as st
+except ImportError as e:                # pragma: no cover - hypothesis is in the dev extra
+    raise ImportError("pomlab.testing needs hypothesis: pip install 'hypothesis>=6.100' "
+                      "(or pip install -e '.[dev]')") from e
+
+from .nn import MHA, Polymorpher, PoM
+from .nn import masks as _masks
+
+__all__ = ["seeds", "dims", "token_batches", "permutations", "MASK_KINDS", "MaskCase", "masks",
+           "block_splits", "MixerConfig", "mixer_configs", "MIXER_KINDS"]
+
+MASK_KINDS = ("none", "causal", "padding", "per_query", "per_query_shared", "int", "blind",
+              "block_causal", "BlockCausal")
+MIXER_KINDS = ("pom", "mha", "polymorpher")
+
+
+def _strategy(value):
+    return value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Seeds for torch generators."""
+    return st.integers(0, 2 ** 31 - 1)
+
+
+def dims(min_dim: int = 1, max_dim: int = 8) -> st.SearchStrategy[int]:
+    """Token feature sizes."""
+    return st.integers(min_dim, max_dim)
+
+
+@st.composite
+def token_batches(draw, dim=dims(), batch=st.integers(1, 3), tokens=st.integers(1, 9),
+                  dtype: torch.dtype = torch.float64, scale: float = 1.0) -> Tensor:
+    """(batch, tokens, dim) N(0, scale^2) tokens; dim, batch and tokens are ints or
+    strategies."""
+    d, b, n = draw(_strategy(dim)), draw(_strategy(batch)), draw(_strategy(tokens))
+    gen = torch.Generator().manual_seed(draw(seeds()))
+    return scale * torch.randn(b, n, d, dtype=dtype, generator=gen)
+
+
+def permutations(n: int) -> st.SearchStrategy[Tensor]:
+    """Permutations of range(n) as a LongTensor: index the token axis with it, x[:, perm]."""
+    return st.permutations(range(n)).map(lambda p: torch.tensor(p, dtype=torch.long))
+
+
+def block_splits(n: int | None = None, max_frames: int = 6,
+                 max_tokens_per_frame: int = 5) -> st.SearchStrategy[tuple[int, int]]:
+    """(frames, tokens_per_frame). With n: the splits of n tokens into equal frames."""
+    if n is None:
+        return st.tuples(st.integers(1, max_frames), st.integers(1, max_tokens_per_frame))
+    divisors = [f for f in range(1, n + 1) if n % f == 0]
+    return st.sampled_from(divisors).map(lambda f: (f, n // f))
+
+
+@dataclass(frozen=True)
+class MaskCase:
+    """A mask as a mixer gets it (``mask``) and what it means (``dense``: bool (batch, M, N),
+    True = the query may see that context token)."""
+
+    kind: str
+    mask: object
+    dense: Tensor = field(repr=False)
+
+    def permuted(self, perm: Tensor) -> "MaskCase":
+        """Self-mixing with tokens permuted by ``perm``: the mask P^T M P, as a per-query
+        tensor (Prop. 1: f(XP; P^T M P) = f(X; M) P); no mask stays no mask."""
+        if self.mask is None:
+            return self
+        dense = self.dense[:, perm][:, :, perm]
+        return MaskCase(f"{self.kind} (permuted)", dense, dense)
+
+    def context_permuted(self, perm: Tensor) -> "MaskCase":
+        """Cross-mixing with the context tokens permuted by ``perm``: the mask's columns
+        permuted, as a per-query tensor (a padding mask stays a padding mask)."""
+        if self.mask is None:
+            return self
+        if isinstance(self.mask, Tensor) and self.mask.dim() == 2:
+            return MaskCase(f"{self.kind} (context permuted)", self.mask[:, perm],
+                            self.dense[:, :, perm])
+        dense = self.dense[:, :, perm]
+        return MaskCase(f"{self.kind} (context permuted)", dense, dense)
+
+    def hidden_from(self, token: int) -> Tensor:
+        """(batch, M) bool: the queries whose mask hides context token ``token``."""
+        return ~self.dense[:, :, token]
+
+
+@st.composite
+def masks(draw, batch: int, n_query: int, n_context: int | None = None,
+          kinds=MASK_KINDS) -> MaskCase:
+    """A mask of one of ``kinds`` for ``batch`` x ``n_query`` queries on ``n_context``
+    context tokens (default: self-mixing, n_context = n_query):
+
+    none, causal (the string), padding (B, N), per_query (B, M, N), per_query_shared
+    (1, M, N), int (a 0/1 int64 padding mask), blind (padding hiding everything: PoM gives a
+    zero state, MHA a zero output), block_causal (dense (1, N, N) tensor) and BlockCausal (the
+    description); the two block kinds only for self-mixing.
+    """
+    n_context = n_query if n_context is None else n_context
+    square = n_context == n_query
+    allowed = [k for k in kinds if square or k not in ("block_causal", "BlockCausal")]
+    if not allowed:
+        raise ValueError(f"no mask kind of {kinds} fits {n_query} queries on {n_context} "
+                         f"context tokens")
+    kind = draw(st.sampled_from(allowed))
+    gen = torch.Generator().manual_seed(draw(seeds()))
+    density = draw(st.sampled_from([0.3, 0.6, 0.9]))
+    if kind == "none":
+        mask = None
+    elif kind == "causal":
+        mask = "causal"
+    elif kind in ("padding", "int"):
+        mask = torch.rand(batch, n_context, generator=gen) < density
+        mask = mask.long() if kind == "int" else mask
+    elif kind == "per_query":
+        mask = torch.rand(batch, n_query, n_context, generator=gen) < density
+    elif kind == "per_query_shared":
+        mask = torch.rand(1, n_query, n_context, generator=gen) < density
+    elif kind == "blind":
+        mask = torch.zeros(batch, n_context, dtype=torch.bool)
+    else:
+        frames, per_frame = draw(block_splits(n_query))
+        mask = (_masks.block_causal(frames, per_frame)[None] if kind == "block_causal"
+                else _masks.BlockCausal(frames, per_frame))
+    dense = _masks.canonical(mask, batch, n_query, n_context, "cpu")
+    dense = (torch.ones(batch, n_query, n_context, dtype=torch.bool) if dense is None
+             else dense.expand(batch, n_query, n_context))
+    return MaskCase(kind, mask, dense)
+
+
+@dataclass(frozen=True)
+class MixerConfig:
+    """One of pomlab's mixers: ``kind`` ("pom", "mha", "polymorpher"), ``dim`` and the
+    constructor's other arguments (``options``, sorted (name, value) pairs)."""
+
+    kind: str
+    dim: int
+    options: tuple = ()
+
+    def build(self, dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Module:
+        """The module, seeded, in ``dtype``. The "powers" polynomial gets N(0, 1) weights alpha
+        (its initial ones are ~1e-3, which would hide the mixing from any check)."""
+        torch.manual_seed(seed)
+        options = dict(self.options)
+        if self.kind == "pom":
+            module = PoM(self.dim, **options)
+        elif self.kind == "mha":
+            module = MHA(self.dim, **options)
+        elif self.kind == "polymorpher":
+            module = Polymorpher(self.dim, **options)
+        else:
+            raise ValueError(f"kind must be one of {MIXER_KINDS}, got {self.kind!r}")
+        module = module.to(dtype)
+        pom = module if isinstance(module, PoM) else getattr(module, "mixer", None)
+        if isinstance(pom, PoM) and pom.polynomial == "powers":
+            with torch.no_grad():
+                pom.alpha.normal_()
+        return module
+
+
+@st.composite
+def mixer_configs(draw, kinds=MIXER_KINDS, dim=None,
+                  polynomials=("products", "powers")) -> MixerConfig:
+    """Configurations of pomlab's mixers: PoM (dim 1-6, degree 1-4, expansion 1-3, both
+    polynomials), MHA (1-4 heads of 1-4 features; with a fixed dim, one of its divisors),
+    Polymorpher (dim 2-8, degree 1-3, expansion 1-3)."""
+    kind = draw(st.sampled_from(kinds))
+    if kind == "mha":
+        if dim is None:
+            heads, head_dim = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+            return MixerConfig("mha", heads * head_dim, (("heads", heads),))
+        d = draw(_strategy(dim))
+        heads = draw(st.sampled_from([h for h in range(1, min(d, 8) + 1) if d % h == 0]))
+        return MixerConfig("mha", d, (("heads", heads),))
+    d = draw(_strategy(dim if dim is not None else dims(1, 6) if kind == "pom" else dims(2, 8)))
+    degree = draw(st.integers(1, 4 if kind == "pom" else 3))
+    options = {"degree": degree, "expand": draw(st.integers(1, 3)),
+               "polynomial": draw(st.sampled_from(polynomials))}
+    return MixerConfig(kind, d, tuple(sorted(options.items())))
