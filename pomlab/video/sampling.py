@@ -48,6 +48,24 @@ def model_vocabulary(model: nn.Module, vocab: Vocabulary | None = None) -> Vocab
     return vocab
 
 
+def encode_captions(model: nn.Module, captions: Sequence[str], vocab: Vocabulary | None = None,
+                    text_encoder=None) -> Tensor:
+    """What the model reads for ``captions``: word ids (B, L) through its vocabulary, or,
+    for a model with ``text_dim`` (a frozen encoder's path), the embeddings (B, L, text_dim)
+    of ``text_encoder`` (default ``model.text_encoder``), from its per-caption cache."""
+    if getattr(model, "text_dim", None) is None:
+        return model_vocabulary(model, vocab).encode(captions)
+    encoder = text_encoder if text_encoder is not None else getattr(model, "text_encoder", None)
+    if encoder is None:
+        raise ValueError(f"this model reads text-encoder embeddings (text_dim={model.text_dim}); "
+                         "pass text_encoder= (a pomlab.video.text.TextEncoder) or set "
+                         "model.text_encoder")
+    if encoder.dim != model.text_dim:
+        raise ValueError(f"text_encoder gives {encoder.dim}-dim embeddings but the model has "
+                         f"text_dim={model.text_dim}")
+    return encoder.encode(captions)
+
+
 def draw_noise(model: nn.Module, batch: int, frames: int,
                generator: torch.Generator | None = None) -> Tensor:
     """Standard normal (batch, frames, C, H, W) in the model's dtype, on its device."""
@@ -61,7 +79,8 @@ def draw_noise(model: nn.Module, batch: int, frames: int,
 def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: Tensor | None = None,
            mode: str = "sequential", steps: int = 50, cfg: float = 1.0,
            generator: torch.Generator | None = None, *, method: str = "heun",
-           vocab: Vocabulary | None = None, process: FlowMatching | None = None) -> Tensor:
+           vocab: Vocabulary | None = None, process: FlowMatching | None = None,
+           text_encoder=None) -> Tensor:
     """Generate one clip per caption: (B, frames, C, H, W) in the model's range.
 
     model: a VideoDiPoM (``pomlab.models.create("VideoDiPoM-S/2", ...)``); "sequential"
@@ -72,7 +91,9 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
     captions' Vocabulary (default ``model_vocabulary(model)``). process: the FlowMatching the
     model was trained with (its time shift sets the sampling grid; default no shift). The
     model runs in eval mode (no caption dropout) without its input range check (no host
-    sync per call) and is restored afterwards.
+    sync per call) and is restored afterwards. text_encoder: for a model with ``text_dim``,
+    the ``pomlab.video.text.TextEncoder`` that encodes the captions (default
+    ``model.text_encoder``).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -85,9 +106,11 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
         raise TypeError(f"process must be a pomlab.diffusion.FlowMatching (the video samplers "
                         f"integrate the flow ODE), got {type(process).__name__}")
     captions = [captions] if isinstance(captions, str) else captions
-    tokens = model_vocabulary(model, vocab).encode(captions)
+    if isinstance(captions, Sequence) and len(captions) == 0:
+        raise ValueError("captions must be a non-empty list of strings, got []")
+    tokens = encode_captions(model, captions, vocab, text_encoder)
     param = next(model.parameters())
-    tokens = tokens.to(param.device)
+    tokens = tokens.to(param.device, param.dtype if tokens.is_floating_point() else tokens.dtype)
     batch = tokens.shape[0]
     if noise is None:
         noise = draw_noise(model, batch, frames, generator)
