@@ -192,7 +192,7 @@ def main(argv=None):
     print(summary[["variant", "mode", "cfg", *MEASURES]].to_string(index=False))
     print(f"wall time of this call: {wall:.0f} s ({train_seconds:.0f} s training)")
     print(json.dumps({"out": str(out), "step": result.step, "final_loss": result.final_loss,
-                      "strip_rows": [f"{v} cfg={c}" for v, c in runs]}))
+                      "strip_rows": [f"{v} {m} cfg={c}" for v, m, c in runs]}))
 
 
 if __name__ == "__main__":
