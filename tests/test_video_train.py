@@ -101,7 +101,7 @@ def test_caption_following_reads_real_clips_and_not_noise():
     noise = torch.rand(40, 6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     chance = caption_following(noise, real.captions)
     assert chance["digit_accuracy"].mean() < 0.4 and chance["direction_correct"].mean() < 0.6
-    with pytest.raises(ValueError, match="40 clips but 3 captions"):
+    with pytest.raises(ValueError, match="captions must be a list of 40 toy captions"):
         caption_following(noise, real.captions[:3])
 
 
