@@ -68,7 +68,8 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
     return _cpu_peak_memory(fn)
 
 
-def _cpu_peak_memory(fn: Callable[[], object]) -> int:
+def _cpu_trace(fn: Callable[[], object]) -> tuple[list, list]:
+    """(CPU allocator events sorted by time, all trace events) of fn under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -83,8 +84,33 @@ def _cpu_peak_memory(fn: Callable[[], object]) -> int:
         os.unlink(path)
     memory = sorted((e for e in events if e.get("name") == "[memory]"
                      and e["args"].get("Device Type") == 0), key=lambda e: e["ts"])
+    return memory, events
+
+
+def _cpu_peak_memory(fn: Callable[[], object]) -> int:
+    memory, _ = _cpu_trace(fn)
     if not memory:
         return 0
     first = memory[0]["args"]
     start = first["Total Allocated"] - first["Bytes"]
     return max(0, max(e["args"]["Total Allocated"] for e in memory) - start)
+
+
+def cpu_peak_memory_by_range(fn: Callable[[], object], prefix: str) -> tuple[int, dict[str, int]]:
+    """(whole-call peak, {range name: peak}) in bytes above the level before fn, on CPU: the
+    peak inside each ``torch.profiler.record_function`` range whose name starts with
+    ``prefix`` (e.g. pomlab.video's per-frame ranges), from the same allocator totals as
+    ``peak_memory``."""
+    memory, events = _cpu_trace(fn)
+    if not memory:
+        return 0, {}
+    first = memory[0]["args"]
+    start = first["Total Allocated"] - first["Bytes"]
+    totals = [(e["ts"], e["args"]["Total Allocated"]) for e in memory]
+    ranges = {}
+    for e in events:
+        if e.get("ph") == "X" and str(e.get("name", "")).startswith(prefix):
+            begin, end = e["ts"], e["ts"] + e.get("dur", 0)
+            inside = [total for ts, total in totals if begin <= ts <= end]
+            ranges[e["name"]] = max(0, max(inside, default=start) - start)
+    return max(0, max(t for _, t in totals) - start), ranges

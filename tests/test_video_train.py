@@ -101,7 +101,7 @@ def test_caption_following_reads_real_clips_and_not_noise():
     noise = torch.rand(40, 6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     chance = caption_following(noise, real.captions)
     assert chance["digit_accuracy"].mean() < 0.4 and chance["direction_correct"].mean() < 0.6
-    with pytest.raises(ValueError, match="40 clips but 3 captions"):
+    with pytest.raises(ValueError, match="captions must be a list of 40 toy captions"):
         caption_following(noise, real.captions[:3])
 
 
@@ -131,11 +131,20 @@ def test_video_experiment_trains_evaluates_and_writes_its_files(tmp_path):
               "--clips-per-caption", "1", "--sample-steps", "1", "--ckpt-every", "0",
               "--no-progress"])
     table = pd.read_csv(tmp_path / "caption_following.csv")
-    assert len(table) == 4 * 40 and set(table.variant) == {"trained", "untrained", "real"}
+    # trained: 2 cfgs x 2 modes; untrained; real
+    assert len(table) == 6 * 40 and set(table.variant) == {"trained", "untrained", "real"}
+    trained = table[table.variant == "trained"].set_index(["mode", "cfg", "caption"])
+    assert set(trained.index.get_level_values("mode")) == {"sequential", "parallel"}
+    # one noise, one clip (to ~1e-6: a crop's rounding may flip a frame): the modes measure alike
+    gap = (trained.loc["sequential"][["digit_accuracy", "motion_error_px"]]
+           - trained.loc["parallel"][["digit_accuracy", "motion_error_px"]]).abs().mean()
+    assert (gap < 0.05).all(), gap
     # labelled with the device the trainer picked (TrainConfig.device "auto")
     assert set(table.device) == {device_label("cuda:0" if torch.cuda.is_available() else "cpu")}
     assert (table[table.variant == "real"].direction_correct == 1.0).all()
+    assert (table[table.variant == "real"].motion_error_px < 1e-9).all()
     summary = json.loads((tmp_path / "caption_following_summary.json").read_text())
-    assert len(summary["summary"]) == 4 and summary["summary"][0]["train_steps"] == 2
+    assert len(summary["summary"]) == 6 and summary["summary"][0]["train_steps"] == 2
+    assert summary["wall_seconds_this_call"] >= summary["train_seconds_this_call"] > 0
     assert len(list((tmp_path / "strips").glob("*.png"))) == 40
-    assert len(list((tmp_path / "gifs").glob("*.gif"))) == 40
+    assert len(list((tmp_path / "gifs").glob("*.gif"))) == 41          # + captions.gif

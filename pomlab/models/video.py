@@ -37,7 +37,8 @@ from .registry import (DIPOM_DEFAULTS, DIPOM_MLP_RATIO, MICRO_SIZES, PAPER_SIZES
 
 # create() overrides of the video family; create(**model.config) rebuilds a model.
 VIDEO_KEYS = ("input_size", "in_channels", "num_frames", "vocab_size", "hidden_size", "depth",
-              "mlp_ratio", "degree", "expand", "polynomial", "causal", "caption_dropout_prob")
+              "mlp_ratio", "degree", "expand", "polynomial", "causal", "caption_dropout_prob",
+              "text_dim", "text_modulation")
 VIDEO_SCALE_DEFAULTS = {
     # 256x256 frames as 32x32x4 VAE latents, 16 frames; a subword-sized vocabulary (set
     # vocab_size to your tokenizer's).
@@ -62,7 +63,8 @@ def default_video_config(size: str, scale: str) -> dict:
     sizes = PAPER_SIZES if scale == "paper" else MICRO_SIZES
     return {**VIDEO_SCALE_DEFAULTS[scale], "hidden_size": sizes[size]["hidden_size"],
             "depth": sizes[size]["depth"], "mlp_ratio": DIPOM_MLP_RATIO[size], **DIPOM_DEFAULTS,
-            "causal": True, "caption_dropout_prob": 0.1}
+            "causal": True, "caption_dropout_prob": 0.1, "text_dim": None,
+            "text_modulation": False}
 
 
 def create_video(name: str, scale: str = "paper", **overrides) -> "VideoDiPoM":
@@ -121,6 +123,24 @@ class TextEmbedder(nn.Module):
         return self.norm(self.embedding(ids) + pos.to(self.embedding.weight))
 
 
+class TextProjection(nn.Module):
+    """Frozen-encoder embeddings (B, L, E) -> text tokens (B, L, D): Linear + 1-D sin-cos
+    position, then LN (the word path's recipe, so both reach the blocks alike).
+
+    Padding rows are exactly zero (``pomlab.video.text.TextEncoder`` writes them so); the
+    all-zero caption is the null caption, as the all-pad one is for word ids.
+    """
+
+    def __init__(self, text_dim: int, hidden_size: int):
+        super().__init__()
+        self.proj = nn.Linear(text_dim, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=LN_EPS)
+
+    def forward(self, embeddings: Tensor) -> Tensor:
+        pos = sincos_1d(self.proj.out_features, torch.arange(embeddings.shape[1]))
+        return self.norm(self.proj(embeddings.to(self.proj.weight)) + pos.to(self.proj.weight))
+
+
 class VideoBlock(nn.Module):
     """Text cross-mixing, video self-mixing and an MLP, each AdaLN-Zero modulated by time."""
 
@@ -175,7 +195,8 @@ class VideoDiPoM(nn.Module):
     def __init__(self, *, input_size: int, patch_size: int, in_channels: int, hidden_size: int,
                  depth: int, vocab_size: int, num_frames: int, mlp_ratio: float,
                  degree: int = 2, expand: int = 2, polynomial: str = "products",
-                 causal: bool = True, caption_dropout_prob: float = 0.1):
+                 causal: bool = True, caption_dropout_prob: float = 0.1,
+                 text_dim: int | None = None, text_modulation: bool = False):
         super().__init__()
         for arg, value in [("input_size", input_size), ("patch_size", patch_size),
                            ("in_channels", in_channels), ("hidden_size", hidden_size),
@@ -191,18 +212,24 @@ class VideoDiPoM(nn.Module):
             raise ValueError(f"vocab_size must be >= 2 (pad + at least one word), got {vocab_size}")
         if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be a number > 0, got {mlp_ratio!r}")
-        if not isinstance(causal, bool):
-            raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+        for arg, value in (("causal", causal), ("text_modulation", text_modulation)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{arg} must be a bool, got {type(value).__name__}")
+        if text_dim is not None:
+            check_positive_int("text_dim", text_dim)
         if not 0.0 <= caption_dropout_prob < 1.0:
             raise ValueError(f"caption_dropout_prob must be in [0, 1), got {caption_dropout_prob}")
         self.input_size, self.patch_size, self.in_channels = input_size, patch_size, in_channels
         self.out_channels, self.hidden_size, self.depth = in_channels, hidden_size, depth
         self.vocab_size, self.num_frames, self.causal = vocab_size, num_frames, causal
         self.caption_dropout_prob = caption_dropout_prob
+        # text_dim: captions arrive as a frozen encoder's embeddings (B, L, text_dim), not ids
+        self.text_dim, self.text_modulation = text_dim, text_modulation
         self.mixer = "pom"
         self.null_token = PAD_ID          # an all-pad caption is the unconditional input
         self.check_inputs = True          # range check on t (one host sync per forward)
         self.vocab = None                 # captions -> word ids for pomlab.video.sample (None: toy)
+        self.text_encoder = None          # captions -> embeddings when text_dim is set
 
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
         grid = input_size // patch_size
@@ -211,7 +238,12 @@ class VideoDiPoM(nn.Module):
         self.register_buffer("pos_embed", sincos_3d(hidden_size, num_frames, grid, grid)[None],
                              persistent=False)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.text_embedder = TextEmbedder(vocab_size, hidden_size)
+        self.text_embedder = (TextEmbedder(vocab_size, hidden_size) if text_dim is None
+                              else TextProjection(text_dim, hidden_size))
+        # text_modulation: the caption's mean token also enters the time modulation c (as a
+        # class label does in DiT), so every block's shift/scale/gate see it, not only the
+        # cross-mixing
+        self.text_pool = nn.Linear(hidden_size, hidden_size) if text_modulation else None
         self.blocks = nn.ModuleList([VideoBlock(hidden_size, mlp_ratio, degree, expand, polynomial)
                                      for _ in range(depth)])
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
@@ -220,7 +252,8 @@ class VideoDiPoM(nn.Module):
     def initialize_weights(self) -> None:
         """DiT's initialisation, plus zero video-block modulations and N(0, 0.02) word vectors."""
         initialize_dit_weights(self)
-        nn.init.normal_(self.text_embedder.embedding.weight, std=0.02)
+        if self.text_dim is None:
+            nn.init.normal_(self.text_embedder.embedding.weight, std=0.02)
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
@@ -245,6 +278,19 @@ class VideoDiPoM(nn.Module):
     def _check_condition(self, x: Tensor, t, text) -> Tensor:
         b = x.shape[0]
         t = time_batch(t, b, x.device, per="video")
+        if self.text_dim is not None:
+            if (not isinstance(text, Tensor) or not text.dtype.is_floating_point
+                    or text.dim() != 3 or text.shape[0] != b or text.shape[1] < 1
+                    or text.shape[2] != self.text_dim):
+                got = (f"{text.dtype} of shape {tuple(text.shape)}" if isinstance(text, Tensor)
+                       else type(text).__name__)
+                raise ValueError(f"text must be float caption embeddings ({b}, tokens >= 1, "
+                                 f"text_dim={self.text_dim}) (pomlab.video.text.TextEncoder), "
+                                 f"got {got}")
+            if self.check_inputs and not x.is_meta and ((t < 0) | (t > 1) | t.isnan()).any():
+                raise ValueError(f"t must lie in [0, 1] (diffusion/flow time), got values in "
+                                 f"[{t.min().item():.4g}, {t.max().item():.4g}]")
+            return t
         if not isinstance(text, Tensor) or text.dtype not in (torch.int64, torch.int32):
             raise TypeError("text must be an int64 tensor of word ids (batch, words), got "
                             + (str(text.dtype) if isinstance(text, Tensor)
@@ -257,12 +303,24 @@ class VideoDiPoM(nn.Module):
         return t
 
     def condition(self, t: Tensor, text: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(c, text tokens, text padding mask); captions are dropped to all-pad in train()."""
-        text = text.long()
+        """(c, text tokens, text padding mask); captions are dropped to the null caption
+        (all pad ids, or all-zero embeddings) in train()."""
+        if self.text_dim is None:
+            text = text.long()
         if self.training and self.caption_dropout_prob > 0:
             drop = torch.rand(text.shape[0], device=text.device) < self.caption_dropout_prob
-            text = torch.where(drop[:, None], torch.full_like(text, self.null_token), text)
-        return self.t_embedder(t), self.text_embedder(text), text != self.null_token
+            drop = drop.view(-1, *([1] * (text.dim() - 1)))
+            text = torch.where(drop, torch.full_like(text, self.null_token), text)
+        # padding: pad ids, or the all-zero rows of the embeddings
+        mask = text != self.null_token if self.text_dim is None else text.abs().amax(-1) > 0
+        tokens = self.text_embedder(text)
+        c = self.t_embedder(t)
+        if self.text_pool is not None:
+            weights = mask.to(tokens.dtype)[..., None]
+            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
+            # the null caption pools to 0 and adds only the bias
+            c = c + self.text_pool(pooled)
+        return c, tokens, mask
 
     def positions(self, frames: int, rows: int, cols: int, first_frame: int = 0) -> Tensor:
         """(1, frames*rows*cols, D) positions of frames first_frame.. (a slice of ``pos_embed``

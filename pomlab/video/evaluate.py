@@ -1,4 +1,4 @@
-"""Does a generated toy clip follow its caption? Digit (classifier) and motion (centre of mass).
+"""Does a generated toy clip follow its caption, and is it one coherent clip? Per clip:
 
 - Digit: in every frame, an 8x8 window around the brightest blob's centre of mass is cut out,
   resized to the digits classifier's 16x16 input and classified; the score of a clip is the
@@ -6,6 +6,18 @@
 - Motion: the centre of mass of the last frame minus that of the first frame; the predicted
   direction is the one of left/right/up/down with the largest dot product with that
   displacement (chance: 1/4).
+- Same digit across frames (digit_consistency): the fraction of frames classified as the
+  clip's most frequent class, whatever the caption says (1 = one digit throughout).
+- Motion error (motion_error_px): the mean distance, in pixels, between each frame's centre of
+  mass and the caption's trajectory (``toy_trajectory``: the digit crosses the frame evenly,
+  starting at the far side), after removing one constant offset per clip (the least-squares
+  one, i.e. the mean gap). The caption fixes the motion but not where the digit's ink sits in
+  its box nor where it crosses, hence the offset; a digit that drifts off the line, lags,
+  jumps or jitters is counted. 0 on real clips.
+- Smoothness (centre_jerk_px): the mean size of the centre's second difference
+  |c[f+1] - 2 c[f] + c[f-1]| in pixels per frame^2 (0 for constant speed; the real clips,
+  rounded to whole pixels, give their own small floor), and frame_change: the mean absolute
+  pixel change between consecutive frames (speckle that re-rolls every frame raises it).
 
 The same measurement on the real toy clips gives the ceiling of the method.
 """
@@ -18,10 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.toy_video import DIRECTIONS, parse_toy_caption
+from ..data.toy_video import DIRECTIONS, parse_toy_caption, toy_trajectory
 
 DIRECTION_NAMES = tuple(DIRECTIONS)
 BACKGROUND = 0.2          # pixel values below this are background for the centre of mass
+DIGIT_SIZE = 8            # the toy clips' digit side (make_toy_videos' default)
+# per-clip measures of caption_following, averaged by summarize()
+MEASURES = ("digit_accuracy", "direction_correct", "digit_consistency", "motion_error_px",
+            "centre_jerk_px", "frame_change")
 
 
 def centre_of_mass(frames: Tensor, background: float = BACKGROUND) -> Tensor:
@@ -50,7 +66,54 @@ def motion_directions(clips: Tensor) -> list[str]:
     return [DIRECTION_NAMES[i] for i in (shift @ axes.T).argmax(1).tolist()]
 
 
-def digit_crops(clips: Tensor, digit_size: int = 8, out_size: int = 16) -> Tensor:
+def caption_trajectories(captions: Sequence[str], frames: int, size: int,
+                         digit_size: int = DIGIT_SIZE) -> Tensor:
+    """(B, frames, 2) float (row, col) positions of each caption's digit box (``toy_trajectory``
+    with the cross position 0: only the motion is fixed by a caption)."""
+    travel = size - digit_size
+    if travel < 0:
+        raise ValueError(f"digit_size {digit_size} must not exceed the frame size {size}")
+    return torch.tensor([toy_trajectory(parse_toy_caption(c)[1], frames, travel, 0)
+                         for c in captions], dtype=torch.float64)
+
+
+def motion_errors(clips: Tensor, captions: Sequence[str], digit_size: int = DIGIT_SIZE) -> Tensor:
+    """(B,) mean distance in pixels between each frame's centre of mass and the caption's
+    trajectory, after removing the clip's mean gap (one constant offset per clip)."""
+    _check_clips(clips, captions)
+    com = centre_of_mass(clips[:, :, 0].double())
+    gap = com - caption_trajectories(captions, clips.shape[1], clips.shape[-1], digit_size)
+    return (gap - gap.mean(1, keepdim=True)).norm(dim=-1).mean(1)
+
+
+def centre_jerk(clips: Tensor) -> Tensor:
+    """(B,) mean |c[f+1] - 2 c[f] + c[f-1]| of the centre of mass, pixels per frame^2 (0 for
+    clips shorter than 3 frames)."""
+    com = centre_of_mass(clips[:, :, 0].double())
+    if com.shape[1] < 3:
+        return com.new_zeros(com.shape[0])
+    return (com[:, 2:] - 2 * com[:, 1:-1] + com[:, :-2]).norm(dim=-1).mean(1)
+
+
+def frame_change(clips: Tensor) -> Tensor:
+    """(B,) mean absolute pixel change between consecutive frames (0 for one frame)."""
+    if clips.shape[1] < 2:
+        return clips.new_zeros(clips.shape[0])
+    return (clips[:, 1:] - clips[:, :-1]).abs().flatten(1).mean(1)
+
+
+def _check_clips(clips, captions) -> None:
+    if not isinstance(clips, Tensor) or clips.dim() != 5 or clips.shape[2] != 1:
+        got = tuple(clips.shape) if isinstance(clips, Tensor) else type(clips).__name__
+        raise ValueError(f"clips must be grey (B, T, 1, H, W), got {got}")
+    if isinstance(captions, str) or len(captions) != clips.shape[0]:
+        raise ValueError(f"captions must be a list of {clips.shape[0]} toy captions (one per "
+                         f"clip), got {captions!r:.80}")
+    if clips.shape[1] < 1:
+        raise ValueError(f"clips must hold at least one frame, got {tuple(clips.shape)}")
+
+
+def digit_crops(clips: Tensor, digit_size: int = DIGIT_SIZE, out_size: int = 16) -> Tensor:
     """(B, T, 1, H, W) -> (B*T, 1, out_size, out_size): a digit_size window per frame around
     its centre of mass (kept inside the frame), resized for the classifier."""
     b, t, _, h, w = clips.shape
@@ -74,26 +137,68 @@ def default_classifier() -> Callable[[Tensor], Tensor]:
 
 @torch.no_grad()
 def caption_following(clips: Tensor, captions: Sequence[str],
-                      classifier: Callable[[Tensor], Tensor] | None = None) -> pd.DataFrame:
-    """One row per clip: caption, digit, direction, predicted direction, fraction of frames
-    classified as the caption's digit (digit_accuracy) and direction_correct (0/1).
+                      classifier: Callable[[Tensor], Tensor] | None = None,
+                      digit_size: int = DIGIT_SIZE) -> pd.DataFrame:
+    """One row per clip: caption, digit, direction, predicted direction and the MEASURES
+    (digit_accuracy, direction_correct, digit_consistency, motion_error_px, centre_jerk_px,
+    frame_change; see the module's docstring).
 
-    clips: (B, T, 1, H, W) toy-style pixels in [0, 1]; captions: toy captions.
+    clips: (B, T, 1, H, W) toy-style pixels in [0, 1]; captions: toy captions, one per clip.
     """
-    if clips.dim() != 5 or clips.shape[2] != 1:
-        raise ValueError(f"clips must be grey (B, T, 1, H, W), got {tuple(clips.shape)}")
-    if len(captions) != clips.shape[0]:
-        raise ValueError(f"{clips.shape[0]} clips but {len(captions)} captions")
+    _check_clips(clips, captions)
     classifier = default_classifier() if classifier is None else classifier
     truth = [parse_toy_caption(c) for c in captions]
     b, t = clips.shape[:2]
     clips = clips.float().cpu()
-    predicted_digits = classifier(digit_crops(clips)).argmax(1).view(b, t)
+    predicted_digits = classifier(digit_crops(clips, digit_size)).argmax(1).view(b, t)
+    modal = predicted_digits.mode(1).values
+    consistency = (predicted_digits == modal[:, None]).float().mean(1)
     moves = motion_directions(clips)
+    motion, jerk, change = motion_errors(clips, captions, digit_size), centre_jerk(clips), frame_change(clips)
     rows = []
     for i, (caption, (digit, direction)) in enumerate(zip(captions, truth)):
         rows.append({"caption": caption, "digit": digit, "direction": direction,
                      "predicted_direction": moves[i],
                      "digit_accuracy": float((predicted_digits[i] == digit).float().mean()),
-                     "direction_correct": float(moves[i] == direction)})
+                     "direction_correct": float(moves[i] == direction),
+                     "digit_consistency": float(consistency[i]),
+                     "motion_error_px": float(motion[i]), "centre_jerk_px": float(jerk[i]),
+                     "frame_change": float(change[i])})
     return pd.DataFrame(rows)
+
+
+def summarize(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Means and standard errors (``<measure>_se``) of the MEASURES per group of ``by``, with
+    the number of clips; columns of ``table`` constant within a group (labels) are kept."""
+    groups = table.groupby(list(by), dropna=False, sort=False)
+    means = groups[list(MEASURES)].mean()
+    errors = groups[list(MEASURES)].sem(ddof=1).add_suffix("_se")
+    out = means.join(errors).join(groups.size().rename("clips"))
+    labels = [c for c in table.columns if c not in by and c not in MEASURES
+              and (groups[c].nunique(dropna=False) <= 1).all()]
+    return out.join(groups[labels].first()).reset_index()
+
+
+def compare_modes(model, captions: Sequence[str], frames: int, *, seed: int = 0,
+                  classifier: Callable[[Tensor], Tensor] | None = None,
+                  modes: Sequence[str] = ("sequential", "parallel"), **sample_kwargs
+                  ) -> pd.DataFrame:
+    """caption_following of the clips ``pomlab.video.sample`` generates for ``captions`` in
+    each of ``modes`` from the same noise (``seed``), rows tagged with ``mode`` and that
+    mode's generation time (``seconds``). The model must generate toy pixels (model range
+    [-1, 1]); sample_kwargs go to ``sample`` (steps, cfg, method, process, vocab, ...)."""
+    import time
+
+    from ..data.images import from_model_range
+    from .sampling import sample
+
+    classifier = default_classifier() if classifier is None else classifier
+    tables = []
+    for mode in modes:
+        tick = time.perf_counter()
+        clips = sample(model, list(captions), frames, mode=mode,
+                       generator=torch.Generator().manual_seed(seed), **sample_kwargs)
+        seconds = time.perf_counter() - tick
+        table = caption_following(from_model_range(clips.float().cpu()), captions, classifier)
+        tables.append(table.assign(mode=mode, seconds=seconds))
+    return pd.concat(tables, ignore_index=True)

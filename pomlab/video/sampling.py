@@ -34,6 +34,7 @@ from ..diffusion.samplers import ODE_METHODS
 from ..nn._checks import check_positive_int
 
 MODES = ("sequential", "parallel")
+FRAME_RANGE = "pomlab.video.frame "      # profiler range of each sequential frame
 
 
 def model_vocabulary(model: nn.Module, vocab: Vocabulary | None = None) -> Vocabulary:
@@ -46,6 +47,24 @@ def model_vocabulary(model: nn.Module, vocab: Vocabulary | None = None) -> Vocab
                          f"{len(vocab)} words; set model.vocab (or pass vocab=) to the "
                          "Vocabulary it was trained with")
     return vocab
+
+
+def encode_captions(model: nn.Module, captions: Sequence[str], vocab: Vocabulary | None = None,
+                    text_encoder=None, on_frame=None) -> Tensor:
+    """What the model reads for ``captions``: word ids (B, L) through its vocabulary, or,
+    for a model with ``text_dim`` (a frozen encoder's path), the embeddings (B, L, text_dim)
+    of ``text_encoder`` (default ``model.text_encoder``), from its per-caption cache."""
+    if getattr(model, "text_dim", None) is None:
+        return model_vocabulary(model, vocab).encode(captions)
+    encoder = text_encoder if text_encoder is not None else getattr(model, "text_encoder", None)
+    if encoder is None:
+        raise ValueError(f"this model reads text-encoder embeddings (text_dim={model.text_dim}); "
+                         "pass text_encoder= (a pomlab.video.text.TextEncoder) or set "
+                         "model.text_encoder")
+    if encoder.dim != model.text_dim:
+        raise ValueError(f"text_encoder gives {encoder.dim}-dim embeddings but the model has "
+                         f"text_dim={model.text_dim}")
+    return encoder.encode(captions)
 
 
 def draw_noise(model: nn.Module, batch: int, frames: int,
@@ -61,7 +80,8 @@ def draw_noise(model: nn.Module, batch: int, frames: int,
 def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: Tensor | None = None,
            mode: str = "sequential", steps: int = 50, cfg: float = 1.0,
            generator: torch.Generator | None = None, *, method: str = "heun",
-           vocab: Vocabulary | None = None, process: FlowMatching | None = None) -> Tensor:
+           vocab: Vocabulary | None = None, process: FlowMatching | None = None,
+           text_encoder=None, on_frame=None) -> Tensor:
     """Generate one clip per caption: (B, frames, C, H, W) in the model's range.
 
     model: a VideoDiPoM (``pomlab.models.create("VideoDiPoM-S/2", ...)``); "sequential"
@@ -72,7 +92,11 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
     captions' Vocabulary (default ``model_vocabulary(model)``). process: the FlowMatching the
     model was trained with (its time shift sets the sampling grid; default no shift). The
     model runs in eval mode (no caption dropout) without its input range check (no host
-    sync per call) and is restored afterwards.
+    sync per call) and is restored afterwards. text_encoder: for a model with ``text_dim``,
+    the ``pomlab.video.text.TextEncoder`` that encodes the captions (default
+    ``model.text_encoder``). on_frame: sequential mode only, called as ``on_frame(f, frame)``
+    with each finished frame (B, C, H, W) as soon as it is made (stream or time the frames);
+    each frame's work runs inside ``torch.profiler.record_function("pomlab.video.frame f")``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -85,9 +109,11 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
         raise TypeError(f"process must be a pomlab.diffusion.FlowMatching (the video samplers "
                         f"integrate the flow ODE), got {type(process).__name__}")
     captions = [captions] if isinstance(captions, str) else captions
-    tokens = model_vocabulary(model, vocab).encode(captions)
+    if isinstance(captions, Sequence) and len(captions) == 0:
+        raise ValueError("captions must be a non-empty list of strings, got []")
+    tokens = encode_captions(model, captions, vocab, text_encoder)
     param = next(model.parameters())
-    tokens = tokens.to(param.device)
+    tokens = tokens.to(param.device, param.dtype if tokens.is_floating_point() else tokens.dtype)
     batch = tokens.shape[0]
     if noise is None:
         noise = draw_noise(model, batch, frames, generator)
@@ -107,11 +133,13 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
     # ids come from a vocabulary of the model's size and t from the grid: no range checks
     with sampling_mode(model):
         if mode == "parallel":
+            if on_frame is not None:
+                raise ValueError("on_frame is called per finished frame: mode='sequential' only")
             return integrate(model, noise, tokens)
-        return _sequential(model, tokens, noise, integrate)
+        return _sequential(model, tokens, noise, integrate, on_frame)
 
 
-def _sequential(model, tokens: Tensor, noise: Tensor, integrate) -> Tensor:
+def _sequential(model, tokens: Tensor, noise: Tensor, integrate, on_frame=None) -> Tensor:
     """integrate(denoiser, noise, tokens): one frame's whole ODE solve (``process.sample``)."""
     previous: list | None = None        # previous[k]: per-layer states of frames < f at call k
     out = torch.empty_like(noise)
@@ -124,6 +152,9 @@ def _sequential(model, tokens: Tensor, noise: Tensor, integrate) -> Tensor:
             current.append(states)
             return v
 
-        out[:, f] = integrate(frame_model, noise[:, f], tokens)
+        with torch.profiler.record_function(f"{FRAME_RANGE}{f}"):
+            out[:, f] = integrate(frame_model, noise[:, f], tokens)
         previous = current
+        if on_frame is not None:
+            on_frame(f, out[:, f])
     return out

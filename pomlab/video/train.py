@@ -11,6 +11,10 @@ checks, the vocabulary in the checkpoint, and sample strips (frames of a clip si
                                        out="runs/video", dataset=data.name), data, resume=True)
     trainer.run()
     clips = trainer.generate(["a 3 moving left"])          # [0, 1] pixels, (1, T, C, H, W)
+
+With ``text_encoder=TextEncoder...`` (pomlab.video.text) the captions reach the model as the
+frozen encoder's embeddings (model override text_dim = the encoder's width): every distinct
+caption is encoded once before training, and a batch gathers its rows from that table.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from ..data.images import from_model_range
 from ..data.toy_video import VideoDataset, Vocabulary
 from ..train import TrainConfig, Trainer, grid_image, load_checkpoint, load_trained, save_png
 from .sampling import sample
+from .text import TextEncoder
 
 VIDEO_PREFIX = "VideoDiPoM-"
 
@@ -34,12 +39,13 @@ class VideoTrainer(Trainer):
 
     config.model must be a video name ("VideoDiPoM-S/4"); input_size, in_channels and
     vocab_size come from the data. config.samples_per_class is the number of captions in the
-    sample strips (the data set's first distinct captions).
+    sample strips (the data set's first distinct captions). text_encoder: None (word ids
+    through the data's vocabulary) or a ``TextEncoder`` (the model gets text_dim = its width).
     """
 
     def __init__(self, config: TrainConfig, data: VideoDataset, *,
                  resume: bool | str | os.PathLike = False, progress: bool = True,
-                 callbacks=()):
+                 callbacks=(), text_encoder: TextEncoder | None = None):
         if not isinstance(data, VideoDataset):
             raise TypeError(f"data must be a pomlab.data.toy_video.VideoDataset, got "
                             f"{type(data).__name__}")
@@ -49,8 +55,26 @@ class VideoTrainer(Trainer):
         if config.loss != "flow":
             raise ValueError(f"config.loss must be 'flow' for video (pomlab.video.sample "
                              f"integrates the flow ODE), got {config.loss!r}")
+        if text_encoder is not None and not isinstance(text_encoder, TextEncoder):
+            raise TypeError(f"text_encoder must be a pomlab.video.text.TextEncoder, got "
+                            f"{type(text_encoder).__name__}")
+        self.text_encoder = text_encoder
+        if text_encoder is not None:
+            # every distinct caption once; items point at their row of the table
+            distinct = list(dict.fromkeys(data.captions))
+            row_of = {caption: i for i, caption in enumerate(distinct)}
+            caption_rows = torch.tensor([row_of[c] for c in data.captions])
+            caption_table = text_encoder.encode(distinct)
         super().__init__(config, dataset=data, resume=resume, progress=progress,
                          callbacks=callbacks)
+        if text_encoder is not None:
+            self._in_memory = (self._in_memory[0], caption_rows.to(self.device))
+            self._caption_table = caption_table.to(self.device)
+            self.model.text_encoder = self.ema.module.text_encoder = text_encoder
+
+    def _next_batch(self):
+        x, y = super()._next_batch()
+        return (x, y) if self.text_encoder is None else (x, self._caption_table[y])
 
     # --- construction: the model fits the data -----------------------------------------
 
@@ -64,6 +88,14 @@ class VideoTrainer(Trainer):
                 raise ValueError(f"model override {key}={overrides[key]} disagrees with the "
                                  f"data ({self.data.describe()})")
             overrides[key] = value
+        if self.text_encoder is not None:
+            if overrides.get("text_dim", self.text_encoder.dim) != self.text_encoder.dim:
+                raise ValueError(f"model override text_dim={overrides['text_dim']} disagrees "
+                                 f"with the text encoder's width {self.text_encoder.dim}")
+            overrides["text_dim"] = self.text_encoder.dim
+        elif overrides.get("text_dim") is not None:
+            raise ValueError("model override text_dim needs a text_encoder (VideoTrainer(..., "
+                             "text_encoder=TextEncoder...))")
         model = models.create(self.config.model, scale=self.config.scale, **overrides)
         model.vocab = self.data.vocab          # copied into the EMA model too
         return model
@@ -80,12 +112,17 @@ class VideoTrainer(Trainer):
     def state_dict(self) -> dict:
         state = super().state_dict()
         state["vocab"] = list(self.data.vocab.words[1:])
+        state["text_encoder"] = None if self.text_encoder is None else self.text_encoder.spec()
         return state
 
     def load_state(self, ckpt: dict) -> None:
         if Vocabulary(ckpt.get("vocab", ())) != self.data.vocab:
             raise ValueError(f"{ckpt.get('path', 'the checkpoint')} was trained with another "
                              f"vocabulary than this data's ({self.data.vocab})")
+        mine = None if self.text_encoder is None else self.text_encoder.spec()
+        if ckpt.get("text_encoder") != mine:
+            raise ValueError(f"{ckpt.get('path', 'the checkpoint')} was trained with text "
+                             f"encoder {ckpt.get('text_encoder')}, this run has {mine}")
         super().load_state(ckpt)
 
     # --- sampling ----------------------------------------------------------------------------
@@ -109,7 +146,8 @@ class VideoTrainer(Trainer):
                    steps=steps or self.config.sample_steps,
                    method=method or self.config.sample_method or "heun",
                    cfg=self.sample_cfg() if cfg is None else cfg,
-                   generator=torch.Generator().manual_seed(seed), process=self.process)
+                   generator=torch.Generator().manual_seed(seed), process=self.process,
+                   text_encoder=self.text_encoder)
         return x.float().cpu()
 
     def save_samples(self) -> Path | None:
@@ -122,13 +160,30 @@ class VideoTrainer(Trainer):
         return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
 
 
-def load_video_model(path: str | os.PathLike, *, ema: bool = True, device="cpu"):
+def load_video_model(path: str | os.PathLike, *, ema: bool = True, device="cpu",
+                     text_encoder: TextEncoder | None = None):
     """(model with its vocabulary, process, train config, step) from a VideoTrainer checkpoint
-    or run folder; the process carries the trained time shift, so pass it to ``sample``."""
+    or run folder; the process carries the trained time shift, so pass it to ``sample``.
+
+    A model trained through a text encoder gets ``model.text_encoder``: ``text_encoder`` when
+    given (its width must match), else ``TextEncoder.from_pretrained`` of the hub name kept in
+    the checkpoint (an in-memory encoder has none: pass it).
+    """
     ckpt = load_checkpoint(path)
     words = ckpt.get("vocab")
     if words is None:
         raise ValueError(f"{ckpt['path']!r} holds no vocabulary: it was not written by VideoTrainer")
     model, process, config, step = load_trained(ckpt, ema=ema, device=device)
     model.vocab = Vocabulary(words)
+    spec = ckpt.get("text_encoder")
+    if spec is not None:
+        if text_encoder is None:
+            if spec["name"] is None:
+                raise ValueError(f"{ckpt['path']!r} was trained with an in-memory text encoder "
+                                 "(no hub name): pass text_encoder=")
+            text_encoder = TextEncoder.from_pretrained(spec["name"], max_length=spec["max_length"])
+        if text_encoder.dim != spec["dim"]:
+            raise ValueError(f"text_encoder has width {text_encoder.dim}, the checkpoint's "
+                             f"encoder had {spec['dim']}")
+        model.text_encoder = text_encoder
     return model, process, config, step
