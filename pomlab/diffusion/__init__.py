@@ -1,13 +1,15 @@
-"""Training objectives and samplers: flow matching (Euler/Heun), epsilon diffusion (DDIM),
-classifier-free guidance and the EMA of weights."""
+"""Training objectives and samplers: flow matching (Euler/Heun), epsilon diffusion (MSE or ADM's
+hybrid loss; DDIM, ancestral DDPM with learned variance on respaced steps), classifier-free
+guidance in two named conventions, and the EMA of weights."""
 from __future__ import annotations
 
 from .ema import EMA
 from .flow import FlowMatching, shift_for_side, shift_time
-from .gaussian import GaussianDiffusion
+from .gaussian import GaussianDiffusion, discretized_gaussian_nll, normal_kl, respaced_steps
 from .generate import generate, sampling_mode
-from .guidance import guided, guided_prediction, paper_guidance_scale
-from .samplers import ddim, euler, heun
+from .guidance import (CONVENTIONS, guidance_label, guided, guided_prediction,
+                       paper_guidance_scale, standard_scale)
+from .samplers import ddim, ddpm, euler, heun, posterior
 
 PROCESSES = ("flow", "diffusion")
 
@@ -27,4 +29,6 @@ def make_process(kind: str = "flow", **options):
 
 __all__ = ["EMA", "FlowMatching", "GaussianDiffusion", "make_process", "PROCESSES",
            "guided", "guided_prediction", "paper_guidance_scale", "shift_for_side", "shift_time",
-           "euler", "heun", "ddim", "generate", "sampling_mode"]
+           "euler", "heun", "ddim", "ddpm", "posterior", "generate", "sampling_mode", "CONVENTIONS",
+           "guidance_label", "standard_scale", "respaced_steps", "normal_kl",
+           "discretized_gaussian_nll"]
