@@ -14,7 +14,7 @@ import json
 import _bootstrap  # noqa: F401
 
 from pomlab.data import DATASETS
-from pomlab.diffusion import PROCESSES
+from pomlab.diffusion import CONVENTIONS, PROCESSES
 from pomlab.train import PRECISIONS, TrainConfig, train
 
 
@@ -71,8 +71,10 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--sample-every", type=int, default=d.sample_every, help="0: only at the end")
     a("--no-final-samples", action="store_true")
     a("--sample-steps", type=int, default=d.sample_steps)
-    a("--sample-method", default=None, choices=["euler", "heun", "ddim"])
+    a("--sample-method", default=None, choices=["euler", "heun", "ddim", "ddpm"])
     a("--cfg", type=_cfg, default=d.sample_cfg, help="guidance scale for sample grids, or 'paper'")
+    a("--guidance", default=d.sample_guidance, choices=CONVENTIONS,
+      help="how --cfg reads: standard u + w(c - u), authors c + w(c - u)")
     a("--samples-per-class", type=int, default=d.samples_per_class)
     a("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -87,7 +89,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
         sample_every=args.sample_every, sample_at_end=not args.no_final_samples,
         sample_steps=args.sample_steps, sample_method=args.sample_method, sample_cfg=args.cfg,
-        samples_per_class=args.samples_per_class)
+        sample_guidance=args.guidance, samples_per_class=args.samples_per_class)
     return config, args
 
 

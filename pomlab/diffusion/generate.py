@@ -32,15 +32,13 @@ def sampling_mode(model: nn.Module):
 def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
              method: str | None = None, cfg: float = 1.0, seed: int = 0,
              batch_size: int = 256, autocast_dtype: torch.dtype | None = None,
-             guidance: str = "standard", guided_channels: int | None = None,
-             noise: Tensor | None = None) -> Tensor:
+             guidance: str = "standard", guided_channels: int | None = None) -> Tensor:
     """Samples (N, C, H, W) in model space (pixels in [-1, 1] or scaled latents), on CPU.
 
     model: an image denoiser with in_channels, input_size, num_classes (its num_classes is the
     null label used by guidance). process: FlowMatching or GaussianDiffusion. The noise comes
     from torch.Generator().manual_seed(seed) on the CPU, so a seed gives the same noise on
-    every device (or pass `noise` (N, C, H, W) to fix it yourself, e.g. per sample index; the
-    generator still draws the samplers' fresh noise). cfg is read in the `guidance` convention
+    every device. cfg is read in the `guidance` convention
     ("standard": u + cfg (c - u); "authors": c + cfg (c - u)); guided_channels=3 is DiT's legacy
     forward_with_cfg. The model is in ``sampling_mode`` for the call (eval, no range checks).
     """
@@ -54,11 +52,7 @@ def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
     device = next(model.parameters()).device
     side, channels = model.input_size, model.in_channels
     generator = torch.Generator().manual_seed(seed)
-    if noise is None:
-        noise = torch.randn(len(labels), channels, side, side, generator=generator)
-    elif tuple(noise.shape) != (len(labels), channels, side, side):
-        raise ValueError(f"noise must have shape {(len(labels), channels, side, side)}, got "
-                         f"{tuple(noise.shape)}")
+    noise = torch.randn(len(labels), channels, side, side, generator=generator)
     method = method or process.default_method
     autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else contextlib.nullcontext())
