@@ -27,6 +27,7 @@ from .extract import extract
 from .scores import FeatureStats
 
 CACHE_FORMAT = 1
+FEATURES_FORMAT = 1
 
 
 def _digits_images(split: str, size: int) -> Tensor:
@@ -125,3 +126,41 @@ def reference_statistics(reference: str = "digits", split: str = "train", size: 
         atomic_write(path, lambda handle: np.savez(handle, mu=stats.mu, sigma=stats.sigma,
                                                    n=np.int64(stats.n), meta=np.array(meta)))
     return stats
+
+
+def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
+                       backend: str | FeatureBackend = "digits", *, cache: bool = True,
+                       cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
+                       device: str | torch.device | None = None,
+                       weights: str | os.PathLike | None = None, progress: bool = False
+                       ) -> tuple[FeatureStats, Tensor]:
+    """(statistics, features (N, dim) float32) of a reference set, for the metrics that need
+    the real features (precision/recall, KID); cached beside the statistics (same key)."""
+    backend = get_backend(backend, weights=weights, device=device)
+    images = reference_images(reference, split, size)
+    source = reference_label(reference, split, images.shape[-1])
+    key = _cache_key(backend, reference, split, images)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}-features.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("key") == key and meta.get("format") == FEATURES_FORMAT:
+                    stats = FeatureStats(mu=data["mu"], sigma=data["sigma"], n=int(data["n"]),
+                                         backend=meta["backend"], source=source)
+                    return stats, torch.from_numpy(data["features"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            warnings.warn(f"ignoring unreadable cached features {path} ({error}); recomputing",
+                          UserWarning, stacklevel=2)
+    parts: list[Tensor] = []
+    stats, _ = extract(images, backend, name=f"reference {source}", logits=False,
+                       batch_size=batch_size, progress=progress, features_out=parts)
+    stats, features = replace(stats, source=source), torch.cat(parts)
+    if cache:
+        meta = json.dumps({"key": key, "backend": stats.backend, "source": source, "n": stats.n,
+                           "format": FEATURES_FORMAT})
+        atomic_write(path, lambda handle: np.savez(handle, mu=stats.mu, sigma=stats.sigma,
+                                                   n=np.int64(stats.n), features=features.numpy(),
+                                                   meta=np.array(meta)))
+    return stats, features
