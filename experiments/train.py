@@ -49,6 +49,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--image-size", type=int, default=None, help="side in pixels (digits 16, cifar10 32, folder 256)")
     a("--channels", type=int, default=None, choices=[1, 3])
     a("--num-workers", type=int, default=d.num_workers)
+    a("--hflip", action="store_true", help="random horizontal flips (image folders; DiT's default)")
     a("--loss", default=d.loss, choices=PROCESSES)
     a("--shift", type=_shift, default=None, help="flow-matching time shift: a number or 'auto'")
     a("--steps", type=int, default=d.steps)
@@ -81,8 +82,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     config = TrainConfig(
         model=args.model, scale=args.scale, model_overrides=dict(args.override),
         dataset=args.dataset, data_path=args.data_path, image_size=args.image_size,
-        channels=args.channels, num_workers=args.num_workers, loss=args.loss, shift=args.shift,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        channels=args.channels, hflip=args.hflip, num_workers=args.num_workers, loss=args.loss,
+        shift=args.shift, steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup=args.warmup, grad_clip=args.grad_clip or None, ema_decay=args.ema_decay,
         ema_warmup=not args.no_ema_warmup, seed=args.seed, precision=args.precision,
         compile=args.compile, device=args.device, out=args.out, log_every=args.log_every,

@@ -70,6 +70,7 @@ class TrainConfig:
     # objective: "flow" (rectified flow) or "diffusion" (epsilon, 1000 linear-beta steps);
     # shift: flow-matching resolution shift, None (off), a number, or "auto" = sqrt(side / 32)
     loss: str = "flow"
+    hflip: bool = False              # random horizontal flips of image-folder items (DiT's default)
     shift: float | str | None = None
     # optimisation (DiT: AdamW lr 1e-4, no weight decay, batch 256, EMA 0.9999)
     steps: int = 1000
@@ -366,7 +367,7 @@ class Trainer:
 
         self.data = dataset if dataset is not None else load_dataset(
             config.dataset, root=config.data_path, split="train", image_size=config.image_size,
-            channels=config.channels)
+            channels=config.channels, hflip=config.hflip)
         _seed_all(config.seed)                                   # same initial weights on every rank
         self.model = model if model is not None else self._build_model()
         self._check_model_fits_data()
