@@ -19,7 +19,6 @@ a rerun with other settings into the same OUT fails. See docs/metrics.md.
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401

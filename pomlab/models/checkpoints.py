@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .backbone import AUTHORS_TIMESTEPS, authors_sincos_2d, sincos_2d
+from .backbone import AUTHORS_TIMESTEPS, sincos_2d
 from .registry import PAPER_SIZES, PATCHES, create
 
 LATENT_SCALE = 8          # DiT's VAE: 256x256 images are 32x32x4 latents
@@ -153,7 +153,9 @@ def _strip_lightning(state: dict) -> dict:
 def load_homm_checkpoint(source, image_size: int | None = None) -> nn.Module:
     """``create("DiPoM-*/*", variant="authors")`` in eval mode holding the weights of the
     authors' ``ClassConditionalDiH`` (a path or state dict; Lightning prefixes stripped).
-    ``model(x, t, y)`` with t in [0, 1] equals their forward at time t * n_timesteps (1000)."""
+    ``model(x, t, y)`` with t in [0, 1] equals their forward at time t * n_timesteps (1000).
+    image_size (pixels, optional) sets the model's latent side to image_size / 8 (their
+    im_size; the weights do not fix it, and positions follow each input's grid)."""
     state = _strip_lightning(_read(source, "DiH"))
     where = "DiH checkpoint"
     required = ("in_conv.weight", "classes_emb.weight", "time_emb.0.weight", "out_proj.weight",
@@ -226,4 +228,4 @@ def load_homm_checkpoint(source, image_size: int | None = None) -> nn.Module:
     return model.eval()
 
 
-__all__ = ["load_dit_checkpoint", "load_homm_checkpoint", "authors_sincos_2d"]
+__all__ = ["load_dit_checkpoint", "load_homm_checkpoint"]
