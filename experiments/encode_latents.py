@@ -32,6 +32,9 @@ def main(argv=None):
     p.add_argument("--scale-factor", type=float, default=None,
                    help=f"default: the VAE's scaling_factor, else {SD_VAE_SCALE_FACTOR}")
     p.add_argument("--mean", action="store_true", help="posterior mean instead of a sample")
+    p.add_argument("--hflip", action="store_true",
+                   help="mirror each image left-right with probability 1/2 before encoding "
+                   "(DiT's augmentation, drawn once per image from --seed; --dataset folder)")
     p.add_argument("--out", required=True)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--shard-size", type=int, default=4096)
@@ -42,8 +45,9 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
+    torch.manual_seed(args.seed)                      # the flips (loader items, in order)
     data = load_dataset(args.dataset, root=args.data_path, split=args.split,
-                        image_size=args.image_size, channels=3)
+                        image_size=args.image_size, channels=3, hflip=args.hflip)
     vae = load_vae(args.vae, args.vae_subfolder).to(args.device).eval()
     scale = args.scale_factor or getattr(vae.config, "scaling_factor", None) or SD_VAE_SCALE_FACTOR
     count = len(data) if args.limit is None else min(args.limit, len(data))
@@ -53,7 +57,7 @@ def main(argv=None):
     writer = LatentShardWriter(args.out, num_classes=data.num_classes, scale_factor=scale,
                                shard_size=args.shard_size, vae=args.vae,
                                image_size=args.image_size, source=data.name,
-                               posterior="mean" if args.mean else "sample",
+                               posterior="mean" if args.mean else "sample", hflip=args.hflip,
                                class_names=getattr(data, "class_names", None))
     generator = torch.Generator(args.device).manual_seed(args.seed)
     for images, labels in tqdm(loader, desc="encode", disable=args.no_progress):

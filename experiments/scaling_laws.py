@@ -22,6 +22,7 @@ import _bootstrap  # noqa: F401
 from train import _override
 
 from pomlab.data import DATASETS
+from pomlab.diffusion import CONVENTIONS
 from pomlab.metrics import BACKENDS
 from pomlab.models import SCALES
 from pomlab.scaling import SCALE_DEFAULTS, SweepConfig, run_sweep, slopes_table
@@ -66,8 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--eval-at", type=_steps_list, default=None, help="explicit evaluation steps, e.g. 100,200,400")
     a("--fid-samples", type=int, default=None, help=both("fid_samples"))
     a("--sample-steps", type=int, default=None, help=both("sample_steps"))
-    a("--sample-method", choices=["euler", "heun", "ddim"], default=None, help="default heun (flow)")
-    a("--cfg", type=float, default=None, help="guidance scale (default 1 = none, as DiT's scaling plots)")
+    a("--sample-method", choices=["euler", "heun", "ddim", "ddpm"], default=None,
+      help="default heun (flow)")
+    a("--cfg", type=float, default=None,
+      help="guidance scale (default: micro 1 standard = none; paper 1 authors, Fig. 5's protocol)")
+    a("--cfg-guidance", choices=CONVENTIONS, default=None,
+      help="how --cfg reads: standard u + w(c - u), authors c + w(c - u) (docs/scaling.md)")
     a("--backend", choices=BACKENDS, default=None, help=both("backend"))
     a("--weights", default=None, help="metric backend weights (default built-in / torch hub cache)")
     a("--reference", default=None,
@@ -95,7 +100,8 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
              "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
              "warmup": args.warmup, "seed": args.seed, "eval_steps": args.eval_at,
              "fid_samples": args.fid_samples, "sample_steps": args.sample_steps,
-             "sample_method": args.sample_method, "cfg": args.cfg, "backend": args.backend,
+             "sample_method": args.sample_method, "cfg": args.cfg,
+             "cfg_guidance": args.cfg_guidance, "backend": args.backend,
              "backend_weights": args.weights, "reference": args.reference,
              "reference_samples": args.reference_samples, "vae": args.vae,
              "eval_chunk": args.eval_chunk, "sample_batch": args.sample_batch,

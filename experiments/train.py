@@ -14,7 +14,7 @@ import json
 import _bootstrap  # noqa: F401
 
 from pomlab.data import DATASETS
-from pomlab.diffusion import PROCESSES
+from pomlab.diffusion import CONVENTIONS, PROCESSES
 from pomlab.train import PRECISIONS, TrainConfig, train
 
 
@@ -49,6 +49,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--image-size", type=int, default=None, help="side in pixels (digits 16, cifar10 32, folder 256)")
     a("--channels", type=int, default=None, choices=[1, 3])
     a("--num-workers", type=int, default=d.num_workers)
+    a("--hflip", action="store_true", help="random horizontal flips (image folders; DiT's default)")
     a("--loss", default=d.loss, choices=PROCESSES)
     a("--shift", type=_shift, default=None, help="flow-matching time shift: a number or 'auto'")
     a("--steps", type=int, default=d.steps)
@@ -71,23 +72,25 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--sample-every", type=int, default=d.sample_every, help="0: only at the end")
     a("--no-final-samples", action="store_true")
     a("--sample-steps", type=int, default=d.sample_steps)
-    a("--sample-method", default=None, choices=["euler", "heun", "ddim"])
+    a("--sample-method", default=None, choices=["euler", "heun", "ddim", "ddpm"])
     a("--cfg", type=_cfg, default=d.sample_cfg, help="guidance scale for sample grids, or 'paper'")
+    a("--guidance", default=d.sample_guidance, choices=CONVENTIONS,
+      help="how --cfg reads: standard u + w(c - u), authors c + w(c - u)")
     a("--samples-per-class", type=int, default=d.samples_per_class)
     a("--no-progress", action="store_true")
     args = p.parse_args(argv)
     config = TrainConfig(
         model=args.model, scale=args.scale, model_overrides=dict(args.override),
         dataset=args.dataset, data_path=args.data_path, image_size=args.image_size,
-        channels=args.channels, num_workers=args.num_workers, loss=args.loss, shift=args.shift,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        channels=args.channels, hflip=args.hflip, num_workers=args.num_workers, loss=args.loss,
+        shift=args.shift, steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup=args.warmup, grad_clip=args.grad_clip or None, ema_decay=args.ema_decay,
         ema_warmup=not args.no_ema_warmup, seed=args.seed, precision=args.precision,
         compile=args.compile, device=args.device, out=args.out, log_every=args.log_every,
         ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
         sample_every=args.sample_every, sample_at_end=not args.no_final_samples,
         sample_steps=args.sample_steps, sample_method=args.sample_method, sample_cfg=args.cfg,
-        samples_per_class=args.samples_per_class)
+        sample_guidance=args.guidance, samples_per_class=args.samples_per_class)
     return config, args
 
 

@@ -70,6 +70,7 @@ class TrainConfig:
     # objective: "flow" (rectified flow) or "diffusion" (epsilon, 1000 linear-beta steps);
     # shift: flow-matching resolution shift, None (off), a number, or "auto" = sqrt(side / 32)
     loss: str = "flow"
+    hflip: bool = False              # random horizontal flips of image-folder items (DiT's default)
     shift: float | str | None = None
     # optimisation (DiT: AdamW lr 1e-4, no weight decay, batch 256, EMA 0.9999)
     steps: int = 1000
@@ -95,6 +96,7 @@ class TrainConfig:
     sample_steps: int = 50
     sample_method: str | None = None  # None: heun (flow) / ddim (diffusion)
     sample_cfg: float | str = 1.0     # a number, or "paper" for w = 4 * image_side / 256
+    sample_guidance: str = "standard"  # how sample_cfg reads: "standard" or "authors" (guidance.py)
     samples_per_class: int = 8
 
     def to_dict(self) -> dict:
@@ -143,6 +145,8 @@ class TrainConfig:
             raise ValueError("shift applies to the flow-matching loss only (loss='flow')")
         if not (self.sample_cfg == "paper" or isinstance(self.sample_cfg, (int, float))):
             raise ValueError(f"sample_cfg must be a number or 'paper', got {self.sample_cfg!r}")
+        from .diffusion import check_convention
+        check_convention(self.sample_guidance)
         return self
 
 
@@ -363,7 +367,7 @@ class Trainer:
 
         self.data = dataset if dataset is not None else load_dataset(
             config.dataset, root=config.data_path, split="train", image_size=config.image_size,
-            channels=config.channels)
+            channels=config.channels, hflip=config.hflip)
         _seed_all(config.seed)                                   # same initial weights on every rank
         self.model = model if model is not None else self._build_model()
         self._check_model_fits_data()
@@ -418,6 +422,8 @@ class Trainer:
                 raise ValueError(f"model override {key}={overrides[key]} disagrees with the "
                                  f"dataset ({self.data.describe()})")
             overrides[key] = value
+        if self.config.loss == "hybrid":         # ADM's hybrid loss learns the variance too
+            overrides.setdefault("learn_sigma", True)
         return models.create(self.config.model, scale=self.config.scale, **overrides)
 
     def _check_model_fits_data(self) -> None:
@@ -426,9 +432,11 @@ class Trainer:
             raise ValueError(f"model {getattr(m, 'name', type(m).__name__)} has in_channels="
                              f"{m.in_channels}, num_classes={m.num_classes}; dataset "
                              f"{d.describe()} needs {d.channels} and {d.num_classes}")
-        if getattr(m, "out_channels", m.in_channels) != m.in_channels:
-            raise ValueError("the model predicts extra channels (learn_sigma=True): the trainer "
-                             "uses plain MSE losses, build it with learn_sigma=False")
+        learned = self.config.loss == "hybrid"
+        if getattr(m, "out_channels", m.in_channels) != m.in_channels * (2 if learned else 1):
+            raise ValueError("loss='hybrid' needs a learn_sigma=True model (epsilon and variance)"
+                             if learned else "the model predicts extra channels (learn_sigma=True): "
+                             "only loss='hybrid' trains them; build it with learn_sigma=False")
 
     def _build_process(self):
         cfg = self.config
@@ -668,13 +676,15 @@ class Trainer:
 
     def generate(self, labels: Tensor, *, steps: int | None = None, method: str | None = None,
                  cfg: float | None = None, seed: int = 0, ema: bool = True,
-                 batch_size: int = 256) -> Tensor:
-        """Samples for these labels: [0, 1] images for pixel data, scaled latents otherwise."""
+                 batch_size: int = 256, guidance: str | None = None) -> Tensor:
+        """Samples for these labels: [0, 1] images for pixel data, scaled latents otherwise.
+        cfg reads in the `guidance` convention (default: the config's sample_guidance)."""
         x = generate(self.ema.module if ema else self.model, self.process, labels,
                      steps=steps or self.config.sample_steps,
                      method=method or self.config.sample_method,
                      cfg=self.sample_cfg() if cfg is None else cfg, seed=seed,
-                     batch_size=batch_size, autocast_dtype=self.autocast_dtype)
+                     batch_size=batch_size, autocast_dtype=self.autocast_dtype,
+                     guidance=guidance or self.config.sample_guidance)
         return from_model_range(x) if self.data.kind == "pixels" else x
 
     def save_samples(self) -> Path | None:
@@ -684,7 +694,8 @@ class Trainer:
         labels = self.grid_labels()
         x = generate(self.ema.module, self.process, labels, steps=self.config.sample_steps,
                      method=self.config.sample_method, cfg=self.sample_cfg(),
-                     seed=self.config.seed, autocast_dtype=self.autocast_dtype)
+                     seed=self.config.seed, autocast_dtype=self.autocast_dtype,
+                     guidance=self.config.sample_guidance)
         image = grid_image(x, rows=len(labels) // self.config.samples_per_class, kind=self.data.kind)
         return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
 

@@ -83,6 +83,10 @@ def test_schedules_and_defaults():
     assert SweepConfig.for_scale("micro", steps=100, eval_every=30).eval_steps == (30, 60, 90, 100)
     paper = SweepConfig.for_scale("paper", data_path="somewhere")
     assert (paper.dataset, paper.backend, paper.steps) == ("latents", "inception", 400_000)
+    # the PoM paper's Fig. 5 protocol: 10k samples, w = 1 in the authors' convention
+    assert (paper.fid_samples, paper.cfg, paper.cfg_guidance) == (10_000, 1.0, "authors")
+    assert paper.settings()["cfg_guidance"] == "authors"
+    assert micro.cfg_guidance == "standard" and "cfg_guidance" not in micro.settings()
     assert paper.eval_steps[:2] == (50_000, 100_000) and paper.eval_steps[-1] == 400_000
     assert SweepConfig.for_scale("micro", sizes="XL,S").sizes == ("S", "XL")   # canonical order
 
@@ -95,6 +99,7 @@ def test_schedules_and_defaults():
     (dict(eval_steps=(5, 3, 12)), "eval_steps"),
     (dict(eval_steps=(4, 8)), "ending at steps"),
     (dict(cfg=-1.0), "cfg"),
+    (dict(cfg_guidance="dit"), "convention"),
     (dict(fid_samples=1), "at least 2"),
     (dict(patch=3), "patch"),
 ])
@@ -235,6 +240,11 @@ def test_chunked_evaluation_equals_one_pass_over_the_same_samples(tmp_path):
     assert result["fid"] == pytest.approx(whole["fid"], rel=1e-6)
     assert result["is_mean"] == pytest.approx(whole["is_mean"], rel=1e-12)
     assert (result["n_fake"], result["n_real"], result["reference"]) == (80, 1437, "digits:train@8")
+    # precision/recall and KID from the chunks' features equal one pass (same features, seed)
+    assert (result["precision"], result["recall"]) == pytest.approx(
+        (whole["precision"], whole["recall"]), abs=1e-12)
+    assert result["kid_mean"] == pytest.approx(whole["kid_mean"], rel=1e-6)
+    assert result["pr_name"] == "digits-precision/recall (k=3)" and result["kid_name"] == "digits-KID"
 
 
 def test_reference_statistics_from_an_npz_file_give_the_same_fid(tmp_path):

@@ -147,3 +147,20 @@ def test_encode_latents_with_a_small_random_vae_then_train_on_them(tmp_path, tin
                                model_overrides={"depth": 1}, sample_steps=2,
                                samples_per_class=1, out=str(tmp_path / "run")), progress=False)
     assert result.step == 2 and result.samples.is_file()
+
+
+def test_image_folder_hflip_mirrors_half_the_items_and_only_folders_take_it(tmp_path):
+    root = make_folder(tmp_path)
+    plain = ImageFolder(root, size=12)
+    flipped = ImageFolder(root, size=12, hflip=True)
+    torch.manual_seed(0)
+    draws = [flipped[i % 6] for i in range(400)]
+    mirrored = [torch.equal(x, plain[i % 6][0].flip(-1)) for i, (x, _) in enumerate(draws)]
+    same = [torch.equal(x, plain[i % 6][0]) for i, (x, _) in enumerate(draws)]
+    assert all(m or s for m, s in zip(mirrored, same))              # each item: as is or mirrored
+    assert 150 < sum(mirrored) < 250                                  # p = 1/2 (sd 10 of 400)
+    assert "hflip" in flipped.name
+    torch.manual_seed(0)
+    assert all(torch.equal(flipped[i % 6][0], x) for i, (x, _) in enumerate(draws[:12]))  # seeded
+    with pytest.raises(ValueError, match="hflip .* image folders"):
+        load_dataset("digits", hflip=True)

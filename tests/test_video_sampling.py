@@ -178,3 +178,13 @@ def test_video_memory_script_runs_at_paper_scale(tmp_path):
     table = pd.read_csv(tmp_path / "video_memory.csv")
     assert list(table["mode"]) == ["sequential", "parallel"]
     assert (table.model == "VideoDiPoM-S/8 (paper)").all() and (table.peak_mib > 0).all()
+
+
+def test_authors_guidance_w_is_standard_w_plus_one():
+    model = random_model(depth=1)
+    clips = [sample(model, CAPTIONS, frames=2, mode="parallel", steps=2, cfg=w, guidance=g,
+                    generator=torch.Generator().manual_seed(2))
+             for w, g in ((1.5, "authors"), (2.5, "standard"), (0.0, "authors"), (1.0, "standard"))]
+    torch.testing.assert_close(clips[0], clips[1], rtol=0, atol=1e-12)    # float64
+    torch.testing.assert_close(clips[2], clips[3], rtol=0, atol=1e-12)    # both: no guidance
+    assert not torch.allclose(clips[0], clips[2])

@@ -13,7 +13,8 @@ DEFAULT_SIZE = {"digits": 16, "cifar10": 32, "folder": 256}
 
 
 def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str = "train",
-                 image_size: int | None = None, channels: int | None = None) -> ImageDataset:
+                 image_size: int | None = None, channels: int | None = None,
+                 hflip: bool = False) -> ImageDataset:
     """name: "digits" (embedded, default 16 px, 1 channel), "folder" (root/<class>/<images>,
     default 256 px, 3 channels), "cifar10" (root holds cifar-10-batches-py, 32 px), or
     "latents" (root made by experiments/encode_latents.py; size/channels come from it).
@@ -21,6 +22,10 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     """
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    if hflip and name != "folder":
+        raise ValueError(f"hflip (random horizontal flips) applies to image folders "
+                         f"(dataset 'folder'), not {name!r}; for latents flip before encoding "
+                         "(experiments/encode_latents.py --hflip)")
     if name in ("folder", "cifar10", "latents") and root is None:
         raise ValueError(f"dataset {name!r} needs a root folder (--data-path)")
     if name in ("folder", "latents") and split != "train":
@@ -34,7 +39,7 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
         return data
     size = DEFAULT_SIZE[name] if image_size is None else image_size
     if name == "folder":
-        return ImageFolder(root, size, 3 if channels is None else channels)
+        return ImageFolder(root, size, 3 if channels is None else channels, hflip=hflip)
     if name == "digits":
         images, labels = load_digits(split, size, 1 if channels is None else channels)
         return TensorImageDataset(images, labels, DIGITS_CLASSES, "digits")

@@ -96,9 +96,11 @@ def _class_folders(root: Path) -> list[tuple[str, list[Path]]]:
 class ImageFolder(ImageDataset):
     """root/<class name>/<image files> (any depth below the class folder); classes are sorted
     by name and numbered 0..C-1. Images are loaded lazily with Pillow, resized so the shorter
-    side is `size` (bicubic) and centre-cropped (ADM/DiT preprocessing), then scaled to [-1, 1]."""
+    side is `size` (bicubic) and centre-cropped (ADM/DiT preprocessing), then scaled to [-1, 1].
+    hflip=True mirrors each item left-right with probability 1/2 (DiT's training augmentation),
+    drawn from torch's global RNG (seeded DataLoader workers / the trainer's checkpointed RNG)."""
 
-    def __init__(self, root: str | os.PathLike, size: int, channels: int = 3):
+    def __init__(self, root: str | os.PathLike, size: int, channels: int = 3, hflip: bool = False):
         check_positive_int("image_size", size)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -112,8 +114,10 @@ class ImageFolder(ImageDataset):
         self.class_names = [name for name, _ in classes]
         self.files = [f for _, files in classes for f in files]
         self.labels = torch.tensor([i for i, (_, files) in enumerate(classes) for _ in files])
-        self.num_classes, self.channels, self.size = len(classes), channels, size
-        self.name = f"folder:{root}"
+        if not isinstance(hflip, bool):
+            raise TypeError(f"hflip must be a bool, got {type(hflip).__name__}")
+        self.num_classes, self.channels, self.size, self.hflip = len(classes), channels, size, hflip
+        self.name = f"folder:{root}" + (" (random hflip)" if hflip else "")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -132,4 +136,6 @@ class ImageFolder(ImageDataset):
             im = im.crop((left, top, left + self.size, top + self.size))
             arr = np.asarray(im, dtype=np.float32) / 255.0
         x = torch.from_numpy(arr).reshape(self.size, self.size, self.channels).permute(2, 0, 1)
+        if self.hflip and bool(torch.rand(()) < 0.5):
+            x = x.flip(-1)
         return to_model_range(x.contiguous()), self.labels[i]

@@ -78,9 +78,12 @@ class FlowMatching:
     @torch.no_grad()
     def sample(self, model: Denoiser, noise: Tensor, y: Tensor, *, steps: int = 50,
                method: str = "heun", cfg: float = 1.0, null_class: int | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Integrate from pure noise at t = 1 to data at t = 0 (deterministic; generator unused)."""
-        denoise = guided(model, cfg, null_class)
+               generator: torch.Generator | None = None, guidance: str = "standard",
+               guided_channels: int | None = None) -> Tensor:
+        """Integrate from pure noise at t = 1 to data at t = 0 (deterministic; generator unused).
+        cfg is read in the `guidance` convention ("standard" or "authors", see guidance.py)."""
+        denoise = guided(model, cfg, null_class, convention=guidance,
+                         guided_channels=guided_channels)
         check_positive_int("steps", steps)
         ones = torch.ones(noise.shape[0], device=noise.device, dtype=noise.dtype)
         return integrate(method, lambda x, t: denoise(x, ones * t, y), noise, self.times(steps))

@@ -31,13 +31,16 @@ def sampling_mode(model: nn.Module):
 @torch.no_grad()
 def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
              method: str | None = None, cfg: float = 1.0, seed: int = 0,
-             batch_size: int = 256, autocast_dtype: torch.dtype | None = None) -> Tensor:
+             batch_size: int = 256, autocast_dtype: torch.dtype | None = None,
+             guidance: str = "standard", guided_channels: int | None = None) -> Tensor:
     """Samples (N, C, H, W) in model space (pixels in [-1, 1] or scaled latents), on CPU.
 
     model: an image denoiser with in_channels, input_size, num_classes (its num_classes is the
     null label used by guidance). process: FlowMatching or GaussianDiffusion. The noise comes
     from torch.Generator().manual_seed(seed) on the CPU, so a seed gives the same noise on
-    every device. The model is in ``sampling_mode`` for the call (eval, no range checks).
+    every device. cfg is read in the `guidance` convention
+    ("standard": u + cfg (c - u); "authors": c + cfg (c - u)); guided_channels=3 is DiT's legacy
+    forward_with_cfg. The model is in ``sampling_mode`` for the call (eval, no range checks).
     """
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
@@ -60,6 +63,7 @@ def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
             y = labels[start:start + batch_size].to(device)
             with autocast:
                 x = process.sample(model, z, y, steps=steps, method=method, cfg=cfg,
-                                   null_class=model.num_classes, generator=generator)
+                                   null_class=model.num_classes, generator=generator,
+                                   guidance=guidance, guided_channels=guided_channels)
             out.append(x.float().cpu())
     return torch.cat(out)

@@ -7,11 +7,12 @@
 
 All functions take float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels.
 """
+from .coverage import kernel_inception_distance, knn_radii, precision_recall
 from .api import describe, evaluate, fid, inception_score, inception_score_with_std
 from .backends import (BACKENDS, INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, DigitsBackend,
                        FeatureBackend, InceptionBackend, get_backend, inception_weights_path)
 from .extract import feature_statistics
-from .reference import (default_cache_dir, reference_datasets, reference_images,
+from .reference import (default_cache_dir, reference_datasets, reference_features, reference_images,
                         reference_label, reference_statistics, register_reference_dataset)
 from .sample_files import load_samples
 from .scores import (FeatureStats, frechet_distance, inception_score_from_logits, pool_statistics,
@@ -24,4 +25,5 @@ __all__ = [
     "InceptionBackend", "BACKENDS", "inception_weights_path", "INCEPTION_WEIGHTS_FILE",
     "INCEPTION_WEIGHTS_URL", "register_reference_dataset", "reference_datasets",
     "reference_images", "reference_label", "default_cache_dir", "load_samples",
+    "precision_recall", "kernel_inception_distance", "knn_radii", "reference_features",
 ]

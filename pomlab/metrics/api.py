@@ -9,7 +9,8 @@ from torch import Tensor
 from .backends import FeatureBackend, get_backend
 from .extract import extract
 from .images import check_images
-from .reference import reference_statistics
+from .coverage import DEFAULT_K, kernel_inception_distance, precision_recall
+from .reference import reference_features, reference_statistics
 from .scores import inception_score_from_logits, stats_distance
 
 
@@ -49,13 +50,18 @@ def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
              splits: int = 10, seed: int = 0, cache: bool = True,
              cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
              device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
-             progress: bool = False) -> dict:
-    """FID against cached reference statistics and IS of `fake`, in one pass over the samples.
+             progress: bool = False, coverage: bool = True, k: int = DEFAULT_K,
+             kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+    """FID against cached reference statistics and IS of `fake`, in one pass over the samples;
+    with coverage=True (default) also precision/recall (k-NN, k = 3) and KID against the
+    reference's cached features.
 
     The reference images are loaded at `size` pixels (default: the side of the fake images, so a
     model trained on 16x16 digits is compared with the 16x16 data). Returns a flat dict:
     fid, is_mean, is_std, fid_name / is_name (e.g. "digits-FID"), backend, backend_tag, n_fake,
-    n_real, reference ("digits:train@16"), image_size, is_splits, feature_dim.
+    n_real, reference ("digits:train@16"), image_size, is_splits, feature_dim; with coverage:
+    precision, recall, pr_name ("digits-precision/recall (k=3)"), kid_mean, kid_std, kid_name
+    ("digits-KID"), kid_subset_size.
     """
     fake = check_images("fake", fake, min_count=2)
     if size is None:
@@ -64,10 +70,27 @@ def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
                              "pass size= for the reference images")
         size = int(fake.shape[-1])
     backend = get_backend(backend, weights=weights, device=device)
-    ref = reference_statistics(reference, split, size, backend, cache=cache, cache_dir=cache_dir,
-                               batch_size=batch_size, progress=progress)
-    stats, logits = extract(fake, backend, name="fake", batch_size=batch_size, progress=progress)
+    options = dict(cache=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    if coverage:
+        ref, real_features = reference_features(reference, split, size, backend, **options)
+    else:
+        ref = reference_statistics(reference, split, size, backend, **options)
+    fake_features: list | None = [] if coverage else None
+    stats, logits = extract(fake, backend, name="fake", batch_size=batch_size, progress=progress,
+                            features_out=fake_features)
     is_mean, is_std = inception_score_from_logits(logits, splits=splits, seed=seed)
+    extra = {}
+    if coverage:
+        fake_features = torch.cat(fake_features)
+        precision, recall = precision_recall(real_features, fake_features, k=k)
+        kid_mean, kid_std = kernel_inception_distance(real_features, fake_features,
+                                                      subsets=kid_subsets,
+                                                      subset_size=kid_subset_size, seed=seed)
+        prefix = backend.fid_name[:-len("FID")]             # "digits-" / "Inception-"
+        extra = {"precision": precision, "recall": recall,
+                 "pr_name": f"{prefix}precision/recall (k={k})", "kid_mean": kid_mean,
+                 "kid_std": kid_std, "kid_name": f"{prefix}KID",
+                 "kid_subset_size": min(kid_subset_size, len(fake_features), len(real_features))}
     return {
         "fid": stats_distance(ref, stats),
         "is_mean": is_mean,
@@ -82,14 +105,21 @@ def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
         "image_size": f"{fake.shape[-2]}x{fake.shape[-1]}",
         "is_splits": splits,
         "feature_dim": backend.num_features,
+        **extra,
     }
 
 
 def describe(result: dict) -> str:
-    """Two labelled lines for an evaluate() result, e.g. for logs and the command line."""
+    """Labelled lines for an evaluate() result (FID, IS, and precision/recall and KID when
+    present), e.g. for logs and the command line."""
     std = "" if result["is_std"] != result["is_std"] else f" ± {result['is_std']:.3f}"
-    return (f"{result['fid_name']} = {result['fid']:.4f}  ({result['n_fake']} fake "
+    text = (f"{result['fid_name']} = {result['fid']:.4f}  ({result['n_fake']} fake "
             f"{result['image_size']} vs {result['reference']}, {result['n_real']} real; "
             f"backend {result['backend_tag']})\n"
             f"{result['is_name']} = {result['is_mean']:.4f}{std}  ({result['n_fake']} fake, "
             f"{result['is_splits']} splits)")
+    if "precision" in result:
+        text += (f"\n{result['pr_name']} = {result['precision']:.4f} / {result['recall']:.4f}"
+                 f"\n{result['kid_name']} = {result['kid_mean']:.5f} ± {result['kid_std']:.5f}  "
+                 f"(subsets of {result['kid_subset_size']})")
+    return text

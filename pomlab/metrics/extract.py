@@ -26,10 +26,13 @@ class _GivenFeatures(nn.Module):
 
 def extract(images: Tensor, backend: FeatureBackend, *, name: str = "images", logits: bool = True,
             batch_size: int | None = None, progress: bool = False, source: str = "",
-            warn_rank: bool = True) -> tuple[FeatureStats, Tensor | None]:
+            warn_rank: bool = True, features_out: list | None = None
+            ) -> tuple[FeatureStats, Tensor | None]:
     """Features' mean and covariance (float64, accumulated by torchmetrics'
     FrechetInceptionDistance) and, if asked, the logits (N, classes) on the CPU.
-    warn_rank: warn when N <= feature dimension (rank-deficient covariance, biased FID)."""
+    warn_rank: warn when N <= feature dimension (rank-deficient covariance, biased FID).
+    features_out: a list that receives each batch's features (CPU float32), for the metrics
+    that need the features themselves (precision/recall, KID)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from tqdm.auto import tqdm
 
@@ -51,6 +54,8 @@ def extract(images: Tensor, backend: FeatureBackend, *, name: str = "images", lo
                 raise RuntimeError(f"the {backend.name} backend produced non-finite features "
                                    f"for {name}")
             accumulator.update(features, real=True)
+            if features_out is not None:
+                features_out.append(features.float().cpu())
             if logits:
                 all_logits.append(backend.head(features).float().cpu())
     n = int(accumulator.real_features_num_samples)

@@ -97,6 +97,40 @@ def _load_cached(path: Path, key: str) -> FeatureStats | None:
         return None
 
 
+def _reference_pass(reference: str, split: str, size: int | None, backend: FeatureBackend, *,
+                    cache: bool, cache_dir, batch_size: int | None, progress: bool,
+                    with_features: bool) -> tuple[FeatureStats, Tensor | None]:
+    """Statistics (and, with_features, the features (N, dim) float32) of a reference set, from
+    the disk cache when a matching file exists, else computed and, with cache=True, stored."""
+    images = reference_images(reference, split, size)
+    source = reference_label(reference, split, images.shape[-1])
+    key = _cache_key(backend, reference, split, images)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    suffix = "-features" if with_features else ""
+    path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}{suffix}.npz"
+    if cache and path.is_file():
+        stats = _load_cached(path, key)
+        if stats is not None and not with_features:
+            return stats, None
+        if stats is not None:
+            with np.load(path, allow_pickle=False) as data:
+                if "features" in data:
+                    return stats, torch.from_numpy(data["features"])
+    parts: list[Tensor] | None = [] if with_features else None
+    stats, _ = extract(images, backend, name=f"reference {source}", logits=False,
+                       batch_size=batch_size, progress=progress, features_out=parts)
+    stats = replace(stats, source=source)
+    features = torch.cat(parts) if with_features else None
+    if cache:
+        meta = json.dumps({"key": key, "backend": stats.backend, "source": source, "n": stats.n,
+                           "format": CACHE_FORMAT})
+        arrays = {"features": features.numpy()} if with_features else {}
+        atomic_write(path, lambda handle: np.savez(handle, mu=stats.mu, sigma=stats.sigma,
+                                                   n=np.int64(stats.n), meta=np.array(meta),
+                                                   **arrays))
+    return stats, features
+
+
 def reference_statistics(reference: str = "digits", split: str = "train", size: int | None = None,
                          backend: str | FeatureBackend = "digits", *, cache: bool = True,
                          cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
@@ -107,21 +141,18 @@ def reference_statistics(reference: str = "digits", split: str = "train", size: 
     matching file exists (else computed and, with cache=True, stored). size: pixels at which the
     real images are loaded before the backend's own resize (None: the dataset's native size)."""
     backend = get_backend(backend, weights=weights, device=device)
-    images = reference_images(reference, split, size)
-    source = reference_label(reference, split, images.shape[-1])
-    key = _cache_key(backend, reference, split, images)
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}.npz"
-    if cache and path.is_file():
-        stats = _load_cached(path, key)
-        if stats is not None:
-            return stats
-    stats, _ = extract(images, backend, name=f"reference {source}", logits=False,
-                       batch_size=batch_size, progress=progress)
-    stats = replace(stats, source=source)
-    if cache:
-        meta = json.dumps({"key": key, "backend": stats.backend, "source": source, "n": stats.n,
-                           "format": CACHE_FORMAT})
-        atomic_write(path, lambda handle: np.savez(handle, mu=stats.mu, sigma=stats.sigma,
-                                                   n=np.int64(stats.n), meta=np.array(meta)))
-    return stats
+    return _reference_pass(reference, split, size, backend, cache=cache, cache_dir=cache_dir,
+                           batch_size=batch_size, progress=progress, with_features=False)[0]
+
+
+def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
+                       backend: str | FeatureBackend = "digits", *, cache: bool = True,
+                       cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
+                       device: str | torch.device | None = None,
+                       weights: str | os.PathLike | None = None, progress: bool = False
+                       ) -> tuple[FeatureStats, Tensor]:
+    """(statistics, features (N, dim) float32) of a reference set, for the metrics that need
+    the real features (precision/recall, KID); cached like the statistics (its own file)."""
+    backend = get_backend(backend, weights=weights, device=device)
+    return _reference_pass(reference, split, size, backend, cache=cache, cache_dir=cache_dir,
+                           batch_size=batch_size, progress=progress, with_features=True)

@@ -13,6 +13,13 @@ Layout and initialisation follow the DiT paper (Peebles & Xie, arXiv 2212.09748)
                x += gate_1 * mixer(LN(x) (1 + scale_1) + shift_1)
                x += gate_2 * MLP(LN(x) (1 + scale_2) + shift_2)
     out = unpatchify(Linear(LN(x) (1 + scale) + shift))    # zero-initialised Linear
+
+variant="authors" swaps in the three parts where the PoM authors' DiH code (HoMM,
+``ClassConditionalDiH``) differs from DiT, so that parameter counts and forwards equal theirs:
+the time embedding (D frequencies of n_timesteps * t with max period n_timesteps, then
+Linear(D, 4D)-SiLU-Linear(4D, D)), their 2-D positions (``authors_sincos_2d``) and the exact-erf
+GELU in the MLP. Their blocks' (scale, shift) order and ``1 + gate`` are a relabelling of the
+same AdaLN block (see ``load_homm_checkpoint``).
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ FREQUENCY_SIZE = 256        # sinusoidal frequencies of the timestep embedding
 MAX_PERIOD = 10000
 TIME_SCALE = 1000.0         # t in [0, 1] is embedded as 1000 t, DiT's integer-timestep range
 POS_MAX_PERIOD = 10000.0
+VARIANTS = ("dit", "authors")
+AUTHORS_TIMESTEPS = 1000    # n_timesteps of the authors' DiH-S/B/L/XL configurations
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -38,10 +47,12 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 
 # --- input checks shared by every diffusion model -----------------------------------------
 
-def time_batch(t, batch: int, device, per: str = "image") -> Tensor:
-    """t as a float tensor of shape (batch,); a scalar is broadcast to the batch."""
+def time_batch(t, batch: int, device, per: str = "image", dtype: torch.dtype = torch.float32
+               ) -> Tensor:
+    """t as a float tensor of shape (batch,); a scalar (a python number: made `dtype`) is
+    broadcast to the batch."""
     if not isinstance(t, Tensor):
-        t = torch.as_tensor(t, dtype=torch.float32, device=device)
+        t = torch.as_tensor(t, dtype=dtype, device=device)
     if t.dim() == 0:
         t = t.expand(batch)
     if not t.dtype.is_floating_point or tuple(t.shape) != (batch,):
@@ -66,12 +77,14 @@ def check_time_and_ids(t: Tensor, ids: Tensor, ids_name: str, n_ids: int, ids_wh
 
 # --- conditioning ------------------------------------------------------------------------
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = MAX_PERIOD) -> Tensor:
-    """Sinusoidal embedding [cos, sin] of (possibly fractional) timesteps t (B,) -> (B, dim)."""
+def timestep_embedding(t: Tensor, dim: int, max_period: float = MAX_PERIOD,
+                       dtype: torch.dtype = torch.float32) -> Tensor:
+    """Sinusoidal embedding [cos, sin] of (possibly fractional) timesteps t (B,) -> (B, dim),
+    computed in float32 (float64 if asked: float64 models use it)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period)
-                      * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
+                      * torch.arange(half, dtype=dtype, device=t.device) / half)
+    args = t.to(dtype)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
@@ -79,17 +92,23 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = MAX_PERIOD) -> T
 
 
 class TimestepEmbedder(nn.Module):
-    """t (B,) in [0, 1] -> (B, D): sinusoid of ``time_scale`` * t, then Linear-SiLU-Linear."""
+    """t (B,) in [0, 1] -> (B, D): sinusoid of ``time_scale`` * t (``frequency_size`` channels,
+    ``max_period``), then Linear(frequency_size, width)-SiLU-Linear(width, D), width = D by
+    default (DiT); the authors' variant uses D frequencies, max period 1000 and width 4D."""
 
     def __init__(self, hidden_size: int, frequency_size: int = FREQUENCY_SIZE,
-                 time_scale: float = TIME_SCALE):
+                 time_scale: float = TIME_SCALE, max_period: float = MAX_PERIOD,
+                 width: int | None = None):
         super().__init__()
-        self.frequency_size, self.time_scale = frequency_size, time_scale
-        self.mlp = nn.Sequential(nn.Linear(frequency_size, hidden_size), nn.SiLU(),
-                                 nn.Linear(hidden_size, hidden_size))
+        self.frequency_size, self.time_scale, self.max_period = frequency_size, time_scale, max_period
+        width = width or hidden_size
+        self.mlp = nn.Sequential(nn.Linear(frequency_size, width), nn.SiLU(),
+                                 nn.Linear(width, hidden_size))
 
     def forward(self, t: Tensor) -> Tensor:
-        freq = timestep_embedding(self.time_scale * t, self.frequency_size)
+        dtype = torch.float64 if self.mlp[0].weight.dtype == torch.float64 else torch.float32
+        freq = timestep_embedding(self.time_scale * t.to(dtype), self.frequency_size,
+                                  self.max_period, dtype)
         return self.mlp(freq.to(self.mlp[0].weight.dtype))
 
 
@@ -141,6 +160,23 @@ def sincos_2d(dim: int, rows: int, cols: int) -> Tensor:
                      dim=1)
 
 
+def authors_sincos_2d(dim: int, rows: int, cols: int) -> Tensor:
+    """The PoM authors' 2-D positions (rows*cols, dim), float64, tokens in row-major order:
+    [sin, cos](pi f x) for the column x in linspace(0, 1, cols), then the same for the row,
+    with the odd frequencies f = 1, 3, ..., dim/2 - 1 (dim/4 of them)."""
+    if dim % 4:
+        raise ValueError(f"the authors' 2-D embedding needs dim divisible by 4, got {dim}")
+    f = (torch.arange(dim // 4, dtype=torch.float64) * 2 + 1) * math.pi
+
+    def one_axis(n: int) -> Tensor:
+        args = torch.linspace(0, 1, n, dtype=torch.float64)[:, None] * f[None]
+        return torch.cat([args.sin(), args.cos()], dim=1)
+
+    x = one_axis(cols)[None].expand(rows, cols, dim // 2)
+    y = one_axis(rows)[:, None].expand(rows, cols, dim // 2)
+    return torch.cat([x, y], dim=-1).reshape(rows * cols, dim)
+
+
 class PatchEmbed(nn.Module):
     """(B, C, H, W) -> (B, H/p * W/p, D) tokens in row-major patch order (Conv2d, stride p)."""
 
@@ -176,12 +212,13 @@ class AdaLNBlock(nn.Module):
     ``forward(x, c, **mixer_kwargs)`` passes ``context``/``mask`` through to the mixer.
     """
 
-    def __init__(self, hidden_size: int, mixer: nn.Module, mlp_ratio: float = 4.0):
+    def __init__(self, hidden_size: int, mixer: nn.Module, mlp_ratio: float = 4.0,
+                 gelu: str = "tanh"):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=LN_EPS)
         self.mixer = mixer
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=LN_EPS)
-        self.mlp = MLP(hidden_size, int(hidden_size * mlp_ratio), approximate="tanh")
+        self.mlp = MLP(hidden_size, int(hidden_size * mlp_ratio), approximate=gelu)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
     def forward(self, x: Tensor, c: Tensor, **mixer_kwargs) -> Tensor:
@@ -251,8 +288,10 @@ class DiffusionTransformer(nn.Module):
                  hidden_size: int, depth: int, num_classes: int, mlp_ratio: float,
                  num_heads: int = 1, degree: int = 2, expand: int = 2,
                  polynomial: str = "products", learn_sigma: bool = False,
-                 class_dropout_prob: float = 0.1):
+                 class_dropout_prob: float = 0.1, variant: str = "dit"):
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         for arg, value in [("input_size", input_size), ("patch_size", patch_size),
                            ("in_channels", in_channels), ("hidden_size", hidden_size),
                            ("depth", depth), ("num_classes", num_classes)]:
@@ -265,21 +304,27 @@ class DiffusionTransformer(nn.Module):
             raise TypeError(f"learn_sigma must be a bool, got {type(learn_sigma).__name__}")
         self.mixer, self.input_size, self.patch_size = mixer, input_size, patch_size
         self.in_channels, self.hidden_size, self.depth = in_channels, hidden_size, depth
-        self.num_classes, self.learn_sigma = num_classes, learn_sigma
+        self.num_classes, self.learn_sigma, self.variant = num_classes, learn_sigma, variant
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.check_inputs = True      # range checks on t and y (one host sync per forward)
 
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
-        self.t_embedder = TimestepEmbedder(hidden_size)
+        if variant == "authors":
+            self.t_embedder = TimestepEmbedder(hidden_size, frequency_size=hidden_size,
+                                               time_scale=AUTHORS_TIMESTEPS,
+                                               max_period=AUTHORS_TIMESTEPS, width=4 * hidden_size)
+        else:
+            self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
+        self._positions = authors_sincos_2d if variant == "authors" else sincos_2d
         grid = input_size // patch_size
-        self.register_buffer("pos_embed", sincos_2d(hidden_size, grid, grid).float()[None],
+        self.register_buffer("pos_embed", self._positions(hidden_size, grid, grid).float()[None],
                              persistent=False)
         self.blocks = nn.ModuleList([
             AdaLNBlock(hidden_size,
                        make_mixer(mixer, hidden_size, heads=num_heads, degree=degree,
                                   expand=expand, polynomial=polynomial),
-                       mlp_ratio=mlp_ratio)
+                       mlp_ratio=mlp_ratio, gelu="none" if variant == "authors" else "tanh")
             for _ in range(depth)])
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         initialize_dit_weights(self)
@@ -307,7 +352,7 @@ class DiffusionTransformer(nn.Module):
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"x image size {h}x{w} is not divisible by patch_size "
                              f"{self.patch_size}")
-        t = time_batch(t, b, x.device, per="image")
+        t = time_batch(t, b, x.device, per="image", dtype=x.dtype)
         if not isinstance(y, Tensor) or y.dtype not in (torch.int64, torch.int32):
             raise TypeError("y must be an int64 tensor of class ids, got "
                             + (str(y.dtype) if isinstance(y, Tensor) else type(y).__name__))
@@ -323,9 +368,9 @@ class DiffusionTransformer(nn.Module):
 
     def positions(self, rows: int, cols: int) -> Tensor:
         grid = self.input_size // self.patch_size
-        if rows == grid and cols == grid:
-            return self.pos_embed
-        return sincos_2d(self.hidden_size, rows, cols).to(self.pos_embed)[None]
+        if rows == grid and cols == grid and self.pos_embed.dtype != torch.float64:
+            return self.pos_embed             # (float64 models recompute: the buffer was float32)
+        return self._positions(self.hidden_size, rows, cols).to(self.pos_embed)[None]
 
     def condition(self, t: Tensor, y: Tensor) -> Tensor:
         """c = t_emb + y_emb (B, D); label dropout applies in train() mode."""

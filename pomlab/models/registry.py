@@ -45,7 +45,7 @@ DIPOM_MLP_RATIO = {"S": 3.0, "B": 3.0, "L": 2.0, "XL": 2.0}
 DIPOM_DEFAULTS = dict(degree=2, expand=2, polynomial="products")
 
 COMMON_KEYS = ("input_size", "in_channels", "num_classes", "hidden_size", "depth", "mlp_ratio",
-               "learn_sigma", "class_dropout_prob")
+               "learn_sigma", "class_dropout_prob", "variant")
 MIXER_KEYS = {"mha": ("num_heads",), "pom": ("degree", "expand", "polynomial")}
 
 _NAME = re.compile(r"^(?P<family>[A-Za-z]+)-(?P<size>S|B|L|XL)/(?P<patch>\d+)$")
@@ -89,7 +89,7 @@ def default_config(name: str, scale: str = "paper") -> dict:
     sizes = PAPER_SIZES if scale == "paper" else MICRO_SIZES
     cfg = {k: v for k, v in SCALE_DEFAULTS[scale].items() if k != "latent_scale"}
     cfg.update(hidden_size=sizes[size]["hidden_size"], depth=sizes[size]["depth"],
-               learn_sigma=False, class_dropout_prob=0.1)
+               learn_sigma=False, class_dropout_prob=0.1, variant="dit")
     if mixer == "mha":
         cfg.update(mlp_ratio=DIT_MLP_RATIO, num_heads=sizes[size]["num_heads"])
     else:
@@ -102,7 +102,9 @@ def create(name: str, scale: str = "paper", **overrides) -> nn.Module:
 
     Overrides (any of them): input_size (the model input side: latent side for "paper",
     pixel side for "micro"), in_channels, num_classes, hidden_size, depth, mlp_ratio,
-    learn_sigma, class_dropout_prob; num_heads for DiT; degree, expand, polynomial for DiPoM.
+    learn_sigma, class_dropout_prob, variant ("dit", or "authors": the PoM authors' time
+    embedding, 2-D positions and exact GELU, see backbone.py); num_heads for DiT; degree, expand,
+    polynomial for DiPoM.
     ``create(**model.config)`` rebuilds the same architecture. Names of families added with
     ``register_family`` go to that family's builder.
     """

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..data import DATASETS
+from ..diffusion import check_convention
 from ..metrics import BACKENDS
 from ..models.registry import FAMILIES, PATCHES, SCALES, SIZES
 from ..train import DEFAULT_LR, PRECISIONS
@@ -31,9 +32,13 @@ SCALE_DEFAULTS = {
                   ckpt_every=0, out="results/scaling"),
     # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples (DiT's scaling
     # figures use FID-50K; raise --fid-samples for final numbers), 50 Heun steps.
+    # Guidance as in the PoM paper's Fig. 5 ("FID/IS computed on 10k samples with classifier free
+    # guidance (w=1)"): w = 1 in the authors' convention c + w (c - u), i.e. standard scale 2
+    # (docs/scaling.md gives the reading and its evidence).
     "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256,
                   eval_points=None, eval_every=50_000, fid_samples=10_000, sample_steps=50,
-                  eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper"),
+                  eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper",
+                  cfg=1.0, cfg_guidance="authors"),
 }
 
 # Fields that may differ between invocations writing into one --out (they do not change any
@@ -111,6 +116,8 @@ class SweepConfig:
     sample_steps: int = 10
     sample_method: str | None = None      # None: heun (flow) / ddim (diffusion)
     cfg: float = 1.0
+    cfg_guidance: str = "standard"        # how cfg reads: "standard" u + w(c - u) (1 = none) or
+                                          # "authors" c + w(c - u) (0 = none), see guidance.py
     backend: str = "digits"
     backend_weights: str | None = None    # None: the built-in digits classifier / hub cache
     reference: str = "data"               # "data" (the training set) or a stats/images file
@@ -180,7 +187,9 @@ class SweepConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if not (isinstance(self.cfg, (int, float)) and math.isfinite(self.cfg) and self.cfg >= 0):
-            raise ValueError(f"cfg must be a number >= 0 (1 = no guidance), got {self.cfg!r}")
+            raise ValueError(f"cfg must be a number >= 0 (no guidance: 1 standard, 0 authors), "
+                             f"got {self.cfg!r}")
+        check_convention(self.cfg_guidance)
         steps = tuple(self.eval_steps)
         if (not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
                 or list(steps) != sorted(set(steps)) or steps[-1] != self.steps):
@@ -203,4 +212,7 @@ class SweepConfig:
 
     def settings(self) -> dict:
         """Everything that changes a number in results.csv (what one --out must agree on)."""
-        return {k: v for k, v in self.to_dict().items() if k not in COMPATIBLE_FIELDS}
+        settings = {k: v for k, v in self.to_dict().items() if k not in COMPATIBLE_FIELDS}
+        if settings["cfg_guidance"] == "standard":    # sweeps recorded before the field existed
+            del settings["cfg_guidance"]
+        return settings

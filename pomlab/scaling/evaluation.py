@@ -25,8 +25,9 @@ from torch import Tensor
 
 from ..data import decode_latents, from_model_range, load_vae
 from ..io import atomic_write
-from ..metrics import (FeatureStats, get_backend, inception_score_from_logits, load_samples,
-                       pool_statistics, reference_statistics, stats_distance)
+from ..metrics import (FeatureStats, get_backend, inception_score_from_logits,
+                       kernel_inception_distance, load_samples, pool_statistics,
+                       precision_recall, reference_features, stats_distance)
 from ..metrics.extract import extract
 from ..metrics.scores import warn_if_rank_deficient
 from .config import SweepConfig
@@ -94,6 +95,11 @@ class Evaluator:
         self.backend = get_backend(config.backend, weights=config.backend_weights,
                                    device=trainer.device)
         self._vae = None
+        # Precision/recall and KID need the real features: the embedded digits' (cached with
+        # their statistics, on rank 0); references given as statistics or drawn in chunks have
+        # none. Every rank knows (the fake features travel to rank 0 with the chunks).
+        self.coverage = config.reference == "data" and config.dataset == "digits"
+        self.reference_features = None
         # Only rank 0 scores (None elsewhere); the others help extract features.
         self.reference = self._reference_statistics()
 
@@ -128,7 +134,9 @@ class Evaluator:
             if self.rank != 0:
                 return None
             if cfg.reference == "data":
-                return reference_statistics("digits", "train", data.size, self.backend)
+                stats, self.reference_features = reference_features("digits", "train",
+                                                                    data.size, self.backend)
+                return stats
             return self._statistics_from_file(Path(cfg.reference).expanduser())
         count = min(len(data), cfg.reference_samples or cfg.fid_samples)
         key = {"dataset": cfg.dataset, "data_path": str(cfg.data_path), "size": data.size,
@@ -199,23 +207,36 @@ class Evaluator:
         trainer = trainer or self.trainer
         cfg = self.config
 
-        def chunk_scores(index: int, start: int, stop: int) -> tuple[FeatureStats, Tensor]:
+        def chunk_scores(index: int, start: int, stop: int) -> tuple[FeatureStats, Tensor, Tensor | None]:
             labels = balanced_labels(start, stop, trainer.data.num_classes)
             x = trainer.generate(labels, steps=cfg.sample_steps, method=cfg.sample_method,
                                  cfg=float(cfg.cfg), seed=chunk_seed(cfg.seed, index),
-                                 batch_size=cfg.sample_batch)
-            return extract(self.to_pixels(x, model_space=False), self.backend,
-                           name=f"samples[{start}:{stop}]", warn_rank=False)
+                                 batch_size=cfg.sample_batch, guidance=cfg.cfg_guidance)
+            parts: list | None = [] if self.coverage else None
+            stats, logits = extract(self.to_pixels(x, model_space=False), self.backend,
+                                    name=f"samples[{start}:{stop}]", warn_rank=False,
+                                    features_out=parts)
+            return stats, logits, (torch.cat(parts) if parts is not None else None)
 
         parts = self._on_ranks(chunk_bounds(cfg.fid_samples, cfg.eval_chunk), chunk_scores)
         if parts is None:
             return None
-        fake = pool_statistics([stats for stats, _ in parts], source="samples")
+        fake = pool_statistics([stats for stats, _, _ in parts], source="samples")
         warn_if_rank_deficient("samples", fake.n, self.backend.num_features)
-        is_mean, is_std = inception_score_from_logits(torch.cat([logits for _, logits in parts]),
+        is_mean, is_std = inception_score_from_logits(torch.cat([part[1] for part in parts]),
                                                       splits=min(IS_SPLITS, fake.n),
                                                       seed=cfg.seed)
+        coverage = {}
+        if self.coverage:
+            fake_features = torch.cat([part[2] for part in parts])
+            precision, recall = precision_recall(self.reference_features, fake_features)
+            kid_mean, kid_std = kernel_inception_distance(self.reference_features, fake_features,
+                                                          seed=cfg.seed)
+            prefix = self.backend.fid_name[:-len("FID")]
+            coverage = {"pr_name": f"{prefix}precision/recall (k=3)", "precision": precision,
+                        "recall": recall, "kid_name": f"{prefix}KID", "kid_mean": kid_mean,
+                        "kid_std": kid_std}
         return {"fid_name": self.backend.fid_name, "fid": stats_distance(self.reference, fake),
                 "is_name": self.backend.is_name, "is_mean": is_mean, "is_std": is_std,
                 "n_fake": fake.n, "n_real": self.reference.n, "reference": self.reference.source,
-                "backend_tag": self.backend.cache_tag}
+                "backend_tag": self.backend.cache_tag, **coverage}

@@ -19,9 +19,11 @@ def describe_results(results: pd.DataFrame) -> str:
     """One line saying what produced the numbers (scale, data, metric backend, samples, device)."""
     def one(column):
         return plotting.distinct(results, column)
+    guidance = (one("cfg_guidance") if "cfg_guidance" in results
+                and results["cfg_guidance"].notna().any() else "standard")  # older rows: standard
     return (f"{one('scale')} scale, {one('dataset')}, {one('fid_name')} & {one('is_name')} of "
             f"{one('n_fake')} samples vs {one('reference')}, {one('sample_method')} "
-            f"{one('sample_steps')} steps, cfg {one('cfg')}, batch {one('batch_size')}, "
+            f"{one('sample_steps')} steps, cfg {one('cfg')} ({guidance}), batch {one('batch_size')}, "
             f"{one('device')}")
 
 

@@ -38,7 +38,8 @@ RESULT_COLUMNS = [
     "model", "scale", "mixer", "size", "patch", "dataset", "backend", "fid_name", "fid",
     "is_name", "is_mean", "is_std", "n_fake", "n_real", "reference", "step", "batch_size",
     "images_seen", "gflops_per_image", "train_compute_gflops", "sample_steps", "sample_method",
-    "cfg", "seed", "device",
+    "cfg", "cfg_guidance", "seed", "device", "pr_name", "precision", "recall", "kid_name",
+    "kid_mean", "kid_std",
 ]
 # Wall-clock facts depend on the machine's load: kept out of results.csv.
 TIMING_COLUMNS = [

@@ -67,7 +67,7 @@ def train_config(config: SweepConfig, mixer: str, size: str, device: str | None 
         ema_decay=config.ema_decay, seed=config.seed, precision=config.precision,
         device=device or config.device, log_every=LOG_EVERY, ckpt_every=config.ckpt_every,
         sample_at_end=False, sample_steps=config.sample_steps, sample_method=config.sample_method,
-        sample_cfg=float(config.cfg),
+        sample_cfg=float(config.cfg), sample_guidance=config.cfg_guidance,
         out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch))))
 
 
@@ -151,7 +151,10 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
                        "train_compute_gflops": training_compute_gflops(gflops, seen),
                        "sample_steps": config.sample_steps,
                        "sample_method": config.sample_method or trainer.process.default_method,
-                       "cfg": float(config.cfg), "seed": config.seed, "device": label}
+                       "cfg": float(config.cfg), "cfg_guidance": config.cfg_guidance,
+                       "seed": config.seed, "device": label,
+                       **{k: metrics.get(k) for k in ("pr_name", "precision", "recall",
+                                                      "kid_name", "kid_mean", "kid_std")}}
                 timing = {"model": name, "step": step, "train_seconds": train_wall,
                           "eval_seconds": eval_wall, "train_cpu_seconds": train_cpu,
                           "eval_cpu_seconds": eval_cpu, "resumed_from": resumed_from,

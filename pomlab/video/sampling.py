@@ -81,14 +81,15 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
            mode: str = "sequential", steps: int = 50, cfg: float = 1.0,
            generator: torch.Generator | None = None, *, method: str = "heun",
            vocab: Vocabulary | None = None, process: FlowMatching | None = None,
-           text_encoder=None, on_frame=None) -> Tensor:
+           text_encoder=None, on_frame=None, guidance: str = "standard") -> Tensor:
     """Generate one clip per caption: (B, frames, C, H, W) in the model's range.
 
     model: a VideoDiPoM (``pomlab.models.create("VideoDiPoM-S/2", ...)``); "sequential"
     needs its block-causal form (the default). captions: strings of the model's vocabulary.
     noise: None (drawn from ``generator``) or exactly (B, frames, C, H, W). steps: ODE steps
     of ``method`` ("heun": 2 model calls per step, "euler": 1) from t = 1 to 0. cfg:
-    classifier-free guidance scale (1 = none; the null caption is all pad). vocab: the
+    classifier-free guidance scale in the `guidance` convention ("standard": 1 = none;
+    "authors": 0 = none; the null caption is all pad). vocab: the
     captions' Vocabulary (default ``model_vocabulary(model)``). process: the FlowMatching the
     model was trained with (its time shift sets the sampling grid; default no shift). The
     model runs in eval mode (no caption dropout) without its input range check (no host
@@ -129,7 +130,7 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
                          "mixes all frames both ways, use mode='parallel'")
     # the all-pad caption is the null input of classifier-free guidance
     integrate = functools.partial(process.sample, steps=steps, method=method, cfg=cfg,
-                                  null_class=model.null_token)
+                                  null_class=model.null_token, guidance=guidance)
     # ids come from a vocabulary of the model's size and t from the grid: no range checks
     with sampling_mode(model):
         if mode == "parallel":

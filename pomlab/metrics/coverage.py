@@ -1,0 +1,94 @@
+"""Precision / recall of generative models (Kynkäänniemi et al. 2019, k-NN manifolds) and the
+Kernel Inception Distance (Bińkowski et al. 2018), on features of any backend.
+
+Precision: the fraction of fake samples inside the real manifold, the union of balls around
+each real feature with radius its distance to its k-th nearest real neighbour (k = 3, the
+paper's default; the point itself not counted). Recall: the same with the roles swapped. KID:
+the unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, averaged over random
+subsets, through torchmetrics' KernelInceptionDistance.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_K = 3
+
+
+def _features(name: str, value) -> Tensor:
+    x = torch.as_tensor(value)
+    if not x.dtype.is_floating_point or x.dim() != 2 or x.shape[0] < 2:
+        raise ValueError(f"{name} must be float features (N >= 2, dim), got {x.dtype} "
+                         f"{tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x.detach().to("cpu", torch.float64)
+
+
+def knn_radii(features: Tensor, k: int = DEFAULT_K, chunk: int = 1024) -> Tensor:
+    """Distance of each row to its k-th nearest other row (N,), float64."""
+    n = features.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}] for {n} features, got {k}")
+    radii = []
+    for start in range(0, n, chunk):
+        d = torch.cdist(features[start:start + chunk], features)
+        radii.append(d.kthvalue(k + 1, dim=1).values)        # the 0 to itself is the first
+    return torch.cat(radii)
+
+
+def _inside(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tensor:
+    inside = []
+    for start in range(0, points.shape[0], chunk):
+        d = torch.cdist(points[start:start + chunk], centres)
+        inside.append((d <= radii[None]).any(dim=1))
+    return torch.cat(inside)
+
+
+def precision_recall(real, fake, k: int = DEFAULT_K, chunk: int = 1024) -> tuple[float, float]:
+    """(precision, recall) of fake features against real ones (each (N, dim); float64)."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    real, fake = _features("real", real), _features("fake", fake)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs "
+                         f"{fake.shape[1]}")
+    precision = _inside(fake, real, knn_radii(real, k, chunk), chunk).double().mean()
+    recall = _inside(real, fake, knn_radii(fake, k, chunk), chunk).double().mean()
+    return float(precision), float(recall)
+
+
+class _GivenFeatures(nn.Module):
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features
+
+
+def kernel_inception_distance(real, fake, *, subsets: int = 100, subset_size: int = 1000,
+                              seed: int = 0) -> tuple[float, float]:
+    """(mean, std) of KID over `subsets` random subsets of min(subset_size, N_real, N_fake)
+    samples each (torchmetrics; subsets drawn in a forked RNG seeded with `seed`)."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    real, fake = _features("real", real), _features("fake", fake)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs "
+                         f"{fake.shape[1]}")
+    if isinstance(subsets, bool) or not isinstance(subsets, int) or subsets < 1:
+        raise ValueError(f"subsets must be a positive int, got {subsets!r}")
+    size = min(subset_size, real.shape[0], fake.shape[0])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        metric = KernelInceptionDistance(feature=_GivenFeatures(real.shape[1]), subsets=subsets,
+                                         subset_size=size, sync_on_compute=False)
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            mean, std = metric.compute()
+    return float(mean), float(std)
