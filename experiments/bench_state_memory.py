@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
+from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -65,7 +66,7 @@ def run_method(method, layers, frames, args, device, mask=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--degree", type=int, default=2)
     p.add_argument("--expand", type=int, default=2)
@@ -124,4 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -6,6 +6,7 @@ token-wise MLP on quantised grids; writes a tidy CSV and a figure (PNG + PDF).
 Grids are given as LEVELS:TOKENS:DIM[:pos] (pos = with positional encoding).
 """
 import _bootstrap  # noqa: F401  (makes `import pomlab` work from a checkout)
+from pomlab.cli import HelpFormatter, run
 
 import argparse
 from pathlib import Path
@@ -29,7 +30,7 @@ def parse_grid(text: str) -> tuple[int, int, int, bool]:
 
 def main(argv=None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--grids", default=DEFAULT_GRIDS,
                     help=f"comma-separated LEVELS:TOKENS:DIM[:pos] (default {DEFAULT_GRIDS})")
     ap.add_argument("--width", type=int, default=32)
@@ -63,4 +64,4 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

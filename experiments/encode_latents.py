@@ -14,6 +14,7 @@ import argparse
 import json
 
 import _bootstrap  # noqa: F401
+from pomlab.cli import HelpFormatter, run
 import torch
 from tqdm.auto import tqdm
 
@@ -22,7 +23,7 @@ from pomlab.data import (DATASETS, SD_VAE_SCALE_FACTOR, LatentShardWriter, encod
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dataset", default="folder", choices=[d for d in DATASETS if d != "latents"])
     p.add_argument("--data-path", default=None)
     p.add_argument("--split", default="train", choices=["train", "heldout"])
@@ -66,4 +67,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,10 +15,10 @@ runs/<model>/. See docs/scaling.md.
 """
 import argparse
 import os
-import sys
 import time
 
 import _bootstrap  # noqa: F401
+from pomlab.cli import HelpFormatter, run
 from train import _override
 
 from pomlab.data import DATASETS
@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     def both(key, fmt=str):
         return f"default {fmt(micro[key])} (micro) / {fmt(paper[key])} (paper)"
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--sizes", default="S,B,L,XL", help="comma-separated sizes from S,B,L,XL")
     a("--mixers", default="pom,mha", help="pom (DiPoM), mha (DiT) or both (default)")
@@ -126,8 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

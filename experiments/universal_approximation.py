@@ -8,6 +8,7 @@ universal_approximation_params.{png,pdf} (held-out error vs parameters per mixer
 and universal_approximation_degree.{png,pdf} (PoM error vs degree).
 """
 import _bootstrap  # noqa: F401  (makes `import pomlab` work from a checkout)
+from pomlab.cli import HelpFormatter, run
 
 import argparse
 import time
@@ -22,7 +23,7 @@ from pomlab.theory.plots import plot_error_vs_degree, plot_error_vs_params
 
 def main(argv=None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     ap.add_argument("--steps", type=int, default=800, help="training steps per run")
     ap.add_argument("--tokens", type=int, default=8, help="sequence length")
@@ -51,4 +52,4 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

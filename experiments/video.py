@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
+from pomlab.cli import HelpFormatter, run
 import numpy as np
 import pandas as pd
 import torch
@@ -46,7 +47,7 @@ GIF_FRAME_MS = 180
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--out", required=True, help="run folder")
     a("--resume", action="store_true", help="continue from --out's last checkpoint")
@@ -163,4 +164,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

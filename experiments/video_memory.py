@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
+from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 
@@ -32,7 +33,7 @@ from pomlab.video import MODES, sample
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--out", default="results/video_memory")
     a("--model", default="VideoDiPoM-S/2", help="64 tokens per 16x16 frame at patch 2")
@@ -98,4 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

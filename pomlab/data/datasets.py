@@ -21,6 +21,9 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     """
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    if name == "digits" and root is not None:
+        raise ValueError(f"dataset 'digits' is embedded and reads no folder, got root (--data-path) "
+                         f"{str(root)!r}: use dataset folder, cifar10 or latents to read it")
     if name in ("folder", "cifar10", "latents") and root is None:
         raise ValueError(f"dataset {name!r} needs a root folder (--data-path)")
     if name in ("folder", "latents") and split != "train":

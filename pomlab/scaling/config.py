@@ -73,6 +73,20 @@ def _check_int(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_applies(config: "SweepConfig") -> None:
+    """Refuse settings the chosen dataset or reference would silently ignore."""
+    if config.dataset == "digits" and config.data_path:
+        raise ValueError(f"--data-path / data_path does not apply to dataset 'digits' (embedded, "
+                         f"no files), got {config.data_path!r}: pass --dataset folder, cifar10 "
+                         "or latents to train on it")
+    if config.vae and config.dataset != "latents":
+        raise ValueError(f"--vae / vae decodes latent samples: it needs dataset 'latents', "
+                         f"got dataset {config.dataset!r}")
+    if config.reference_samples is not None and config.reference != "data":
+        raise ValueError("--reference-samples / reference_samples counts training images for "
+                         f"reference 'data'; reference {config.reference!r} is a file")
+
+
 def _parse_list(name: str, value, allowed: tuple) -> tuple[str, ...]:
     items = tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else tuple(value)
     if not items or any(v not in allowed for v in items) or len(set(items)) != len(items):
@@ -157,6 +171,7 @@ class SweepConfig:
         if self.backend == "digits" and self.dataset != "digits":
             raise ValueError(f"backend 'digits' scores the embedded digits only; dataset "
                              f"{self.dataset!r} needs backend='inception'")
+        _check_applies(self)
         if self.dataset in ("latents", "folder", "cifar10") and not self.data_path:
             hint = (" (a latent folder made by experiments/encode_latents.py)"
                     if self.dataset == "latents" else "")
