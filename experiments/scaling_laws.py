@@ -116,10 +116,10 @@ def main(argv=None):
     if int(os.environ.get("RANK", "0")) != 0:             # torchrun: rank 0 reports
         return result
     if result.fits is not None:
-        print("\nlog10 metric = a + b log10 training GFLOPs (b: slope, 95% CI); "
+        print("log10 metric = a + b log10 training GFLOPs (b: slope, 95% CI); "
               f"{result.results['fid_name'].iloc[0]} and {result.results['is_name'].iloc[0]}")
         print(slopes_table(result.fits["fits"]).to_string(index=False))
-    print(f"\n{len(result.results)} evaluations in {result.out / 'results.csv'} "
+    print(f"{len(result.results)} evaluations in {result.out / 'results.csv'} "
           f"({result.evaluations} new); fits in {result.out / 'fits.json'}; figure "
           f"{result.out / 'scaling.png'}; wall time {time.perf_counter() - start:.0f} s")
     return result
