@@ -19,6 +19,7 @@ from pomlab.cli import HelpFormatter, run
 
 from pomlab.data import DATASETS
 from pomlab.diffusion import PROCESSES
+from pomlab.models.registry import parse_name
 from pomlab.train import PRECISIONS, TrainConfig, train
 
 
@@ -94,6 +95,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     if args.data_path is not None and args.dataset == "digits":
         raise ValueError(f"--data-path does not apply to --dataset digits (embedded, no files), "
                          f"got {args.data_path!r}: pass --dataset folder, cifar10 or latents")
+    if args.data_path is not None and not os.path.exists(args.data_path):
+        raise FileNotFoundError(f"--data-path {args.data_path!r} does not exist")
     if args.out is None:
         if args.resume:
             raise ValueError("--resume needs --out (the run folder to continue)")
@@ -120,6 +123,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
 def main(argv=None):
     config, args = parse_args(argv)
     config.validate()
+    parse_name(config.model)                  # an unknown --model fails before anything is named
     if getattr(args, "default_out", False):
         print(f"run folder: {config.out} (--out to choose one)", file=sys.stderr)
     result = train(config, resume=args.resume, progress=not args.no_progress)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NO_RUN = "<!-- no-run -->"
 RUNNABLE = ("python", "bash")
-TIMEOUT_S = 240                     # per block; the slowest (a DDP smoke run) takes ~20 s
+TIMEOUT_S = 600                     # per block; the slowest take ~20 s on 2 idle cores
 # Entries of the root not mirrored into the scratch folder: outputs the snippets write, and
 # what they never need.
 NOT_MIRRORED = {".git", "results", "runs", ".venv", ".venv-ci", ".pytest_cache", ".hypothesis"}
