@@ -311,6 +311,7 @@ class _Progress:
                     f"{event['is_mean']:.3f}")
             if self.bar.disable:
                 self.log(line + (f"  [{self.status()}]" if self.enabled else ""))
+                sys.stdout.flush()            # a log file shows each line when it happens
             else:
                 self.bar.write(line)
 
