@@ -1,7 +1,7 @@
 """Scaling-law sweep (the paper's Figure 5): DiPoM and DiT, sizes S..XL, FID and IS against
 training compute with log-log fits.
 
-    python experiments/scaling_laws.py --sizes S,B,L,XL                  # micro scale on CPU (~15 min)
+    python experiments/scaling_laws.py --sizes S,B,L,XL                  # micro scale on CPU (~7 min)
     python experiments/scaling_laws.py --sizes S,B --mixers pom --steps 200 --out results/quick
     python experiments/scaling_laws.py --scale paper --data-path data/in256_latents   # on GPUs
     torchrun --nproc_per_node 8 experiments/scaling_laws.py --scale paper --sizes XL \\
