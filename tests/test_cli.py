@@ -1,7 +1,6 @@
 """The scripts in experiments/: one shared entry point (pomlab.cli.run) that turns bad input into
 one line, `--help` that shows the defaults, and the flags that do not apply refused."""
 import argparse
-import importlib.util
 import io
 import subprocess
 import sys
@@ -11,17 +10,13 @@ from pathlib import Path
 import pytest
 
 from pomlab import cli
+from test_figures import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "experiments").glob("*.py") if not p.name.startswith("_"))
 
 
-def script(name: str):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location(f"{name}_cli_test", ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+script = experiment            # an experiments/ script as a module
 
 
 def run_script(*args, env=None, timeout=300):
