@@ -16,13 +16,13 @@ import statistics
 import time
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, time_interleaved
+from pomlab.cli import HelpFormatter, run
 from pomlab.io import atomic_to_csv
 
 

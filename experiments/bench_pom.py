@@ -14,13 +14,13 @@ import argparse
 import time
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 import pomlab
 from pomlab.benchmark import device_label, synchronize, time_interleaved
+from pomlab.cli import HelpFormatter, run
 from pomlab.io import atomic_to_csv
 from pomlab.nn import pom_fast
 

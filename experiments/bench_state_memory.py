@@ -20,13 +20,13 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 import pomlab
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.cli import HelpFormatter, run
 from pomlab.figures import state_memory_figure
 from pomlab.io import atomic_to_csv
 from pomlab.masks import block_causal

@@ -11,12 +11,12 @@ training_step, bf16 autocast on CUDA). The two models' steps are timed interleav
 import argparse
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 
 import pomlab.models
 from pomlab.benchmark import device_label, time_interleaved
+from pomlab.cli import HelpFormatter, run
 from pomlab.diffusion import make_process
 from pomlab.train import training_step
 

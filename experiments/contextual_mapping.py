@@ -6,7 +6,6 @@ token-wise MLP on quantised grids; writes a tidy CSV and a figure (PNG + PDF).
 Grids are given as LEVELS:TOKENS:DIM[:pos] (pos = with positional encoding).
 """
 import _bootstrap  # noqa: F401  (makes `import pomlab` work from a checkout)
-from pomlab.cli import HelpFormatter, run
 
 import argparse
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.io import atomic_to_csv
 from pomlab.theory import contextual_mapping_rows
 from pomlab.theory.plots import plot_contextual_separation

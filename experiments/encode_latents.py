@@ -14,10 +14,10 @@ import argparse
 import json
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import torch
 from tqdm.auto import tqdm
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.data import (DATASETS, SD_VAE_SCALE_FACTOR, LatentShardWriter, encode_images,
                          load_dataset, load_vae)
 

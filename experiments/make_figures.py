@@ -13,8 +13,8 @@ results file was found but could not be drawn (e.g. a foreign or truncated CSV),
 import argparse
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.figures import make_figures
 from pomlab.results import describe_layout
 

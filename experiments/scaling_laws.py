@@ -18,9 +18,9 @@ import os
 import time
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 from train import _override
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.data import DATASETS
 from pomlab.metrics import BACKENDS
 from pomlab.models import SCALES

@@ -27,13 +27,13 @@ import math
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.cli import HelpFormatter, run
 from pomlab.figures import speed_figure
 from pomlab.io import atomic_to_csv, atomic_write_json, read_csv_exact
 from pomlab.nn import pom_fast

@@ -15,8 +15,8 @@ import sys
 import time
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.data import DATASETS
 from pomlab.diffusion import PROCESSES
 from pomlab.models.registry import parse_name

@@ -8,7 +8,6 @@ universal_approximation_params.{png,pdf} (held-out error vs parameters per mixer
 and universal_approximation_degree.{png,pdf} (PoM error vs degree).
 """
 import _bootstrap  # noqa: F401  (makes `import pomlab` work from a checkout)
-from pomlab.cli import HelpFormatter, run
 
 import argparse
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.theory import TASKS, capacity_sweep, largest_model_errors, run_sweep
 from pomlab.theory.plots import plot_error_vs_degree, plot_error_vs_params
 

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import numpy as np
 import pandas as pd
 import torch
@@ -34,6 +33,7 @@ from train import _override
 
 from pomlab import models
 from pomlab.benchmark import device_label
+from pomlab.cli import HelpFormatter, run
 from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos
 from pomlab.figures import video_strip_figure

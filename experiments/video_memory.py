@@ -19,12 +19,12 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from pomlab.cli import HelpFormatter, run
 import pandas as pd
 import torch
 
 from pomlab import models
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
+from pomlab.cli import HelpFormatter, run
 from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary
 from pomlab.figures import video_memory_figure
 from pomlab.io import atomic_to_csv
