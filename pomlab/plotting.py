@@ -221,7 +221,8 @@ def legends_and_layout(fig, axes, **kwargs) -> None:
     renderer = fig.canvas.get_renderer()
     moved = False
     for ax in axes:
-        if hidden_points(ax, ax.get_legend(), renderer):
+        legend = ax.get_legend()
+        if legend is not None and hidden_points(ax, legend, renderer):
             place_legend(ax, **{**kwargs, "inside": False})
             moved = True
     if moved:
