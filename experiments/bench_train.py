@@ -16,6 +16,7 @@ import torch
 
 import pomlab.models
 from pomlab.benchmark import device_label, time_interleaved
+from pomlab.cli import HelpFormatter, run
 from pomlab.diffusion import make_process
 from pomlab.train import training_step
 
@@ -38,7 +39,7 @@ def make_step(name, args, device, autocast_dtype):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--scale", default=None, choices=["micro", "paper"],
                    help="default: paper on CUDA, micro on CPU")
@@ -100,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

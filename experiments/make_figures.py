@@ -11,16 +11,16 @@ results' folders under --out, and says which figures it skipped and why. Exit st
 results file was found but could not be drawn (e.g. a foreign or truncated CSV), else 0.
 """
 import argparse
-import sys
 
 import _bootstrap  # noqa: F401
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.figures import make_figures
 from pomlab.results import describe_layout
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("results_dir", nargs="?", help="folder holding the experiments' results")
     p.add_argument("--out", default=None, help="figures folder (default RESULTS_DIR/figures)")
     p.add_argument("--layout", action="store_true", help="print the results-folder layout and exit")
@@ -30,10 +30,7 @@ def main(argv=None):
         return None
     if args.results_dir is None:
         p.error("RESULTS_DIR is required (or --layout)")
-    try:
-        report = make_figures(args.results_dir, args.out, log=print)
-    except FileNotFoundError as error:
-        p.error(str(error))
+    report = make_figures(args.results_dir, args.out, log=print)
     made = report[report.status == "made"]
     broken = report[(report.status == "skipped") & report.source.notna()]
     print(f"{len(made)} figure(s) made, {len(report) - len(made)} skipped"
@@ -41,7 +38,12 @@ def main(argv=None):
     return report
 
 
+def exit_status(report) -> int:
+    """1 when a results file was found but could not be drawn, else 0."""
+    if report is None:
+        return 0
+    return int(((report.status == "skipped") & report.source.notna()).any())
+
+
 if __name__ == "__main__":
-    result = main()
-    sys.exit(1 if result is not None and ((result.status == "skipped")
-                                           & result.source.notna()).any() else 0)
+    run(lambda: exit_status(main()))

@@ -1,7 +1,7 @@
 """Scaling-law sweep (the paper's Figure 5): DiPoM and DiT, sizes S..XL, FID and IS against
 training compute with log-log fits.
 
-    python experiments/scaling_laws.py --sizes S,B,L,XL                  # micro scale on CPU (~15 min)
+    python experiments/scaling_laws.py --sizes S,B,L,XL                  # micro scale on CPU (~7 min)
     python experiments/scaling_laws.py --sizes S,B --mixers pom --steps 200 --out results/quick
     python experiments/scaling_laws.py --scale paper --data-path data/in256_latents   # on GPUs
     torchrun --nproc_per_node 8 experiments/scaling_laws.py --scale paper --sizes XL \\
@@ -15,12 +15,12 @@ runs/<model>/. See docs/scaling.md.
 """
 import argparse
 import os
-import sys
 import time
 
 import _bootstrap  # noqa: F401
 from train import _override
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.data import DATASETS
 from pomlab.diffusion import CONVENTIONS
 from pomlab.metrics import BACKENDS
@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     def both(key, fmt=str):
         return f"default {fmt(micro[key])} (micro) / {fmt(paper[key])} (paper)"
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--sizes", default="S,B,L,XL", help="comma-separated sizes from S,B,L,XL")
     a("--mixers", default="pom,mha", help="pom (DiPoM), mha (DiT) or both (default)")
@@ -122,18 +122,14 @@ def main(argv=None):
     if int(os.environ.get("RANK", "0")) != 0:             # torchrun: rank 0 reports
         return result
     if result.fits is not None:
-        print("\nlog10 metric = a + b log10 training GFLOPs (b: slope, 95% CI); "
+        print("log10 metric = a + b log10 training GFLOPs (b: slope, 95% CI); "
               f"{result.results['fid_name'].iloc[0]} and {result.results['is_name'].iloc[0]}")
         print(slopes_table(result.fits["fits"]).to_string(index=False))
-    print(f"\n{len(result.results)} evaluations in {result.out / 'results.csv'} "
+    print(f"{len(result.results)} evaluations in {result.out / 'results.csv'} "
           f"({result.evaluations} new); fits in {result.out / 'fits.json'}; figure "
           f"{result.out / 'scaling.png'}; wall time {time.perf_counter() - start:.0f} s")
     return result
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

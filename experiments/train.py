@@ -10,11 +10,16 @@ See docs/training.md. Every flag maps to a field of pomlab.train.TrainConfig.
 import argparse
 import ast
 import json
+import os
+import sys
+import time
 
 import _bootstrap  # noqa: F401
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.data import DATASETS
 from pomlab.diffusion import CONVENTIONS, PROCESSES
+from pomlab.models.registry import parse_name
 from pomlab.train import PRECISIONS, TrainConfig, train
 
 
@@ -36,9 +41,19 @@ def _cfg(text: str):
     return text if text == "paper" else float(text)
 
 
+def default_run_folder(model: str, root: str = "runs") -> str:
+    """runs/train-<model>-<YYYYmmdd-HHMMSS>, a name no earlier run has taken."""
+    stem = f"{root}/train-{model.replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = stem, 1
+    while os.path.exists(name):
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
 def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     d = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--model", default=d.model, help="e.g. DiPoM-S/2, DiT-B/4 (sizes S,B,L,XL; patch 2,4,8)")
     a("--scale", default=d.scale, choices=["micro", "paper"])
@@ -64,7 +79,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--precision", default=d.precision, choices=PRECISIONS)
     a("--compile", action="store_true", help="torch.compile the model")
     a("--device", default=d.device)
-    a("--out", default=None, help="run folder: checkpoints/, samples/, metrics.csv, config.json")
+    a("--out", default=None, help="run folder: checkpoints/, samples/, metrics.csv, config.json "
+                                   "(default: a new runs/train-<model>-<time>)")
     a("--resume", action="store_true", help="continue from --out's last checkpoint")
     a("--log-every", type=int, default=d.log_every)
     a("--ckpt-every", type=int, default=d.ckpt_every, help="0: only at the end")
@@ -79,6 +95,19 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--samples-per-class", type=int, default=d.samples_per_class)
     a("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.data_path is not None and args.dataset == "digits":
+        raise ValueError(f"--data-path does not apply to --dataset digits (embedded, no files), "
+                         f"got {args.data_path!r}: pass --dataset folder, cifar10 or latents")
+    if args.data_path is not None and not os.path.exists(args.data_path):
+        raise FileNotFoundError(f"--data-path {args.data_path!r} does not exist")
+    if args.out is None:
+        if args.resume:
+            raise ValueError("--resume needs --out (the run folder to continue)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("--out is required under torchrun (every rank must write the same "
+                             "folder)")
+        args.out = default_run_folder(args.model)
+        args.default_out = True
     config = TrainConfig(
         model=args.model, scale=args.scale, model_overrides=dict(args.override),
         dataset=args.dataset, data_path=args.data_path, image_size=args.image_size,
@@ -96,8 +125,11 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
 
 def main(argv=None):
     config, args = parse_args(argv)
+    config.validate()
+    parse_name(config.model)                  # an unknown --model fails before anything is named
+    if getattr(args, "default_out", False):
+        print(f"run folder: {config.out} (--out to choose one)", file=sys.stderr)
     result = train(config, resume=args.resume, progress=not args.no_progress)
-    import os
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"model": config.model, "scale": config.scale, "dataset": config.dataset,
                           "loss": config.loss, "step": result.step,
@@ -109,4 +141,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

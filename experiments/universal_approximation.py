@@ -16,13 +16,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.theory import TASKS, capacity_sweep, largest_model_errors, run_sweep
 from pomlab.theory.plots import plot_error_vs_degree, plot_error_vs_params
 
 
 def main(argv=None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     ap.add_argument("--steps", type=int, default=800, help="training steps per run")
     ap.add_argument("--tokens", type=int, default=8, help="sequence length")
@@ -51,4 +52,4 @@ def main(argv=None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

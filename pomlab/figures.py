@@ -79,12 +79,12 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
                            (memory_ax, "peak memory above start (MiB)")):
             plotting.loglog(ax, "image side (pixels) / tokens", ylabel)
             plotting.log_ticks(ax, resolutions, labels)
-        time_ax.legend(title="slope: log time vs log tokens", title_fontsize=7, fontsize=7)
         fig.suptitle(f"DiPoM vs DiT {summary['model_size']}/{summary['patch']} (paper scale, "
                      f"depth {summary['depth']}), "
                      f"batch {summary['batch']}, {summary['dtype']}, {summary['device']}; "
                      "experiments/speed.py", fontsize=8)
-        fig.tight_layout()
+        plotting.legends_and_layout(fig, [time_ax], title="slope: log time vs log tokens",
+                                    title_fontsize=7, fontsize=7)
         return plotting.save(fig, stem)
 
 

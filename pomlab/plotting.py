@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+
+import numpy as np
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +14,7 @@ if "ipykernel" not in sys.modules:   # figures are files; a notebook keeps its i
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.ticker import LogFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from .io import atomic_write  # noqa: E402
@@ -85,8 +88,46 @@ def log_ticks(ax, values, labels=None, axis: str = "x", base: int = 2) -> None:
     getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
 
 
+def _smallest_log_gap(multiples) -> float:
+    """The smallest distance in decades between labelled multiples m * 10^k (m in 1..10)."""
+    m = sorted({float(v) for v in multiples if 1 <= v < 10})
+    return float(np.min(np.diff(np.log10(m + [10 * m[0]]))))
+
+
 class _PlainLogFormatter(LogFormatter):
-    """LogFormatter's choice of which log ticks to label, written as plain numbers (%g)."""
+    """LogFormatter's choice of which log ticks to label, written as plain numbers (%g), thinned
+    to what the drawn axis length leaves room for (matplotlib's choice, else 1, 2, 5 per decade,
+    else 1, 3, else the decades only), so labels do not run together on a short axis."""
+
+    THINNER = ({1, 2, 5}, {1, 3}, {1})
+
+    def set_locs(self, locs=None):
+        super().set_locs(locs)
+        room = self._pixels_per_decade()
+        if room is None:
+            return
+        needed = self._label_pixels()
+        for labels in (self._sublabels, *self.THINNER):
+            if len(labels) == 1 or _smallest_log_gap(labels) * room >= needed:
+                self._sublabels = set(labels)
+                return
+
+    def _pixels_per_decade(self):
+        axis = self.axis
+        if axis is None or axis.axes is None:
+            return None
+        low, high = sorted(axis.get_view_interval())
+        if not (low > 0 and high > low):
+            return None
+        box = axis.axes.bbox
+        length = box.width if axis.axis_name == "x" else box.height
+        return length / np.log10(high / low)
+
+    def _label_pixels(self) -> float:
+        """Room one label needs along its axis: a line's height (y), four digits' width (x)."""
+        size = FontProperties(size=matplotlib.rcParams[f"{self.axis.axis_name}tick.labelsize"])
+        pixels = size.get_size_in_points() * self.axis.axes.figure.dpi / 72
+        return 1.3 * pixels if self.axis.axis_name == "y" else 2.6 * pixels
 
     def __call__(self, x, pos=None):
         return f"{x:g}" if super().__call__(x, pos) else ""
@@ -102,6 +143,127 @@ def plain_log_labels(ax, axis: str = "y", minor: bool = True) -> None:
     target.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
                                if minor else NullFormatter())
+
+
+# Legend positions tried in order by place_legend; the last resort is outside the axes.
+LEGEND_LOCATIONS = ("upper right", "lower left", "upper left", "lower right", "center right",
+                    "center left", "upper center", "lower center")
+
+
+def data_points(ax) -> np.ndarray:
+    """(n, 2) display coordinates of every plotted marker of ax (lines drawn with a marker and
+    scatter collections): the measured data a legend must not hide."""
+    points = [np.empty((0, 2))]
+    for line in ax.get_lines():
+        if line.get_visible() and line.get_marker() not in (None, "None", "", " ", ","):
+            x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+            points.append(ax.transData.transform(np.column_stack([x, y])))
+    for collection in ax.collections:
+        offsets = np.asarray(collection.get_offsets(), dtype=float)
+        if collection.get_visible() and offsets.size:
+            points.append(collection.get_offset_transform().transform(offsets))
+    xy = np.concatenate(points)
+    return xy[np.isfinite(xy).all(axis=1)]
+
+
+def _marker_radius_px(ax) -> float:
+    sizes = [line.get_markersize() for line in ax.get_lines()
+             if line.get_marker() not in (None, "None", "", " ", ",")]
+    return (max(sizes, default=0.0) / 2) * ax.figure.dpi / 72
+
+
+def hidden_points(ax, legend, renderer) -> int:
+    """How many of ax's markers the legend's box covers (any part of the marker)."""
+    box = legend.get_window_extent(renderer)
+    pad = _marker_radius_px(ax)
+    xy = data_points(ax)
+    inside = ((xy[:, 0] > box.x0 - pad) & (xy[:, 0] < box.x1 + pad) &
+              (xy[:, 1] > box.y0 - pad) & (xy[:, 1] < box.y1 + pad))
+    return int(inside.sum())
+
+
+def place_legend(ax, outside: str = "right", inside: bool = True, **kwargs):
+    """ax.legend(**kwargs) at the first of LEGEND_LOCATIONS where it hides no marker of ax (call
+    it after the figure's layout is final, then fig.tight_layout(), or use legends_and_layout);
+    else (or with inside=False) outside the axes,
+    `outside` "right" or "below" (under the axis label), the figure grown by the legend's size
+    so the axes keep theirs."""
+    if outside not in ("right", "below"):
+        raise ValueError(f"outside must be 'right' or 'below', got {outside!r}")
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    for loc in LEGEND_LOCATIONS if inside else ():
+        legend = ax.legend(loc=loc, **kwargs)
+        if hidden_points(ax, legend, renderer) == 0:
+            return legend
+    if outside == "right":
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                           **kwargs)
+        grow = (legend.get_window_extent(renderer).width / fig.dpi + 0.1, 0.0)
+    else:
+        box = ax.get_window_extent(renderer)
+        below = ax.get_tightbbox(renderer).y0            # under the tick and axis labels
+        legend = ax.legend(loc="upper center", borderaxespad=0.0,
+                           bbox_to_anchor=(0.5, (below - box.y0) / box.height - 0.02), **kwargs)
+        grow = (0.0, legend.get_window_extent(renderer).height / fig.dpi + 0.1)
+    fig.set_size_inches(fig.get_figwidth() + grow[0], fig.get_figheight() + grow[1])
+    return legend
+
+
+def legends_and_layout(fig, axes, **kwargs) -> None:
+    """tight_layout with a legend per axes placed by place_legend(**kwargs); a legend that the
+    final layout left over data moves outside."""
+    fig.tight_layout()
+    for ax in axes:
+        place_legend(ax, **kwargs)
+    fig.tight_layout()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    moved = False
+    for ax in axes:
+        legend = ax.get_legend()
+        if legend is not None and hidden_points(ax, legend, renderer):
+            place_legend(ax, **{**kwargs, "inside": False})
+            moved = True
+    if moved:
+        fig.tight_layout()
+
+
+def overlapping_tick_labels(ax, renderer) -> list[tuple[str, str]]:
+    """Pairs of drawn tick labels of one axis whose text boxes overlap (shown ticks only)."""
+    pairs = []
+    for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        low, high = min(low, high), max(low, high)
+        labels = [tick.label1 for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+                  if tick.label1.get_visible() and tick.label1.get_text()
+                  and low <= tick.get_loc() <= high]
+        boxes = [(label.get_text(), label.get_window_extent(renderer)) for label in labels]
+        for i, (text_a, a) in enumerate(boxes):
+            for text_b, b in boxes[i + 1:]:
+                if (min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5 and
+                        min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5):
+                    pairs.append((text_a, text_b))
+    return pairs
+
+
+def legibility_problems(fig) -> list[str]:
+    """What makes a drawn figure hard to read: overlapping tick labels, legends over data
+    points (of their own axes, or of any axes for figure legends)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+    for n, ax in enumerate(fig.axes):
+        name = ax.get_title() or f"axes {n}"
+        for a, b in overlapping_tick_labels(ax, renderer):
+            problems.append(f"{name}: tick labels {a!r} and {b!r} overlap")
+        legend = ax.get_legend()
+        if legend is not None and legend.get_visible() and hidden_points(ax, legend, renderer):
+            problems.append(f"{name}: the legend hides {hidden_points(ax, legend, renderer)} "
+                            "data point(s)")
+        for legend in fig.legends:
+            if hidden_points(ax, legend, renderer):
+                problems.append(f"{name}: the figure legend hides data points")
+    return problems
 
 
 def distinct(frame, column: str, missing: str = "?") -> str:

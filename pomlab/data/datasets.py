@@ -26,6 +26,9 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
         raise ValueError(f"hflip (random horizontal flips) applies to image folders "
                          f"(dataset 'folder'), not {name!r}; for latents flip before encoding "
                          "(experiments/encode_latents.py --hflip)")
+    if name == "digits" and root is not None:
+        raise ValueError(f"dataset 'digits' is embedded and reads no folder, got root (--data-path) "
+                         f"{str(root)!r}: use dataset folder, cifar10 or latents to read it")
     if name in ("folder", "cifar10", "latents") and root is None:
         raise ValueError(f"dataset {name!r} needs a root folder (--data-path)")
     if name in ("folder", "latents") and split != "train":

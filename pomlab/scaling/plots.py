@@ -56,7 +56,6 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str) -> No
     # Plain numbers; compute spans several decades, so only its decades are labelled.
     plotting.plain_log_labels(ax, "y")
     plotting.plain_log_labels(ax, "x", minor=False)
-    ax.legend(title="size (slope)", loc="best", frameon=False)
 
 
 def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
@@ -75,7 +74,9 @@ def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLik
                 if c:
                     axes[r][c].set_ylabel("")
         fig.suptitle(describe_results(results), fontsize=7)
-        fig.tight_layout()
+        # right of each panel: one place for every panel (the data fill the log-log panels)
+        plotting.legends_and_layout(fig, axes.flat, inside=False, title="size (slope)",
+                                    frameon=False)
         return plotting.save(fig, stem)
 
 
@@ -106,8 +107,8 @@ def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | o
                       f" slope{slope}")
             plotting.loglog(ax, COMPUTE_LABEL, results[f"{metric}_name"].iloc[0])
             plotting.plain_log_labels(ax, "y")
-            plotting.plain_log_labels(ax, "x")
-            ax.legend(loc="best", frameon=False, fontsize=6.5, ncol=2)
+            plotting.plain_log_labels(ax, "x", minor=False)     # decades only: no crowding
         fig.suptitle("PoM vs MHA: " + describe_results(results), fontsize=7)
-        fig.tight_layout()
+        plotting.legends_and_layout(fig, axes[0], outside="below", frameon=False, fontsize=6.5,
+                                    ncol=2)
         return plotting.save(fig, stem)

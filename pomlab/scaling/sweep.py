@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import random
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from ..data import load_vae
 from ..metrics import get_backend
 from ..models.registry import SIZES
 from ..train import TrainConfig, Trainer, distributed_env, join_process_group, pick_device
-from .compute import gflops_per_image, images_seen, training_compute_gflops
+from .compute import FORWARD_AND_BACKWARD, gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
 from .evaluation import Evaluator, vae_source
 from .fits import write_fits
@@ -230,33 +231,92 @@ def _on_rank0_then_share(fn, rank: int, world: int):
         raise error
 
 
+def model_costs(config: SweepConfig, mixer: str, size: str) -> tuple[float, float]:
+    """Estimated FLOPs of one training step and of one evaluation of a model (what the progress
+    bar weighs its work by): 3 x forward x batch per step; fid_samples x model calls per sample
+    (Heun: 2 per step; guidance: 2) per evaluation. The model is built on the meta device: no
+    memory, no weights."""
+    from ..models import create, gflops
+
+    with torch.device("meta"):
+        model = create(model_name(mixer, size, config.patch), scale=config.scale,
+                       **config.model_overrides)
+    forward = gflops(model, config.image_size) * 1e9
+    method = config.sample_method or ("heun" if config.loss == "flow" else "ddim")
+    calls = config.sample_steps * (2 if method == "heun" else 1) * (1 if config.cfg == 1 else 2)
+    return (FORWARD_AND_BACKWARD * forward * config.batch_size,
+            forward * calls * config.fid_samples)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 class _Progress:
-    """One tqdm bar over every pending training step; evaluation lines printed above it."""
+    """Progress over every pending training step and evaluation, each weighted by its estimated
+    FLOPs (model_costs), so the remaining time is estimated from each model's cost, whatever the
+    order the models run in. On a terminal: one tqdm bar, evaluation lines printed above it. In a
+    log file (stderr not a terminal): no bar (its carriage returns show as blank lines there),
+    the progress and the time left appended to each evaluation line instead."""
 
     def __init__(self, config: SweepConfig, models, enabled: bool, log):
         from tqdm.auto import tqdm
 
-        self.last = {}
-        self.log = log
-        total = sum(config.steps - max([0] + [s for s in config.eval_steps
-                                              if s not in pending_steps(config, m, z)])
-                    for m, z in models)
-        self.bar = tqdm(total=total, unit="step", desc="sweep", disable=not enabled,
-                        dynamic_ncols=True)
+        self.last, self.costs = {}, {}
+        self.log, self.enabled = log, enabled
+        total = 0.0
+        for mixer, size in models:
+            name = model_name(mixer, size, config.patch)
+            try:
+                self.costs[name] = model_costs(config, mixer, size)
+            except Exception:                 # an estimate only: never stop a sweep for it
+                self.costs[name] = (1.0, 0.0)
+            pending = pending_steps(config, mixer, size)
+            done = max([0] + [s for s in config.eval_steps if s not in pending])
+            total += (config.steps - done) * self.costs[name][0] + len(pending) * self.costs[name][1]
+        self.total, self.done, self.start = total, 0.0, None    # clock starts with the first model
+        interactive = enabled and sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit="FLOP", unit_scale=True, desc="sweep (estimated FLOPs)",
+                        disable=not interactive, dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+
+    def _advance(self, flops: float) -> None:
+        self.done += flops
+        self.bar.update(flops)
+
+    def status(self) -> str:
+        """'sweep 42%, 3 min 10 s elapsed, ~4 min 20 s left' (estimated from FLOPs done)."""
+        elapsed = time.perf_counter() - self.start if self.start is not None else 0.0
+        fraction = min(1.0, self.done / self.total) if self.total else 1.0
+        left = f", ~{_duration(elapsed * (1 - fraction) / fraction)} left" if 0 < fraction < 1 else ""
+        return f"sweep {100 * fraction:.0f}%, {_duration(elapsed)} elapsed{left}"
 
     def __call__(self, event: dict) -> None:
         model = event["model"]
+        step_cost, eval_cost = self.costs.get(model, (1.0, 0.0))
         if event["kind"] == "start":
+            if self.start is None:             # not counting the workers' start-up
+                self.start = time.perf_counter()
             self.last.setdefault(model, event["step"])
             self.last[model] = max(self.last[model], event["step"])
         elif event["kind"] == "step":
-            self.bar.update(max(0, event["step"] - self.last.get(model, 0)))
+            self._advance(max(0, event["step"] - self.last.get(model, 0)) * step_cost)
             self.last[model] = event["step"]
         elif event["kind"] == "eval":
+            self._advance(eval_cost)
             line = (f"{model} step {event['step']} ({event['train_compute_gflops']:.3g} GFLOPs): "
                     f"{event['fid_name']} {event['fid']:.3f}, {event['is_name']} "
                     f"{event['is_mean']:.3f}")
-            (self.log if self.bar.disable else self.bar.write)(line)
+            if self.bar.disable:
+                self.log(line + (f"  [{self.status()}]" if self.enabled else ""))
+                sys.stdout.flush()            # a log file shows each line when it happens
+            else:
+                self.bar.write(line)
 
     def close(self):
         self.bar.close()
