@@ -18,7 +18,6 @@ a rerun with other settings into the same OUT fails. See docs/metrics.md.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.diffusion import CONVENTIONS, GaussianDiffusion, generate, guidance_label
 from pomlab.io import atomic_write, atomic_write_json
 
@@ -35,7 +35,7 @@ BLOCKS_DIR, IMAGES_DIR, SETTINGS = "blocks", "images", "sample.json"
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", "--run-dir", dest="run",
                      help="a pomlab training run folder (or checkpoint file); EMA weights. Under "
@@ -72,9 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def fail(message: str):
-    """One line on stderr, exit status 2 (like argparse)."""
-    print(f"sample.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    """Bad input: pomlab.cli.run prints it as one line and exits with status 2."""
+    raise ValueError(message)
 
 
 # --- the model and how its samples become pixels ---------------------------------------------
@@ -162,7 +161,7 @@ def main(argv=None) -> Path | None:
     try:
         try:
             model, process, to_pixels, source = load_source(args, device)
-        except (ValueError, TypeError, FileNotFoundError) as error:
+        except TypeError as error:       # a checkpoint of the wrong kind
             fail(str(error).splitlines()[0])
         out = Path(args.out).expanduser()
         n, block = args.num_samples, args.block_size
@@ -214,4 +213,4 @@ def main(argv=None) -> Path | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,41 +16,48 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos
 from pomlab.train import TrainConfig
 from pomlab.video import VideoTrainer, sample
 from pomlab.video.evaluate import MEASURES, caption_following
 
-p = argparse.ArgumentParser()
-p.add_argument("--model", default="VideoDiPoM-L/8"); p.add_argument("--steps", type=int, default=1000)
-p.add_argument("--lr", type=float, default=2e-3); p.add_argument("--bs", type=int, default=32)
-p.add_argument("--ov", action="append", default=[]); p.add_argument("--tag", default="")
-p.add_argument("--shift", type=float, default=None); p.add_argument("--sample-steps", type=int, default=20)
-p.add_argument("--ema", type=float, default=0.999)
-p.add_argument("--results", default="runs/video_ablation.jsonl")
-a = p.parse_args()
-torch.set_num_threads(1)
-ov = {}
-for kv in a.ov:
-    k, v = kv.split("=")
-    ov[k] = json.loads(v.lower() if v in ("True", "False") else v)
-data = make_toy_videos(8192)
-cfg = TrainConfig(model=a.model, scale="micro", model_overrides=ov, dataset=data.name, steps=a.steps,
-                  batch_size=a.bs, lr=a.lr, warmup=100, ema_decay=a.ema, shift=a.shift, out=None, log_every=50,
-                  sample_at_end=False)
-tr = VideoTrainer(cfg, data, progress=False)
-t0 = time.process_time(); res = tr.run(); cpu = time.process_time() - t0
-caps = [c for c in all_toy_captions() for _ in range(2)]
-out = {"device": "cpu, 1 thread", "tag": a.tag, "model": a.model, "ov": ov, "steps": a.steps, "lr": a.lr, "train_cpu_s": round(cpu, 1),
-       "cpu_s_per_step": round(cpu / a.steps, 4), "loss": round(res.final_loss, 4)}
-for c in (1.0, 3.0):
-    x = sample(tr.ema.module, caps, 8, mode="parallel", steps=a.sample_steps, cfg=c, method="euler",
-               generator=torch.Generator().manual_seed(0), process=tr.process)
-    t = caption_following(from_model_range(x.float()), caps)
-    for m in MEASURES:
-        out[f"{m}@{c:g}"] = round(float(t[m].mean()), 3)
-print(json.dumps(out), flush=True)
-Path(a.results).parent.mkdir(parents=True, exist_ok=True)
-with open(a.results, "a") as f:              # one line per run: appending loses nothing
-    f.write(json.dumps(out) + "\n")
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--model", default="VideoDiPoM-L/8"); p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=2e-3); p.add_argument("--bs", type=int, default=32)
+    p.add_argument("--ov", action="append", default=[]); p.add_argument("--tag", default="")
+    p.add_argument("--shift", type=float, default=None); p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--results", default="runs/video_ablation.jsonl")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    ov = {}
+    for kv in a.ov:
+        k, v = kv.split("=")
+        ov[k] = json.loads(v.lower() if v in ("True", "False") else v)
+    data = make_toy_videos(8192)
+    cfg = TrainConfig(model=a.model, scale="micro", model_overrides=ov, dataset=data.name, steps=a.steps,
+                      batch_size=a.bs, lr=a.lr, warmup=100, ema_decay=a.ema, shift=a.shift, out=None, log_every=50,
+                      sample_at_end=False)
+    tr = VideoTrainer(cfg, data, progress=False)
+    t0 = time.process_time(); res = tr.run(); cpu = time.process_time() - t0
+    caps = [c for c in all_toy_captions() for _ in range(2)]
+    out = {"device": "cpu, 1 thread", "tag": a.tag, "model": a.model, "ov": ov, "steps": a.steps, "lr": a.lr, "train_cpu_s": round(cpu, 1),
+           "cpu_s_per_step": round(cpu / a.steps, 4), "loss": round(res.final_loss, 4)}
+    for c in (1.0, 3.0):
+        x = sample(tr.ema.module, caps, 8, mode="parallel", steps=a.sample_steps, cfg=c, method="euler",
+                   generator=torch.Generator().manual_seed(0), process=tr.process)
+        t = caption_following(from_model_range(x.float()), caps)
+        for m in MEASURES:
+            out[f"{m}@{c:g}"] = round(float(t[m].mean()), 3)
+    print(json.dumps(out), flush=True)
+    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
+    with open(a.results, "a") as f:              # one line per run: appending loses nothing
+        f.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -84,13 +84,14 @@ def test_rerun_after_a_kill_completes_the_same_set(run_dir, tmp_path):
 def test_bad_input_gives_one_line_errors(tmp_path):
     zero = sample(["--run", str(tmp_path), "--num-samples", "0", "--out", str(tmp_path / "o")])
     assert zero.returncode == 2
-    assert zero.stderr.strip() == "sample.py: error: --num-samples must be a positive int, got 0"
+    assert zero.stderr.strip().startswith("error: --num-samples must be a positive int, got 0")
+    assert len(zero.stderr.strip().splitlines()) == 1
     bogus = tmp_path / "bogus.pt"
     import torch
     torch.save({"encoder.weight": torch.zeros(2)}, bogus)
     bad = sample(["--dit-checkpoint", str(bogus), "--vae", "x", "--num-samples", "2",
                   "--out", str(tmp_path / "o")])
-    assert bad.returncode == 2 and bad.stderr.startswith("sample.py: error: not a DiT checkpoint")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: not a DiT checkpoint")
     assert len(bad.stderr.strip().splitlines()) == 1
     missing = sample(["--run", str(tmp_path / "nothing"), "--num-samples", "2",
                       "--out", str(tmp_path / "o")])
