@@ -209,15 +209,19 @@ def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
     """The largest resolution of args.resolutions each variant trains at within the budget."""
     budget = args.memory_budget * 2**30
     rows, largest = [], {}
-    variants = [(f, ckpt) for f in FAMILIES for ckpt in (False, True)]
-    for family, ckpt in tqdm(variants, desc="memory budget"):
-        name = f"{family}{' + checkpointing' if ckpt else ''}"
+    # (family, activation checkpointing, PoM's own recompute: pom_fast saves only its inputs)
+    variants = [("DiPoM", False, False), ("DiPoM", False, True), ("DiPoM", True, False),
+                ("DiT", False, False), ("DiT", True, False)]
+    for family, ckpt, recompute in tqdm(variants, desc="memory budget"):
+        name = family + (" + checkpointing" if ckpt else "") + \
+            (" + PoM recompute" if recompute else "")
         largest[name] = None
         for side_px in sorted(args.resolutions):
             model = build(family, args, side_px // 8, device)
             model.checkpointing = ckpt
             try:
-                used = training_memory(model, args, device)
+                with pom_fast.options(recompute=True if recompute else None):
+                    used = training_memory(model, args, device)
             except torch.cuda.OutOfMemoryError:
                 used = math.inf
             del model
@@ -225,7 +229,8 @@ def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             fits = used <= budget
-            rows.append(dict(family=family, checkpointing=ckpt, variant=name,
+            rows.append(dict(family=family, checkpointing=ckpt, pom_recompute=recompute,
+                             variant=name,
                              model=f"{family}-{args.size}/{args.patch}", resolution=side_px,
                              tokens=(side_px // 8 // args.patch) ** 2, training_bytes=used,
                              fits=fits, budget_gib=args.memory_budget, batch=args.batch,

@@ -96,12 +96,14 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
     with plotting.style():
         fig, axes = plotting.figure(width=4.2, height=3.0)
         ax = axes[0][0]
-        for (family, ckpt), part in finite.groupby(["family", "checkpointing"], sort=False):
+        for variant, part in finite.groupby("variant", sort=False):
             part = part.sort_values("resolution")
-            best = summary["largest_resolution_px"].get(part.variant.iloc[0])
+            best = summary["largest_resolution_px"].get(variant)
+            recompute = bool(part.get("pom_recompute", pd.Series([False])).iloc[0])
             ax.plot(part.resolution, part.training_bytes.astype(float) / 2**30,
-                    color=plotting.MIXER_COLORS[FAMILY_MIXER.get(family, "none")],
-                    ls="--" if ckpt else "-", marker="o", ms=3,
+                    color=plotting.MIXER_COLORS[FAMILY_MIXER.get(part.family.iloc[0], "none")],
+                    ls="--" if part.checkpointing.iloc[0] else (":" if recompute else "-"),
+                    marker="o", ms=3,
                     label=f"{part.variant.iloc[0]} (largest {best or 'none'} px)")
         ax.axhline(summary["budget_gib"], color="grey", lw=0.8, ls=":")
         ax.text(0.02, summary["budget_gib"], f" budget {summary['budget_gib']:g} GiB",
