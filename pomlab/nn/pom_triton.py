@@ -111,7 +111,7 @@ def _state_kernel(z_ptr, w_ptr, alpha_ptr, out_ptr, N, S, C, P, TOKENS,
                   PREFIX: tl.constexpr, POWERS: tl.constexpr, K: tl.constexpr,
                   HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
                   BLOCK_C: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)          # offsets past 2**31 elements
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < S
     offs = tl.arange(0, BLOCK_N)
@@ -154,7 +154,7 @@ def _state_backward_kernel(z_ptr, g_ptr, w_ptr, alpha_ptr, dz_ptr, dalpha_ptr, N
                            HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
                            BLOCK_C: tl.constexpr):
     """dz for TOKENS tokens; token i takes the adjoint row i // P of G (times its weight)."""
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)          # offsets past 2**31 elements
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     split = tl.program_id(2)
     cmask = cols < S
@@ -216,7 +216,7 @@ def _state_backward_kernel(z_ptr, g_ptr, w_ptr, alpha_ptr, dz_ptr, dalpha_ptr, N
 def _gate_mul_kernel(s_ptr, h_ptr, out_ptr, M, S, P, stride_sb, stride_sn, stride_hb, stride_hr,
                      POWERS: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
                      BLOCK_C: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)          # offsets past 2**31 elements
     tok = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (tok < M)[:, None] & (cols < S)[None, :]
@@ -233,7 +233,7 @@ def _mix_backward_kernel(dgh_ptr, s_ptr, h_ptr, ds_ptr, dh_ptr, gh_ptr, M, S, P,
                          GLOBAL: tl.constexpr, WANT_GH: tl.constexpr, POWERS: tl.constexpr,
                          ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr):
     """ds = dgH * H * gate'(s); dH: per-block partial sums (GLOBAL) or per query (dgH * g)."""
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)          # offsets past 2**31 elements
     blk = tl.program_id(1)
     tok = blk * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
