@@ -3,6 +3,7 @@
 
     python experiments/bench_pom.py [--dim 384] [--lengths 256,1024,4096,16384] [--device cpu]
                                     [--modes forward,train] [--compile] [--out results.csv]
+    python experiments/bench_pom.py --backward --lengths 4096 --threads 1   # both, one table
 
 The reference and the fast path are the same module, timed with the pom_fast switch off and on.
 "train" = forward + backward (gradients of the input and every parameter); the matmul floor
@@ -55,6 +56,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--lengths", default="256,1024,4096,16384")
     p.add_argument("--modes", default="forward,train", help="comma list of forward, train")
+    p.add_argument("--backward", action="store_true",
+                   help="forward and forward+backward in one run (= --modes forward,train), "
+                        "each against its matrix-product floor and beside MHA")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=7)
@@ -63,6 +67,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default=None, help="optional CSV path")
     args = p.parse_args(argv)
+    if args.backward:
+        args.modes = "forward,train"
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -83,6 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--eval-chunk", type=int, default=None, help=both("eval_chunk"))
     a("--sample-batch", type=int, default=None, help="sampling batch size (default 256)")
     a("--precision", choices=PRECISIONS, default=None)
+    a("--checkpointing", action="store_true", default=None,
+      help="per-block activation checkpointing in training (less memory)")
+    a("--accumulate", type=int, default=None, metavar="N",
+      help="gradient accumulation: each batch in N micro-batches (default 1)")
     a("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     a("--ckpt-every", type=int, default=None, help=both("ckpt_every"))
     a("--jobs", type=int, default=None, help="parallel models: CPU min(2, cores), GPU one per device")
@@ -105,7 +109,8 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
              "backend_weights": args.weights, "reference": args.reference,
              "reference_samples": args.reference_samples, "vae": args.vae,
              "eval_chunk": args.eval_chunk, "sample_batch": args.sample_batch,
-             "precision": args.precision, "device": args.device, "ckpt_every": args.ckpt_every,
+             "precision": args.precision, "checkpointing": args.checkpointing,
+             "accumulate": args.accumulate, "device": args.device, "ckpt_every": args.ckpt_every,
              "out": args.out}
     given = {k: v for k, v in given.items() if v is not None}
     if args.override:

@@ -19,6 +19,16 @@ Writes DIR/speed.csv (tidy, one row per model x mode x resolution, rewritten ato
 each resolution; --resume skips resolutions already there), DIR/speed_summary.json (slopes of
 log time vs log tokens, the crossover where DiPoM training becomes cheaper than DiT inference)
 and DIR/speed.png/.pdf (log-log time and memory vs resolution).
+
+    python experiments/speed.py --memory-budget 1 --depth 4 --resolutions 256,512,...
+
+--memory-budget GIB: instead of timing, the largest resolution each of DiPoM and DiT can train
+at (forward + backward + AdamW step, batch --batch) within GIB GiB, without and with per-block
+activation checkpointing. Training memory = parameters + AdamW state + the peak above them
+during a step (gradients and activations; pomlab.benchmark.peak_memory, measured after a first
+step has allocated the optimizer state). Resolutions are tried in ascending order until one
+does not fit. Writes DIR/memory_budget.csv (every measured point), DIR/memory_budget.json (the
+largest fitting resolution per variant) and DIR/memory_budget.png/.pdf.
 """
 import argparse
 import gc
@@ -34,7 +44,7 @@ from tqdm import tqdm
 import pomlab.models as M
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
 from pomlab.cli import HelpFormatter, run
-from pomlab.figures import speed_figure
+from pomlab.figures import memory_budget_figure, speed_figure
 from pomlab.io import atomic_to_csv, atomic_write_json, read_csv_exact
 from pomlab.nn import pom_fast
 from pomlab.speed import summarise_speed
@@ -71,7 +81,11 @@ def parse_args(argv=None):
                    help="run DiPoM through the reference pom.py instead of the fast path")
     p.add_argument("--out", default=None, help="output folder (default results/speed_<device>)")
     p.add_argument("--resume", action="store_true", help="keep rows already in DIR/speed.csv")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                   help="find the largest trainable resolution within GIB GiB (see above)")
     args = p.parse_args(argv)
+    if args.memory_budget is not None and not args.memory_budget > 0:
+        p.error(f"--memory-budget must be a positive number of GiB, got {args.memory_budget}")
     cuda = args.device.startswith("cuda")
     args.size = args.size or ("XL" if cuda else "S")
     if args.size not in M.SIZES:
@@ -184,6 +198,66 @@ def finish(args, prep: dict, times: dict, device) -> list[dict]:
     return rows
 
 
+def training_memory(model, args, device) -> int:
+    """Bytes one training step needs: parameters + AdamW state + the peak above them."""
+    _, training = step_functions(model, args, device)
+    training()                                        # allocates the optimizer state
+    kept = sum(p.numel() * p.element_size() for p in model.parameters())
+    return kept * (1 if args.no_optimizer else 3) + peak_memory(training, device)
+
+
+def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
+    """The largest resolution of args.resolutions each variant trains at within the budget."""
+    budget = args.memory_budget * 2**30
+    rows, largest = [], {}
+    # (family, activation checkpointing, PoM's own recompute: pom_fast saves only its inputs)
+    variants = [("DiPoM", False, False), ("DiPoM", False, True), ("DiPoM", True, False),
+                ("DiT", False, False), ("DiT", True, False)]
+    for family, ckpt, recompute in tqdm(variants, desc="memory budget"):
+        name = family + (" + checkpointing" if ckpt else "") + \
+            (" + PoM recompute" if recompute else "")
+        largest[name] = None
+        for side_px in sorted(args.resolutions):
+            model = build(family, args, side_px // 8, device)
+            model.checkpointing = ckpt
+            try:
+                with pom_fast.options(recompute=True if recompute else None):
+                    used = training_memory(model, args, device)
+            except torch.cuda.OutOfMemoryError:
+                used = math.inf
+            del model
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            fits = used <= budget
+            rows.append(dict(family=family, checkpointing=ckpt, pom_recompute=recompute,
+                             variant=name,
+                             model=f"{family}-{args.size}/{args.patch}", resolution=side_px,
+                             tokens=(side_px // 8 // args.patch) ** 2, training_bytes=used,
+                             fits=fits, budget_gib=args.memory_budget, batch=args.batch,
+                             depth=args.depth or M.default_config(
+                                 f"DiT-{args.size}/{args.patch}")["depth"],
+                             dtype=args.dtype, optimizer=not args.no_optimizer,
+                             device=device_label(device)))
+            atomic_to_csv(pd.DataFrame(rows), args.out / "memory_budget.csv")
+            if not fits:
+                break
+            largest[name] = side_px
+    df = pd.DataFrame(rows)
+    summary = {"budget_gib": args.memory_budget, "largest_resolution_px": largest,
+               "resolutions_tried": sorted(args.resolutions), "model_size": args.size,
+               "patch": args.patch, "depth": int(df.depth.iloc[0]), "batch": args.batch,
+               "dtype": args.dtype, "device": device_label(device), "scale": "paper"}
+    atomic_write_json(args.out / "memory_budget.json", summary)
+    memory_budget_figure(df, args.out / "memory_budget", summary)
+    table = df.pivot_table(index="resolution", columns="variant", values="training_bytes") / 2**20
+    print(f"# training memory (MiB), {summary['device']}, {args.dtype}, batch {args.batch}, "
+          f"{args.size}/{args.patch} depth {summary['depth']}; budget {args.memory_budget} GiB")
+    print(table.to_string(float_format=lambda v: f"{v:.0f}"))
+    print(json.dumps({"largest_resolution_px": largest}, indent=1))
+    return df, summary
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -192,6 +266,12 @@ def main(argv=None):
         pom_fast.set_enabled(False)
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.memory_budget is not None:
+        for side_px in args.resolutions:
+            if side_px % (8 * args.patch):
+                raise ValueError(f"--resolutions: {side_px} px is not a multiple of 8 x patch "
+                                 f"({8 * args.patch})")
+        return memory_budget(args, device)
     csv = args.out / "speed.csv"
     depth = args.depth or M.default_config(f"DiT-{args.size}/{args.patch}")["depth"]
     config = dict(size=f"{args.size}/{args.patch}", depth=depth, batch=args.batch,

@@ -78,6 +78,10 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     a("--seed", type=int, default=d.seed)
     a("--precision", default=d.precision, choices=PRECISIONS)
     a("--compile", action="store_true", help="torch.compile the model")
+    a("--checkpointing", action="store_true",
+      help="recompute each block's activations in backward (less memory, ~1 more forward)")
+    a("--accumulate", type=int, default=d.accumulate, metavar="N",
+      help="split each batch into N micro-batches, one optimizer step (same math, less memory)")
     a("--device", default=d.device)
     a("--out", default=None, help="run folder: checkpoints/, samples/, metrics.csv, config.json "
                                    "(default: a new runs/train-<model>-<time>)")
@@ -115,7 +119,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         shift=args.shift, steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup=args.warmup, grad_clip=args.grad_clip or None, ema_decay=args.ema_decay,
         ema_warmup=not args.no_ema_warmup, seed=args.seed, precision=args.precision,
-        compile=args.compile, device=args.device, out=args.out, log_every=args.log_every,
+        compile=args.compile, checkpointing=args.checkpointing, accumulate=args.accumulate,
+        device=args.device, out=args.out, log_every=args.log_every,
         ckpt_every=args.ckpt_every, keep_checkpoints=args.keep_checkpoints,
         sample_every=args.sample_every, sample_at_end=not args.no_final_samples,
         sample_steps=args.sample_steps, sample_method=args.sample_method, sample_cfg=args.cfg,

@@ -88,6 +88,37 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
         return plotting.save(fig, stem)
 
 
+def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict) -> list[Path]:
+    """Training memory of DiPoM and DiT (with and without activation checkpointing) against the
+    image side, with the budget line and each variant's largest fitting side
+    (experiments/speed.py --memory-budget)."""
+    finite = df[df.training_bytes.astype(float) < float("inf")]
+    with plotting.style():
+        fig, axes = plotting.figure(width=4.2, height=3.0)
+        ax = axes[0][0]
+        for variant, part in finite.groupby("variant", sort=False):
+            part = part.sort_values("resolution")
+            best = summary["largest_resolution_px"].get(variant)
+            recompute = bool(part.get("pom_recompute", pd.Series([False])).iloc[0])
+            ax.plot(part.resolution, part.training_bytes.astype(float) / 2**30,
+                    color=plotting.MIXER_COLORS[FAMILY_MIXER.get(part.family.iloc[0], "none")],
+                    ls="--" if part.checkpointing.iloc[0] else (":" if recompute else "-"),
+                    marker="o", ms=3,
+                    label=f"{part.variant.iloc[0]} (largest {best or 'none'} px)")
+        ax.axhline(summary["budget_gib"], color="grey", lw=0.8, ls=":")
+        ax.text(0.02, summary["budget_gib"], f" budget {summary['budget_gib']:g} GiB",
+                transform=ax.get_yaxis_transform(), fontsize=7, va="bottom", color="dimgrey")
+        plotting.loglog(ax, "image side (pixels)", "training memory (GiB)")
+        resolutions = sorted(finite.resolution.unique())
+        plotting.log_ticks(ax, resolutions, [str(r) for r in resolutions])
+        ax.legend(fontsize=7)
+        fig.suptitle(f"{summary['model_size']}/{summary['patch']} paper scale, depth "
+                     f"{summary['depth']}, batch {summary['batch']}, {summary['dtype']}, "
+                     f"{summary['device']}; speed.py --memory-budget", fontsize=7)
+        fig.tight_layout()
+        return plotting.save(fig, stem)
+
+
 # --- frame-by-frame memory --------------------------------------------------------------------
 
 def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -> list[Path]:

@@ -22,6 +22,7 @@ on a GPU makes it the process's current CUDA device.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -85,6 +86,11 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"          # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
+    # memory savers: recompute each block's activations in backward (torch.utils.checkpoint),
+    # and split every batch into `accumulate` micro-batches (same noise, times and label
+    # dropout as the whole batch; gradients summed before one optimizer step)
+    checkpointing: bool = False
+    accumulate: int = 1
     device: str = "auto"             # auto: cuda:LOCAL_RANK when CUDA is available, else cpu
     # outputs
     out: str | None = None
@@ -127,8 +133,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
 
         for name in ("steps", "batch_size", "log_every", "keep_checkpoints", "sample_steps",
-                     "samples_per_class"):
+                     "samples_per_class", "accumulate"):
             positive(name)
+        if not isinstance(self.checkpointing, bool):
+            raise ValueError(f"checkpointing must be a bool, got {self.checkpointing!r}")
         for name in ("warmup", "ckpt_every", "sample_every", "num_workers", "seed"):
             non_negative(name)
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and
@@ -331,6 +339,63 @@ def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, 
     return loss.detach(), norm
 
 
+def draw_training_noise(process, model: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, Tensor]:
+    """The random draws of ``process.loss`` and of the model's label dropout for a whole batch,
+    in the order one full-batch step makes them (noise, times, dropped labels): (loss keyword
+    arguments, labels). Micro-batches cut from these see bit-identical inputs."""
+    noise = torch.randn_like(x)
+    if hasattr(process, "warp"):                                 # flow matching
+        times = {"t": process.warp(torch.rand(x.shape[0], device=x.device))}
+    else:                                                        # epsilon diffusion
+        times = {"steps": torch.randint(0, process.num_steps, (x.shape[0],), device=x.device)}
+    embedder = getattr(model, "y_embedder", None)
+    if model.training and embedder is not None and embedder.dropout_prob > 0:
+        y = embedder.drop_labels(y)
+    return {"noise": noise, **times}, y
+
+
+def accumulated_step(forward: Callable, model: nn.Module, process,
+                     optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, micro_batches: int, *,
+                     params: Sequence[Tensor], grad_clip: float | None = None,
+                     autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
+    """``training_step`` for a batch cut into ``micro_batches`` pieces (gradient accumulation).
+
+    The whole batch's noise, times and label dropout are drawn first (``draw_training_noise``),
+    so every sample sees the inputs it would see in one full-batch step; each piece's loss is
+    weighted by its share of the batch, so the summed gradient is the full batch's gradient up
+    to the order of floating-point additions. Under DDP only the last piece all-reduces.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    kwargs, y = draw_training_noise(process, model, x, y)
+    embedder = getattr(model, "y_embedder", None)
+    dropout = None if embedder is None else embedder.dropout_prob
+    pieces = list(zip(x.tensor_split(micro_batches), y.tensor_split(micro_batches),
+                      *(v.tensor_split(micro_batches) for v in kwargs.values())))
+    total = torch.zeros((), device=x.device)
+    try:
+        if embedder is not None:
+            embedder.dropout_prob = 0.0                          # labels were dropped above
+        for i, (xi, yi, *drawn) in enumerate(pieces):
+            if xi.shape[0] == 0:
+                continue
+            last = i == len(pieces) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(forward, "no_sync") \
+                else forward.no_sync()
+            with sync:
+                with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16,
+                                    enabled=autocast_dtype is not None):
+                    loss = process.loss(forward, xi, yi, **dict(zip(kwargs, drawn)))
+                    loss = loss * (xi.shape[0] / x.shape[0])
+                loss.backward()
+            total += loss.detach()
+    finally:
+        if embedder is not None:
+            embedder.dropout_prob = dropout
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip is not None else None
+    optimizer.step()
+    return total, norm
+
+
 # --- the trainer ------------------------------------------------------------------------------
 
 Callback = Callable[["Trainer", dict], None]
@@ -372,6 +437,14 @@ class Trainer:
         self.model = model if model is not None else self._build_model()
         self._check_model_fits_data()
         self.model.to(self.device)
+        if config.checkpointing:
+            if not hasattr(self.model, "checkpointing"):
+                raise ValueError(f"checkpointing: model {type(self.model).__name__} has no "
+                                 "per-block checkpointing switch (pomlab.models' image models do)")
+            self.model.checkpointing = True
+        if config.batch_size // self.world_size < config.accumulate:
+            raise ValueError(f"accumulate {config.accumulate} exceeds the per-rank batch "
+                             f"{config.batch_size // self.world_size}")
         if hasattr(self.model, "check_inputs"):
             self.model.check_inputs = False                      # we make t and y; skip the host sync
         self.process = self._build_process()
@@ -593,9 +666,15 @@ class Trainer:
                 x, y = self._next_batch()
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(self.step)
-                loss, _ = training_step(self.forward, self.process, self.optimizer, x, y,
-                                        params=params, grad_clip=cfg.grad_clip,
-                                        autocast_dtype=self.autocast_dtype)
+                if cfg.accumulate > 1:
+                    loss, _ = accumulated_step(self.forward, self.model, self.process,
+                                               self.optimizer, x, y, cfg.accumulate,
+                                               params=params, grad_clip=cfg.grad_clip,
+                                               autocast_dtype=self.autocast_dtype)
+                else:
+                    loss, _ = training_step(self.forward, self.process, self.optimizer, x, y,
+                                            params=params, grad_clip=cfg.grad_clip,
+                                            autocast_dtype=self.autocast_dtype)
                 self.ema.update_parameters(self.model)
                 self.step += 1
                 count += 1

@@ -47,26 +47,11 @@ def random_inception_cache(tmp_path, monkeypatch):
     _torch_fidelity_or_skip()
     import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 
-    with monkeypatch.context() as patch:      # build the module without loading any weights
-        patch.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: {})
-        patch.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict",
-                      lambda self, state, *a, **k: None)
-        torch.manual_seed(0)
-        net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    # Random convolutions shrink activations layer after layer (features ~1e-8): set every
-    # BatchNorm's running statistics to those of one batch, so features are O(1) as in a real net.
-    for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None                  # cumulative average: one batch's statistics
-    net.train()
-    with torch.no_grad():
-        net(torch.randint(0, 256, (4, 3, 75, 75), dtype=torch.uint8))
-    net.eval()
+    from pomlab.metrics.backends import write_random_inception_weights
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path = tmp_path / "hub" / "checkpoints" / metrics.INCEPTION_WEIGHTS_FILE
-    path.parent.mkdir(parents=True)
-    torch.save(net.state_dict(), path)
+    path = write_random_inception_weights(tmp_path / "hub" / "checkpoints" /
+                                          metrics.INCEPTION_WEIGHTS_FILE)
     assert tf_inception.URL_INCEPTION_V3 == metrics.INCEPTION_WEIGHTS_URL
     return path
 

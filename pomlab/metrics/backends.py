@@ -158,6 +158,38 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Save a randomly initialised InceptionV3 (torch-fidelity's layout) to ``path``: for
+    exercising the Inception code path where the real weights cannot be downloaded. Its
+    BatchNorm statistics are those of one random batch, so features are O(1) as in a real net
+    (random convolutions alone shrink them to ~1e-8). Scores made with it mean nothing."""
+    require_torch_fidelity()
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    real_load, real_state = tf_inception.load_state_dict_from_url, \
+        tf_inception.FeatureExtractorInceptionV3.load_state_dict
+    tf_inception.load_state_dict_from_url = lambda *a, **k: {}        # build without weights
+    tf_inception.FeatureExtractorInceptionV3.load_state_dict = lambda self, state, *a, **k: None
+    try:
+        torch.manual_seed(seed)
+        net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    finally:
+        tf_inception.load_state_dict_from_url = real_load
+        tf_inception.FeatureExtractorInceptionV3.load_state_dict = real_state
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None                  # cumulative average: one batch's statistics
+    net.train()
+    with torch.no_grad():
+        net(torch.randint(0, 256, (4, 3, 75, 75), dtype=torch.uint8))
+    net.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

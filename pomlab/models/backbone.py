@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ..nn._checks import check_positive_int
@@ -282,7 +283,12 @@ class DiffusionTransformer(nn.Module):
     (positions are recomputed for sizes other than ``input_size``); t (B,) in [0, 1];
     y (B,) int64 in [0, num_classes] (num_classes = null class). Returns
     (B, out_channels, H, W).
+
+    ``checkpointing = True``: each block's activations are recomputed in backward instead of
+    kept (torch.utils.checkpoint), trading one more forward per block for memory.
     """
+
+    checkpointing: bool = False
 
     def __init__(self, *, mixer: str, input_size: int, patch_size: int, in_channels: int,
                  hidden_size: int, depth: int, num_classes: int, mlp_ratio: float,
@@ -385,7 +391,10 @@ class DiffusionTransformer(nn.Module):
                                              x.shape[3] // self.patch_size)
         c = self.condition(t, y)
         for block in self.blocks:
-            tokens = block(tokens, c)
+            if self.checkpointing and torch.is_grad_enabled():   # recompute in backward
+                tokens = torch.utils.checkpoint.checkpoint(block, tokens, c, use_reentrant=False)
+            else:
+                tokens = block(tokens, c)
         return self.final_layer(tokens, c)
 
     def forward(self, x: Tensor, t, y: Tensor) -> Tensor:

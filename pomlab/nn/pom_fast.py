@@ -97,14 +97,31 @@ class Options:
         (causal, block-causal, dense masks) are O(M·S) by nature and always save them.
     chunk_bytes: size of the per-chunk (B, tokens, state_dim) buffers for long sequences.
     compile: torch.compile the elementwise kernels; None = automatic (CUDA with Triton only).
+    kernels: "triton" (the hand-written kernels of pom_triton.py: CUDA, or CPU under
+        TRITON_INTERPRET=1), "torch" (the ATen/compiled kernels below), or None = automatic
+        (Triton on CUDA when importable). Dense per-query masks always take the torch kernels.
+        Default from the environment variable POMLAB_KERNELS when set.
     """
 
     recompute: bool | None = None
     chunk_bytes: int = 256 * 2**20
     compile: bool | None = None
+    kernels: str | None = None
 
 
-_options = Options()
+KERNELS = ("torch", "triton")
+
+
+def _env_kernels() -> str | None:
+    value = os.environ.get("POMLAB_KERNELS", "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in KERNELS:
+        raise ValueError(f"POMLAB_KERNELS must be one of {KERNELS} or 'auto', got {value!r}")
+    return value
+
+
+_options = Options(kernels=_env_kernels())
 
 
 def _check_options(opts: Options) -> Options:
@@ -115,6 +132,8 @@ def _check_options(opts: Options) -> Options:
     if isinstance(opts.chunk_bytes, bool) or not isinstance(opts.chunk_bytes, int) \
             or opts.chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be a positive int, got {opts.chunk_bytes!r}")
+    if opts.kernels is not None and opts.kernels not in KERNELS:
+        raise ValueError(f"kernels must be None or one of {KERNELS}, got {opts.kernels!r}")
     return opts
 
 
@@ -399,6 +418,24 @@ def _kernel(fn, device: torch.device):
     return _compiled[fn]
 
 
+def _triton_for(agg: _Aggregation, device: torch.device):
+    """The pom_triton module when its kernels run this call, else None (torch kernels)."""
+    choice = _options.kernels
+    if choice == "torch" or agg.kind == "dense":
+        return None
+    if choice is None and not (device.type == "cuda" and _has_triton()):
+        return None
+    try:
+        from . import pom_triton
+    except ImportError:
+        if choice == "triton":
+            raise
+        return None
+    if choice is None and not pom_triton.usable(device):
+        return None
+    return pom_triton
+
+
 @functools.cache
 def _has_triton() -> bool:
     try:
@@ -483,12 +520,15 @@ class _State(torch.autograd.Function):
         alpha_acc = None if alpha is None else alpha.to(acc)
         spans = _chunks(c.shape[1], c.shape[0] * weight.shape[0] * 4, chunked and agg.global_state)
         feature_sum = _kernel(_features_sum, c.device)
+        tri = _triton_for(agg, c.device)
         z_full, sums = None, None
         for start, end in spans:
             z = _linear(c[:, start:end], weight, bias, cdt)
             z_acc = z.to(acc)
             reuse = recompute or z_acc is not z          # z's buffer is free to overwrite
-            if agg.kind == "mean":
+            if tri is not None:
+                part = tri.state_sums(z, agg, start, degree, alpha)
+            elif agg.kind == "mean":
                 part = feature_sum(z_acc, degree, alpha_acc, reuse)
             elif agg.global_state:
                 part = agg.partial_sum(_features(z_acc, degree, alpha_acc, reuse), start)
@@ -496,7 +536,7 @@ class _State(torch.autograd.Function):
                 part = agg.reduce(_features(z_acc, degree, alpha_acc, reuse))
             sums = _add(sums, part)
             z_full = None if recompute else z
-        ctx.agg, ctx.degree, ctx.spans = agg, degree, spans
+        ctx.agg, ctx.degree, ctx.spans, ctx.tri = agg, degree, spans, tri
         ctx.save_for_backward(c, weight, bias, alpha, z_full)
         return agg.normalise(sums)
 
@@ -514,7 +554,10 @@ class _State(torch.autograd.Function):
             c_part = c[:, start:end]
             z = z_saved if z_saved is not None else _linear(c_part, weight, bias, cdt)
             tw = None if token_weight is None else token_weight[:, start:end]
-            dz, da = features_backward(agg.token_view(z.to(acc)), G, tw, degree, alpha_acc)
+            if ctx.tri is not None:
+                dz, da = ctx.tri.state_backward(z, G, tw, agg, degree, alpha)
+            else:
+                dz, da = features_backward(agg.token_view(z.to(acc)), G, tw, degree, alpha_acc)
             if da is not None:
                 dalpha = _add(dalpha, da)
             grads.add(dz.reshape(z.shape).to(cdt), c_part, weight)
@@ -545,10 +588,15 @@ class _Mix(torch.autograd.Function):
         spans = _chunks(m, b * w_gate.shape[0] * 4, chunked and agg.global_state)
         # kept for backward (unless recompute): the gate's output g for the sigmoid (its
         # derivative needs only g), its input s for the hardsigmoid
-        keep_output = polynomial == "products"
+        tri = None if fold else _triton_for(agg, x.device)
+        keep_output = polynomial == "products" and tri is None   # the kernels keep s
         parts, kept = [], None
         for start, end in spans:
             s = _linear(x[:, start:end], w_gate, b_gate, cdt)
+            if tri is not None:
+                parts.append(F.linear(tri.gate_mul(s, H, agg, polynomial), w_out_c, b_out_c))
+                kept = None if recompute else s
+                continue
             g = _gate(s, polynomial, inplace=recompute or keep_output)   # overwrite s if unkept
             if fold:
                 part = torch.bmm(g, folded)
@@ -558,7 +606,7 @@ class _Mix(torch.autograd.Function):
                 gH = gq.mul_(Hq) if recompute or not keep_output else gq * Hq
                 parts.append(F.linear(gH.reshape(g.shape), w_out_c, b_out_c))
             kept = None if recompute else (g if keep_output else s)
-        ctx.agg, ctx.polynomial, ctx.spans, ctx.fold = agg, polynomial, spans, fold
+        ctx.agg, ctx.polynomial, ctx.spans, ctx.fold, ctx.tri = agg, polynomial, spans, fold, tri
         ctx.save_for_backward(x, H, w_gate, b_gate, w_out, b_out, kept)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
@@ -577,6 +625,14 @@ class _Mix(torch.autograd.Function):
         d_folded, dH = None, None
         for start, end in ctx.spans:
             x_part, dy_part = x[:, start:end], dy[:, start:end]
+            if ctx.tri is not None:
+                s = kept if kept is not None else _linear(x_part, w_gate, b_gate, cdt)
+                ds, dH_part, gH = ctx.tri.mix_backward(dy_part @ w_out_c, s, H, agg, polynomial,
+                                                       want_gH=out_grads.need_weight)
+                out_grads.add(dy_part, dy_part if gH is None else gH, w_out)
+                dH = _add(dH, dH_part)
+                gate_grads.add(ds, x_part, w_gate)
+                continue
             if kept is None:
                 s = _linear(x_part, w_gate, b_gate, cdt)
                 g = _gate(s, polynomial)

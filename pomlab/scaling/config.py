@@ -126,6 +126,8 @@ class SweepConfig:
     loss: str = "flow"
     seed: int = 0
     precision: str = "auto"
+    checkpointing: bool = False           # memory savers, see pomlab.train.TrainConfig
+    accumulate: int = 1
     # evaluation
     eval_steps: tuple[int, ...] = field(default_factory=lambda: log_spaced_steps(600, 5))
     fid_samples: int = 250
@@ -191,8 +193,10 @@ class SweepConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.checkpointing, bool):
+            raise ValueError(f"checkpointing must be a bool, got {self.checkpointing!r}")
         for name in ("steps", "batch_size", "fid_samples", "sample_steps", "eval_chunk",
-                     "sample_batch"):
+                     "sample_batch", "accumulate"):
             _check_int(name, getattr(self, name))
         if self.fid_samples < 2 or self.eval_chunk < 2:
             raise ValueError("fid_samples and eval_chunk must be at least 2 (a covariance needs "

@@ -66,6 +66,7 @@ def train_config(config: SweepConfig, mixer: str, size: str, device: str | None 
         data_path=config.data_path, image_size=config.image_size, loss=config.loss,
         steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
         ema_decay=config.ema_decay, seed=config.seed, precision=config.precision,
+        checkpointing=config.checkpointing, accumulate=config.accumulate,
         device=device or config.device, log_every=LOG_EVERY, ckpt_every=config.ckpt_every,
         sample_at_end=False, sample_steps=config.sample_steps, sample_method=config.sample_method,
         sample_cfg=float(config.cfg), sample_guidance=config.cfg_guidance,
