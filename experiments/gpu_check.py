@@ -45,6 +45,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
+from pomlab.cli import HelpFormatter, run
 from pomlab.io import atomic_write_json
 
 # name -> (estimated seconds on one H100/H200, what it needs besides CUDA)
@@ -62,7 +63,7 @@ BUDGET_S = 480          # 8 minutes
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--dry-run", action="store_true",
                    help="list what would run and check the arguments; needs no GPU")
     p.add_argument("--only", default=",".join(CHECKS),
@@ -78,21 +79,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     checks = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = [c for c in checks if c not in CHECKS]
     if unknown or not checks:
-        p.error(f"--only: unknown check(s) {unknown}; choose from {','.join(CHECKS)}")
+        raise ValueError(f"--only: unknown check(s) {unknown}; choose from {','.join(CHECKS)}")
     args.checks = checks
     try:
         args.resolutions = [int(v) for v in args.resolutions.split(",")]
     except ValueError:
-        p.error(f"--resolutions must be comma-separated integers, got {args.resolutions!r}")
+        raise ValueError(f"--resolutions must be comma-separated integers, got {args.resolutions!r}")
     bad = [r for r in args.resolutions if r < 16 or r % 16]
     if bad:
-        p.error(f"--resolutions must be multiples of 16 (8x VAE, patch 2), got {bad}")
+        raise ValueError(f"--resolutions must be multiples of 16 (8x VAE, patch 2), got {bad}")
     if not args.budget > 0:
-        p.error(f"--budget must be > 0 seconds, got {args.budget}")
+        raise ValueError(f"--budget must be > 0 seconds, got {args.budget}")
     if args.train_steps < 2:
-        p.error(f"--train-steps must be >= 2, got {args.train_steps}")
+        raise ValueError(f"--train-steps must be >= 2, got {args.train_steps}")
     if not args.device.startswith("cuda"):
-        p.error(f"--device must be a CUDA device (cuda, cuda:1 ...), got {args.device!r}")
+        raise ValueError(f"--device must be a CUDA device (cuda, cuda:1 ...), got {args.device!r}")
     args.out = Path(args.out)
     return args
 
@@ -422,4 +423,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
