@@ -26,7 +26,7 @@ def _matrix(name: str, rows: int, cols: int) -> sp.Matrix:
 
 def features(x: sp.Matrix, Wp, bp, degree: int, polynomial: str = "products", alpha=None,
              act=ACT) -> list:
-    """h(x) of SPEC §1 (products) or §2 (powers) for one token x (a column)."""
+    """h(x) of docs/pom.md §1 (products) or §2 (powers) for one token x (a column)."""
     z = Wp * x + bp
     if polynomial == "products":
         u = [act(zi) for zi in z]
@@ -119,7 +119,7 @@ CLAIMS = [
           dict(relation="equivariant", n=3, dim=2, degree=2)),
     Claim("pom_equivariant_degree3", "PoM(XP) = PoM(X)P, degree 3", check_relation,
           dict(relation="equivariant", n=3, dim=1, degree=3)),
-    Claim("pom_powers_equivariant", "PoM(XP) = PoM(X)P (powers form, SPEC §2)",
+    Claim("pom_powers_equivariant", "PoM(XP) = PoM(X)P (powers form, docs/pom.md §2)",
           check_relation, dict(relation="equivariant", n=3, dim=1, degree=2, expand=2,
                                polynomial="powers")),
     Claim("cross_context_invariant", "PoM(Y, CP) = PoM(Y, C): the context is a multiset",

@@ -57,7 +57,7 @@ def test_dit_xl2_exact_parameter_count():
 def test_matches_flop_counter_with_attention_decomposed(name):
     """FlopCounterMode counts 2 per multiply-add of every matmul/conv; with the math SDPA
     backend attention is decomposed into counted bmm's. PoM's elementwise work and mean
-    are invisible to it, so they must be exactly the difference, given by SPEC §1:
+    are invisible to it, so they must be exactly the difference, given by docs/pom.md §1:
     per token (k-1)·e·D products + k·e·D mean adds + k·e·D gate products."""
     model = M.create(name, scale="micro").eval()
     x = torch.randn(1, 1, 16, 16)
@@ -77,7 +77,7 @@ def test_matches_flop_counter_with_attention_decomposed(name):
 
 
 def test_default_cpu_flop_counter_misses_attention():
-    """Why gflops does not rely on FlopCounterMode alone (SPEC §3)."""
+    """Why gflops does not rely on FlopCounterMode alone (docs/models.md)."""
     model = M.create("DiT-S/2", scale="micro").eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:

@@ -1,4 +1,4 @@
-"""PoM reference against SPEC.md §1-§2, written out independently in float64."""
+"""PoM reference against docs/pom.md §1-§2, written out independently in float64."""
 import math
 
 import pytest
@@ -28,7 +28,7 @@ def gelu_erf(z):
 
 
 def direct_h(pom, x):
-    """h(x) token by token, straight from SPEC §1 (products) or §2 (powers)."""
+    """h(x) token by token, straight from docs/pom.md §1 (products) or §2 (powers)."""
     z = x @ pom.poly.weight.T + pom.poly.bias
     if pom.polynomial == "products":
         u = gelu_erf(z)

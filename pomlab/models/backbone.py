@@ -1,4 +1,4 @@
-"""One class-conditional diffusion transformer with a mixer slot (SPEC §3).
+"""One class-conditional diffusion transformer with a mixer slot (docs/models.md).
 
 DiT puts multi-head attention in the slot, DiPoM puts PoM there; nothing else differs.
 The pieces (``modulate``, ``TimestepEmbedder``, ``LabelEmbedder``, ``AdaLNBlock``,
@@ -244,7 +244,7 @@ class FinalLayer(nn.Module):
 
 
 def initialize_dit_weights(model: nn.Module) -> None:
-    """DiT's initialisation (SPEC §3), applied to any model built from these pieces.
+    """DiT's initialisation (docs/models.md), applied to any model built from these pieces.
 
     Every Linear xavier-uniform with zero bias (mixers included); patch projection
     xavier-uniform on its flattened kernel; timestep MLP and label table normal(0, 0.02);

@@ -40,7 +40,7 @@ SCALE_DEFAULTS = {
     "micro": dict(input_size=16, in_channels=1, num_classes=10, latent_scale=1),
 }
 DIT_MLP_RATIO = 4.0
-# The authors' DiPoM configurations (SPEC §3): degree 2, expansion 2, MLP ratio 3 (S, B) / 2 (L, XL).
+# The authors' DiPoM configurations (docs/models.md): degree 2, expansion 2, MLP ratio 3 (S, B) / 2 (L, XL).
 DIPOM_MLP_RATIO = {"S": 3.0, "B": 3.0, "L": 2.0, "XL": 2.0}
 DIPOM_DEFAULTS = dict(degree=2, expand=2, polynomial="products")
 

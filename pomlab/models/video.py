@@ -14,7 +14,7 @@ The paper's video model, built from the image backbone's parts (``modulate``, ML
 
 A token is one p x p patch of one frame (the temporal patch is one frame): the frame is the
 unit of causality, so the block-causal model can generate frames one at a time. ``step``
-runs one frame through the network carrying each layer's ``PoMState`` (SPEC §1 state
+runs one frame through the network carrying each layer's ``PoMState`` (docs/pom.md §4 state
 recurrence), which equals ``forward`` with the block-causal mask restricted to that frame.
 Text without any word (all pad) gives a zero cross-mixing state: that is the null caption
 for classifier-free guidance (caption dropout in training).

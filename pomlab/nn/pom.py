@@ -1,7 +1,7 @@
 """The Polynomial Mixer (PoM), reference implementation.
 
 This file is the readable definition that every fast path is tested against; each step
-below is one line of SPEC.md §1 ("products" polynomial, the paper's form) or §2 ("powers",
+below is one line of docs/pom.md §1 ("products" polynomial, the paper's form) or §2 ("powers",
 the 2026 variant).
 
     u = GELU(poly(x))                                   # exact (erf) GELU
@@ -114,7 +114,7 @@ class PoM(nn.Module):
         degree: polynomial degree k >= 1.
         expand: expansion e >= 1.
         bias: whether the three Linear layers have a bias.
-        polynomial: "products" (the paper, SPEC §1) or "powers" (2026 variant, SPEC §2).
+        polynomial: "products" (the paper, docs/pom.md §1) or "powers" (2026 variant, docs/pom.md §2).
         selection_heads: gate channels G (1: one per state channel, the paper's gate).
         groups: block-diagonal ``poly`` with this many groups (1: dense).
         rope: None, "1d" or "2d": rotary position embedding of features and gate (module doc);
