@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..data import decode_latents, from_model_range, load_vae
+from ..faults import fault_point
 from ..io import atomic_write
 from ..metrics import (FeatureStats, get_backend, inception_score_from_logits, load_samples,
                        pool_statistics, reference_statistics, stats_distance)
@@ -204,8 +205,10 @@ class Evaluator:
             x = trainer.generate(labels, steps=cfg.sample_steps, method=cfg.sample_method,
                                  cfg=float(cfg.cfg), seed=chunk_seed(cfg.seed, index),
                                  batch_size=cfg.sample_batch)
-            return extract(self.to_pixels(x, model_space=False), self.backend,
-                           name=f"samples[{start}:{stop}]", warn_rank=False)
+            scores = extract(self.to_pixels(x, model_space=False), self.backend,
+                             name=f"samples[{start}:{stop}]", warn_rank=False)
+            fault_point("evaluation")
+            return scores
 
         parts = self._on_ranks(chunk_bounds(cfg.fid_samples, cfg.eval_chunk), chunk_scores)
         if parts is None:

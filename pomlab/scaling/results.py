@@ -16,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from ..io import atomic_to_csv, atomic_write_json
+from ..io import atomic_to_csv, atomic_write_json, remove_stale_temp_files
 from ..io import read_csv_exact as read_csv
 from ..models.registry import FAMILIES, SIZES, parse_name
 from .config import MIXERS, SETTINGS_FORMAT, SweepConfig
@@ -32,6 +35,7 @@ SETTINGS_FILE = "sweep.json"
 RUNS_DIR = "runs"
 RUN_EVALS = "evals.csv"
 RUN_TIMINGS = "timings.csv"
+LOCK_POLL_SECONDS = 0.02
 
 # One row per evaluation; every number is labelled with what produced it.
 RESULT_COLUMNS = [
@@ -47,26 +51,94 @@ TIMING_COLUMNS = [
 ]
 
 
+def _holder_record() -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+
+
+def _read_holder(handle) -> dict | None:
+    """The holder a lock file records (None: released cleanly, or not a record of ours)."""
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "null")
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) and "pid" in holder else None
+
+
+def _is_dead(holder: dict) -> bool:
+    """True only when the holder ran on this host and its pid no longer exists."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _describe(holder: dict) -> str:
+    return f"pid {holder['pid']} on {holder.get('host', '?')}"
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
     """An exclusive advisory flock on `path` (created with its folder), released on exit and
     when the process dies. Waits for it, or with `busy` raises busy() when another holds it.
-    On systems without fcntl: no lock (single-job use only)."""
+    On systems without fcntl: no lock (single-job use only).
+
+    The file records its holder (pid, host) while held and is emptied on release. A record
+    found on taking the lock means its holder died holding it: taken over with a one-line
+    notice. A lock still held although its recorded holder is dead (its file descriptor
+    inherited by a process that outlived it) is broken: the file is replaced by a new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:
         yield
         return
-    with open(path, "a") as handle:
+    while True:
+        handle = open(path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if busy is None else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise busy() from None
-        try:
-            yield
+            try:                            # polled (not a blocking flock): a dead holder is
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)     # noticed while waiting
+            except BlockingIOError:
+                holder = _read_holder(handle)
+                if holder is None or not _is_dead(holder):
+                    if busy is not None:
+                        raise busy() from None
+                    time.sleep(LOCK_POLL_SECONDS)
+                    continue
+                print(f"notice: {path} is held although its holder ({_describe(holder)}) is "
+                      "gone; breaking it", file=sys.stderr)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                        os.unlink(path)
+                continue
+            try:
+                same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:                    # broken and replaced meanwhile: lock the new file
+                continue
+            holder = _read_holder(handle)
+            if holder is not None:
+                print(f"notice: taking over {path} from {_describe(holder)}, which died "
+                      "holding it", file=sys.stderr)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(_holder_record())
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                handle.flush()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            return
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def folder_lock(out: str | os.PathLike):
@@ -144,7 +216,7 @@ def _merge_file(out: Path, name: str, per_run: str, columns: list[str]) -> pd.Da
     parts = [p for p in parts if not p.empty]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame = sort_rows(frame[columns] if not frame.empty else frame)
-    atomic_to_csv(frame, out / name)
+    atomic_to_csv(frame, out / name, fault="merge" if name == RESULTS_FILE else None)
     return frame
 
 
@@ -159,6 +231,7 @@ def merge_results_locked(out: str | os.PathLike) -> pd.DataFrame:
     """merge_results for a caller that already holds folder_lock(out) (the lock is not
     re-entrant: a second flock in the same process would wait for itself)."""
     out = Path(out)
+    remove_stale_temp_files(out, recursive=False)    # OUT's own files are written under the lock
     _merge_file(out, TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS)
     return _merge_file(out, RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)
 

@@ -15,7 +15,9 @@ import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import random
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -29,8 +31,11 @@ import torch.distributed as dist
 
 from ..benchmark import device_label
 from ..data import load_vae
+from ..faults import fault_point
+from ..io import remove_stale_temp_files
 from ..metrics import get_backend
 from ..models.registry import SIZES
+from ..processes import die_with_parent
 from ..train import TrainConfig, Trainer, distributed_env, join_process_group, pick_device
 from .compute import gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
@@ -100,7 +105,14 @@ def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None 
     rank, world, _ = distributed_env()
     with contextlib.ExitStack() as held:
         folder = run_dir(config.out, run_folder_name(mixer, size, config.patch))
-        _on_rank0_then_share(lambda: held.enter_context(run_lock(folder, name)), rank, world)
+        def take_run():
+            held.enter_context(run_lock(folder, name))
+            stale = remove_stale_temp_files(folder)    # ours alone now: left by a killed writer
+            if stale:
+                print(f"{name}: removed {len(stale)} unfinished temporary file(s) of a killed "
+                      f"run ({', '.join(p.name for p in stale[:3])})", file=sys.stderr)
+
+        _on_rank0_then_share(take_run, rank, world)
         return _train_and_evaluate(config, mixer, size, name, device=device, report=report,
                                    callbacks=callbacks, jobs=jobs)
 
@@ -173,7 +185,8 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
 _WORKER: dict = {}
 
 
-def _init_worker(threads: int, devices, events) -> None:
+def _init_worker(parent_pid: int, threads: int, devices, events) -> None:
+    die_with_parent(parent_pid)     # a killed sweep must not leave workers training (and locking)
     torch.set_num_threads(threads)
     _WORKER["device"] = devices.get() if devices is not None else None
     _WORKER["events"] = events
@@ -270,6 +283,7 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
         if results.empty:
             return results, None, []
         fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
+        fault_point("finalize")
         return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
 
 
@@ -305,6 +319,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     owns_group = False
     if world > 1:
         jobs = 1
+        if "TORCHELASTIC_RUN_ID" in os.environ:       # torchrun's ranks end with their agent
+            die_with_parent()
         owns_group = join_process_group(pick_device(config.device, local_rank))
     jobs = jobs or default_jobs(device)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -371,33 +387,40 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             dist.destroy_process_group()
 
 
+def _drain(events, report) -> None:
+    while True:
+        try:
+            report(events.get_nowait())
+        except queue.Empty:
+            return
+
+
 def _run_parallel(config, models, jobs, threads, device, report) -> int:
+    # Plain queues, no multiprocessing.Manager: a manager is one more process, which a SIGKILL of
+    # this one would leave behind. The workers follow this process (die_with_parent).
     context = multiprocessing.get_context("spawn")     # fork + torch threads can deadlock
-    with context.Manager() as manager:
-        events = manager.Queue()
-        devices = None
-        if device.type == "cuda":
-            devices = manager.Queue()
-            for index in range(jobs):
-                devices.put(f"cuda:{index}")
-        done, errors = 0, []
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                 initargs=(threads, devices, events)) as pool:
-            futures = {pool.submit(_run_in_worker, config, m, s, jobs): model_name(m, s, config.patch)
-                       for m, s in models}
-            remaining = set(futures)
-            while remaining:
-                finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
-                while not events.empty():
-                    report(events.get())
-                for future in finished:
-                    try:
-                        done += future.result()
-                    except Exception as exc:          # let the other models finish first
-                        errors.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
-                    merge_results(config.out)
-        while not events.empty():
-            report(events.get())
+    events = context.Queue()
+    devices = None
+    if device.type == "cuda":
+        devices = context.Queue()
+        for index in range(jobs):
+            devices.put(f"cuda:{index}")
+    done, errors = 0, []
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(os.getpid(), threads, devices, events)) as pool:
+        futures = {pool.submit(_run_in_worker, config, m, s, jobs): model_name(m, s, config.patch)
+                   for m, s in models}
+        remaining = set(futures)
+        while remaining:
+            finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
+            _drain(events, report)
+            for future in finished:
+                try:
+                    done += future.result()
+                except Exception as exc:          # let the other models finish first
+                    errors.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
+                merge_results(config.out)
+    _drain(events, report)
     if errors:
         raise RuntimeError("some models failed (the others' results are saved):\n  " +
                            "\n  ".join(errors))
