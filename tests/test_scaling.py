@@ -176,11 +176,12 @@ def test_fit_table_has_one_fit_per_model_and_per_mixer():
                              "patch": 2, "train_compute_gflops": c * scale,
                              "fid": 100 * (c * scale) ** -0.5, "is_mean": (c * scale) ** 0.1})
     fits = fit_table(pd.DataFrame(rows))
-    assert len(fits) == 2 * (4 + 2)
+    assert len(fits) == 2 * (4 + 2 + 2)                   # models, pooled, frontiers; 2 metrics
     pooled = [f for f in fits if f["group"] == "mixer" and f["metric"] == "fid"]
     assert [f["n"] for f in pooled] == [6, 6]
     assert all(f["slope"] == pytest.approx(-0.5) for f in fits if f["metric"] == "fid")
     assert all(f["slope"] == pytest.approx(0.1) for f in fits if f["metric"] == "is")
+    assert all(f["x"] == "compute" and f["n_seeds"] == 1 for f in fits)
 
 
 @given(cuts=st.lists(st.integers(2, 30), min_size=1, max_size=4), seed=st.integers(0, 99))
@@ -379,11 +380,14 @@ def test_sweep_writes_labelled_rows_fits_and_figures(uninterrupted):
     assert (frame["gflops_per_image"][frame["size"] == "B"].min() >
             frame["gflops_per_image"][frame["size"] == "S"].max())
     fits = json.loads((out / "fits.json").read_text())
-    assert len(fits["fits"]) == 2 * (4 + 2)
-    assert {(f["metric"], f["group"], f["n"]) for f in fits["fits"]} == {
-        ("fid", "model", 3), ("fid", "mixer", 6), ("is", "model", 3), ("is", "mixer", 6)}
+    # per metric and x axis (compute, wall-clock): 4 models, 2 pooled, 2 frontiers
+    assert len(fits["fits"]) == 2 * 2 * (4 + 2 + 2)
+    assert {(f["metric"], f["group"], f["n"]) for f in fits["fits"] if f["group"] != "frontier"} \
+        == {("fid", "model", 3), ("fid", "mixer", 6), ("is", "model", 3), ("is", "mixer", 6)}
+    assert {f["x"] for f in fits["fits"]} == {"compute", "wall"}
     for ext in ("png", "pdf"):
         assert (out / f"scaling.{ext}").stat().st_size > 1000
+        assert (out / f"scaling_wall.{ext}").stat().st_size > 1000
     timings = pd.read_csv(out / "timings.csv")
     assert len(timings) == 12 and (timings["train_seconds"] >= 0).all()
 
@@ -490,7 +494,7 @@ def test_finalize_fits_and_plots_while_holding_the_lock(uninterrupted, tmp_path,
 
     monkeypatch.setattr(sweep, "write_fits", probe)
     results, fits, figures = sweep.finalize(out)
-    assert held == [True] and len(results) == 12 and len(figures) == 2
+    assert held == [True] and len(results) == 12 and len(figures) == 4
 
 
 def test_cli_errors_are_clear(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ from ..io import atomic_to_csv, atomic_write_json, remove_stale_temp_files
 from ..io import read_csv_exact as read_csv
 from ..models.registry import FAMILIES, SIZES, parse_name
 from .config import MIXERS, SETTINGS_FORMAT, SweepConfig
+from .fits import with_seed
 
 RESULTS_FILE = "results.csv"
 TIMINGS_FILE = "timings.csv"
@@ -46,7 +47,7 @@ RESULT_COLUMNS = [
 ]
 # Wall-clock facts depend on the machine's load: kept out of results.csv.
 TIMING_COLUMNS = [
-    "model", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
+    "model", "seed", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
     "resumed_from", "threads", "jobs", "world_size", "device",
 ]
 
@@ -165,7 +166,14 @@ def check_settings(out: str | os.PathLike, config: SweepConfig) -> None:
             stored = json.loads(path.read_text())
             if stored.get("format") != SETTINGS_FORMAT:
                 raise ValueError(f"{path} is not a pomlab scaling sweep ({stored.get('format')!r})")
-            have = stored["settings"]
+            have = dict(stored["settings"])
+            # Folders made before --seeds recorded the seed as a setting, and their run folders
+            # (no -seedN suffix) are seed 0's: only a seed-0 folder can be continued.
+            legacy_seed = have.pop("seed", 0)
+            if legacy_seed != 0:
+                raise ValueError(f"{str(out)!r} holds a sweep made with --seed {legacy_seed} by "
+                                 "an older pomlab (its run folders carry no seed); use another "
+                                 "--out")
             diff = {k: (have.get(k), wanted.get(k)) for k in sorted(set(have) | set(wanted))
                     if have.get(k) != wanted.get(k)}
             if diff:
@@ -198,7 +206,7 @@ def write_row(path: str | os.PathLike, row: dict, columns: list[str]) -> None:
 
 
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mixers (PoM, MHA), then sizes S..XL, patch and step: one order for every merge."""
+    """Mixers (PoM, MHA), then sizes S..XL, patch, seed and step: one order for every merge."""
     if frame.empty:
         return frame
 
@@ -206,14 +214,16 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
         family, size, patch = parse_name(name)
         return (MIXERS.index(FAMILIES[family]), SIZES.index(size), patch)
 
-    keys = [(*model_key(m), int(s)) for m, s in zip(frame["model"], frame["step"])]
+    seeds = frame["seed"] if "seed" in frame else [0] * len(frame)
+    keys = [(*model_key(m), int(seed), int(s))
+            for m, seed, s in zip(frame["model"], seeds, frame["step"])]
     order = sorted(range(len(frame)), key=keys.__getitem__)
     return frame.iloc[order].reset_index(drop=True)
 
 
 def _merge_file(out: Path, name: str, per_run: str, columns: list[str]) -> pd.DataFrame:
     parts = [read_csv(p) for p in sorted((out / RUNS_DIR).glob(f"*/{per_run}"))]
-    parts = [p for p in parts if not p.empty]
+    parts = [with_seed(p) for p in parts if not p.empty]     # older per-run timings: seed 0
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame = sort_rows(frame[columns] if not frame.empty else frame)
     atomic_to_csv(frame, out / name, fault="merge" if name == RESULTS_FILE else None)
@@ -237,8 +247,14 @@ def merge_results_locked(out: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:
-    """OUT/results.csv as a frame (floats exact)."""
+    """OUT/results.csv as a frame (floats exact; seed 0 where the file predates seeds)."""
     path = Path(out) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {RESULTS_FILE} in {str(out)!r}: run the sweep first")
-    return read_csv(path)
+    return with_seed(read_csv(path))
+
+
+def load_timings(out: str | os.PathLike) -> pd.DataFrame | None:
+    """OUT/timings.csv as a frame (seed 0 where the file predates seeds), None without one."""
+    path = Path(out) / TIMINGS_FILE
+    return with_seed(read_csv(path)) if path.is_file() else None

@@ -40,11 +40,11 @@ from ..train import TrainConfig, Trainer, distributed_env, join_process_group, p
 from .compute import gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
 from .evaluation import Evaluator, vae_source
-from .fits import write_fits
+from .fits import with_seed, with_wall_clock, write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
-                      folder_lock, merge_results, merge_results_locked, read_rows, run_dir,
-                      run_lock, write_row)
+                      folder_lock, load_results, load_timings, merge_results,
+                      merge_results_locked, read_rows, run_dir, run_lock, write_row)
 
 FITS_JSON = "fits.json"
 FITS_CSV = "fits.csv"
@@ -73,12 +73,12 @@ def train_config(config: SweepConfig, mixer: str, size: str, device: str | None 
         device=device or config.device, log_every=LOG_EVERY, ckpt_every=config.ckpt_every,
         sample_at_end=False, sample_steps=config.sample_steps, sample_method=config.sample_method,
         sample_cfg=float(config.cfg),
-        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch))))
+        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))))
 
 
 def pending_steps(config: SweepConfig, mixer: str, size: str) -> list[int]:
     """The evaluation steps of one model without a row in its evals.csv."""
-    folder = run_dir(config.out, run_folder_name(mixer, size, config.patch))
+    folder = run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))
     done = {int(r["step"]) for r in read_rows(folder / RUN_EVALS)}
     return [s for s in config.eval_steps if s not in done]
 
@@ -104,7 +104,8 @@ def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None 
     name = model_name(mixer, size, config.patch)
     rank, world, _ = distributed_env()
     with contextlib.ExitStack() as held:
-        folder = run_dir(config.out, run_folder_name(mixer, size, config.patch))
+        folder = run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))
+
         def take_run():
             held.enter_context(run_lock(folder, name))
             stale = remove_stale_temp_files(folder)    # ours alone now: left by a killed writer
@@ -126,13 +127,13 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
 
     def on_log(trainer, row):
         if trainer.is_main:
-            report({"kind": "step", "model": name, "step": row["step"]})
+            report({"kind": "step", "model": name, "seed": config.seed, "step": row["step"]})
 
     trainer = Trainer(train_config(config, mixer, size, device), resume=True, progress=False,
                       callbacks=[on_log, *callbacks])
     folder = trainer.out
     resumed_from = trainer.step
-    report({"kind": "start", "model": name, "step": trainer.step})
+    report({"kind": "start", "model": name, "seed": config.seed, "step": trainer.step})
     try:
         with preserved_rng(trainer.device):     # building a metric network draws random weights
             evaluator = Evaluator(config, trainer, cache_dir=Path(config.out) / "reference")
@@ -164,7 +165,7 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
                        "sample_steps": config.sample_steps,
                        "sample_method": config.sample_method or trainer.process.default_method,
                        "cfg": float(config.cfg), "seed": config.seed, "device": label}
-                timing = {"model": name, "step": step, "train_seconds": train_wall,
+                timing = {"model": name, "seed": config.seed, "step": step, "train_seconds": train_wall,
                           "eval_seconds": eval_wall, "train_cpu_seconds": train_cpu,
                           "eval_cpu_seconds": eval_cpu, "resumed_from": resumed_from,
                           "threads": torch.get_num_threads(), "jobs": jobs,
@@ -218,10 +219,11 @@ def default_jobs(device: torch.device) -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _ordered(config: SweepConfig) -> list[tuple[str, str]]:
-    """Largest models first (XL ... S, DiPoM before DiT: the costlier of each size), so parallel
-    workers finish together."""
-    return sorted(config.models(), key=lambda ms: (-SIZES.index(ms[1]), ms[0] != "pom"))
+def _ordered(config: SweepConfig) -> list[tuple[str, str, int]]:
+    """Every (mixer, size, seed) run, largest models first (XL ... S, DiPoM before DiT: the
+    costlier of each size), so parallel workers finish together."""
+    runs = [(mixer, size, seed) for mixer, size in config.models() for seed in config.seeds]
+    return sorted(runs, key=lambda run: (-SIZES.index(run[1]), run[0] != "pom", run[2]))
 
 
 def _on_rank0_then_share(fn, rank: int, world: int):
@@ -249,13 +251,14 @@ class _Progress:
         self.last = {}
         self.log = log
         total = sum(config.steps - max([0] + [s for s in config.eval_steps
-                                              if s not in pending_steps(config, m, z)])
-                    for m, z in models)
+                                              if s not in pending_steps(config.for_seed(seed),
+                                                                        m, z)])
+                    for m, z, seed in models)
         self.bar = tqdm(total=total, unit="step", desc="sweep", disable=not enabled,
                         dynamic_ncols=True)
 
     def __call__(self, event: dict) -> None:
-        model = event["model"]
+        model = (event["model"], event.get("seed", 0))      # one run: a model and a seed
         if event["kind"] == "start":
             self.last.setdefault(model, event["step"])
             self.last[model] = max(self.last[model], event["step"])
@@ -263,7 +266,8 @@ class _Progress:
             self.bar.update(max(0, event["step"] - self.last.get(model, 0)))
             self.last[model] = event["step"]
         elif event["kind"] == "eval":
-            line = (f"{model} step {event['step']} ({event['train_compute_gflops']:.3g} GFLOPs): "
+            seed = f" seed {model[1]}" if model[1] else ""
+            line = (f"{model[0]}{seed} step {event['step']} ({event['train_compute_gflops']:.3g} GFLOPs): "
                     f"{event['fid_name']} {event['fid']:.3f}, {event['is_name']} "
                     f"{event['is_mean']:.3f}")
             (self.log if self.bar.disable else self.bar.write)(line)
@@ -282,9 +286,26 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
         results = merge_results_locked(out)
         if results.empty:
             return results, None, []
-        fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
-        fault_point("finalize")
-        return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
+        return (results, *refit(out, results, fault="finalize"))
+
+
+def refit(out: str | os.PathLike, results: pd.DataFrame | None = None, *,
+          fault: str | None = None) -> tuple[dict, list[Path]]:
+    """Fit and plot OUT's results.csv (and timings.csv: the wall-clock fits and figure) without
+    merging the runs: fits.json, fits.csv, scaling.png/pdf (against compute) and
+    scaling_wall.png/pdf (against measured training time). For a folder holding only the CSVs
+    (e.g. docs/results/scaling_micro)."""
+    out = Path(out)
+    results = load_results(out) if results is None else with_seed(results)
+    timings = load_timings(out)
+    fits = write_fits(results, out / FITS_JSON, out / FITS_CSV, timings=timings)
+    if fault:
+        fault_point(fault)
+    figures = plot_scaling(results, fits["fits"], out / "scaling")
+    if any(f["x"] == "wall" for f in fits["fits"]):
+        figures += plot_scaling(with_wall_clock(results, timings), fits["fits"],
+                                out / "scaling_wall", x="wall")
+    return fits, figures
 
 
 def preflight(config: SweepConfig) -> str:
@@ -344,7 +365,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
         check_settings(out, config)
 
     _on_rank0_then_share(check, rank, world)
-    models = [ms for ms in _ordered(config) if pending_steps(config, *ms)]
+    models = [(m, z, seed) for m, z, seed in _ordered(config)
+              if pending_steps(config.for_seed(seed), m, z)]
     jobs = min(jobs, max(1, len(models)))
     is_main = rank == 0
     if is_main:
@@ -352,7 +374,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             f"backend={config.backend} ({names.get('metric')}) device={_device_name(device)}"
             f"{f' x{world} ranks' if world > 1 else ''} jobs={jobs} threads/job={threads}")
         log(f"  models {', '.join(model_name(m, s, config.patch) for m, s in config.models())}"
-            f" ({config.scale} scale); {len(models)} with pending evaluations; steps "
+            f" ({config.scale} scale), seeds {','.join(map(str, config.seeds))}; {len(models)} "
+            f"runs with pending evaluations; steps "
             f"{config.steps} x batch {config.batch_size}; evaluations at steps "
             f"{list(config.eval_steps)} on {config.fid_samples} samples ({config.sample_steps} "
             f"sampling steps, cfg {config.cfg}); out {out}")
@@ -363,8 +386,9 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                for mixer, size in models:
-                    done += run_model(config, mixer, size, report=bar, callbacks=callbacks)
+                for mixer, size, seed in models:
+                    done += run_model(config.for_seed(seed), mixer, size, report=bar,
+                                      callbacks=callbacks)
                     if is_main:
                         merge_results(out)
             finally:
@@ -408,8 +432,8 @@ def _run_parallel(config, models, jobs, threads, device, report) -> int:
     done, errors = 0, []
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                              initargs=(os.getpid(), threads, devices, events)) as pool:
-        futures = {pool.submit(_run_in_worker, config, m, s, jobs): model_name(m, s, config.patch)
-                   for m, s in models}
+        futures = {pool.submit(_run_in_worker, config.for_seed(seed), m, s, jobs):
+                   f"{model_name(m, s, config.patch)} seed {seed}" for m, s, seed in models}
         remaining = set(futures)
         while remaining:
             finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
