@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ X_COLUMN = "train_compute_gflops"
 WALL_COLUMN = "train_wall_seconds"       # cumulative measured training time (timings.csv)
 X_AXES = {"compute": X_COLUMN, "wall": WALL_COLUMN}
 BETTER = {"fid": "lower", "is": "higher"}
-BOOTSTRAP_RESAMPLES = 400
+BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 0
 METRICS = {"fid": "fid", "is": "is_mean"}          # fit name -> results.csv column
 LABEL_COLUMNS = ("scale", "dataset", "backend", "fid_name", "is_name", "n_fake", "n_real",
@@ -72,10 +73,12 @@ def _r2(log_y: np.ndarray, log_fit: np.ndarray) -> float:
     return 1.0 - float(np.sum((log_y - log_fit) ** 2)) / total if total > 0 else float("nan")
 
 
-def saturating_fit(x, y) -> dict:
+def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -> dict:
     """y = a * x^(-b) + c, least squares on log10 y (scipy curve_fit, a > 0, b >= 0, c >= 0):
     n, a, b, c, 95% CIs of b and c (Student t, n - 3 dof, from curve_fit's covariance; NaN
-    when n < 4), r2 on log10 y. NaN throughout when n < 3 or the fit fails."""
+    when n < 4), r2 on log10 y. NaN throughout when n < 3 or the fit fails. `start`: a fit
+    of similar data (its a, b, c) to start from, else three starts are tried; intervals=False
+    skips the CIs (the bootstrap's refits)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"x and y must be 1-D arrays of one length, got {x.shape} and {y.shape}")
@@ -93,16 +96,22 @@ def saturating_fit(x, y) -> dict:
     def model(lx, log_a, b, c):              # c in units of min(y)
         return np.log10(10.0 ** (log_a - b * (lx - x0)) + c * scale)
 
-    line = loglog_fit(x, y)
-    start = [line["intercept"] + line["slope"] * x0, max(-line["slope"], 1e-3), 0.0]
+    if start is not None and np.isfinite(start["b"]):   # one start: a nearby fit's answer
+        guesses = [[np.log10(start["a"]) - start["b"] * x0, start["b"], start["c"] / scale]]
+    else:                                    # a few starts: the floor is often near min(y)
+        line = loglog_fit(x, y)
+        at_x0 = 10 ** (line["intercept"] + line["slope"] * x0)
+        guesses = [[np.log10(max(at_x0 - c0 * scale, 1e-12 * scale)),
+                    max(-line["slope"], 1e-3), c0] for c0 in (0.0, 0.5, 0.9)]
     best = None
-    for c0 in (0.0, 0.5, 0.9):               # a few starts: the floor is often near min(y)
-        guess = [np.log10(max(10 ** start[0] - c0 * scale, 1e-12 * scale)), start[1], c0]
+    for guess in guesses:
         try:
-            params, cov = optimize.curve_fit(model, lx, ly, p0=guess,
-                                             bounds=([-np.inf, 0.0, 0.0], [np.inf, 20.0, np.inf]),
-                                             max_nfev=5000)
-        except (RuntimeError, ValueError, optimize.OptimizeWarning):
+            with warnings.catch_warnings():      # no covariance (a bound hit): CIs NaN below
+                warnings.simplefilter("ignore", optimize.OptimizeWarning)
+                params, cov = optimize.curve_fit(model, lx, ly, p0=guess,
+                                                 bounds=([-np.inf, 0.0, 0.0],
+                                                         [np.inf, 20.0, np.inf]), max_nfev=5000)
+        except (RuntimeError, ValueError):
             continue
         sse = float(np.sum((model(lx, *params) - ly) ** 2))
         if best is None or sse < best[0]:
@@ -112,7 +121,7 @@ def saturating_fit(x, y) -> dict:
     _, (log_a, b, c), cov = best
     result.update(a=float(10 ** (log_a + b * x0)), b=float(b), c=float(c * scale),
                   r2=_r2(ly, model(lx, log_a, b, c)))
-    if len(x) >= 4 and np.all(np.isfinite(cov)):
+    if intervals and len(x) >= 4 and np.all(np.isfinite(cov)):
         t = float(stats.t.ppf(0.975, len(x) - 3))
         se_b, se_c = np.sqrt(np.maximum(np.diag(cov)[1:], 0.0))
         result["b_ci95"] = [b - t * se_b, b + t * se_b]
@@ -157,22 +166,39 @@ def with_seed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def seed_means(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     """One point per (model, step): x and y averaged over the seeds (n_seeds of them)."""
-    points = with_seed(results)[[*GROUP_KEYS, "step", "seed", x, y]].dropna(subset=[x, y])
+    results = with_seed(results)
+    if "step" not in results:                 # a bare table: each run's rows in order
+        results = results.assign(step=results.groupby([*GROUP_KEYS, "seed"]).cumcount())
+    points = results[[*GROUP_KEYS, "step", "seed", x, y]].dropna(subset=[x, y])
     grouped = points.groupby([*GROUP_KEYS, "step"], sort=False)
     return grouped.agg(**{x: (x, "mean"), y: (y, "mean"), "n_seeds": ("seed", "nunique")}
                        ).reset_index()
 
 
-def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str) -> dict:
+def _quick_line(x, y) -> dict:
+    """loglog_fit's slope and intercept alone (the bootstrap's refits)."""
+    lx, ly = np.log10(np.asarray(x, np.float64)), np.log10(np.asarray(y, np.float64))
+    if len(lx) < 2 or np.ptp(lx) == 0:
+        return {"slope": np.nan, "intercept": np.nan}
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return {"slope": float(slope), "intercept": float(intercept)}
+
+
+def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str,
+                    starts: dict | None = None) -> dict:
     """Every fit of one metric against one x, keyed (group, model): per model, per mixer pooled,
-    per mixer frontier; each {"line": loglog_fit, "sat": saturating_fit, "rows": points}."""
+    per mixer frontier; each {"line": loglog_fit, "sat": saturating_fit, "rows": points}.
+    starts: earlier fits by key, whose saturating parameters start these (bootstrap)."""
     fits = {}
 
     def add(group, model, part, labels):
         # no saturating law through sizes pooled: each size has its own floor
-        sat = saturating_fit(part[x], part[y]) if group != "mixer" else saturating_fit([], [])
-        fits[(group, model)] = {"labels": labels, "rows": part,
-                                "line": loglog_fit(part[x], part[y]), "sat": sat}
+        start = starts[(group, model)]["sat"] if starts and (group, model) in starts else None
+        quick = starts is not None
+        sat = (saturating_fit(part[x], part[y], start, intervals=not quick) if group != "mixer"
+               else saturating_fit([], []))
+        line = _quick_line(part[x], part[y]) if quick else loglog_fit(part[x], part[y])
+        fits[(group, model)] = {"labels": labels, "rows": part, "line": line, "sat": sat}
 
     for (model, mixer, size, patch), part in points.groupby(GROUP_KEYS, sort=False):
         add("model", model, part, dict(mixer=mixer, size=size, patch=int(patch)))
@@ -186,18 +212,29 @@ def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str) -> dict:
 
 
 def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: int,
-               seed: int) -> dict:
-    """(group, model) -> arrays of slope, intercept, sat b, sat c over resamples of the runs."""
+               seed: int, starts: dict) -> dict:
+    """(group, model) -> arrays of slope, intercept, sat b, sat c over resamples of the runs:
+    each resample draws every model's seeds with replacement and refits the means."""
     rng = np.random.default_rng(seed)
-    runs = {model: [part for _, part in frame.groupby("seed")]
-            for model, frame in with_seed(results).groupby("model", sort=False)}
+    blocks = []                              # per model: seeds x steps tables of x and y
+    for keys, frame in with_seed(results).groupby(GROUP_KEYS, sort=False):
+        table_x = frame.pivot_table(index="seed", columns="step", values=x, dropna=False)
+        table_y = frame.pivot_table(index="seed", columns="step", values=y, dropna=False)
+        blocks.append((keys, table_x.columns.to_numpy(), table_x.to_numpy(np.float64),
+                       table_y.to_numpy(np.float64)))
     draws: dict = {}
     for _ in range(resamples):
-        picked = [part.assign(seed=i) for parts in runs.values()
-                  for i, part in enumerate(parts[k] for k in rng.integers(0, len(parts),
-                                                                          len(parts)))]
-        points = seed_means(pd.concat(picked, ignore_index=True), x, y)
-        for key, fit in _fits_of_points(points, metric, x, y).items():
+        parts = []
+        for (model, mixer, size, patch), steps, table_x, table_y in blocks:
+            pick = rng.integers(0, len(table_x), len(table_x))
+            with warnings.catch_warnings():  # a step no drawn seed reached: NaN, dropped below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean_x, mean_y = np.nanmean(table_x[pick], 0), np.nanmean(table_y[pick], 0)
+            parts.append(pd.DataFrame({"model": model, "mixer": mixer, "size": size,
+                                       "patch": patch, "step": steps, x: mean_x, y: mean_y,
+                                       "n_seeds": len(table_x)}))
+        points = pd.concat(parts, ignore_index=True).dropna(subset=[x, y])
+        for key, fit in _fits_of_points(points, metric, x, y, starts).items():
             values = (fit["line"]["slope"], fit["line"]["intercept"], fit["sat"]["b"],
                       fit["sat"]["c"])
             draws.setdefault(key, []).append(values)
@@ -212,10 +249,13 @@ def _interval(values: np.ndarray) -> list[float]:
 
 
 def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
-              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> list[dict]:
+              resamples: int | None = None, seed: int = BOOTSTRAP_SEED) -> list[dict]:
     """Every fit of a results frame: per metric (FID, IS), per x (training compute; measured
     wall-clock when timings are given), per group (model, mixer, frontier), the power law and
-    the saturating law, with 95% intervals (see the module doc). Models in the frame's order."""
+    the saturating law, with 95% intervals (see the module doc; `resamples` bootstrap resamples
+    when the models have several seeds, default BOOTSTRAP_RESAMPLES). Models in the frame's
+    order."""
+    resamples = BOOTSTRAP_RESAMPLES if resamples is None else resamples
     results = with_seed(results)
     axes = {"compute": X_COLUMN}
     if timings is not None and not timings.empty:
@@ -229,7 +269,8 @@ def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
                 continue
             points = seed_means(results, x, y)
             fits = _fits_of_points(points, metric, x, y)
-            boot = _bootstrap(results, metric, x, y, resamples, seed) if many_seeds else {}
+            boot = (_bootstrap(results, metric, x, y, resamples, seed, fits) if many_seeds
+                    else {})
             for (group, model), fit in fits.items():
                 rows.append(_fit_row(metric, axis, group, model, fit, boot.get((group, model)),
                                      x))
