@@ -72,7 +72,8 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis:
               label=f"frontier ({slope})")
         if metric == "fid" and edge.get("sat_r2") is not None:
             _saturating_curve(ax, edge, color="black", ls=":", lw=1.2,
-                              label=f"a·C^-b + c (b {edge['sat_b']:.2f}, c {edge['sat_c']:.3g})")
+                              label=f"saturating, floor {edge['sat_c']:.3g} "
+                                    f"(b {edge['sat_b']:.2f})")
     family = FAMILY_OF.get(mixer, mixer)
     ax.set_title(f"{family} ({plotting.mixer_name(mixer)})")
     name = part[f"{metric}_name"].iloc[0] if len(part) else metric.upper()
