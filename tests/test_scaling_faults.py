@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
+from test_scaling import TINY_ARGS, _private_metric_cache, tiny_config  # noqa: F401 (fixture)
+
 from pomlab.faults import parse_faults
 from pomlab.scaling import SweepConfig, run_model, run_sweep
 from pomlab.scaling.config import run_folder_name
@@ -24,26 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "experiments" / "scaling_laws.py"
 # Two one-block micro models on 8x8 digits, 12 steps, evaluations at 3, 6, 12 (3 chunks of 24
 # samples each), checkpoints every 5 steps: a whole sweep takes seconds.
-ARGS = ["--sizes", "S", "--mixers", "pom,mha", "--steps", "12", "--eval-points", "3",
-        "--batch-size", "8", "--image-size", "8", "--override", "depth=1", "--fid-samples", "72",
-        "--eval-chunk", "24", "--sample-steps", "2", "--ckpt-every", "5", "--device", "cpu",
-        "--no-progress"]
+ARGS = ["--sizes", "S", *TINY_ARGS[2:]]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
 def config(out, **kw) -> SweepConfig:
-    base = dict(sizes="S", mixers="pom,mha", steps=12, eval_points=3, batch_size=8, image_size=8,
-                model_overrides={"depth": 1}, fid_samples=72, eval_chunk=24, sample_steps=2,
-                ckpt_every=5, device="cpu", out=str(out))
-    base.update(kw)
-    return SweepConfig.for_scale("micro", **base)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _private_metric_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("POMLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
+    return tiny_config(out, **{"sizes": "S", **kw})
 
 
 def sweep(out, **kw):

@@ -45,13 +45,18 @@ FIT_COLUMNS = ["metric", "x", "group", "model", "mixer", "size", "patch", "n", "
 GROUP_KEYS = ["model", "mixer", "size", "patch"]
 
 
-def loglog_fit(x, y) -> dict:
-    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc)."""
+def _positive_pair(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"x and y must be 1-D arrays of one length, got {x.shape} and {y.shape}")
     if np.any(~np.isfinite(x)) or np.any(~np.isfinite(y)) or np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("a log-log fit needs finite positive x and y")
+        raise ValueError(f"{what} needs finite positive x and y")
+    return x, y
+
+
+def loglog_fit(x, y) -> dict:
+    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc)."""
+    x, y = _positive_pair(x, y, "a log-log fit")
     nan = float("nan")
     result = {"n": int(len(x)), "slope": nan, "intercept": nan, "slope_ci95": [nan, nan],
               "intercept_ci95": [nan, nan], "r2": nan}
@@ -79,11 +84,7 @@ def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -
     when n < 4), r2 on log10 y. NaN throughout when n < 3 or the fit fails. `start`: a fit
     of similar data (its a, b, c) to start from, else three starts are tried; intervals=False
     skips the CIs (the bootstrap's refits)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y must be 1-D arrays of one length, got {x.shape} and {y.shape}")
-    if np.any(~np.isfinite(x)) or np.any(~np.isfinite(y)) or np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("a saturating fit needs finite positive x and y")
+    x, y = _positive_pair(x, y, "a saturating fit")
     nan = float("nan")
     result = {"n": int(len(x)), "a": nan, "b": nan, "c": nan, "b_ci95": [nan, nan],
               "c_ci95": [nan, nan], "r2": nan}
