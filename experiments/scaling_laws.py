@@ -108,7 +108,6 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
         if args.seed is not None:
             raise ValueError("give --seed or --seeds, not both")
         given["seeds"] = args.seeds
-        given["seed"] = int(args.seeds.split(",")[0]) if args.seeds.split(",")[0].isdigit() else 0
     given = {k: v for k, v in given.items() if v is not None}
     if args.override:
         given["model_overrides"] = dict(args.override)

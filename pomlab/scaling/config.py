@@ -108,7 +108,7 @@ class SweepConfig:
     loss: str = "flow"
     seed: int = 0                         # the seed of one run (training and evaluation noise)
     seeds: tuple[int, ...] | None = None  # replicates: every model trained once per seed
-                                          # (None: (seed,)); see for_seed
+                                          # (None: (seed,); else seed = seeds[0]); for_seed
     precision: str = "auto"
     # evaluation
     eval_steps: tuple[int, ...] = field(default_factory=lambda: log_spaced_steps(600, 5))
@@ -191,7 +191,7 @@ class SweepConfig:
         if (not seeds or len(set(seeds)) != len(seeds) or
                 any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in seeds)):
             raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds!r}")
-        self.seeds = seeds
+        self.seeds, self.seed = seeds, seeds[0]
         for name in ("warmup", "seed", "ckpt_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
