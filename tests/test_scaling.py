@@ -439,12 +439,12 @@ def test_killed_sweep_rerun_from_the_cli_gives_the_same_csv(uninterrupted, tmp_p
     out = tmp_path / "killed"
     args = TINY_ARGS + ["--out", str(out)]
     script = KILLER.format(experiments=str(ROOT / "experiments"), args=args)
-    killed = run([sys.executable, "-c", script], timeout=120)
+    killed = run([sys.executable, "-c", script], timeout=300)        # generous: a loaded CI box
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     rows = pd.read_csv(out / "results.csv") if (out / "results.csv").exists() else pd.DataFrame()
     assert len(rows) < 12
     # The rerun uses the command line as written, with two worker processes.
-    rerun = run([sys.executable, str(CLI), *args, "--jobs", "2"], timeout=120)
+    rerun = run([sys.executable, str(CLI), *args, "--jobs", "2"], timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "scale=micro dataset=digits backend=digits" in rerun.stdout
     assert "fid slope" in rerun.stdout
