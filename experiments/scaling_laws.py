@@ -60,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                              f"paper {DEFAULT_LR['paper']:g})")
     a("--warmup", type=int, default=None)
     a("--seed", type=int, default=None, help="training and evaluation seed (default 0)")
+    a("--seeds", default=None, metavar="S1,S2,...",
+      help="train every model once per seed (replicates, e.g. 0,1,2): points become means over "
+           "seeds and the fits' intervals a bootstrap over runs (default: --seed alone)")
     a("--eval-every", type=int, default=None,
       help=f"evaluate every N steps (and at the end); default: micro {micro['eval_points']} "
            f"log-spaced points, paper every {paper['eval_every']}")
@@ -112,6 +115,10 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
              "precision": args.precision, "checkpointing": args.checkpointing,
              "accumulate": args.accumulate, "device": args.device, "ckpt_every": args.ckpt_every,
              "out": args.out}
+    if args.seeds is not None:
+        if args.seed is not None:
+            raise ValueError("give --seed or --seeds, not both")
+        given["seeds"] = args.seeds
     given = {k: v for k, v in given.items() if v is not None}
     if args.override:
         given["model_overrides"] = dict(args.override)

@@ -4,9 +4,11 @@ A crash mid-write leaves the previous file intact (never a truncated one under t
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import Callable
 
 import pandas as pd
 import torch
+
+from .faults import fault_point
 
 # Rows are read back and rewritten many times: floats must survive exactly. pandas >= 3 parses
 # them exactly by default (and deprecates the option); 2.x needs float_precision="round_trip".
@@ -26,27 +30,62 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb") -> Path:
-    """Call write(file_object) on a temp file in path's folder, then rename it onto path."""
+def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb",
+                 *, fault: str | None = None) -> Path:
+    """Call write(file_object) on a temp file in path's folder, then rename it onto path.
+
+    A full disk (ENOSPC, or a quota: EDQUOT) raises an OSError saying so and naming the file;
+    the previous file under `path` is untouched and the temp file removed. `fault` names a
+    pomlab.faults point reached with the temp file written but not renamed (tests only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:              # owns fd from here: closed on any error
             os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600 files; honour the umask
             write(f)
             f.flush()
+            if fault is not None:
+                fault_point(fault)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            raise OSError(err.errno, f"no space left on the device writing {str(path)!r} "
+                          f"({_free_bytes(path.parent) / 2**20:.0f} MiB free there); free some "
+                          "space or choose another output folder, then rerun: the files "
+                          "already written are intact") from err
         raise
     return path
 
 
-def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda f: torch.save(obj, f))
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+TEMP_SUFFIX = ".tmp"
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Delete atomic_write's temp files in `folder` (left by a process killed mid-write; a
+    checkpoint's can be gigabytes). Call it only while holding the lock of everything written
+    there: a live writer's temp file would be deleted too."""
+    pattern = f".*{TEMP_SUFFIX}"
+    found = Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern)
+    stale = [p for p in found if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def atomic_torch_save(obj, path: str | os.PathLike, *, fault: str | None = None) -> Path:
+    return atomic_write(path, lambda f: torch.save(obj, f), fault=fault)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -57,9 +96,9 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def atomic_to_csv(frame, path: str | os.PathLike) -> Path:
+def atomic_to_csv(frame, path: str | os.PathLike, *, fault: str | None = None) -> Path:
     """Write a pandas DataFrame as CSV atomically."""
-    return atomic_write(path, lambda f: frame.to_csv(f, index=False), mode="w")
+    return atomic_write(path, lambda f: frame.to_csv(f, index=False), mode="w", fault=fault)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

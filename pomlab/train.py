@@ -29,6 +29,7 @@ import os
 import random
 import re
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from torch import Tensor, nn
 
 from .data import ImageDataset, ShardedBatchSampler, from_model_range, load_dataset
 from .diffusion import EMA, generate, make_process, shift_for_side
+from .faults import fault_point
 from .io import atomic_to_csv, atomic_torch_save, atomic_write_json
 
 CHECKPOINT_FORMAT = "pomlab-train-v1"
@@ -243,6 +245,21 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                          f"expected {CHECKPOINT_FORMAT!r})")
     ckpt["path"] = str(path)
     return ckpt
+
+
+def _verify_checkpoint(path: Path, step: int) -> None:
+    """Read a just-written checkpoint back (memory-mapped: the structure, not every byte); a
+    bad one is deleted and reported, so the previous checkpoints are kept."""
+    try:
+        ok = load_checkpoint(path)["step"] == step
+    except (ValueError, FileNotFoundError) as err:
+        ok, reason = False, str(err)
+    else:
+        reason = f"it reads back with another step than {step}"
+    if not ok:
+        path.unlink(missing_ok=True)
+        raise OSError(f"checkpoint {str(path)!r} did not verify after writing ({reason}); the "
+                      "previous checkpoints are kept")
 
 
 def load_trained(path: str | os.PathLike | dict, *, ema: bool = True, device="cpu"):
@@ -476,8 +493,10 @@ class Trainer:
         _seed_all(config.seed * 1000003 + 1 + self.rank)
 
         resume_from = self._resume_source(resume)
-        if resume_from is not None:
-            self.load_state(load_checkpoint(resume_from))
+        ckpt = (load_checkpoint(resume_from) if resume_from is not None else
+                self._latest_good_checkpoint() if resume is True else None)
+        if ckpt is not None:
+            self.load_state(ckpt)
         elif self.out is not None and self.is_main:
             atomic_write_json(self.out / "config.json", {"train": config.to_dict(),
                                                          "model": self.model_config,
@@ -531,9 +550,23 @@ class Trainer:
         if resume is True:
             if self.out is None:
                 raise ValueError("resume=True needs config.out (the run folder)")
-            found = list_checkpoints(self.out)
-            return found[-1] if found else None
+            return None
         return Path(resume)
+
+    def _latest_good_checkpoint(self) -> dict | None:
+        """out's newest readable checkpoint. A truncated or corrupt one (a disk fault, a copy
+        cut short) is reported, renamed to *.corrupt (so that the rotation never counts it as
+        a good one) and the one before it used."""
+        for path in reversed(list_checkpoints(self.out)):
+            try:
+                return load_checkpoint(path)
+            except (ValueError, FileNotFoundError) as err:
+                if self.is_main:
+                    print(f"warning: {err}; resuming from the checkpoint before it",
+                          file=sys.stderr)
+                    with contextlib.suppress(FileNotFoundError):
+                        path.rename(path.with_name(path.name + ".corrupt"))
+        return None
 
     # --- state ---
 
@@ -596,7 +629,8 @@ class Trainer:
         state = self.state_dict()
         path = checkpoint_path(self.out, self.step)
         if self.is_main:
-            atomic_torch_save(state, path)
+            atomic_torch_save(state, path, fault="checkpoint_write")
+            _verify_checkpoint(path, self.step)      # the older ones stay until it reads back
             for old in list_checkpoints(self.out)[:-self.config.keep_checkpoints]:
                 old.unlink()
             self._write_metrics()
@@ -675,6 +709,7 @@ class Trainer:
                     loss, _ = training_step(self.forward, self.process, self.optimizer, x, y,
                                             params=params, grad_clip=cfg.grad_clip,
                                             autocast_dtype=self.autocast_dtype)
+                fault_point("train_step")
                 self.ema.update_parameters(self.model)
                 self.step += 1
                 count += 1

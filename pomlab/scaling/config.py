@@ -45,8 +45,9 @@ SCALE_DEFAULTS = {
 
 # Fields that may differ between invocations writing into one --out (they do not change any
 # number in results.csv except the device column): which models run, where, how often
-# checkpoints are written (resuming is exact).
-COMPATIBLE_FIELDS = ("sizes", "mixers", "out", "device", "ckpt_every")
+# checkpoints are written (resuming is exact), which seeds are trained (each seed's runs are
+# their own, labelled by the seed column).
+COMPATIBLE_FIELDS = ("sizes", "mixers", "seed", "seeds", "out", "device", "ckpt_every")
 
 
 def model_name(mixer: str, size: str, patch: int) -> str:
@@ -54,9 +55,11 @@ def model_name(mixer: str, size: str, patch: int) -> str:
     return f"{FAMILY_OF[mixer]}-{size}/{patch}"
 
 
-def run_folder_name(mixer: str, size: str, patch: int) -> str:
-    """A file-system name for one model's run: "DiPoM-S-2"."""
-    return model_name(mixer, size, patch).replace("/", "-")
+def run_folder_name(mixer: str, size: str, patch: int, seed: int = 0) -> str:
+    """A file-system name for one model's run: "DiPoM-S-2" (seed 0, the name runs had before
+    --seeds), "DiPoM-S-2-seed1"."""
+    name = model_name(mixer, size, patch).replace("/", "-")
+    return name if seed == 0 else f"{name}-seed{seed}"
 
 
 def log_spaced_steps(steps: int, points: int) -> tuple[int, ...]:
@@ -124,7 +127,9 @@ class SweepConfig:
     warmup: int = 0
     ema_decay: float = 0.9999
     loss: str = "flow"
-    seed: int = 0
+    seed: int = 0                         # the seed of one run (training and evaluation noise)
+    seeds: tuple[int, ...] | None = None  # replicates: every model trained once per seed
+                                          # (None: (seed,); else seed = seeds[0]); for_seed
     precision: str = "auto"
     checkpointing: bool = False           # memory savers, see pomlab.train.TrainConfig
     accumulate: int = 1
@@ -203,6 +208,18 @@ class SweepConfig:
                              f"2 samples), got {self.fid_samples} and {self.eval_chunk}")
         if self.reference_samples is not None:
             _check_int("reference_samples", self.reference_samples)
+        if self.seeds is None:
+            self.seeds = (self.seed,)
+        if isinstance(self.seeds, str):
+            try:
+                self.seeds = tuple(int(v) for v in self.seeds.split(","))
+            except ValueError:
+                raise ValueError(f"seeds must be comma-separated ints >= 0, got {self.seeds!r}") from None
+        seeds = tuple(self.seeds)
+        if (not seeds or len(set(seeds)) != len(seeds) or
+                any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in seeds)):
+            raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds!r}")
+        self.seeds, self.seed = seeds, seeds[0]
         for name in ("warmup", "seed", "ckpt_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -221,13 +238,17 @@ class SweepConfig:
             raise TypeError(f"model_overrides must be a dict, got {type(self.model_overrides).__name__}")
         return self
 
+    def for_seed(self, seed: int) -> "SweepConfig":
+        """The configuration of one replicate: seed `seed` for training and evaluation."""
+        return dataclasses.replace(self, seed=seed, seeds=(seed,))
+
     def models(self) -> list[tuple[str, str]]:
         """The (mixer, size) pairs of this sweep."""
         return [(mixer, size) for mixer in self.mixers for size in self.sizes]
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        for key in ("sizes", "mixers", "eval_steps"):
+        for key in ("sizes", "mixers", "eval_steps", "seeds"):
             d[key] = list(d[key])
         return d
 

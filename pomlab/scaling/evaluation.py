@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..data import decode_latents, from_model_range, load_vae
+from ..faults import fault_point
 from ..io import atomic_write
 from ..metrics import (FeatureStats, get_backend, inception_score_from_logits,
                        kernel_inception_distance, load_samples, pool_statistics,
@@ -216,6 +217,7 @@ class Evaluator:
             stats, logits = extract(self.to_pixels(x, model_space=False), self.backend,
                                     name=f"samples[{start}:{stop}]", warn_rank=False,
                                     features_out=parts)
+            fault_point("evaluation")
             return stats, logits, (torch.cat(parts) if parts is not None else None)
 
         parts = self._on_ranks(chunk_bounds(cfg.fid_samples, cfg.eval_chunk), chunk_scores)

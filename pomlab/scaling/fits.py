@@ -1,39 +1,62 @@
-"""Log-log fits of a metric against training compute: log10 y = a + b log10 C (OLS).
+"""Fits of a metric against training compute (or measured wall-clock time).
 
-Per model (one mixer and size, its evaluations along training) and across models (all sizes of
-one mixer pooled). Slope b and intercept a come with 95% confidence intervals from the OLS
-standard errors and Student's t with n - 2 degrees of freedom (scipy.stats.linregress); they are
-NaN when n < 3 (no residual degrees of freedom), and the whole fit is NaN when n < 2 or the
-compute does not vary.
+- Power law, OLS in log-log: log10 y = a + b log10 C (`loglog_fit`).
+- Saturating law y = a C^(-b) + c (`saturating_fit`, scipy curve_fit on log10 y, so errors are
+  relative as in the power law); R^2 of both on log10 y, so they compare directly.
+- Compute-optimal frontier (`frontier`): of all evaluations of one mixer's sizes, those no
+  cheaper evaluation beats (the best FID reachable with at most that compute), with both laws
+  fitted to it.
+
+Groups (fit_table): "model" (one model's evaluations along training), "mixer" (all sizes of a
+mixer pooled) and "frontier". With one seed the 95% intervals are the textbook ones (Student t
+on the fit's residuals: n - 2 dof for the line, n - 3 for the saturating law; NaN without
+residual dof), which treat the evaluations of one run as independent; they are not (one run's
+errors are correlated), so they are too narrow. With several seeds (--seeds) the points are the
+means over seeds and the intervals are a percentile bootstrap over runs: every resample redraws,
+for each model, its seeds with replacement and refits everything.
 """
 from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from ..io import atomic_to_csv, atomic_write_json
 
 LOG_BASE = 10
 X_COLUMN = "train_compute_gflops"
+WALL_COLUMN = "train_wall_seconds"       # cumulative measured training time (timings.csv)
+X_AXES = {"compute": X_COLUMN, "wall": WALL_COLUMN}
+BETTER = {"fid": "lower", "is": "higher"}
+BOOTSTRAP_RESAMPLES = 200
+BOOTSTRAP_SEED = 0
 METRICS = {"fid": "fid", "is": "is_mean"}          # fit name -> results.csv column
 LABEL_COLUMNS = ("scale", "dataset", "backend", "fid_name", "is_name", "n_fake", "n_real",
                  "reference", "sample_steps", "sample_method", "cfg", "seed", "batch_size")
-FIT_COLUMNS = ["metric", "group", "model", "mixer", "size", "patch", "n", "slope",
-               "slope_ci95_low", "slope_ci95_high", "intercept", "intercept_ci95_low",
-               "intercept_ci95_high", "r2", "compute_min", "compute_max"]
+FIT_COLUMNS = ["metric", "x", "group", "model", "mixer", "size", "patch", "n", "n_seeds", "ci",
+               "slope", "slope_ci95_low", "slope_ci95_high", "intercept", "intercept_ci95_low",
+               "intercept_ci95_high", "r2", "sat_a", "sat_b", "sat_b_ci95_low",
+               "sat_b_ci95_high", "sat_c", "sat_c_ci95_low", "sat_c_ci95_high", "sat_r2",
+               "x_min", "x_max"]
+GROUP_KEYS = ["model", "mixer", "size", "patch"]
 
 
-def loglog_fit(x, y) -> dict:
-    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc)."""
+def _positive_pair(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"x and y must be 1-D arrays of one length, got {x.shape} and {y.shape}")
     if np.any(~np.isfinite(x)) or np.any(~np.isfinite(y)) or np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("a log-log fit needs finite positive x and y")
+        raise ValueError(f"{what} needs finite positive x and y")
+    return x, y
+
+
+def loglog_fit(x, y) -> dict:
+    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc)."""
+    x, y = _positive_pair(x, y, "a log-log fit")
     nan = float("nan")
     result = {"n": int(len(x)), "slope": nan, "intercept": nan, "slope_ci95": [nan, nan],
               "intercept_ci95": [nan, nan], "r2": nan}
@@ -50,29 +73,230 @@ def loglog_fit(x, y) -> dict:
     return result
 
 
-def fit_table(results: pd.DataFrame) -> list[dict]:
-    """Every fit of a results frame: per model ("model") and per mixer over sizes ("mixer"), for
-    FID and IS. Models come in the frame's order."""
-    fits = []
-    for metric, column in METRICS.items():
-        for (model, mixer, size, patch), part in results.groupby(
-                ["model", "mixer", "size", "patch"], sort=False):
-            fits.append(_fit_row(metric, "model", part, column, model=model, mixer=mixer,
-                                 size=size, patch=int(patch)))
-        for mixer, part in results.groupby("mixer", sort=False):
-            sizes = ",".join(dict.fromkeys(part["size"]))
-            fits.append(_fit_row(metric, "mixer", part, column, model=f"{mixer} ({sizes})",
-                                 mixer=mixer, size=sizes, patch=None))
+def _r2(log_y: np.ndarray, log_fit: np.ndarray) -> float:
+    total = float(np.sum((log_y - log_y.mean()) ** 2))
+    return 1.0 - float(np.sum((log_y - log_fit) ** 2)) / total if total > 0 else float("nan")
+
+
+def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -> dict:
+    """y = a * x^(-b) + c, least squares on log10 y (scipy curve_fit, a > 0, b >= 0, c >= 0):
+    n, a, b, c, 95% CIs of b and c (Student t, n - 3 dof, from curve_fit's covariance; NaN
+    when n < 4), r2 on log10 y. NaN throughout when n < 3 or the fit fails. `start`: a fit
+    of similar data (its a, b, c) to start from, else three starts are tried; intervals=False
+    skips the CIs (the bootstrap's refits)."""
+    x, y = _positive_pair(x, y, "a saturating fit")
+    nan = float("nan")
+    result = {"n": int(len(x)), "a": nan, "b": nan, "c": nan, "b_ci95": [nan, nan],
+              "c_ci95": [nan, nan], "r2": nan}
+    lx, ly = np.log10(x), np.log10(y)
+    if len(x) < 3 or np.ptp(lx) == 0:
+        return result
+    x0 = float(np.mean(lx))                  # a at the data's middle: well-conditioned
+    scale = float(np.min(y))
+
+    def model(lx, log_a, b, c):              # c in units of min(y)
+        return np.log10(10.0 ** (log_a - b * (lx - x0)) + c * scale)
+
+    if start is not None and np.isfinite(start["b"]):   # one start: a nearby fit's answer
+        guesses = [[np.log10(start["a"]) - start["b"] * x0, start["b"], start["c"] / scale]]
+    else:                                    # a few starts: the floor is often near min(y)
+        line = loglog_fit(x, y)
+        at_x0 = 10 ** (line["intercept"] + line["slope"] * x0)
+        guesses = [[np.log10(max(at_x0 - c0 * scale, 1e-12 * scale)),
+                    max(-line["slope"], 1e-3), c0] for c0 in (0.0, 0.5, 0.9)]
+    best = None
+    for guess in guesses:
+        try:
+            with warnings.catch_warnings():      # no covariance (a bound hit): CIs NaN below
+                warnings.simplefilter("ignore", optimize.OptimizeWarning)
+                params, cov = optimize.curve_fit(model, lx, ly, p0=guess,
+                                                 bounds=([-np.inf, 0.0, 0.0],
+                                                         [np.inf, 20.0, np.inf]), max_nfev=5000)
+        except (RuntimeError, ValueError):
+            continue
+        sse = float(np.sum((model(lx, *params) - ly) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, params, cov)
+    if best is None:
+        return result
+    _, (log_a, b, c), cov = best
+    result.update(a=float(10 ** (log_a + b * x0)), b=float(b), c=float(c * scale),
+                  r2=_r2(ly, model(lx, log_a, b, c)))
+    if intervals and len(x) >= 4 and np.all(np.isfinite(cov)):
+        t = float(stats.t.ppf(0.975, len(x) - 3))
+        se_b, se_c = np.sqrt(np.maximum(np.diag(cov)[1:], 0.0))
+        result["b_ci95"] = [b - t * se_b, b + t * se_b]
+        result["c_ci95"] = [(c - t * se_c) * scale, (c + t * se_c) * scale]
+    return result
+
+
+def frontier(points: pd.DataFrame, x: str, y: str, better: str = "lower") -> pd.DataFrame:
+    """The compute-optimal frontier of `points`: sorted by x, the rows whose y beats every row
+    with x at most theirs (strictly lower y for better="lower", higher for "higher")."""
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    sign = 1.0 if better == "lower" else -1.0
+    ordered = points.assign(_key=sign * points[y]).sort_values([x, "_key"], kind="stable")
+    best, keep = np.inf, []
+    for key in ordered["_key"].to_numpy(dtype=np.float64):
+        keep.append(key < best)
+        best = min(best, key)
+    return ordered[keep].drop(columns="_key").reset_index(drop=True)
+
+
+def with_wall_clock(results: pd.DataFrame, timings: pd.DataFrame | None) -> pd.DataFrame:
+    """results with WALL_COLUMN: each run's measured training seconds up to that evaluation
+    (timings.csv's train_seconds summed over the run's evaluations so far; a resumed interval
+    counts what it retrained). NaN where timings are missing."""
+    results = with_seed(results)
+    if timings is None or timings.empty:
+        return results.assign(**{WALL_COLUMN: np.nan})
+    timings = with_seed(timings).sort_values(["model", "seed", "step"], kind="stable")
+    timings = timings.assign(**{WALL_COLUMN: timings.groupby(["model", "seed"])["train_seconds"]
+                                .cumsum()})
+    merged = results.drop(columns=[WALL_COLUMN], errors="ignore").merge(
+        timings[["model", "seed", "step", WALL_COLUMN]], on=["model", "seed", "step"],
+        how="left")
+    return merged
+
+
+def with_seed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Files written before --seeds have no seed column: their runs used seed 0."""
+    return frame if "seed" in frame else frame.assign(seed=0)
+
+
+def seed_means(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """One point per (model, step): x and y averaged over the seeds (n_seeds of them)."""
+    results = with_seed(results)
+    if "step" not in results:                 # a bare table: each run's rows in order
+        results = results.assign(step=results.groupby([*GROUP_KEYS, "seed"]).cumcount())
+    points = results[[*GROUP_KEYS, "step", "seed", x, y]].dropna(subset=[x, y])
+    grouped = points.groupby([*GROUP_KEYS, "step"], sort=False)
+    return grouped.agg(**{x: (x, "mean"), y: (y, "mean"), "n_seeds": ("seed", "nunique")}
+                       ).reset_index()
+
+
+def _quick_line(x, y) -> dict:
+    """loglog_fit's slope and intercept alone (the bootstrap's refits)."""
+    lx, ly = np.log10(np.asarray(x, np.float64)), np.log10(np.asarray(y, np.float64))
+    if len(lx) < 2 or np.ptp(lx) == 0:
+        return {"slope": np.nan, "intercept": np.nan}
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return {"slope": float(slope), "intercept": float(intercept)}
+
+
+def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str,
+                    starts: dict | None = None) -> dict:
+    """Every fit of one metric against one x, keyed (group, model): per model, per mixer pooled,
+    per mixer frontier; each {"line": loglog_fit, "sat": saturating_fit, "rows": points}.
+    starts: earlier fits by key, whose saturating parameters start these (bootstrap)."""
+    fits = {}
+
+    def add(group, model, part, labels):
+        # no saturating law through sizes pooled: each size has its own floor
+        start = starts[(group, model)]["sat"] if starts and (group, model) in starts else None
+        quick = starts is not None
+        sat = (saturating_fit(part[x], part[y], start, intervals=not quick) if group != "mixer"
+               else saturating_fit([], []))
+        line = _quick_line(part[x], part[y]) if quick else loglog_fit(part[x], part[y])
+        fits[(group, model)] = {"labels": labels, "rows": part, "line": line, "sat": sat}
+
+    for (model, mixer, size, patch), part in points.groupby(GROUP_KEYS, sort=False):
+        add("model", model, part, dict(mixer=mixer, size=size, patch=int(patch)))
+    for mixer, part in points.groupby("mixer", sort=False):
+        sizes = ",".join(dict.fromkeys(part["size"]))
+        add("mixer", f"{mixer} ({sizes})", part, dict(mixer=mixer, size=sizes, patch=None))
+        edge = frontier(part, x, y, BETTER[metric])
+        add("frontier", f"{mixer} frontier", edge,
+            dict(mixer=mixer, size=",".join(dict.fromkeys(edge["size"])), patch=None))
     return fits
 
 
-def _fit_row(metric, group, part, column, **labels) -> dict:
-    fit = loglog_fit(part[X_COLUMN], part[column])
-    return {"metric": metric, "group": group, **labels, "n": fit["n"], "slope": fit["slope"],
-            "slope_ci95_low": fit["slope_ci95"][0], "slope_ci95_high": fit["slope_ci95"][1],
-            "intercept": fit["intercept"], "intercept_ci95_low": fit["intercept_ci95"][0],
-            "intercept_ci95_high": fit["intercept_ci95"][1], "r2": fit["r2"],
-            "compute_min": float(part[X_COLUMN].min()), "compute_max": float(part[X_COLUMN].max())}
+def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: int,
+               seed: int, starts: dict) -> dict:
+    """(group, model) -> arrays of slope, intercept, sat b, sat c over resamples of the runs:
+    each resample draws every model's seeds with replacement and refits the means."""
+    rng = np.random.default_rng(seed)
+    blocks = []                              # per model: seeds x steps tables of x and y
+    for keys, frame in with_seed(results).groupby(GROUP_KEYS, sort=False):
+        table_x = frame.pivot_table(index="seed", columns="step", values=x, dropna=False)
+        table_y = frame.pivot_table(index="seed", columns="step", values=y, dropna=False)
+        blocks.append((keys, table_x.columns.to_numpy(), table_x.to_numpy(np.float64),
+                       table_y.to_numpy(np.float64)))
+    draws: dict = {}
+    for _ in range(resamples):
+        parts = []
+        for (model, mixer, size, patch), steps, table_x, table_y in blocks:
+            pick = rng.integers(0, len(table_x), len(table_x))
+            with warnings.catch_warnings():  # a step no drawn seed reached: NaN, dropped below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean_x, mean_y = np.nanmean(table_x[pick], 0), np.nanmean(table_y[pick], 0)
+            parts.append(pd.DataFrame({"model": model, "mixer": mixer, "size": size,
+                                       "patch": patch, "step": steps, x: mean_x, y: mean_y,
+                                       "n_seeds": len(table_x)}))
+        points = pd.concat(parts, ignore_index=True).dropna(subset=[x, y])
+        for key, fit in _fits_of_points(points, metric, x, y, starts).items():
+            values = (fit["line"]["slope"], fit["line"]["intercept"], fit["sat"]["b"],
+                      fit["sat"]["c"])
+            draws.setdefault(key, []).append(values)
+    return {key: np.asarray(values, dtype=np.float64) for key, values in draws.items()}
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return [float("nan"), float("nan")]
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+
+def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
+              resamples: int | None = None, seed: int = BOOTSTRAP_SEED) -> list[dict]:
+    """Every fit of a results frame: per metric (FID, IS), per x (training compute; measured
+    wall-clock when timings are given), per group (model, mixer, frontier), the power law and
+    the saturating law, with 95% intervals (see the module doc; `resamples` bootstrap resamples
+    when the models have several seeds, default BOOTSTRAP_RESAMPLES). Models in the frame's
+    order."""
+    resamples = BOOTSTRAP_RESAMPLES if resamples is None else resamples
+    results = with_seed(results)
+    axes = {"compute": X_COLUMN}
+    if timings is not None and not timings.empty:
+        results = with_wall_clock(results, timings)
+        axes["wall"] = WALL_COLUMN
+    many_seeds = int(results.groupby("model")["seed"].nunique().min()) > 1 if len(results) else False
+    rows = []
+    for metric, y in METRICS.items():
+        for axis, x in axes.items():
+            if results[x].isna().all():
+                continue
+            points = seed_means(results, x, y)
+            fits = _fits_of_points(points, metric, x, y)
+            boot = (_bootstrap(results, metric, x, y, resamples, seed, fits) if many_seeds
+                    else {})
+            for (group, model), fit in fits.items():
+                rows.append(_fit_row(metric, axis, group, model, fit, boot.get((group, model)),
+                                     x))
+    return rows
+
+
+def _fit_row(metric, axis, group, model, fit, boot, x) -> dict:
+    line, sat, part = fit["line"], fit["sat"], fit["rows"]
+    if boot is not None:
+        ci = "bootstrap over seeds"
+        slope_ci, intercept_ci = _interval(boot[:, 0]), _interval(boot[:, 1])
+        b_ci, c_ci = _interval(boot[:, 2]), _interval(boot[:, 3])
+    else:
+        ci = "t (one run: too narrow)"
+        slope_ci, intercept_ci = line["slope_ci95"], line["intercept_ci95"]
+        b_ci, c_ci = sat["b_ci95"], sat["c_ci95"]
+    return {"metric": metric, "x": axis, "group": group, "model": model, **fit["labels"],
+            "n": line["n"], "n_seeds": int(part["n_seeds"].min()) if len(part) else 0, "ci": ci,
+            "slope": line["slope"], "slope_ci95_low": slope_ci[0], "slope_ci95_high": slope_ci[1],
+            "intercept": line["intercept"], "intercept_ci95_low": intercept_ci[0],
+            "intercept_ci95_high": intercept_ci[1], "r2": line["r2"],
+            "sat_a": sat["a"], "sat_b": sat["b"], "sat_b_ci95_low": b_ci[0],
+            "sat_b_ci95_high": b_ci[1], "sat_c": sat["c"], "sat_c_ci95_low": c_ci[0],
+            "sat_c_ci95_high": c_ci[1], "sat_r2": sat["r2"],
+            "x_min": float(part[x].min()), "x_max": float(part[x].max())}
 
 
 def _json_safe(value):
@@ -90,18 +314,30 @@ def _json_safe(value):
 
 
 def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
-               csv_path: str | os.PathLike | None = None) -> dict:
-    """Fit everything and write the JSON (labels, conventions, fits; NaN as null) and a tidy CSV."""
-    fits = fit_table(results)
+               csv_path: str | os.PathLike | None = None,
+               timings: pd.DataFrame | None = None) -> dict:
+    """Fit everything (fit_table) and write the JSON (labels, conventions, fits; NaN as null)
+    and a tidy CSV (FIT_COLUMNS)."""
+    fits = fit_table(results, timings)
     labels = {c: sorted(set(results[c].dropna().tolist()), key=str) for c in LABEL_COLUMNS
               if c in results}
     document = _json_safe({
-        "model": f"log{LOG_BASE}(metric) = intercept + slope * log{LOG_BASE}({X_COLUMN})",
-        "x": f"{X_COLUMN}: 3 x forward GFLOPs per image (DiT convention) x images seen",
+        "model": f"log{LOG_BASE}(metric) = intercept + slope * log{LOG_BASE}(x); saturating: "
+                 "metric = sat_a * x^(-sat_b) + sat_c (least squares on log10 metric)",
+        "x": {"compute": f"{X_COLUMN}: 3 x forward GFLOPs per image (DiT convention) x images "
+                         "seen",
+              "wall": f"{WALL_COLUMN}: measured training seconds of the run up to the "
+                      "evaluation (timings.csv; depends on the machine and its load)"},
         "metrics": {"fid": "fid column (see fid_name)", "is": "is_mean column (see is_name)"},
-        "groups": {"model": "one model's evaluations along training",
-                   "mixer": "all sizes of one mixer pooled"},
-        "ci": "95% (Student t, n - 2 dof); null when n < 3",
+        "groups": {"model": "one model's evaluations along training (means over seeds)",
+                   "mixer": "all sizes of one mixer pooled (power law only)",
+                   "frontier": "compute-optimal frontier of one mixer: evaluations no cheaper "
+                               "one beats (lowest FID / highest IS so far)"},
+        "ci": "95%. 't (one run: too narrow)': Student t on the residuals (n - 2 dof line, "
+              "n - 3 saturating), treating one run's evaluations as independent; 'bootstrap "
+              f"over seeds': percentile bootstrap ({BOOTSTRAP_RESAMPLES} resamples) of the "
+              "seeds of every model; null when undefined",
+        "r2": "on log10 metric, for both laws",
         "labels": labels,
         "fits": fits,
     })
@@ -112,8 +348,9 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
 
 
 def slopes_table(fits: list[dict]) -> pd.DataFrame:
-    """FID and IS slopes side by side, one row per model and per mixer (pooled), for printing:
-    slope [95% CI], R^2 and n."""
+    """FID and IS slopes against compute side by side, one row per model, per mixer (pooled)
+    and per frontier, for printing: slope [95% CI], R^2, n, seeds, and FID's saturating law
+    (floor c, R^2)."""
     def cell(f):
         if f["slope"] is None or not np.isfinite(f["slope"]):
             return "n/a"
@@ -121,11 +358,19 @@ def slopes_table(fits: list[dict]) -> pd.DataFrame:
         ci = (f" [{low:+.2f}, {high:+.2f}]" if low is not None and np.isfinite(low) else "")
         return f"{f['slope']:+.3f}{ci}"
 
+    def number(value, fmt):
+        return format(value, fmt) if value is not None and np.isfinite(value) else "n/a"
+
     rows = {}
     for f in fits:
+        if f.get("x", "compute") != "compute":
+            continue
         row = rows.setdefault((f["group"], f["model"]), {"model": f["model"], "fit": f["group"],
-                                                         "n": f["n"]})
+                                                         "n": f["n"],
+                                                         "seeds": f.get("n_seeds", 1)})
         row[f"{f['metric']} slope [95% CI]"] = cell(f)
-        row[f"{f['metric']} R2"] = (f"{f['r2']:.3f}" if f["r2"] is not None and
-                                    np.isfinite(f["r2"]) else "n/a")
+        row[f"{f['metric']} R2"] = number(f["r2"], ".3f")
+        if f["metric"] == "fid":
+            row["fid floor c"] = number(f.get("sat_c"), ".3g")
+            row["saturating R2"] = number(f.get("sat_r2"), ".3f")
     return pd.DataFrame(list(rows.values()))

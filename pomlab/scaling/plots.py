@@ -1,5 +1,6 @@
-"""The scaling figure (the paper's Figure 5): FID and IS against training compute, log-log, one
-colour per size, per-model regression lines, the all-sizes fit in black; one panel per mixer."""
+"""The scaling figure (the paper's Figure 5): FID and IS against training compute (or measured
+training time), log-log, one colour per size, per-model regression lines, the all-sizes fit, the
+compute-optimal frontier with its fits; one panel per mixer."""
 from __future__ import annotations
 
 import os
@@ -10,9 +11,10 @@ import pandas as pd
 
 from .. import plotting
 from .config import FAMILY_OF, MIXERS
-from .fits import METRICS, X_COLUMN
+from .fits import BETTER, METRICS, X_AXES, X_COLUMN, frontier, seed_means, with_seed
 
 COMPUTE_LABEL = "training compute (GFLOPs)"
+AXIS_LABELS = {"compute": COMPUTE_LABEL, "wall": "measured training time (s)"}
 
 
 def describe_results(results: pd.DataFrame) -> str:
@@ -28,52 +30,87 @@ def describe_results(results: pd.DataFrame) -> str:
 
 
 def _line(ax, fit: dict, x_min: float, x_max: float, **style) -> None:
-    if fit is None or not np.isfinite(fit["slope"]):
+    if fit is None or fit["slope"] is None or not np.isfinite(fit["slope"]):
         return
     x = np.geomspace(x_min, x_max, 20)
     ax.plot(x, 10 ** (fit["intercept"] + fit["slope"] * np.log10(x)), **style)
 
 
-def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str) -> None:
-    column = METRICS[metric]
+def _saturating_curve(ax, fit: dict, **style) -> None:
+    if fit is None or fit.get("sat_b") is None or not np.isfinite(fit["sat_b"]):
+        return
+    x = np.geomspace(fit["x_min"], fit["x_max"], 40)
+    ax.plot(x, fit["sat_a"] * x ** -fit["sat_b"] + fit["sat_c"], **style)
+
+
+def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis: str) -> None:
+    column, x = METRICS[metric], X_AXES[axis]
     part = results[results["mixer"] == mixer]
-    for (model, size), run in part.groupby(["model", "size"], sort=False):
+    points = seed_means(part, x, column)
+    spread = (part.groupby(["model", "step"], sort=False)[column].std(ddof=1)
+              if len(part) else pd.Series(dtype=float))
+    for (model, size), run in points.groupby(["model", "size"], sort=False):
         color = plotting.SIZE_COLORS.get(size, "grey")
-        fit = fits.get((metric, "model", model))
-        slope = f" ({fit['slope']:+.2f})" if fit and np.isfinite(fit["slope"]) else ""
-        ax.plot(run[X_COLUMN], run[column], "o", color=color, label=f"{size}{slope}")
-        _line(ax, fit, run[X_COLUMN].min(), run[X_COLUMN].max(), color=color, lw=1.2)
-    pooled = [f for (m, g, _), f in fits.items() if m == metric and g == "mixer" and
-              f["mixer"] == mixer]
+        fit = fits.get((metric, axis, "model", model))
+        slope = f" ({fit['slope']:+.2f})" if fit and np.isfinite(fit["slope"] or np.nan) else ""
+        errors = spread.reindex(list(zip(run["model"], run["step"]))).to_numpy()
+        if int(run["n_seeds"].max()) > 1:                 # mean +- s.d. over seeds
+            ax.errorbar(run[x], run[column], yerr=errors, fmt="o", color=color, ms=4,
+                        capsize=2, label=f"{size}{slope}")
+        else:
+            ax.plot(run[x], run[column], "o", color=color, label=f"{size}{slope}")
+        _line(ax, fit, run[x].min(), run[x].max(), color=color, lw=1.2)
+    pooled = next((f for (me, a, g, _), f in fits.items()
+                   if (me, a, g, f["mixer"]) == (metric, axis, "mixer", mixer)), None)
     if pooled and len(part):
-        fit = pooled[0]
-        _line(ax, fit, part[X_COLUMN].min(), part[X_COLUMN].max(), color="black", ls="--",
-              lw=1.0, label=f"all sizes ({fit['slope']:+.2f})")
+        _line(ax, pooled, points[x].min(), points[x].max(), color="grey", ls="--", lw=1.0,
+              label=f"all sizes ({pooled['slope']:+.2f})")
+    edge = fits.get((metric, axis, "frontier", f"{mixer} frontier"))
+    if edge is not None and len(points):
+        on_edge = frontier(points, x, column, BETTER[metric])
+        ax.plot(on_edge[x], on_edge[column], "o", mfc="none", mec="black", ms=8, mew=1.0)
+        slope = f"{edge['slope']:+.2f}" if edge["slope"] is not None else "n/a"
+        _line(ax, edge, edge["x_min"], edge["x_max"], color="black", lw=1.6,
+              label=f"frontier ({slope})")
+        if metric == "fid" and edge.get("sat_r2") is not None:
+            _saturating_curve(ax, edge, color="black", ls=":", lw=1.2,
+                              label=f"saturating, floor {edge['sat_c']:.3g} "
+                                    f"(b {edge['sat_b']:.2f})")
     family = FAMILY_OF.get(mixer, mixer)
     ax.set_title(f"{family} ({plotting.mixer_name(mixer)})")
     name = part[f"{metric}_name"].iloc[0] if len(part) else metric.upper()
-    plotting.loglog(ax, COMPUTE_LABEL, name)
+    plotting.loglog(ax, AXIS_LABELS[axis], name)
     # Plain numbers; compute spans several decades, so only its decades are labelled.
     plotting.plain_log_labels(ax, "y")
     plotting.plain_log_labels(ax, "x", minor=False)
 
 
 def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
-                 metrics: tuple[str, ...] = ("fid", "is")) -> list[Path]:
-    """Rows: metrics; columns: mixers present (PoM, then MHA). Writes stem.png and stem.pdf."""
+                 metrics: tuple[str, ...] = ("fid", "is"), x: str = "compute") -> list[Path]:
+    """The paper's Figure 5 with the compute-optimal frontier. Rows: metrics; columns: mixers
+    present (PoM, then MHA). Each size's evaluations (means +- s.d. over seeds when there are
+    several) with its power-law line, all sizes pooled (grey dashed), the frontier (ringed
+    points) with its power-law fit (black) and, for FID, its saturating fit (dotted).
+    x: "compute" (training GFLOPs) or "wall" (measured training seconds: results must hold
+    train_wall_seconds, see fits.with_wall_clock). Writes stem.png and stem.pdf."""
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
     mixers = [m for m in MIXERS if m in set(results["mixer"])]
     if not mixers:
         raise ValueError("no results to plot")
-    by_key = {(f["metric"], f["group"], f["model"]): f for f in fits}
+    results = with_seed(results)
+    by_key = {(f["metric"], f.get("x", "compute"), f["group"], f["model"]): f for f in fits}
     with plotting.style():
         fig, axes = plotting.figure(ncols=len(mixers), nrows=len(metrics), width=3.6, height=2.9,
                                     sharey="row")
         for r, metric in enumerate(metrics):
             for c, mixer in enumerate(mixers):
-                _panel(axes[r][c], results, by_key, metric, mixer)
+                _panel(axes[r][c], results, by_key, metric, mixer, x)
                 if c:
                     axes[r][c].set_ylabel("")
-        fig.suptitle(describe_results(results), fontsize=7)
+        seeds = sorted(set(results["seed"]))
+        fig.suptitle(describe_results(results) + f", seeds {','.join(map(str, seeds))}",
+                     fontsize=7)
         # right of each panel: one place for every panel (the data fill the log-log panels)
         plotting.legends_and_layout(fig, axes.flat, inside=False, title="size (slope)",
                                     frameon=False)
@@ -90,7 +127,8 @@ def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | o
     mixers = [m for m in MIXERS if m in set(results["mixer"])]
     if not mixers:
         raise ValueError("no results to plot")
-    pooled = {(f["metric"], f["mixer"]): f for f in fits if f["group"] == "mixer"}
+    pooled = {(f["metric"], f["mixer"]): f for f in fits
+              if f["group"] == "mixer" and f.get("x", "compute") == "compute"}
     with plotting.style():
         fig, axes = plotting.figure(ncols=len(metrics), width=3.6, height=2.9)
         for ax, metric in zip(axes[0], metrics):

@@ -16,15 +16,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from ..io import atomic_to_csv, atomic_write_json
+from ..io import atomic_to_csv, atomic_write_json, remove_stale_temp_files
 from ..io import read_csv_exact as read_csv
 from ..models.registry import FAMILIES, SIZES, parse_name
 from .config import MIXERS, SETTINGS_FORMAT, SweepConfig
+from .fits import with_seed
 
 RESULTS_FILE = "results.csv"
 TIMINGS_FILE = "timings.csv"
@@ -32,6 +36,7 @@ SETTINGS_FILE = "sweep.json"
 RUNS_DIR = "runs"
 RUN_EVALS = "evals.csv"
 RUN_TIMINGS = "timings.csv"
+LOCK_POLL_SECONDS = 0.02
 
 # One row per evaluation; every number is labelled with what produced it.
 RESULT_COLUMNS = [
@@ -43,31 +48,99 @@ RESULT_COLUMNS = [
 ]
 # Wall-clock facts depend on the machine's load: kept out of results.csv.
 TIMING_COLUMNS = [
-    "model", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
+    "model", "seed", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
     "resumed_from", "threads", "jobs", "world_size", "device",
 ]
+
+
+def _holder_record() -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+
+
+def _read_holder(handle) -> dict | None:
+    """The holder a lock file records (None: released cleanly, or not a record of ours)."""
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "null")
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) and "pid" in holder else None
+
+
+def _is_dead(holder: dict) -> bool:
+    """True only when the holder ran on this host and its pid no longer exists."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _describe(holder: dict) -> str:
+    return f"pid {holder['pid']} on {holder.get('host', '?')}"
 
 
 @contextlib.contextmanager
 def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
     """An exclusive advisory flock on `path` (created with its folder), released on exit and
     when the process dies. Waits for it, or with `busy` raises busy() when another holds it.
-    On systems without fcntl: no lock (single-job use only)."""
+    On systems without fcntl: no lock (single-job use only).
+
+    The file records its holder (pid, host) while held and is emptied on release. A record
+    found on taking the lock means its holder died holding it: taken over with a one-line
+    notice. A lock still held although its recorded holder is dead (its file descriptor
+    inherited by a process that outlived it) is broken: the file is replaced by a new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:
         yield
         return
-    with open(path, "a") as handle:
+    while True:
+        handle = open(path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if busy is None else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise busy() from None
-        try:
-            yield
+            try:                            # polled (not a blocking flock): a dead holder is
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)     # noticed while waiting
+            except BlockingIOError:
+                holder = _read_holder(handle)
+                if holder is None or not _is_dead(holder):
+                    if busy is not None:
+                        raise busy() from None
+                    time.sleep(LOCK_POLL_SECONDS)
+                    continue
+                print(f"notice: {path} is held although its holder ({_describe(holder)}) is "
+                      "gone; breaking it", file=sys.stderr)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                        os.unlink(path)
+                continue
+            try:
+                same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:                    # broken and replaced meanwhile: lock the new file
+                continue
+            holder = _read_holder(handle)
+            if holder is not None:
+                print(f"notice: taking over {path} from {_describe(holder)}, which died "
+                      "holding it", file=sys.stderr)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(_holder_record())
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                handle.flush()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            return
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def folder_lock(out: str | os.PathLike):
@@ -94,7 +167,14 @@ def check_settings(out: str | os.PathLike, config: SweepConfig) -> None:
             stored = json.loads(path.read_text())
             if stored.get("format") != SETTINGS_FORMAT:
                 raise ValueError(f"{path} is not a pomlab scaling sweep ({stored.get('format')!r})")
-            have = stored["settings"]
+            have = dict(stored["settings"])
+            # Folders made before --seeds recorded the seed as a setting, and their run folders
+            # (no -seedN suffix) are seed 0's: only a seed-0 folder can be continued.
+            legacy_seed = have.pop("seed", 0)
+            if legacy_seed != 0:
+                raise ValueError(f"{str(out)!r} holds a sweep made with --seed {legacy_seed} by "
+                                 "an older pomlab (its run folders carry no seed); use another "
+                                 "--out")
             diff = {k: (have.get(k), wanted.get(k)) for k in sorted(set(have) | set(wanted))
                     if have.get(k) != wanted.get(k)}
             if diff:
@@ -127,7 +207,7 @@ def write_row(path: str | os.PathLike, row: dict, columns: list[str]) -> None:
 
 
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mixers (PoM, MHA), then sizes S..XL, patch and step: one order for every merge."""
+    """Mixers (PoM, MHA), then sizes S..XL, patch, seed and step: one order for every merge."""
     if frame.empty:
         return frame
 
@@ -135,17 +215,19 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
         family, size, patch = parse_name(name)
         return (MIXERS.index(FAMILIES[family]), SIZES.index(size), patch)
 
-    keys = [(*model_key(m), int(s)) for m, s in zip(frame["model"], frame["step"])]
+    seeds = frame["seed"] if "seed" in frame else [0] * len(frame)
+    keys = [(*model_key(m), int(seed), int(s))
+            for m, seed, s in zip(frame["model"], seeds, frame["step"])]
     order = sorted(range(len(frame)), key=keys.__getitem__)
     return frame.iloc[order].reset_index(drop=True)
 
 
 def _merge_file(out: Path, name: str, per_run: str, columns: list[str]) -> pd.DataFrame:
     parts = [read_csv(p) for p in sorted((out / RUNS_DIR).glob(f"*/{per_run}"))]
-    parts = [p for p in parts if not p.empty]
+    parts = [with_seed(p) for p in parts if not p.empty]     # older per-run timings: seed 0
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame = sort_rows(frame[columns] if not frame.empty else frame)
-    atomic_to_csv(frame, out / name)
+    atomic_to_csv(frame, out / name, fault="merge" if name == RESULTS_FILE else None)
     return frame
 
 
@@ -160,13 +242,20 @@ def merge_results_locked(out: str | os.PathLike) -> pd.DataFrame:
     """merge_results for a caller that already holds folder_lock(out) (the lock is not
     re-entrant: a second flock in the same process would wait for itself)."""
     out = Path(out)
+    remove_stale_temp_files(out, recursive=False)    # OUT's own files are written under the lock
     _merge_file(out, TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS)
     return _merge_file(out, RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:
-    """OUT/results.csv as a frame (floats exact)."""
+    """OUT/results.csv as a frame (floats exact; seed 0 where the file predates seeds)."""
     path = Path(out) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {RESULTS_FILE} in {str(out)!r}: run the sweep first")
-    return read_csv(path)
+    return with_seed(read_csv(path))
+
+
+def load_timings(out: str | os.PathLike) -> pd.DataFrame | None:
+    """OUT/timings.csv as a frame (seed 0 where the file predates seeds), None without one."""
+    path = Path(out) / TIMINGS_FILE
+    return with_seed(read_csv(path)) if path.is_file() else None

@@ -15,6 +15,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import random
 import sys
 import time
@@ -30,17 +31,20 @@ import torch.distributed as dist
 
 from ..benchmark import device_label
 from ..data import load_vae
+from ..faults import fault_point
+from ..io import remove_stale_temp_files
 from ..metrics import get_backend
 from ..models.registry import SIZES
+from ..processes import die_with_parent
 from ..train import TrainConfig, Trainer, distributed_env, join_process_group, pick_device
 from .compute import FORWARD_AND_BACKWARD, gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
 from .evaluation import Evaluator, vae_source
-from .fits import write_fits
+from .fits import with_seed, with_wall_clock, write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
-                      folder_lock, merge_results, merge_results_locked, read_rows, run_dir,
-                      run_lock, write_row)
+                      folder_lock, load_results, load_timings, merge_results,
+                      merge_results_locked, read_rows, run_dir, run_lock, write_row)
 
 FITS_JSON = "fits.json"
 FITS_CSV = "fits.csv"
@@ -70,12 +74,12 @@ def train_config(config: SweepConfig, mixer: str, size: str, device: str | None 
         device=device or config.device, log_every=LOG_EVERY, ckpt_every=config.ckpt_every,
         sample_at_end=False, sample_steps=config.sample_steps, sample_method=config.sample_method,
         sample_cfg=float(config.cfg), sample_guidance=config.cfg_guidance,
-        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch))))
+        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))))
 
 
 def pending_steps(config: SweepConfig, mixer: str, size: str) -> list[int]:
     """The evaluation steps of one model without a row in its evals.csv."""
-    folder = run_dir(config.out, run_folder_name(mixer, size, config.patch))
+    folder = run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))
     done = {int(r["step"]) for r in read_rows(folder / RUN_EVALS)}
     return [s for s in config.eval_steps if s not in done]
 
@@ -101,8 +105,16 @@ def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None 
     name = model_name(mixer, size, config.patch)
     rank, world, _ = distributed_env()
     with contextlib.ExitStack() as held:
-        folder = run_dir(config.out, run_folder_name(mixer, size, config.patch))
-        _on_rank0_then_share(lambda: held.enter_context(run_lock(folder, name)), rank, world)
+        folder = run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))
+
+        def take_run():
+            held.enter_context(run_lock(folder, name))
+            stale = remove_stale_temp_files(folder)    # ours alone now: left by a killed writer
+            if stale:
+                print(f"{name}: removed {len(stale)} unfinished temporary file(s) of a killed "
+                      f"run ({', '.join(p.name for p in stale[:3])})", file=sys.stderr)
+
+        _on_rank0_then_share(take_run, rank, world)
         return _train_and_evaluate(config, mixer, size, name, device=device, report=report,
                                    callbacks=callbacks, jobs=jobs)
 
@@ -116,13 +128,13 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
 
     def on_log(trainer, row):
         if trainer.is_main:
-            report({"kind": "step", "model": name, "step": row["step"]})
+            report({"kind": "step", "model": name, "seed": config.seed, "step": row["step"]})
 
     trainer = Trainer(train_config(config, mixer, size, device), resume=True, progress=False,
                       callbacks=[on_log, *callbacks])
     folder = trainer.out
     resumed_from = trainer.step
-    report({"kind": "start", "model": name, "step": trainer.step})
+    report({"kind": "start", "model": name, "seed": config.seed, "step": trainer.step})
     try:
         with preserved_rng(trainer.device):     # building a metric network draws random weights
             evaluator = Evaluator(config, trainer, cache_dir=Path(config.out) / "reference")
@@ -157,7 +169,7 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
                        "seed": config.seed, "device": label,
                        **{k: metrics.get(k) for k in ("pr_name", "precision", "recall",
                                                       "kid_name", "kid_mean", "kid_std")}}
-                timing = {"model": name, "step": step, "train_seconds": train_wall,
+                timing = {"model": name, "seed": config.seed, "step": step, "train_seconds": train_wall,
                           "eval_seconds": eval_wall, "train_cpu_seconds": train_cpu,
                           "eval_cpu_seconds": eval_cpu, "resumed_from": resumed_from,
                           "threads": torch.get_num_threads(), "jobs": jobs,
@@ -178,7 +190,8 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
 _WORKER: dict = {}
 
 
-def _init_worker(threads: int, devices, events) -> None:
+def _init_worker(parent_pid: int, threads: int, devices, events) -> None:
+    die_with_parent(parent_pid)     # a killed sweep must not leave workers training (and locking)
     torch.set_num_threads(threads)
     _WORKER["device"] = devices.get() if devices is not None else None
     _WORKER["events"] = events
@@ -210,10 +223,11 @@ def default_jobs(device: torch.device) -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _ordered(config: SweepConfig) -> list[tuple[str, str]]:
-    """Largest models first (XL ... S, DiPoM before DiT: the costlier of each size), so parallel
-    workers finish together."""
-    return sorted(config.models(), key=lambda ms: (-SIZES.index(ms[1]), ms[0] != "pom"))
+def _ordered(config: SweepConfig) -> list[tuple[str, str, int]]:
+    """Every (mixer, size, seed) run, largest models first (XL ... S, DiPoM before DiT: the
+    costlier of each size), so parallel workers finish together."""
+    runs = [(mixer, size, seed) for mixer, size in config.models() for seed in config.seeds]
+    return sorted(runs, key=lambda run: (-SIZES.index(run[1]), run[0] != "pom", run[2]))
 
 
 def _on_rank0_then_share(fn, rank: int, world: int):
@@ -271,13 +285,14 @@ class _Progress:
         self.last, self.costs = {}, {}
         self.log, self.enabled = log, enabled
         total = 0.0
-        for mixer, size in models:
+        for mixer, size, seed in models:
             name = model_name(mixer, size, config.patch)
-            try:
-                self.costs[name] = model_costs(config, mixer, size)
-            except Exception:                 # an estimate only: never stop a sweep for it
-                self.costs[name] = (1.0, 0.0)
-            pending = pending_steps(config, mixer, size)
+            if name not in self.costs:
+                try:
+                    self.costs[name] = model_costs(config, mixer, size)
+                except Exception:             # an estimate only: never stop a sweep for it
+                    self.costs[name] = (1.0, 0.0)
+            pending = pending_steps(config.for_seed(seed), mixer, size)
             done = max([0] + [s for s in config.eval_steps if s not in pending])
             total += (config.steps - done) * self.costs[name][0] + len(pending) * self.costs[name][1]
         self.total, self.done, self.start = total, 0.0, None    # clock starts with the first model
@@ -298,8 +313,8 @@ class _Progress:
         return f"sweep {100 * fraction:.0f}%, {_duration(elapsed)} elapsed{left}"
 
     def __call__(self, event: dict) -> None:
-        model = event["model"]
-        step_cost, eval_cost = self.costs.get(model, (1.0, 0.0))
+        model = (event["model"], event.get("seed", 0))      # one run: a model and a seed
+        step_cost, eval_cost = self.costs.get(event["model"], (1.0, 0.0))
         if event["kind"] == "start":
             if self.start is None:             # not counting the workers' start-up
                 self.start = time.perf_counter()
@@ -310,7 +325,8 @@ class _Progress:
             self.last[model] = event["step"]
         elif event["kind"] == "eval":
             self._advance(eval_cost)
-            line = (f"{model} step {event['step']} ({event['train_compute_gflops']:.3g} GFLOPs): "
+            seed = f" seed {model[1]}" if model[1] else ""
+            line = (f"{model[0]}{seed} step {event['step']} ({event['train_compute_gflops']:.3g} GFLOPs): "
                     f"{event['fid_name']} {event['fid']:.3f}, {event['is_name']} "
                     f"{event['is_mean']:.3f}")
             if self.bar.disable:
@@ -333,8 +349,26 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
         results = merge_results_locked(out)
         if results.empty:
             return results, None, []
-        fits = write_fits(results, out / FITS_JSON, out / FITS_CSV)
-        return results, fits, plot_scaling(results, fits["fits"], out / "scaling")
+        return (results, *refit(out, results, fault="finalize"))
+
+
+def refit(out: str | os.PathLike, results: pd.DataFrame | None = None, *,
+          fault: str | None = None) -> tuple[dict, list[Path]]:
+    """Fit and plot OUT's results.csv (and timings.csv: the wall-clock fits and figure) without
+    merging the runs: fits.json, fits.csv, scaling.png/pdf (against compute) and
+    scaling_wall.png/pdf (against measured training time). For a folder holding only the CSVs
+    (e.g. docs/results/scaling_micro)."""
+    out = Path(out)
+    results = load_results(out) if results is None else with_seed(results)
+    timings = load_timings(out)
+    fits = write_fits(results, out / FITS_JSON, out / FITS_CSV, timings=timings)
+    if fault:
+        fault_point(fault)
+    figures = plot_scaling(results, fits["fits"], out / "scaling")
+    if any(f["x"] == "wall" for f in fits["fits"]):
+        figures += plot_scaling(with_wall_clock(results, timings), fits["fits"],
+                                out / "scaling_wall", x="wall")
+    return fits, figures
 
 
 def preflight(config: SweepConfig) -> str:
@@ -369,6 +403,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     owns_group = False
     if world > 1:
         jobs = 1
+        if "TORCHELASTIC_RUN_ID" in os.environ:       # torchrun's ranks end with their agent
+            die_with_parent()
         owns_group = join_process_group(pick_device(config.device, local_rank))
     jobs = jobs or default_jobs(device)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -392,7 +428,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
         check_settings(out, config)
 
     _on_rank0_then_share(check, rank, world)
-    models = [ms for ms in _ordered(config) if pending_steps(config, *ms)]
+    models = [(m, z, seed) for m, z, seed in _ordered(config)
+              if pending_steps(config.for_seed(seed), m, z)]
     jobs = min(jobs, max(1, len(models)))
     is_main = rank == 0
     if is_main:
@@ -400,7 +437,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             f"backend={config.backend} ({names.get('metric')}) device={_device_name(device)}"
             f"{f' x{world} ranks' if world > 1 else ''} jobs={jobs} threads/job={threads}")
         log(f"  models {', '.join(model_name(m, s, config.patch) for m, s in config.models())}"
-            f" ({config.scale} scale); {len(models)} with pending evaluations; steps "
+            f" ({config.scale} scale), seeds {','.join(map(str, config.seeds))}; {len(models)} "
+            f"runs with pending evaluations; steps "
             f"{config.steps} x batch {config.batch_size}; evaluations at steps "
             f"{list(config.eval_steps)} on {config.fid_samples} samples ({config.sample_steps} "
             f"sampling steps, cfg {config.cfg}); out {out}")
@@ -411,8 +449,9 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
             try:
-                for mixer, size in models:
-                    done += run_model(config, mixer, size, report=bar, callbacks=callbacks)
+                for mixer, size, seed in models:
+                    done += run_model(config.for_seed(seed), mixer, size, report=bar,
+                                      callbacks=callbacks)
                     if is_main:
                         merge_results(out)
             finally:
@@ -435,33 +474,40 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
             dist.destroy_process_group()
 
 
+def _drain(events, report) -> None:
+    while True:
+        try:
+            report(events.get_nowait())
+        except queue.Empty:
+            return
+
+
 def _run_parallel(config, models, jobs, threads, device, report) -> int:
+    # Plain queues, no multiprocessing.Manager: a manager is one more process, which a SIGKILL of
+    # this one would leave behind. The workers follow this process (die_with_parent).
     context = multiprocessing.get_context("spawn")     # fork + torch threads can deadlock
-    with context.Manager() as manager:
-        events = manager.Queue()
-        devices = None
-        if device.type == "cuda":
-            devices = manager.Queue()
-            for index in range(jobs):
-                devices.put(f"cuda:{index}")
-        done, errors = 0, []
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                 initargs=(threads, devices, events)) as pool:
-            futures = {pool.submit(_run_in_worker, config, m, s, jobs): model_name(m, s, config.patch)
-                       for m, s in models}
-            remaining = set(futures)
-            while remaining:
-                finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
-                while not events.empty():
-                    report(events.get())
-                for future in finished:
-                    try:
-                        done += future.result()
-                    except Exception as exc:          # let the other models finish first
-                        errors.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
-                    merge_results(config.out)
-        while not events.empty():
-            report(events.get())
+    events = context.Queue()
+    devices = None
+    if device.type == "cuda":
+        devices = context.Queue()
+        for index in range(jobs):
+            devices.put(f"cuda:{index}")
+    done, errors = 0, []
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(os.getpid(), threads, devices, events)) as pool:
+        futures = {pool.submit(_run_in_worker, config.for_seed(seed), m, s, jobs):
+                   f"{model_name(m, s, config.patch)} seed {seed}" for m, s, seed in models}
+        remaining = set(futures)
+        while remaining:
+            finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
+            _drain(events, report)
+            for future in finished:
+                try:
+                    done += future.result()
+                except Exception as exc:          # let the other models finish first
+                    errors.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
+                merge_results(config.out)
+    _drain(events, report)
     if errors:
         raise RuntimeError("some models failed (the others' results are saved):\n  " +
                            "\n  ".join(errors))

@@ -1,0 +1,58 @@
+"""Fault injection for tests: make a process kill itself at a named point of the code.
+
+    POMLAB_FAULT=train_step:8          # SIGKILL at the 8th training step of each process
+    POMLAB_FAULT=checkpoint_write:2    # ... while writing its 2nd checkpoint (temp file written,
+                                       #     not yet renamed)
+    POMLAB_FAULT=train_step:8:hang     # stop there forever instead (a process that is still
+                                       #     alive, e.g. to kill its parent meanwhile)
+
+Several faults may be given, comma-separated. Counts are per process (each sweep worker counts
+its own). The points: train_step (after the optimiser step, before the step counter moves),
+checkpoint_write, evaluation (between sample chunks), merge (results.csv written to its temp
+file, not renamed), finalize (fits written, figures not). Unset, `fault_point` costs one dict
+lookup; it is meant for tests only.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+
+FAULT_ENV = "POMLAB_FAULT"
+POINTS = ("train_step", "checkpoint_write", "evaluation", "merge", "finalize")
+ACTIONS = ("kill", "hang")
+
+_hits: Counter = Counter()
+
+
+def parse_faults(spec: str) -> dict[str, tuple[int, str]]:
+    """"point:count[:action],..." -> {point: (count, action)}; clear errors for bad specs."""
+    faults = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        fields = item.split(":")
+        point, count = fields[0], fields[1] if len(fields) > 1 else "1"
+        action = fields[2] if len(fields) > 2 else "kill"
+        if (point not in POINTS or action not in ACTIONS or len(fields) > 3
+                or not count.isdigit() or int(count) < 1):
+            raise ValueError(f"{FAULT_ENV} must be point:count[:action] items with a point from "
+                             f"{', '.join(POINTS)}, a count >= 1 and an action from "
+                             f"{', '.join(ACTIONS)}; got {item!r}")
+        faults[point] = (int(count), action)
+    return faults
+
+
+def fault_point(name: str) -> None:
+    """Kill (or freeze) this process here when POMLAB_FAULT asks for it (see module doc)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    wanted = parse_faults(spec).get(name)
+    if wanted is None:
+        return
+    _hits[name] += 1
+    if _hits[name] != wanted[0]:
+        return
+    if wanted[1] == "hang":
+        threading.Event().wait()
+    os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
