@@ -32,7 +32,7 @@ def test_progress_weighs_each_model_by_its_cost_and_logs_plain_lines(tmp_path, m
     c = config(tmp_path)
     lines = []
     monkeypatch.setattr(sys, "stderr", io.StringIO())          # a log file, not a terminal
-    progress = sweep._Progress(c, [("pom", "XL"), ("pom", "S")], True, lines.append)
+    progress = sweep._Progress(c, [("pom", "XL", 0), ("pom", "S", 0)], True, lines.append)
     costs = {m: sweep.model_costs(c, "pom", s) for m, s in (("DiPoM-XL/2", "XL"), ("DiPoM-S/2", "S"))}
     assert progress.total == pytest.approx(sum(8 * a + 2 * b for a, b in costs.values()))
     assert progress.bar.disable                                 # no bar in a log file
@@ -52,7 +52,7 @@ def test_progress_weighs_each_model_by_its_cost_and_logs_plain_lines(tmp_path, m
 
 def test_progress_without_progress_logs_bare_evaluation_lines(tmp_path):
     lines = []
-    progress = sweep._Progress(config(tmp_path), [("mha", "S")], False, lines.append)
+    progress = sweep._Progress(config(tmp_path), [("mha", "S", 0)], False, lines.append)
     progress({"kind": "eval", "model": "DiT-S/2", "step": 8, "train_compute_gflops": 2.0,
               "fid_name": "digits-FID", "fid": 5.0, "is_name": "digits-IS", "is_mean": 3.0})
     assert lines == ["DiT-S/2 step 8 (2 GFLOPs): digits-FID 5.000, digits-IS 3.000"]
