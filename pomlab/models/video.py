@@ -106,6 +106,12 @@ def sincos_3d(dim: int, frames: int, rows: int, cols: int, first_frame: int = 0)
                       temporal.repeat_interleave(rows * cols, dim=0)], dim=1)
 
 
+def _with_positions(norm: nn.LayerNorm, tokens: Tensor) -> Tensor:
+    """LN(tokens + 1-D sin-cos position): the one recipe of both text paths."""
+    pos = sincos_1d(tokens.shape[-1], torch.arange(tokens.shape[1]))
+    return norm(tokens + pos.to(tokens))
+
+
 class TextEmbedder(nn.Module):
     """Word ids (B, L) -> text tokens (B, L, D): embedding + 1-D sin-cos position, then LN.
 
@@ -119,8 +125,7 @@ class TextEmbedder(nn.Module):
         self.norm = nn.LayerNorm(hidden_size, eps=LN_EPS)
 
     def forward(self, ids: Tensor) -> Tensor:
-        pos = sincos_1d(self.embedding.embedding_dim, torch.arange(ids.shape[1]))
-        return self.norm(self.embedding(ids) + pos.to(self.embedding.weight))
+        return _with_positions(self.norm, self.embedding(ids))
 
 
 class TextProjection(nn.Module):
@@ -137,8 +142,7 @@ class TextProjection(nn.Module):
         self.norm = nn.LayerNorm(hidden_size, eps=LN_EPS)
 
     def forward(self, embeddings: Tensor) -> Tensor:
-        pos = sincos_1d(self.proj.out_features, torch.arange(embeddings.shape[1]))
-        return self.norm(self.proj(embeddings.to(self.proj.weight)) + pos.to(self.proj.weight))
+        return _with_positions(self.norm, self.proj(embeddings.to(self.proj.weight)))
 
 
 class VideoBlock(nn.Module):
