@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_torch_save, atomic_write_json
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 from .images import ImageDataset
 
 FORMAT = "pomlab-latents-v1"

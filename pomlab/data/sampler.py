@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 
 
 class ShardedBatchSampler:

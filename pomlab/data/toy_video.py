@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 from .digits import NUM_CLASSES, load_digits
 from .images import to_model_range
 

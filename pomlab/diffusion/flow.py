@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 from .guidance import Denoiser, guided
 from .samplers import ODE_METHODS, integrate
 

@@ -6,7 +6,7 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 
 
 @contextlib.contextmanager

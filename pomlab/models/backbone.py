@@ -29,7 +29,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 from ..nn.blocks import MLP, make_mixer
 
 LN_EPS = 1e-6

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..data.toy_video import PAD_ID, TOY_VOCABULARY
 from ..nn import masks
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 from ..nn.blocks import MLP
 from ..nn.pom import PoM, PoMState
 from .backbone import (LN_EPS, FinalLayer, PatchEmbed, TimestepEmbedder, check_time_and_ids,

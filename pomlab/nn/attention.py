@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import masks
-from ._checks import check_dtype_matches, check_positive_int, check_tokens
+from ..checks import check_dtype_matches, check_positive_int, check_tokens
 
 
 class MHA(nn.Module):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._checks import check_positive_int
+from ..checks import check_positive_int
 from .attention import MHA
 from .pom import PoM
 

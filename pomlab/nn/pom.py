@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import masks, pom_fast
-from ._checks import check_dtype_matches, check_positive_int, check_tokens
+from ..checks import check_dtype_matches, check_positive_int, check_tokens
 
 EPS = 1e-7
 POLYNOMIALS = ("products", "powers")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn import PoM
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 
 __all__ = ["G_STAR", "gelu_inverse", "InterpolationNet", "RampQuantiser",
            "ConstructedContextualMap", "lemma_degree", "readout_place_values"]

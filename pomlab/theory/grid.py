@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from typing import Callable
 
 from ..nn import MixerBlock, make_mixer
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 
 __all__ = ["ToySeqModel", "count_parameters"]
 

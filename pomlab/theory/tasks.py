@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 
 __all__ = ["ToyTask", "TASKS", "get_task"]
 

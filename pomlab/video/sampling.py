@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..data.toy_video import TOY_VOCABULARY, Vocabulary
 from ..diffusion import FlowMatching, sampling_mode
 from ..diffusion.samplers import ODE_METHODS
-from ..nn._checks import check_positive_int
+from ..checks import check_positive_int
 
 MODES = ("sequential", "parallel")
 FRAME_RANGE = "pomlab.video.frame "      # profiler range of each sequential frame
