@@ -1,23 +1,6 @@
-"""The paper's figures, drawn from saved results in the one style of pomlab.plotting.
-
-Each figure function takes the loaded table(s) and a path stem and writes stem.png + stem.pdf
-(returning the paths); the experiment scripts, ``experiments/make_figures.py`` and the notebooks
-all call these, so a figure looks the same wherever it is made.
-
-| figure | function | results (pomlab.results kind) |
-|---|---|---|
-| Figure 1: time and memory vs resolution | ``speed_figure`` | speed |
-| Figure 5: FID / IS vs training compute | ``pomlab.scaling.plot_scaling`` | scaling |
-| PoM vs MHA on shared axes | ``pomlab.scaling.plot_mixer_comparison`` | scaling |
-| state memory: frame by frame vs parallel | ``state_memory_figure`` | state_memory |
-| video memory: generation vs frames | ``video_memory_figure`` | video_memory |
-| theory: error vs parameters / degree | ``pomlab.theory.plots.plot_error_vs_params`` /
-  ``plot_error_vs_degree`` | universal_approximation |
-| theory: contextual mapping | ``pomlab.theory.plots.plot_contextual_separation`` | contextual_mapping |
-
-``make_figures(results_dir)`` finds every result under a folder (pomlab.results.find_results),
-draws each figure it can and reports, per figure, what it wrote or why it skipped.
-"""
+"""The paper's figures, drawn from saved results in the one style of pomlab.plotting: each takes
+the loaded table(s) and a path stem and writes stem.png + stem.pdf, wherever it is called from
+(experiments, make_figures, notebooks). The list of figures is in docs/notebooks.md."""
 from __future__ import annotations
 
 import os
@@ -28,13 +11,13 @@ from typing import Callable
 import pandas as pd
 
 from . import plotting
+from .models.registry import FAMILIES
 from .results import KINDS, find_results, load_table
 from .speed import configuration_label, loglog_slope, speed_configurations, summarise_speed
 from .theory.plots import plot_contextual_separation, plot_error_vs_degree, plot_error_vs_params
 
 MiB = 2 ** 20
 _one = plotting.distinct        # a label column's distinct values, for titles
-FAMILY_MIXER = {"DiPoM": "pom", "DiT": "mha"}
 MODE_LINES = {"training": dict(ls="-", marker="o"), "inference": dict(ls="--", marker="s")}
 # Frame-by-frame generation (PoM's carried state) against all frames at once.
 SCHEDULES = {
@@ -63,7 +46,7 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
         for (family, mode), part in df.groupby(["family", "mode"], sort=False):
             part = part.sort_values("resolution")
             slope = summary["slopes"][f"{family}/{mode}"]["all_points"]
-            style = dict(color=plotting.MIXER_COLORS[FAMILY_MIXER.get(family, "none")],
+            style = dict(color=plotting.MIXER_COLORS[FAMILIES.get(family, "none")],
                          label=f"{family} {mode} (slope {slope:.2f})", **MODE_LINES[mode])
             time_ax.plot(part.resolution, part.seconds_per_image, **style)
             memory = part.peak_bytes.astype(float) / MiB
@@ -101,7 +84,7 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
             best = summary["largest_resolution_px"].get(variant)
             recompute = bool(part.get("pom_recompute", pd.Series([False])).iloc[0])
             ax.plot(part.resolution, part.training_bytes.astype(float) / 2**30,
-                    color=plotting.MIXER_COLORS[FAMILY_MIXER.get(part.family.iloc[0], "none")],
+                    color=plotting.MIXER_COLORS[FAMILIES.get(part.family.iloc[0], "none")],
                     ls="--" if part.checkpointing.iloc[0] else (":" if recompute else "-"),
                     marker="o", ms=3,
                     label=f"{part.variant.iloc[0]} (largest {best or 'none'} px)")
@@ -237,21 +220,17 @@ def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
 
 # --- every figure from a results folder -------------------------------------------------------
 
-def _speed(source: Path, out: Path) -> list[Path]:
-    parts = speed_configurations(load_table(source, "speed"))
+def _speed_figures(table: pd.DataFrame, stem: Path) -> list[Path]:
+    """Figure 1 for each measured configuration of speed.csv (suffixed when there are several)."""
+    parts = speed_configurations(table)
     paths = []
-    for part in parts:               # several configurations in one CSV: one figure each
-        stem = "speed" if len(parts) == 1 else f"speed_{configuration_label(part)}"
-        paths += speed_figure(part, out / stem)
+    for part in parts:
+        name = stem.name if len(parts) == 1 else f"{stem.name}_{configuration_label(part)}"
+        paths += speed_figure(part, stem.with_name(name))
     return paths
 
 
-def _from_table(kind: str, draw: Callable, stem: str) -> Callable[[Path, Path], list[Path]]:
-    """make(source, out) for a figure drawn from one kind's table."""
-    return lambda source, out: draw(load_table(source, kind), out / stem)
-
-
-def _refit(plot: str) -> Callable:
+def _refit(plot: str) -> Callable[[pd.DataFrame, Path], list[Path]]:
     """A pomlab.scaling figure drawn with fits recomputed from results.csv (no retraining);
     pomlab.scaling loads the training stack, so only when a sweep is drawn."""
     def draw(results: pd.DataFrame, stem: Path) -> list[Path]:
@@ -262,39 +241,33 @@ def _refit(plot: str) -> Callable:
 
 @dataclass(frozen=True)
 class PaperFigure:
-    name: str
-    kind: str                                   # the pomlab.results kind it is drawn from
+    name: str                                          # also its file stem
+    kind: str                                          # the pomlab.results kind it is drawn from
     description: str
-    make: Callable[[Path, Path], list[Path]]    # (results folder, output folder) -> files
+    draw: Callable[[pd.DataFrame, Path], list[Path]]   # (table, stem) -> files written
+
+    def make(self, source: Path, out: Path) -> list[Path]:
+        """Draw it from the results in folder `source` into folder `out`."""
+        return self.draw(load_table(source, self.kind), out / self.name)
 
 
 FIGURES: tuple[PaperFigure, ...] = (
     PaperFigure("speed", "speed", "Figure 1: time and peak memory vs resolution, DiPoM vs DiT",
-                _speed),
+                _speed_figures),
     PaperFigure("scaling", "scaling", "Figure 5: FID and IS vs training compute per mixer, "
-                "one colour per size, log-log fits",
-                _from_table("scaling", _refit("plot_scaling"), "scaling")),
+                "one colour per size, log-log fits", _refit("plot_scaling")),
     PaperFigure("scaling_pom_vs_mha", "scaling", "Figure 5 companion: PoM and MHA on shared "
-                "axes with their all-sizes fits",
-                _from_table("scaling", _refit("plot_mixer_comparison"), "scaling_pom_vs_mha")),
+                "axes with their all-sizes fits", _refit("plot_mixer_comparison")),
     PaperFigure("state_memory", "state_memory", "PoM layers: frame by frame (state) vs "
-                "parallel block-causal, memory and time vs frames",
-                _from_table("state_memory", state_memory_figure, "state_memory")),
+                "parallel block-causal, memory and time vs frames", state_memory_figure),
     PaperFigure("video_memory", "video_memory", "video generation: memory flat in frames "
-                "frame by frame, growing in parallel",
-                _from_table("video_memory", video_memory_figure, "video_memory")),
+                "frame by frame, growing in parallel", video_memory_figure),
     PaperFigure("universal_approximation_params", "universal_approximation",
-                "theory: held-out error vs parameters, PoM / MHA / no mixing",
-                _from_table("universal_approximation", plot_error_vs_params,
-                            "universal_approximation_params")),
+                "theory: held-out error vs parameters, PoM / MHA / no mixing", plot_error_vs_params),
     PaperFigure("universal_approximation_degree", "universal_approximation",
-                "theory: PoM error vs degree",
-                _from_table("universal_approximation", plot_error_vs_degree,
-                            "universal_approximation_degree")),
+                "theory: PoM error vs degree", plot_error_vs_degree),
     PaperFigure("contextual_mapping", "contextual_mapping",
-                "theory: contextual-mapping separation per model",
-                _from_table("contextual_mapping", plot_contextual_separation,
-                            "contextual_mapping")),
+                "theory: contextual-mapping separation per model", plot_contextual_separation),
 )
 
 # What a broken or foreign results file raises while it is read or drawn: reported, not fatal.

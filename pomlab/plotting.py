@@ -17,9 +17,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.ticker import LogFormatter, NullFormatter, NullLocator  # noqa: E402
 
-from .io import atomic_write  # noqa: E402
+from .checks import check_choice  # noqa: E402
+from .models.registry import SIZES  # noqa: E402
 
-SIZES = ("S", "B", "L", "XL")
 # One colour per model size (light to dark, so compute reads left to right), one per mixer.
 SIZE_COLORS = dict(zip(SIZES, sns.color_palette("viridis", n_colors=len(SIZES))))
 MIXER_COLORS = {"pom": "#d62728", "mha": "#1f77b4", "none": "#7f7f7f"}
@@ -44,11 +44,6 @@ RC = {
     "axes.spines.right": False,
     "pdf.fonttype": 42,      # editable text in the PDFs
 }
-
-
-def set_style() -> None:
-    """Apply the paper style globally (seaborn whitegrid + our rc)."""
-    sns.set_theme(style="whitegrid", context="paper", rc=RC)
 
 
 @contextlib.contextmanager
@@ -76,8 +71,7 @@ def loglog(ax, xlabel: str | None = None, ylabel: str | None = None) -> None:
 
 def log_ticks(ax, values, labels=None, axis: str = "x", base: int = 2) -> None:
     """A log axis (base) with major ticks at the measured values only (frames, resolutions)."""
-    if axis not in ("x", "y"):
-        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    check_choice("axis", axis, ("x", "y"))
     values = sorted(set(values))
     labels = [str(v) for v in values] if labels is None else list(labels)
     if len(labels) != len(values):
@@ -137,8 +131,7 @@ def plain_log_labels(ax, axis: str = "y", minor: bool = True) -> None:
     """Plain numbers (900, 0.03) instead of powers of ten on a log axis; with ``minor``, over up
     to two decades some minor ticks (all, under half a decade) are labelled too, so a short axis
     keeps several labels (leave it off on a wide axis whose minor labels would collide)."""
-    if axis not in ("x", "y"):
-        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    check_choice("axis", axis, ("x", "y"))
     target = ax.yaxis if axis == "y" else ax.xaxis
     target.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
@@ -188,8 +181,7 @@ def place_legend(ax, outside: str = "right", inside: bool = True, **kwargs):
     else (or with inside=False) outside the axes,
     `outside` "right" or "below" (under the axis label), the figure grown by the legend's size
     so the axes keep theirs."""
-    if outside not in ("right", "below"):
-        raise ValueError(f"outside must be 'right' or 'below', got {outside!r}")
+    check_choice("outside", outside, ("right", "below"))
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     for loc in LEGEND_LOCATIONS if inside else ():
@@ -277,13 +269,16 @@ def mixer_name(mixer: str) -> str:
 
 
 def save(fig, path_stem: str | os.PathLike, formats=("png", "pdf")) -> list[Path]:
-    """Write the figure as PNG and PDF next to each other, atomically (pomlab.io), and close
-    it (also when a write fails); returns the paths."""
+    """Write the figure as PNG and PDF next to each other and close it (also when a write fails);
+    returns the paths. Plain writes: a torn figure loses nothing, it is redrawn from results."""
     stem = Path(path_stem)
     if stem.suffix in {".png", ".pdf"}:
         stem = stem.with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
     try:
-        return [atomic_write(stem.with_name(f"{stem.name}.{fmt}"),
-                             lambda f, fmt=fmt: fig.savefig(f, format=fmt)) for fmt in formats]
+        for path, fmt in zip(paths, formats):
+            fig.savefig(path, format=fmt)
     finally:
         plt.close(fig)
+    return paths

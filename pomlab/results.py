@@ -1,21 +1,6 @@
-"""The results folder: where the experiments write, and how figures and notebooks find it.
-
-Every experiment script writes tidy CSV/JSON into its own ``--out`` folder; by default those
-folders sit side by side under ``results/``:
-
-    results/
-      scaling/          results.csv, fits.json, fits.csv, sweep.json, runs/   experiments/scaling_laws.py
-      speed_cpu/        speed.csv, speed_summary.json          experiments/speed.py (CPU)
-      speed_cuda/       the same, on a GPU                     experiments/speed.py --device cuda
-      state_memory/     state_memory.csv                       experiments/bench_state_memory.py
-      video_memory/     video_memory.csv                       experiments/video_memory.py
-      theory/           contextual_mapping.csv                 experiments/contextual_mapping.py
-                        universal_approximation.csv            experiments/universal_approximation.py
-
-Folder names are not relied upon: ``find_results`` looks for each kind's file anywhere below
-the root (so ``--out`` may be anything, and several runs of one kind may coexist). The figures
-made from a folder go to a mirror of it (see pomlab.figures.make_figures).
-"""
+"""The results folder: where the experiments write (`KINDS`: each kind's file, default folder and
+command; the layout is in docs/notebooks.md), and how figures and notebooks find it: by file, at
+any depth, so `--out` may be anything and several runs of one kind may coexist."""
 from __future__ import annotations
 
 import os
@@ -25,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .checks import check_choice
 from .io import read_csv_exact
 
 
@@ -66,9 +52,7 @@ KINDS: dict[str, ResultKind] = {k.name: k for k in (
 
 
 def _kind(kind: str) -> ResultKind:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    return KINDS[kind]
+    return KINDS[check_choice("kind", kind, KINDS)]
 
 
 def find_results(root: str | os.PathLike, skip: str | os.PathLike | None = None

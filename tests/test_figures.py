@@ -145,7 +145,7 @@ def test_log_ticks_and_strip_check_their_arguments(tmp_path):
         video_strip_figure({}, tmp_path / "strip")
 
 
-def test_save_writes_atomically_and_always_closes_the_figure(tmp_path):
+def test_save_writes_png_and_pdf_and_always_closes_the_figure(tmp_path):
     with plotting.style():
         fig, axes = plotting.figure()
         axes[0, 0].plot([1, 2], [3, 4])

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_choice
+
 CIFAR10_CLASSES = 10
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -17,8 +19,7 @@ def load_cifar10(root: str | os.PathLike, split: str = "train") -> tuple[Tensor,
     split: "train" (50000) or "heldout" (the 10000 test images). `root` must hold
     cifar-10-batches-py/ (the extracted python version of the archive).
     """
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    check_choice("split", split, ("train", "heldout"))
     try:
         from torchvision.datasets import CIFAR10
     except ImportError as err:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ..checks import check_choice
 from .cifar import CIFAR10_CLASSES, load_cifar10
 from .digits import NUM_CLASSES as DIGITS_CLASSES, load_digits
 from .images import ImageDataset, ImageFolder, TensorImageDataset, resize_square
@@ -20,8 +21,7 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     "latents" (root made by experiments/encode_latents.py; size/channels come from it).
     split: "train" or "heldout" (digits and cifar10); folders and latents are one split, "train".
     """
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    check_choice("dataset", name, DATASETS)
     if hflip and name != "folder":
         raise ValueError(f"hflip (random horizontal flips) applies to image folders "
                          f"(dataset 'folder'), not {name!r}; for latents flip before encoding "
@@ -46,10 +46,8 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     if name == "digits":
         images, labels = load_digits(split, size, 1 if channels is None else channels)
         return TensorImageDataset(images, labels, DIGITS_CLASSES, "digits")
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    check_choice("channels", channels, (None, 1, 3))
     images, labels = load_cifar10(root, split)
     if channels == 1:
         images = images.mean(1, keepdim=True)
-    return TensorImageDataset(resize_square(images, size).clamp(0, 1), labels, CIFAR10_CLASSES,
-                              "cifar10")
+    return TensorImageDataset(resize_square(images, size), labels, CIFAR10_CLASSES, "cifar10")

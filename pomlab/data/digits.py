@@ -1,16 +1,14 @@
-"""The embedded default dataset: scikit-learn's real handwritten digits (8x8, 10 classes).
-
-It ships inside scikit-learn, so every machine has it offline. The train/held-out split is
-fixed (stratified, seed 0, 20% held out) so that every classifier, FID reference and sweep in
-the project sees the same images.
-"""
+"""The embedded default dataset: scikit-learn's handwritten digits (8x8, 10 classes, offline), with
+one fixed stratified split, so every classifier, FID reference and sweep sees the same images."""
 from __future__ import annotations
 
 from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from ..checks import check_choice, check_positive_int
+from .images import resize_square
 
 NUM_CLASSES = 10
 NATIVE_SIZE = 8
@@ -37,22 +35,12 @@ def _raw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def load_digits(split: str = "train", size: int = NATIVE_SIZE, channels: int = 1
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, channels, size, size) float32 in [0, 1] and labels (N,) int64.
-
-    split: "train" (1437 images), "heldout" (360) or "all" (1797).
-    size: output side in pixels (bilinear resize from 8x8, antialiased when shrinking).
-    channels: 1 (grey) or 3 (grey repeated, for RGB feature extractors).
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    """Images (N, channels, size, size) float32 in [0, 1] and labels (N,) int64. split: "train"
+    (1437 images), "heldout" (360) or "all" (1797); channels 3 repeats the grey."""
+    check_choice("split", split, SPLITS)
+    check_positive_int("size", size)
+    check_choice("channels", channels, (1, 3))
     images, labels, split_of = _raw()
     keep = np.ones_like(split_of, dtype=bool) if split == "all" else split_of == SPLITS.index(split)
-    x = torch.from_numpy(images[keep]).unsqueeze(1)
-    if size != NATIVE_SIZE:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=size < NATIVE_SIZE).clamp(0.0, 1.0)
+    x = resize_square(torch.from_numpy(images[keep]).unsqueeze(1), size)
     return x.repeat(1, channels, 1, 1).contiguous(), torch.from_numpy(labels[keep]).clone()

@@ -1,9 +1,5 @@
-"""Image datasets as the models see them: pixels scaled to [-1, 1], integer class labels.
-
-Every dataset here is a torch Dataset of (image, label) with the attributes the trainer needs
-(num_classes, channels, size, kind, name). Small ones live in memory (`tensors`), which the
-trainer indexes directly; large ones (image folders, big latent sets) load per item.
-"""
+"""Image datasets as the models see them: (image in [-1, 1], class label) with the attributes the
+trainer needs; small sets live in memory (`tensors`, indexed directly), large ones load per item."""
 from __future__ import annotations
 
 import os
@@ -15,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..checks import check_positive_int
+from ..checks import check_choice, check_positive_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -31,12 +27,12 @@ def from_model_range(images: Tensor) -> Tensor:
 
 
 def resize_square(images: Tensor, size: int) -> Tensor:
-    """Bilinear resize of (N, C, H, W) to size x size, antialiased when shrinking."""
-    if images.shape[-2:] == (size, size):
+    """Bilinear resize of [0, 1] images (N, C, H, W) to size x size, antialiased when shrinking."""
+    h, w = images.shape[-2:]
+    if (h, w) == (size, size):
         return images
-    shrink = size < min(images.shape[-2:])
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=shrink)
+                         antialias=h > size or w > size).clamp(0.0, 1.0)
 
 
 class ImageDataset(Dataset):
@@ -102,8 +98,7 @@ class ImageFolder(ImageDataset):
 
     def __init__(self, root: str | os.PathLike, size: int, channels: int = 3, hflip: bool = False):
         check_positive_int("image_size", size)
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        check_choice("channels", channels, (1, 3))
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")

@@ -1,12 +1,5 @@
-"""FID and Inception Score with two feature backends (see docs/metrics.md).
-
-- backend="digits": the project's small classifier for the embedded digits dataset (weights in
-  pomlab/metrics/weights/). Its numbers are digits-FID / digits-IS, never Inception FID.
-- backend="inception": the standard InceptionV3 through torch-fidelity/torchmetrics
-  (pip install 'pomlab[inception]'; weights from the torch hub cache, never downloaded).
-
-All functions take float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels.
-"""
+"""FID, IS, precision/recall and KID of float images (N, C, H, W) in [0, 1] on the "digits" backend
+(digits-FID, never Inception FID) or the "inception" one; see docs/metrics.md."""
 from .coverage import kernel_inception_distance, knn_radii, precision_recall
 from .api import describe, evaluate, fid, inception_score, inception_score_with_std
 from .backends import (BACKENDS, INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, DigitsBackend,

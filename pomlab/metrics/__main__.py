@@ -3,9 +3,6 @@
     python -m pomlab.metrics --backend digits --real digits --fake samples.npz
     python -m pomlab.metrics --backend digits --real digits:heldout --fake DIR --json
     python -m pomlab.metrics --backend inception --real REAL_DIR --fake FAKE_DIR --weights W.pth
-
---real is a registered dataset (digits, optionally :split; cached statistics) or a folder of PNGs /
-an .npz of real images. Output lines name the metric's backend: digits-FID is never Inception FID.
 """
 from __future__ import annotations
 
@@ -58,11 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
         is_mean, is_std = inception_score_with_std(fake, backend, splits=args.splits,
                                                    seed=args.seed, batch_size=args.batch_size)
         result = {"fid": fid(real, fake, backend, batch_size=args.batch_size),
-                  "is_mean": is_mean, "is_std": is_std, "fid_name": backend.fid_name,
-                  "is_name": backend.is_name, "backend": backend.name,
-                  "backend_tag": backend.cache_tag, "n_fake": len(fake), "n_real": len(real),
-                  "reference": str(args.real), "image_size": f"{fake.shape[-2]}x{fake.shape[-1]}",
-                  "is_splits": args.splits, "feature_dim": backend.num_features}
+                  "is_mean": is_mean, "is_std": is_std, **backend.labels, "n_fake": len(fake),
+                  "n_real": len(real), "reference": str(args.real),
+                  "image_size": f"{fake.shape[-2]}x{fake.shape[-1]}", "is_splits": args.splits}
     result["fake"] = str(args.fake)
     text = json.dumps(result, indent=2)
     print(text if args.json else describe(result))

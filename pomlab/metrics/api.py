@@ -9,7 +9,7 @@ from torch import Tensor
 from .backends import FeatureBackend, get_backend
 from .extract import extract
 from .images import check_images
-from .coverage import DEFAULT_K, kernel_inception_distance, precision_recall
+from .coverage import DEFAULT_K, coverage_scores
 from .reference import reference_features, reference_statistics
 from .scores import inception_score_from_logits, stats_distance
 
@@ -17,9 +17,8 @@ from .scores import inception_score_from_logits, stats_distance
 def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
         batch_size: int | None = None, device: str | torch.device | None = None,
         weights: str | os.PathLike | None = None, progress: bool = False) -> float:
-    """FID between two sets of float images (N, C, H, W) in [0, 1] (any size, 1 or 3 channels;
-    the backend resizes to its own input). backend="digits" gives digits-FID (the project's
-    classifier), never Inception FID; backend="inception" gives the standard Inception FID."""
+    """FID between two sets of float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels
+    (backend="digits": digits-FID, never Inception FID)."""
     backend = get_backend(backend, weights=weights, device=device)
     real_stats, _ = extract(real, backend, name="real", logits=False, batch_size=batch_size,
                             progress=progress)
@@ -52,17 +51,10 @@ def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
              device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
              progress: bool = False, coverage: bool = True, k: int = DEFAULT_K,
              kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
-    """FID against cached reference statistics and IS of `fake`, in one pass over the samples;
-    with coverage=True (default) also precision/recall (k-NN, k = 3) and KID against the
-    reference's cached features.
-
-    The reference images are loaded at `size` pixels (default: the side of the fake images, so a
-    model trained on 16x16 digits is compared with the 16x16 data). Returns a flat dict:
-    fid, is_mean, is_std, fid_name / is_name (e.g. "digits-FID"), backend, backend_tag, n_fake,
-    n_real, reference ("digits:train@16"), image_size, is_splits, feature_dim; with coverage:
-    precision, recall, pr_name ("digits-precision/recall (k=3)"), kid_mean, kid_std, kid_name
-    ("digits-KID"), kid_subset_size.
-    """
+    """FID against cached reference statistics and IS of `fake` in one pass over the samples, with
+    coverage also precision/recall and KID against the reference's cached features: a flat,
+    labelled dict (keys in docs/metrics.md). The reference images are loaded at `size` pixels
+    (default: the side of the fake images)."""
     fake = check_images("fake", fake, min_count=2)
     if size is None:
         if fake.shape[-1] != fake.shape[-2]:
@@ -79,34 +71,14 @@ def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
     stats, logits = extract(fake, backend, name="fake", batch_size=batch_size, progress=progress,
                             features_out=fake_features)
     is_mean, is_std = inception_score_from_logits(logits, splits=splits, seed=seed)
-    extra = {}
+    result = {"fid": stats_distance(ref, stats), "is_mean": is_mean, "is_std": is_std,
+              **backend.labels, "n_fake": stats.n, "n_real": ref.n, "reference": ref.source,
+              "image_size": f"{fake.shape[-2]}x{fake.shape[-1]}", "is_splits": splits}
     if coverage:
-        fake_features = torch.cat(fake_features)
-        precision, recall = precision_recall(real_features, fake_features, k=k)
-        kid_mean, kid_std = kernel_inception_distance(real_features, fake_features,
-                                                      subsets=kid_subsets,
-                                                      subset_size=kid_subset_size, seed=seed)
-        prefix = backend.fid_name[:-len("FID")]             # "digits-" / "Inception-"
-        extra = {"precision": precision, "recall": recall,
-                 "pr_name": f"{prefix}precision/recall (k={k})", "kid_mean": kid_mean,
-                 "kid_std": kid_std, "kid_name": f"{prefix}KID",
-                 "kid_subset_size": min(kid_subset_size, len(fake_features), len(real_features))}
-    return {
-        "fid": stats_distance(ref, stats),
-        "is_mean": is_mean,
-        "is_std": is_std,
-        "fid_name": backend.fid_name,
-        "is_name": backend.is_name,
-        "backend": backend.name,
-        "backend_tag": backend.cache_tag,
-        "n_fake": stats.n,
-        "n_real": ref.n,
-        "reference": ref.source,
-        "image_size": f"{fake.shape[-2]}x{fake.shape[-1]}",
-        "is_splits": splits,
-        "feature_dim": backend.num_features,
-        **extra,
-    }
+        result |= coverage_scores(real_features, torch.cat(fake_features), backend, k=k,
+                                  seed=seed, kid_subsets=kid_subsets,
+                                  kid_subset_size=kid_subset_size)
+    return result
 
 
 def describe(result: dict) -> str:

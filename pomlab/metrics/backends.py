@@ -1,16 +1,8 @@
 """Feature backends: the networks whose features give FID and whose logits give IS.
 
-- "digits": the project's small digits classifier (weights committed in the package). Its numbers
-  are digits-FID / digits-IS: meaningful for comparing models on the embedded digits dataset,
-  never comparable with Inception FID.
-- "inception": the standard InceptionV3 of the FID/IS literature (torch-fidelity's port of the
-  2015-12-05 TensorFlow weights) through torchmetrics, with the TF1-compatible resize
-  (antialias=False) that reference evaluators use. Optional extra: pip install 'pomlab[inception]'.
-
-A backend is an nn.Module mapping float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels,
-to features (N, num_features), so it can be handed to torchmetrics' FrechetInceptionDistance as a
-custom feature module; `head` maps features to logits (and `classifier()` images to logits, for
-torchmetrics' InceptionScore).
+A backend is an nn.Module mapping float images (N, C, H, W) in [0, 1] (any size, 1 or 3 channels)
+to features (N, num_features), so it also serves as torchmetrics' custom feature module; `head`
+maps features to logits. "digits" and "inception" are described in docs/metrics.md.
 """
 from __future__ import annotations
 
@@ -21,9 +13,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_choice
 from ..io import file_sha256
 from .digits_classifier import DEFAULT_WEIGHTS, INPUT_SIZE, load_classifier
-from .images import resize, to_grey, to_rgb
+from ..data.images import resize_square
+from .images import to_grey, to_rgb
 
 BACKENDS = ("digits", "inception")
 
@@ -64,6 +58,12 @@ class FeatureBackend(nn.Module):
         """images -> logits, e.g. for torchmetrics' InceptionScore(feature=...)."""
         return nn.Sequential(self, self.head)
 
+    @property
+    def labels(self) -> dict:
+        """What every result says about the backend that produced its numbers."""
+        return {"fid_name": self.fid_name, "is_name": self.is_name, "backend": self.name,
+                "backend_tag": self.cache_tag, "feature_dim": self.num_features}
+
 
 class DigitsBackend(FeatureBackend):
     name = "digits"
@@ -84,7 +84,7 @@ class DigitsBackend(FeatureBackend):
         self.eval()
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.model.features(resize(to_grey(images), INPUT_SIZE))
+        return self.model.features(resize_square(to_grey(images), INPUT_SIZE))
 
 
 class _UnbiasedLogits(nn.Module):
@@ -190,10 +190,6 @@ def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Pa
     return path
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def get_backend(backend: str | FeatureBackend = "digits", *, weights: str | os.PathLike | None = None,
                 device: str | torch.device | None = None) -> FeatureBackend:
     """A ready (eval-mode, cached per name/weights/device) backend; instances pass through
@@ -203,9 +199,8 @@ def get_backend(backend: str | FeatureBackend = "digits", *, weights: str | os.P
             raise ValueError("weights= applies to a backend name; this backend instance already "
                              f"has its weights ({backend.weights_path})")
         return backend if device is None else backend.to(device)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS} or a FeatureBackend, got {backend!r}")
-    device = torch.device(device) if device is not None else default_device()
+    check_choice("backend", backend, BACKENDS)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:
         # "cuda" and "cuda:0" (the current device) must share one cached copy of the weights
         device = torch.device("cuda", torch.cuda.current_device())

@@ -1,18 +1,14 @@
-"""Precision / recall of generative models (Kynkäänniemi et al. 2019, k-NN manifolds) and the
-Kernel Inception Distance (Bińkowski et al. 2018), on features of any backend.
-
-Precision: the fraction of fake samples inside the real manifold, the union of balls around
-each real feature with radius its distance to its k-th nearest real neighbour (k = 3, the
-paper's default; the point itself not counted). Recall: the same with the roles swapped. KID:
-the unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, averaged over random
-subsets, through torchmetrics' KernelInceptionDistance.
-"""
+"""Precision / recall (Kynkäänniemi et al. 2019, k-NN manifolds) and the Kernel Inception
+Distance (Bińkowski et al. 2018) on features of any backend; definitions in docs/metrics.md."""
 from __future__ import annotations
 
 import warnings
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from ..checks import check_int, check_positive_int
+from .extract import GivenFeatures
 
 DEFAULT_K = 3
 
@@ -25,6 +21,14 @@ def _features(name: str, value) -> Tensor:
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x.detach().to("cpu", torch.float64)
+
+
+def _feature_pair(real, fake) -> tuple[Tensor, Tensor]:
+    real, fake = _features("real", real), _features("fake", fake)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs "
+                         f"{fake.shape[1]}")
+    return real, fake
 
 
 def knn_radii(features: Tensor, k: int = DEFAULT_K, chunk: int = 1024) -> Tensor:
@@ -49,24 +53,11 @@ def _inside(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tenso
 
 def precision_recall(real, fake, k: int = DEFAULT_K, chunk: int = 1024) -> tuple[float, float]:
     """(precision, recall) of fake features against real ones (each (N, dim); float64)."""
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    real, fake = _features("real", real), _features("fake", fake)
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs "
-                         f"{fake.shape[1]}")
+    check_int("k", k, minimum=None)                           # its range is knn_radii's
+    real, fake = _feature_pair(real, fake)
     precision = _inside(fake, real, knn_radii(real, k, chunk), chunk).double().mean()
     recall = _inside(real, fake, knn_radii(fake, k, chunk), chunk).double().mean()
     return float(precision), float(recall)
-
-
-class _GivenFeatures(nn.Module):
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features
 
 
 def kernel_inception_distance(real, fake, *, subsets: int = 100, subset_size: int = 1000,
@@ -75,16 +66,12 @@ def kernel_inception_distance(real, fake, *, subsets: int = 100, subset_size: in
     samples each (torchmetrics; subsets drawn in a forked RNG seeded with `seed`)."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    real, fake = _features("real", real), _features("fake", fake)
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs "
-                         f"{fake.shape[1]}")
-    if isinstance(subsets, bool) or not isinstance(subsets, int) or subsets < 1:
-        raise ValueError(f"subsets must be a positive int, got {subsets!r}")
+    real, fake = _feature_pair(real, fake)
+    check_positive_int("subsets", subsets)
     size = min(subset_size, real.shape[0], fake.shape[0])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        metric = KernelInceptionDistance(feature=_GivenFeatures(real.shape[1]), subsets=subsets,
+        metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]), subsets=subsets,
                                          subset_size=size, sync_on_compute=False)
         metric.update(real, real=True)
         metric.update(fake, real=False)
@@ -92,3 +79,16 @@ def kernel_inception_distance(real, fake, *, subsets: int = 100, subset_size: in
             torch.manual_seed(seed)
             mean, std = metric.compute()
     return float(mean), float(std)
+
+
+def coverage_scores(real, fake, backend, *, k: int = DEFAULT_K, seed: int = 0,
+                    kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+    """Precision/recall and KID of fake features against real ones, labelled like the
+    backend's FID (e.g. "digits-KID")."""
+    precision, recall = precision_recall(real, fake, k=k)
+    kid_mean, kid_std = kernel_inception_distance(real, fake, subsets=kid_subsets,
+                                                  subset_size=kid_subset_size, seed=seed)
+    prefix = backend.fid_name[:-len("FID")]                   # "digits-" / "Inception-"
+    return {"precision": precision, "recall": recall, "pr_name": f"{prefix}precision/recall (k={k})",
+            "kid_mean": kid_mean, "kid_std": kid_std, "kid_name": f"{prefix}KID",
+            "kid_subset_size": min(kid_subset_size, len(fake), len(real))}

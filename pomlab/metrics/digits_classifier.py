@@ -1,10 +1,5 @@
-"""The small CNN behind the "digits" metric backend, and the library code that trains it.
-
-It sees 16x16 grey images in [0, 1] (the embedded digits upsampled from 8x8; the micro models
-generate at 16x16). Its penultimate layer (64 ReLU units) gives the features for digits-FID and
-its logits (10 classes) give digits-IS. It is trained on the fixed training split only; the
-held-out split is touched once, to report accuracy.
-"""
+"""The small CNN behind the "digits" metric backend (16x16 grey input; 64 penultimate features
+give digits-FID, 10 logits digits-IS) and the code that trains it (docs/metrics.md)."""
 from __future__ import annotations
 
 import json

@@ -7,14 +7,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_positive_int
 from .backends import FeatureBackend, get_backend
 from .images import check_images
 from .scores import FeatureStats, warn_if_rank_deficient
 
 
-class _GivenFeatures(nn.Module):
-    """Identity "feature extractor" for torchmetrics: the backend runs once per batch and its
-    features feed both the FID accumulator and the IS head."""
+class GivenFeatures(nn.Module):
+    """Identity "feature extractor" for torchmetrics' metrics, which are given features: the
+    backend runs once per batch and its features feed FID, IS, KID alike."""
 
     def __init__(self, num_features: int):
         super().__init__()
@@ -29,21 +30,17 @@ def extract(images: Tensor, backend: FeatureBackend, *, name: str = "images", lo
             warn_rank: bool = True, features_out: list | None = None
             ) -> tuple[FeatureStats, Tensor | None]:
     """Features' mean and covariance (float64, accumulated by torchmetrics'
-    FrechetInceptionDistance) and, if asked, the logits (N, classes) on the CPU.
-    warn_rank: warn when N <= feature dimension (rank-deficient covariance, biased FID).
-    features_out: a list that receives each batch's features (CPU float32), for the metrics
-    that need the features themselves (precision/recall, KID)."""
+    FrechetInceptionDistance) and, if asked, the logits (N, classes) on the CPU. features_out:
+    a list that receives each batch's features (CPU float32), for precision/recall and KID."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from tqdm.auto import tqdm
 
     images = check_images(name, images, min_count=2)
     if warn_rank:
         warn_if_rank_deficient(name, len(images), backend.num_features)
-    batch_size = batch_size or backend.default_batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_positive_int("batch_size", batch_size or backend.default_batch_size)
     device = backend.device
-    accumulator = FrechetInceptionDistance(feature=_GivenFeatures(backend.num_features),
+    accumulator = FrechetInceptionDistance(feature=GivenFeatures(backend.num_features),
                                            sync_on_compute=False).to(device)   # local, even under DDP
     all_logits = []
     for start in tqdm(range(0, len(images), batch_size), disable=not progress,

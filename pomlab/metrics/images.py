@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # ITU-R BT.601 luma weights; they sum to 1, so grey repeated into RGB maps back exactly.
@@ -64,13 +63,3 @@ def to_grey(images: Tensor) -> Tensor:
 def to_rgb(images: Tensor) -> Tensor:
     """(N, 1, H, W) grey -> (N, 3, H, W); RGB input passes through."""
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-
-
-def resize(images: Tensor, size: int) -> Tensor:
-    """Bilinear resize to size x size, antialiased only when shrinking (as pomlab.data.load_digits)."""
-    h, w = images.shape[-2:]
-    if (h, w) == (size, size):
-        return images
-    shrinking = h > size or w > size
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=shrinking).clamp(0.0, 1.0)

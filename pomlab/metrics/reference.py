@@ -1,10 +1,5 @@
-"""Reference statistics (mean/covariance of real features), cached on disk per dataset and backend.
-
-Cache folder: $POMLAB_CACHE/metrics, else ~/.cache/pomlab/metrics. A file's name carries a key
-hashed from the backend's cache tag (name, preprocessing version, weights' sha256), the dataset,
-split, image size and the images' own bytes, so a retrained classifier, other weights, another
-split or size, or changed data never reuse stale statistics. Files are written atomically.
-"""
+"""Reference statistics (mean/covariance of real features), cached on disk per dataset and backend
+under a key of everything that produced them (docs/metrics.md, "Reference statistics cache")."""
 from __future__ import annotations
 
 import hashlib
@@ -20,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_choice, check_positive_int
 from ..data.digits import NATIVE_SIZE as DIGITS_NATIVE_SIZE, SPLITS as DIGITS_SPLITS, load_digits
 from ..io import atomic_write
 from .backends import FeatureBackend, get_backend
@@ -29,13 +25,10 @@ from .scores import FeatureStats
 CACHE_FORMAT = 1
 
 
-def _digits_images(split: str, size: int) -> Tensor:
-    return load_digits(split, size=size)[0]
-
-
 # name -> (loader(split, size) -> float images (N, C, size, size) in [0, 1], native size, splits)
 _DATASETS: dict[str, tuple[Callable[[str, int], Tensor], int, tuple[str, ...]]] = {
-    "digits": (_digits_images, DIGITS_NATIVE_SIZE, DIGITS_SPLITS),
+    "digits": (lambda split, size: load_digits(split, size=size)[0], DIGITS_NATIVE_SIZE,
+               DIGITS_SPLITS),
 }
 
 
@@ -63,12 +56,8 @@ def reference_images(reference: str = "digits", split: str = "train", size: int 
         raise ValueError(f"reference must be one of {reference_datasets()}, got {reference!r} "
                          "(register others with register_reference_dataset)")
     loader, native_size, splits = _DATASETS[reference]
-    if split not in splits:
-        raise ValueError(f"split must be one of {splits} for {reference!r}, got {split!r}")
-    size = native_size if size is None else size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    return loader(split, size)
+    check_choice("split", split, splits)
+    return loader(split, check_positive_int("size", native_size if size is None else size))
 
 
 def default_cache_dir() -> Path:
@@ -83,39 +72,40 @@ def _cache_key(backend: FeatureBackend, reference: str, split: str, images: Tens
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _load_cached(path: Path, key: str) -> FeatureStats | None:
+def _load_cached(path: Path, key: str, with_features: bool
+                 ) -> tuple[FeatureStats, Tensor | None] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            if meta.get("key") != key:
+            if meta.get("key") != key or (with_features and "features" not in data):
                 return None
-            return FeatureStats(mu=data["mu"].astype(np.float64), sigma=data["sigma"].astype(np.float64),
-                                n=int(data["n"]), backend=meta["backend"], source=meta["source"])
+            stats = FeatureStats(mu=data["mu"].astype(np.float64), sigma=data["sigma"].astype(np.float64),
+                                 n=int(data["n"]), backend=meta["backend"], source=meta["source"])
+            return stats, (torch.from_numpy(data["features"]) if with_features else None)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         warnings.warn(f"ignoring unreadable cached statistics {path} ({error}); recomputing",
                       UserWarning, stacklevel=3)
         return None
 
 
-def _reference_pass(reference: str, split: str, size: int | None, backend: FeatureBackend, *,
-                    cache: bool, cache_dir, batch_size: int | None, progress: bool,
-                    with_features: bool) -> tuple[FeatureStats, Tensor | None]:
+def _reference_pass(reference: str, split: str, size: int | None, backend: str | FeatureBackend,
+                    with_features: bool, *, cache: bool = True,
+                    cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
+                    device: str | torch.device | None = None,
+                    weights: str | os.PathLike | None = None, progress: bool = False
+                    ) -> tuple[FeatureStats, Tensor | None]:
     """Statistics (and, with_features, the features (N, dim) float32) of a reference set, from
     the disk cache when a matching file exists, else computed and, with cache=True, stored."""
+    backend = get_backend(backend, weights=weights, device=device)
     images = reference_images(reference, split, size)
     source = reference_label(reference, split, images.shape[-1])
     key = _cache_key(backend, reference, split, images)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     suffix = "-features" if with_features else ""
     path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}{suffix}.npz"
-    if cache and path.is_file():
-        stats = _load_cached(path, key)
-        if stats is not None and not with_features:
-            return stats, None
-        if stats is not None:
-            with np.load(path, allow_pickle=False) as data:
-                if "features" in data:
-                    return stats, torch.from_numpy(data["features"])
+    cached = _load_cached(path, key, with_features) if cache and path.is_file() else None
+    if cached is not None:
+        return cached
     parts: list[Tensor] | None = [] if with_features else None
     stats, _ = extract(images, backend, name=f"reference {source}", logits=False,
                        batch_size=batch_size, progress=progress, features_out=parts)
@@ -132,27 +122,16 @@ def _reference_pass(reference: str, split: str, size: int | None, backend: Featu
 
 
 def reference_statistics(reference: str = "digits", split: str = "train", size: int | None = None,
-                         backend: str | FeatureBackend = "digits", *, cache: bool = True,
-                         cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
-                         device: str | torch.device | None = None,
-                         weights: str | os.PathLike | None = None, progress: bool = False
-                         ) -> FeatureStats:
-    """Mean and covariance of `backend` features of a reference set, from the disk cache when a
-    matching file exists (else computed and, with cache=True, stored). size: pixels at which the
-    real images are loaded before the backend's own resize (None: the dataset's native size)."""
-    backend = get_backend(backend, weights=weights, device=device)
-    return _reference_pass(reference, split, size, backend, cache=cache, cache_dir=cache_dir,
-                           batch_size=batch_size, progress=progress, with_features=False)[0]
+                         backend: str | FeatureBackend = "digits", **options) -> FeatureStats:
+    """Mean and covariance of `backend` features of a reference set loaded at `size` pixels
+    (None: the dataset's native size), cached on disk. options: cache=True, cache_dir,
+    batch_size, device, weights, progress."""
+    return _reference_pass(reference, split, size, backend, False, **options)[0]
 
 
 def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
-                       backend: str | FeatureBackend = "digits", *, cache: bool = True,
-                       cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
-                       device: str | torch.device | None = None,
-                       weights: str | os.PathLike | None = None, progress: bool = False
+                       backend: str | FeatureBackend = "digits", **options
                        ) -> tuple[FeatureStats, Tensor]:
-    """(statistics, features (N, dim) float32) of a reference set, for the metrics that need
-    the real features (precision/recall, KID); cached like the statistics (its own file)."""
-    backend = get_backend(backend, weights=weights, device=device)
-    return _reference_pass(reference, split, size, backend, cache=cache, cache_dir=cache_dir,
-                           batch_size=batch_size, progress=progress, with_features=True)
+    """(statistics, features (N, dim) float32) of a reference set, for precision/recall and KID;
+    cached like the statistics (its own file); options as reference_statistics'."""
+    return _reference_pass(reference, split, size, backend, True, **options)

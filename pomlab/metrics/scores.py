@@ -8,19 +8,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_positive_int
+
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Mean and covariance of one image set's features, with what produced them.
-
-    backend: the backend's cache tag (name, preprocessing version, weights hash);
-    source: what the images were, e.g. "digits:train@16" or "fake".
-    """
+    """Mean and covariance of one image set's features, with what produced them."""
     mu: np.ndarray          # (d,) float64
     sigma: np.ndarray       # (d, d) float64, unbiased (n - 1) covariance
     n: int
-    backend: str = ""
-    source: str = ""
+    backend: str = ""       # the backend's cache tag (name, preprocessing version, weights hash)
+    source: str = ""        # what the images were, e.g. "digits:train@16" or "fake"
 
     @property
     def dim(self) -> int:
@@ -115,17 +113,14 @@ def warn_if_rank_deficient(name: str, n: int, dim: int) -> None:
 
 def inception_score_from_logits(logits, splits: int = 10, seed: int = 0) -> tuple[float, float]:
     """(mean, std) over `splits` random splits of exp(E_x KL(p(y|x) || p(y))), through torchmetrics'
-    InceptionScore (identity feature module: the logits are given). The split permutation uses
-    `seed` in a forked RNG, so the result is reproducible and the global RNG is untouched.
-    With splits=1 the std is NaN (undefined)."""
+    InceptionScore; the splits are drawn in a forked RNG seeded with `seed`. One split: std NaN."""
     from torchmetrics.image.inception import InceptionScore
 
     logits = torch.as_tensor(logits)
     if not logits.dtype.is_floating_point or logits.dim() != 2:
         raise ValueError(f"logits must be a float (N, classes) array, got {logits.dtype} "
                          f"{tuple(logits.shape)}")
-    if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
-        raise ValueError(f"splits must be a positive int, got {splits!r}")
+    check_positive_int("splits", splits)
     if logits.shape[0] < splits:
         raise ValueError(f"the Inception Score needs at least splits={splits} samples, "
                          f"got {logits.shape[0]}")

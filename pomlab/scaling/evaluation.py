@@ -26,9 +26,9 @@ from torch import Tensor
 from ..data import decode_latents, from_model_range, load_vae
 from ..faults import fault_point
 from ..io import atomic_write
-from ..metrics import (FeatureStats, get_backend, inception_score_from_logits,
-                       kernel_inception_distance, load_samples, pool_statistics,
-                       precision_recall, reference_features, stats_distance)
+from ..metrics import (FeatureStats, get_backend, inception_score_from_logits, load_samples,
+                       pool_statistics, reference_features, stats_distance)
+from ..metrics.coverage import coverage_scores
 from ..metrics.extract import extract
 from ..metrics.scores import warn_if_rank_deficient
 from .config import SweepConfig
@@ -80,14 +80,8 @@ def _npz_rows(path: Path, name: str) -> int:
 
 class Evaluator:
     """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks). Under DDP every rank
-    must build it and call it (both are collective).
-
-    reference: "data" is the training set (the embedded digits: pomlab.metrics' cached
-    statistics of digits:train; other sets: reference_samples images drawn with the sweep's
-    seed, decoded, cached under cache_dir); or a path: an .npz holding `mu` and `sigma`
-    (precomputed statistics of this backend, e.g. ADM's ImageNet reference batch) or images
-    (a folder of PNGs or an .npz of images, pomlab.metrics.load_samples).
-    """
+    must build it and call it (both are collective). config.reference: "data" (the training
+    set) or a path (an .npz of `mu` and `sigma`, or images); see docs/scaling.md."""
 
     def __init__(self, config: SweepConfig, trainer, *, cache_dir: str | os.PathLike | None = None):
         self.config, self.trainer = config, trainer
@@ -228,17 +222,8 @@ class Evaluator:
         is_mean, is_std = inception_score_from_logits(torch.cat([part[1] for part in parts]),
                                                       splits=min(IS_SPLITS, fake.n),
                                                       seed=cfg.seed)
-        coverage = {}
-        if self.coverage:
-            fake_features = torch.cat([part[2] for part in parts])
-            precision, recall = precision_recall(self.reference_features, fake_features)
-            kid_mean, kid_std = kernel_inception_distance(self.reference_features, fake_features,
-                                                          seed=cfg.seed)
-            prefix = self.backend.fid_name[:-len("FID")]
-            coverage = {"pr_name": f"{prefix}precision/recall (k=3)", "precision": precision,
-                        "recall": recall, "kid_name": f"{prefix}KID", "kid_mean": kid_mean,
-                        "kid_std": kid_std}
-        return {"fid_name": self.backend.fid_name, "fid": stats_distance(self.reference, fake),
-                "is_name": self.backend.is_name, "is_mean": is_mean, "is_std": is_std,
-                "n_fake": fake.n, "n_real": self.reference.n, "reference": self.reference.source,
-                "backend_tag": self.backend.cache_tag, **coverage}
+        coverage = (coverage_scores(self.reference_features, torch.cat([part[2] for part in parts]),
+                                    self.backend, seed=cfg.seed) if self.coverage else {})
+        return {**self.backend.labels, "fid": stats_distance(self.reference, fake),
+                "is_mean": is_mean, "is_std": is_std, "n_fake": fake.n,
+                "n_real": self.reference.n, "reference": self.reference.source, **coverage}

@@ -1,19 +1,7 @@
-"""Fits of a metric against training compute (or measured wall-clock time).
-
-- Power law, OLS in log-log: log10 y = a + b log10 C (`loglog_fit`).
-- Saturating law y = a C^(-b) + c (`saturating_fit`, scipy curve_fit on log10 y, so errors are
-  relative as in the power law); R^2 of both on log10 y, so they compare directly.
-- Compute-optimal frontier (`frontier`): of all evaluations of one mixer's sizes, those no
-  cheaper evaluation beats (the best FID reachable with at most that compute), with both laws
-  fitted to it.
-
-Groups (fit_table): "model" (one model's evaluations along training), "mixer" (all sizes of a
-mixer pooled) and "frontier". With one seed the 95% intervals are the textbook ones (Student t
-on the fit's residuals: n - 2 dof for the line, n - 3 for the saturating law; NaN without
-residual dof), which treat the evaluations of one run as independent; they are not (one run's
-errors are correlated), so they are too narrow. With several seeds (--seeds) the points are the
-means over seeds and the intervals are a percentile bootstrap over runs: every resample redraws,
-for each model, its seeds with replacement and refits everything.
+"""Fits of a metric against training compute (or measured wall-clock time): the power law (OLS in
+log-log), the saturating law y = a C^(-b) + c and the compute-optimal frontier, per model, per
+mixer pooled and per frontier, with 95% intervals: Student t with one seed (too narrow: one run's
+evaluations are correlated), a percentile bootstrap over seeds with several (docs/scaling.md).
 """
 from __future__ import annotations
 
@@ -25,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from ..checks import check_choice
 from ..io import atomic_to_csv, atomic_write_json
 
 LOG_BASE = 10
@@ -79,11 +68,9 @@ def _r2(log_y: np.ndarray, log_fit: np.ndarray) -> float:
 
 
 def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -> dict:
-    """y = a * x^(-b) + c, least squares on log10 y (scipy curve_fit, a > 0, b >= 0, c >= 0):
-    n, a, b, c, 95% CIs of b and c (Student t, n - 3 dof, from curve_fit's covariance; NaN
-    when n < 4), r2 on log10 y. NaN throughout when n < 3 or the fit fails. `start`: a fit
-    of similar data (its a, b, c) to start from, else three starts are tried; intervals=False
-    skips the CIs (the bootstrap's refits)."""
+    """y = a * x^(-b) + c, least squares on log10 y (a > 0, b >= 0, c >= 0): n, a, b, c, 95% CIs
+    of b and c (Student t, n - 3 dof; NaN when n < 4), r2 on log10 y; NaN when n < 3 or the fit
+    fails. `start`: a fit of similar data to start from (else three starts are tried)."""
     x, y = _positive_pair(x, y, "a saturating fit")
     nan = float("nan")
     result = {"n": int(len(x)), "a": nan, "b": nan, "c": nan, "b_ci95": [nan, nan],
@@ -133,8 +120,7 @@ def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -
 def frontier(points: pd.DataFrame, x: str, y: str, better: str = "lower") -> pd.DataFrame:
     """The compute-optimal frontier of `points`: sorted by x, the rows whose y beats every row
     with x at most theirs (strictly lower y for better="lower", higher for "higher")."""
-    if better not in ("lower", "higher"):
-        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    check_choice("better", better, ("lower", "higher"))
     sign = 1.0 if better == "lower" else -1.0
     ordered = points.assign(_key=sign * points[y]).sort_values([x, "_key"], kind="stable")
     best, keep = np.inf, []
@@ -145,19 +131,16 @@ def frontier(points: pd.DataFrame, x: str, y: str, better: str = "lower") -> pd.
 
 
 def with_wall_clock(results: pd.DataFrame, timings: pd.DataFrame | None) -> pd.DataFrame:
-    """results with WALL_COLUMN: each run's measured training seconds up to that evaluation
-    (timings.csv's train_seconds summed over the run's evaluations so far; a resumed interval
-    counts what it retrained). NaN where timings are missing."""
+    """results with WALL_COLUMN: each run's training seconds up to that evaluation (timings.csv's
+    train_seconds summed so far; a resumed interval counts what it retrained), NaN without."""
     results = with_seed(results)
     if timings is None or timings.empty:
         return results.assign(**{WALL_COLUMN: np.nan})
     timings = with_seed(timings).sort_values(["model", "seed", "step"], kind="stable")
     timings = timings.assign(**{WALL_COLUMN: timings.groupby(["model", "seed"])["train_seconds"]
                                 .cumsum()})
-    merged = results.drop(columns=[WALL_COLUMN], errors="ignore").merge(
-        timings[["model", "seed", "step", WALL_COLUMN]], on=["model", "seed", "step"],
-        how="left")
-    return merged
+    return results.drop(columns=[WALL_COLUMN], errors="ignore").merge(
+        timings[["model", "seed", "step", WALL_COLUMN]], on=["model", "seed", "step"], how="left")
 
 
 def with_seed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,8 +171,7 @@ def _quick_line(x, y) -> dict:
 def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str,
                     starts: dict | None = None) -> dict:
     """Every fit of one metric against one x, keyed (group, model): per model, per mixer pooled,
-    per mixer frontier; each {"line": loglog_fit, "sat": saturating_fit, "rows": points}.
-    starts: earlier fits by key, whose saturating parameters start these (bootstrap)."""
+    per mixer frontier. starts: earlier fits by key to start from (the bootstrap's quick refits)."""
     fits = {}
 
     def add(group, model, part, labels):
@@ -251,11 +233,9 @@ def _interval(values: np.ndarray) -> list[float]:
 
 def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
               resamples: int | None = None, seed: int = BOOTSTRAP_SEED) -> list[dict]:
-    """Every fit of a results frame: per metric (FID, IS), per x (training compute; measured
-    wall-clock when timings are given), per group (model, mixer, frontier), the power law and
-    the saturating law, with 95% intervals (see the module doc; `resamples` bootstrap resamples
-    when the models have several seeds, default BOOTSTRAP_RESAMPLES). Models in the frame's
-    order."""
+    """Every fit of a results frame (rows of FIT_COLUMNS): per metric, per x (training compute;
+    wall-clock when timings are given), per group, both laws with 95% intervals (`resamples`
+    bootstrap resamples when the models have several seeds). Models in the frame's order."""
     resamples = BOOTSTRAP_RESAMPLES if resamples is None else resamples
     results = with_seed(results)
     axes = {"compute": X_COLUMN}
@@ -280,23 +260,17 @@ def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
 
 def _fit_row(metric, axis, group, model, fit, boot, x) -> dict:
     line, sat, part = fit["line"], fit["sat"], fit["rows"]
-    if boot is not None:
-        ci = "bootstrap over seeds"
-        slope_ci, intercept_ci = _interval(boot[:, 0]), _interval(boot[:, 1])
-        b_ci, c_ci = _interval(boot[:, 2]), _interval(boot[:, 3])
-    else:
-        ci = "t (one run: too narrow)"
-        slope_ci, intercept_ci = line["slope_ci95"], line["intercept_ci95"]
-        b_ci, c_ci = sat["b_ci95"], sat["c_ci95"]
-    return {"metric": metric, "x": axis, "group": group, "model": model, **fit["labels"],
-            "n": line["n"], "n_seeds": int(part["n_seeds"].min()) if len(part) else 0, "ci": ci,
-            "slope": line["slope"], "slope_ci95_low": slope_ci[0], "slope_ci95_high": slope_ci[1],
-            "intercept": line["intercept"], "intercept_ci95_low": intercept_ci[0],
-            "intercept_ci95_high": intercept_ci[1], "r2": line["r2"],
-            "sat_a": sat["a"], "sat_b": sat["b"], "sat_b_ci95_low": b_ci[0],
-            "sat_b_ci95_high": b_ci[1], "sat_c": sat["c"], "sat_c_ci95_low": c_ci[0],
-            "sat_c_ci95_high": c_ci[1], "sat_r2": sat["r2"],
-            "x_min": float(part[x].min()), "x_max": float(part[x].max())}
+    row = {"metric": metric, "x": axis, "group": group, "model": model, **fit["labels"],
+           "n": line["n"], "n_seeds": int(part["n_seeds"].min()) if len(part) else 0,
+           "ci": "t (one run: too narrow)" if boot is None else "bootstrap over seeds",
+           "slope": line["slope"], "intercept": line["intercept"], "r2": line["r2"],
+           "sat_a": sat["a"], "sat_b": sat["b"], "sat_c": sat["c"], "sat_r2": sat["r2"],
+           "x_min": float(part[x].min()), "x_max": float(part[x].max())}
+    t_intervals = (line["slope_ci95"], line["intercept_ci95"], sat["b_ci95"], sat["c_ci95"])
+    for i, name in enumerate(("slope", "intercept", "sat_b", "sat_c")):   # _bootstrap's columns
+        low, high = t_intervals[i] if boot is None else _interval(boot[:, i])
+        row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = low, high
+    return row
 
 
 def _json_safe(value):
@@ -316,8 +290,7 @@ def _json_safe(value):
 def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
                csv_path: str | os.PathLike | None = None,
                timings: pd.DataFrame | None = None) -> dict:
-    """Fit everything (fit_table) and write the JSON (labels, conventions, fits; NaN as null)
-    and a tidy CSV (FIT_COLUMNS)."""
+    """fit_table, written as JSON (labels, conventions, fits; NaN as null) and a tidy CSV."""
     fits = fit_table(results, timings)
     labels = {c: sorted(set(results[c].dropna().tolist()), key=str) for c in LABEL_COLUMNS
               if c in results}
@@ -348,9 +321,8 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
 
 
 def slopes_table(fits: list[dict]) -> pd.DataFrame:
-    """FID and IS slopes against compute side by side, one row per model, per mixer (pooled)
-    and per frontier, for printing: slope [95% CI], R^2, n, seeds, and FID's saturating law
-    (floor c, R^2)."""
+    """FID and IS slopes against compute side by side (slope [95% CI], R^2, n, seeds; FID's
+    saturating floor and R^2), one row per fit group and model, for printing."""
     def cell(f):
         if f["slope"] is None or not np.isfinite(f["slope"]):
             return "n/a"
