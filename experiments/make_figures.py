@@ -40,9 +40,7 @@ def main(argv=None):
 
 def exit_status(report) -> int:
     """1 when a results file was found but could not be drawn, else 0."""
-    if report is None:
-        return 0
-    return int(((report.status == "skipped") & report.source.notna()).any())
+    return 0 if report is None else int(((report.status == "skipped") & report.source.notna()).any())
 
 
 if __name__ == "__main__":

@@ -92,8 +92,7 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
         ax.text(0.02, summary["budget_gib"], f" budget {summary['budget_gib']:g} GiB",
                 transform=ax.get_yaxis_transform(), fontsize=7, va="bottom", color="dimgrey")
         plotting.loglog(ax, "image side (pixels)", "training memory (GiB)")
-        resolutions = sorted(finite.resolution.unique())
-        plotting.log_ticks(ax, resolutions, [str(r) for r in resolutions])
+        plotting.log_ticks(ax, finite.resolution)
         ax.legend(fontsize=7)
         fig.suptitle(f"{summary['model_size']}/{summary['patch']} paper scale, depth "
                      f"{summary['depth']}, batch {summary['batch']}, {summary['dtype']}, "

@@ -143,12 +143,16 @@ LEGEND_LOCATIONS = ("upper right", "lower left", "upper left", "lower right", "c
                     "center left", "upper center", "lower center")
 
 
+def _marked_lines(ax) -> list:
+    return [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "", " ", ",")]
+
+
 def data_points(ax) -> np.ndarray:
     """(n, 2) display coordinates of every plotted marker of ax (lines drawn with a marker and
     scatter collections): the measured data a legend must not hide."""
     points = [np.empty((0, 2))]
-    for line in ax.get_lines():
-        if line.get_visible() and line.get_marker() not in (None, "None", "", " ", ","):
+    for line in _marked_lines(ax):
+        if line.get_visible():
             x, y = (np.asarray(v, dtype=float) for v in line.get_data())
             points.append(ax.transData.transform(np.column_stack([x, y])))
     for collection in ax.collections:
@@ -160,8 +164,7 @@ def data_points(ax) -> np.ndarray:
 
 
 def _marker_radius_px(ax) -> float:
-    sizes = [line.get_markersize() for line in ax.get_lines()
-             if line.get_marker() not in (None, "None", "", " ", ",")]
+    sizes = [line.get_markersize() for line in _marked_lines(ax)]
     return (max(sizes, default=0.0) / 2) * ax.figure.dpi / 72
 
 

@@ -57,10 +57,8 @@ def _kind(kind: str) -> ResultKind:
 
 def find_results(root: str | os.PathLike, skip: str | os.PathLike | None = None
                  ) -> dict[str, list[Path]]:
-    """For every kind, the folders under root (root included) holding its file, sorted.
-
-    Hidden folders, the scaling sweep's per-run folders (runs/) and ``skip`` (e.g. the figures
-    output folder) are not searched."""
+    """For every kind, the folders under root (root included) holding its file, sorted; hidden
+    folders, the sweep's per-run folders (runs/) and ``skip`` (the figures folder) left out."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"results folder {str(root)!r} does not exist")
@@ -105,9 +103,8 @@ def load_table(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
 
 
 def load_all(root: str | os.PathLike, kind: str) -> list[tuple[Path, pd.DataFrame]]:
-    """(folder, table) for every readable ``kind`` result under root. A file that cannot be read
-    as one (foreign, truncated) is skipped with a warning that says why; FileNotFoundError when
-    none is left (naming the command that writes them)."""
+    """(folder, table) for every readable ``kind`` result under root; an unreadable file (foreign,
+    truncated) is skipped with a warning, FileNotFoundError when none is left."""
     loaded = []
     for folder in locate(root, kind):
         try:

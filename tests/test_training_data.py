@@ -52,7 +52,7 @@ def test_folder_errors(tmp_path):
         load_dataset("imagenet")
     with pytest.raises(ValueError, match="one split"):       # not silently the whole folder
         load_dataset("folder", root=tmp_path / "empty", split="heldout")
-    with pytest.raises(ValueError, match="channels must be 1 or 3"):   # before any file is read
+    with pytest.raises(ValueError, match="channels must be one of 1, 3"):   # before any file is read
         load_dataset("cifar10", root=tmp_path, channels=2)
 
 

@@ -46,7 +46,7 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     if name == "digits":
         images, labels = load_digits(split, size, 1 if channels is None else channels)
         return TensorImageDataset(images, labels, DIGITS_CLASSES, "digits")
-    check_choice("channels", channels, (None, 1, 3))
+    check_choice("channels", 3 if channels is None else channels, (1, 3))
     images, labels = load_cifar10(root, split)
     if channels == 1:
         images = images.mean(1, keepdim=True)

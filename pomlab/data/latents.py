@@ -11,6 +11,7 @@ meta.json is complete. Shards are memory-mapped when read.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import os
 from pathlib import Path
@@ -105,9 +106,7 @@ class LatentShards(ImageDataset):
         self.scale_factor = meta["scale_factor"]
         self.name = f"latents:{self.root}"
         self.counts = [s["count"] for s in meta["shards"]]
-        self.starts = [0]
-        for c in self.counts:
-            self.starts.append(self.starts[-1] + c)
+        self.starts = [0, *itertools.accumulate(self.counts)]
         self._shards: dict[int, dict] = {}
         nbytes = self.starts[-1] * self.channels * self.size * self.size * 2
         self._tensors = None

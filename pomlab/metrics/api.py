@@ -9,7 +9,7 @@ from torch import Tensor
 from .backends import FeatureBackend, get_backend
 from .extract import extract
 from .images import check_images
-from .coverage import DEFAULT_K, coverage_scores
+from .coverage import DEFAULT_K, KID_SUBSET_SIZE, KID_SUBSETS, coverage_scores
 from .reference import reference_features, reference_statistics
 from .scores import inception_score_from_logits, stats_distance
 
@@ -50,7 +50,7 @@ def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
              cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
              device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
              progress: bool = False, coverage: bool = True, k: int = DEFAULT_K,
-             kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+             kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE) -> dict:
     """FID against cached reference statistics and IS of `fake` in one pass over the samples, with
     coverage also precision/recall and KID against the reference's cached features: a flat,
     labelled dict (keys in docs/metrics.md). The reference images are loaded at `size` pixels

@@ -33,7 +33,6 @@ class FeatureBackend(nn.Module):
     name: str                  # "digits" | "inception"
     fid_name: str              # how its FID is labelled, e.g. "digits-FID"
     is_name: str
-    description: str
     num_features: int          # torchmetrics reads this instead of probing with a dummy image
     num_classes: int
     default_batch_size: int
@@ -69,7 +68,6 @@ class DigitsBackend(FeatureBackend):
     name = "digits"
     fid_name = "digits-FID"
     is_name = "digits-IS"
-    description = "pomlab digits classifier (16x16 grey CNN), not Inception"
     default_batch_size = 512
 
     def __init__(self, weights: str | os.PathLike | None = None):
@@ -103,7 +101,6 @@ class InceptionBackend(FeatureBackend):
     name = "inception"
     fid_name = "Inception-FID"
     is_name = "Inception-IS"
-    description = "InceptionV3 (torch-fidelity 2015-12-05 weights, TF1 resize, antialias=False)"
     num_features = 2048
     num_classes = 1008
     default_batch_size = 64

@@ -11,6 +11,7 @@ from ..checks import check_int, check_positive_int
 from .extract import GivenFeatures
 
 DEFAULT_K = 3
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
 
 def _features(name: str, value) -> Tensor:
@@ -60,8 +61,8 @@ def precision_recall(real, fake, k: int = DEFAULT_K, chunk: int = 1024) -> tuple
     return float(precision), float(recall)
 
 
-def kernel_inception_distance(real, fake, *, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(real, fake, *, subsets: int = KID_SUBSETS,
+                              subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple[float, float]:
     """(mean, std) of KID over `subsets` random subsets of min(subset_size, N_real, N_fake)
     samples each (torchmetrics; subsets drawn in a forked RNG seeded with `seed`)."""
     from torchmetrics.image.kid import KernelInceptionDistance
@@ -82,7 +83,7 @@ def kernel_inception_distance(real, fake, *, subsets: int = 100, subset_size: in
 
 
 def coverage_scores(real, fake, backend, *, k: int = DEFAULT_K, seed: int = 0,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+                    kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE) -> dict:
     """Precision/recall and KID of fake features against real ones, labelled like the
     backend's FID (e.g. "digits-KID")."""
     precision, recall = precision_recall(real, fake, k=k)

@@ -1,21 +1,10 @@
-"""Training compute in the DiT paper's convention (its Figure 9 / the PoM paper's Figure 5).
-
-A training step costs forward + backward = 3 forward passes per image, so the compute after
-`images_seen` images is 3 * GFLOPs(forward, batch 1) * images_seen, with GFLOPs from
-pomlab.models.gflops (one multiply-add = one FLOP, attention and PoM's elementwise work counted).
-"""
+"""Training compute in the DiT paper's convention (its Figure 9 / the PoM paper's Figure 5):
+3 x forward GFLOPs per image (pomlab.models.gflops, batch 1) x images seen."""
 from __future__ import annotations
 
-from torch import nn
-
-from ..models import gflops
+from ..models import gflops as gflops_per_image  # noqa: F401  (forward, one image)
 
 FORWARD_AND_BACKWARD = 3        # backward ~ 2 forwards (DiT's convention)
-
-
-def gflops_per_image(model: nn.Module) -> float:
-    """Forward GFLOPs of one image at the model's own input size (pomlab.models.gflops)."""
-    return gflops(model)
 
 
 def images_seen(step: int, batch_size: int) -> int:

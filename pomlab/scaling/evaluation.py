@@ -1,15 +1,8 @@
-"""FID and IS of a Trainer's samples, deterministic and independent of how many ranks share it.
-
-The fid_samples samples are cut into fixed chunks of about eval_chunk; chunk i draws its noise
-from seed `chunk_seed(seed, i)` and its labels are the balanced sequence 0, 1, ..., C-1, 0, ...
-(sample j has label j mod C), with the EMA weights. Under DDP the ranks take the chunks in turn
-and rank 0 pools the per-chunk feature statistics (pomlab.metrics.pool_statistics) and logits,
-so every rank count gives the same numbers up to round-off, and no rank ever holds all samples.
-Reference statistics of training data are extracted the same way (chunks shared by the ranks):
-were rank 0 alone to decode and score thousands of images, the other ranks would wait in their
-first collective, past NCCL's timeout for large reference sets.
-Latent samples are decoded to pixels with the VAE before the metric backend sees them.
-"""
+"""FID and IS of a Trainer's samples, deterministic and independent of how many ranks share it:
+fixed chunks, each with its own noise seed and balanced labels, taken by the ranks in turn and
+pooled on rank 0 (docs/scaling.md). Reference statistics of training data are extracted in
+chunks shared by the ranks too: were rank 0 alone to decode and score thousands of images, the
+other ranks would wait in their first collective, past NCCL's timeout."""
 from __future__ import annotations
 
 import hashlib

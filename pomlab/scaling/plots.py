@@ -1,8 +1,8 @@
-"""The scaling figure (the paper's Figure 5): FID and IS against training compute (or measured
-training time), log-log, one colour per size, per-model regression lines, the all-sizes fit, the
-compute-optimal frontier with its fits; one panel per mixer."""
+"""The scaling figures: the paper's Figure 5 (one panel per mixer) and PoM against MHA on shared
+axes; what they show is in docs/scaling.md."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plotting
+from ..checks import check_choice
 from .config import FAMILY_OF, MIXERS
 from .fits import BETTER, METRICS, X_AXES, X_COLUMN, frontier, seed_means, with_seed
 
@@ -17,10 +18,16 @@ COMPUTE_LABEL = "training compute (GFLOPs)"
 AXIS_LABELS = {"compute": COMPUTE_LABEL, "wall": "measured training time (s)"}
 
 
+def _mixers(results: pd.DataFrame) -> list[str]:
+    mixers = [m for m in MIXERS if m in set(results["mixer"])]
+    if not mixers:
+        raise ValueError("no results to plot")
+    return mixers
+
+
 def describe_results(results: pd.DataFrame) -> str:
     """One line saying what produced the numbers (scale, data, metric backend, samples, device)."""
-    def one(column):
-        return plotting.distinct(results, column)
+    one = functools.partial(plotting.distinct, results)
     guidance = (one("cfg_guidance") if "cfg_guidance" in results
                 and results["cfg_guidance"].notna().any() else "standard")  # older rows: standard
     return (f"{one('scale')} scale, {one('dataset')}, {one('fid_name')} & {one('is_name')} of "
@@ -87,17 +94,11 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis:
 
 def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
                  metrics: tuple[str, ...] = ("fid", "is"), x: str = "compute") -> list[Path]:
-    """The paper's Figure 5 with the compute-optimal frontier. Rows: metrics; columns: mixers
-    present (PoM, then MHA). Each size's evaluations (means +- s.d. over seeds when there are
-    several) with its power-law line, all sizes pooled (grey dashed), the frontier (ringed
-    points) with its power-law fit (black) and, for FID, its saturating fit (dotted).
-    x: "compute" (training GFLOPs) or "wall" (measured training seconds: results must hold
-    train_wall_seconds, see fits.with_wall_clock). Writes stem.png and stem.pdf."""
-    if x not in X_AXES:
-        raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
-    mixers = [m for m in MIXERS if m in set(results["mixer"])]
-    if not mixers:
-        raise ValueError("no results to plot")
+    """The paper's Figure 5 with the compute-optimal frontier, metrics in rows, mixers in columns;
+    x: "compute" (training GFLOPs) or "wall" (results must hold train_wall_seconds, see
+    fits.with_wall_clock). Writes stem.png and stem.pdf."""
+    check_choice("x", x, X_AXES)
+    mixers = _mixers(results)
     results = with_seed(results)
     by_key = {(f["metric"], f.get("x", "compute"), f["group"], f["model"]): f for f in fits}
     with plotting.style():
@@ -124,9 +125,7 @@ def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | o
                           metrics: tuple[str, ...] = ("fid", "is")) -> list[Path]:
     """PoM against MHA on shared axes: one panel per metric, every evaluation (colour = mixer,
     marker = size) and each mixer's all-sizes fit with its slope. Writes stem.png and .pdf."""
-    mixers = [m for m in MIXERS if m in set(results["mixer"])]
-    if not mixers:
-        raise ValueError("no results to plot")
+    mixers = _mixers(results)
     pooled = {(f["metric"], f["mixer"]): f for f in fits
               if f["group"] == "mixer" and f.get("x", "compute") == "compute"}
     with plotting.style():

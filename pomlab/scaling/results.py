@@ -1,15 +1,7 @@
-"""The files of a sweep folder, written so that kills, restarts and concurrent jobs are safe.
-
-    OUT/sweep.json              the settings every job writing into OUT must share
-    OUT/runs/<model>/evals.csv  one row per finished evaluation of that model (only its own job
-                                writes it, atomically, after each evaluation)
-    OUT/runs/<model>/timings.csv  wall-clock and CPU seconds per evaluation (not compared)
-    OUT/runs/<model>/checkpoints, metrics.csv, config.json   pomlab.train's run folder
-    OUT/results.csv, OUT/timings.csv   merges of the per-run files (idempotent, atomic, locked)
-
-Every write is atomic (temporary file + os.replace); read-modify-write steps on shared files hold
-an exclusive lock on OUT/.lock, so separate processes (torchrun jobs for different sizes) can
-share OUT.
+"""The files of a sweep folder (OUT/sweep.json, OUT/runs/<run>/evals.csv and timings.csv, their
+merges OUT/results.csv and OUT/timings.csv; docs/scaling.md), written so that kills, restarts and
+concurrent jobs are safe: every write is atomic, and read-modify-write steps on shared files hold
+an exclusive lock on OUT/.lock, so separate jobs (torchrun jobs for different sizes) can share OUT.
 """
 from __future__ import annotations
 
@@ -53,10 +45,6 @@ TIMING_COLUMNS = [
 ]
 
 
-def _holder_record() -> str:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-
-
 def _read_holder(handle) -> dict | None:
     """The holder a lock file records (None: released cleanly, or not a record of ours)."""
     handle.seek(0)
@@ -65,6 +53,10 @@ def _read_holder(handle) -> dict | None:
     except ValueError:
         return None
     return holder if isinstance(holder, dict) and "pid" in holder else None
+
+
+def _holder_name(holder: dict) -> str:
+    return f"pid {holder['pid']} on {holder.get('host', '?')}"
 
 
 def _is_dead(holder: dict) -> bool:
@@ -80,20 +72,13 @@ def _is_dead(holder: dict) -> bool:
     return False
 
 
-def _describe(holder: dict) -> str:
-    return f"pid {holder['pid']} on {holder.get('host', '?')}"
-
-
 @contextlib.contextmanager
 def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
-    """An exclusive advisory flock on `path` (created with its folder), released on exit and
-    when the process dies. Waits for it, or with `busy` raises busy() when another holds it.
-    On systems without fcntl: no lock (single-job use only).
-
-    The file records its holder (pid, host) while held and is emptied on release. A record
-    found on taking the lock means its holder died holding it: taken over with a one-line
-    notice. A lock still held although its recorded holder is dead (its file descriptor
-    inherited by a process that outlived it) is broken: the file is replaced by a new one."""
+    """An exclusive advisory flock on `path`, released on exit and when the process dies; waited
+    for, or with `busy` raises busy() when another holds it (no lock without fcntl). The file
+    records its holder (pid, host) while held: a record found on taking the lock is taken over
+    with a notice; a lock held although its holder is dead (a descriptor inherited by a process
+    that outlived it) is broken by replacing the file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -112,7 +97,7 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
                         raise busy() from None
                     time.sleep(LOCK_POLL_SECONDS)
                     continue
-                print(f"notice: {path} is held although its holder ({_describe(holder)}) is "
+                print(f"notice: {path} is held although its holder ({_holder_name(holder)}) is "
                       "gone; breaking it", file=sys.stderr)
                 with contextlib.suppress(FileNotFoundError):
                     if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
@@ -126,11 +111,11 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
                 continue
             holder = _read_holder(handle)
             if holder is not None:
-                print(f"notice: taking over {path} from {_describe(holder)}, which died "
+                print(f"notice: taking over {path} from {_holder_name(holder)}, which died "
                       "holding it", file=sys.stderr)
             handle.seek(0)
             handle.truncate()
-            handle.write(_holder_record())
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
             handle.flush()
             try:
                 yield
