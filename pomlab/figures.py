@@ -276,12 +276,9 @@ _SKIPPABLE = (ValueError, KeyError, FileNotFoundError, pd.errors.ParserError,
 
 def make_figures(results_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                  log: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Draw every paper figure that the results under ``results_dir`` allow, into ``out``
-    (default results_dir/figures), mirroring the results' folders: results/speed_cpu/speed.csv
-    gives out/speed_cpu/speed.png and .pdf. Nothing is retrained or re-measured.
-
-    Returns one row per (figure, source folder): status "made" (files = the PNGs and PDFs
-    written) or "skipped" (detail = why: no such results, or what was wrong with them)."""
+    """Draw every paper figure that the results under ``results_dir`` allow into a mirror of their
+    folders under ``out`` (default results_dir/figures). One row per (figure, source folder):
+    status "made" (files written) or "skipped" (detail: why)."""
     root = Path(results_dir)
     out = root / "figures" if out is None else Path(out)
     found = find_results(root, skip=out)

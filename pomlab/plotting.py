@@ -179,11 +179,9 @@ def hidden_points(ax, legend, renderer) -> int:
 
 
 def place_legend(ax, outside: str = "right", inside: bool = True, **kwargs):
-    """ax.legend(**kwargs) at the first of LEGEND_LOCATIONS where it hides no marker of ax (call
-    it after the figure's layout is final, then fig.tight_layout(), or use legends_and_layout);
-    else (or with inside=False) outside the axes,
-    `outside` "right" or "below" (under the axis label), the figure grown by the legend's size
-    so the axes keep theirs."""
+    """ax.legend(**kwargs) at the first of LEGEND_LOCATIONS where it hides no marker of ax, else
+    (or with inside=False) `outside` "right" or "below" the axes, the figure grown to fit it.
+    Call it once the layout is final (or use legends_and_layout)."""
     check_choice("outside", outside, ("right", "below"))
     fig = ax.figure
     renderer = fig.canvas.get_renderer()

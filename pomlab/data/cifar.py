@@ -14,11 +14,8 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 def load_cifar10(root: str | os.PathLike, split: str = "train") -> tuple[Tensor, Tensor]:
-    """Images (N, 3, 32, 32) float32 in [0, 1] and labels (N,) int64.
-
-    split: "train" (50000) or "heldout" (the 10000 test images). `root` must hold
-    cifar-10-batches-py/ (the extracted python version of the archive).
-    """
+    """Images (N, 3, 32, 32) float32 in [0, 1] and labels (N,) int64 of the "train" (50000) or
+    "heldout" (the 10000 test images) split; `root` holds the extracted cifar-10-batches-py/."""
     check_choice("split", split, ("train", "heldout"))
     try:
         from torchvision.datasets import CIFAR10

@@ -16,11 +16,8 @@ DEFAULT_SIZE = {"digits": 16, "cifar10": 32, "folder": 256}
 def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str = "train",
                  image_size: int | None = None, channels: int | None = None,
                  hflip: bool = False) -> ImageDataset:
-    """name: "digits" (embedded, default 16 px, 1 channel), "folder" (root/<class>/<images>,
-    default 256 px, 3 channels), "cifar10" (root holds cifar-10-batches-py, 32 px), or
-    "latents" (root made by experiments/encode_latents.py; size/channels come from it).
-    split: "train" or "heldout" (digits and cifar10); folders and latents are one split, "train".
-    """
+    """name: one of DATASETS (docs/training.md, "Datasets"); split: "train" or "heldout" (digits,
+    cifar10; folders and latents are one split, "train")."""
     check_choice("dataset", name, DATASETS)
     if hflip and name != "folder":
         raise ValueError(f"hflip (random horizontal flips) applies to image folders "

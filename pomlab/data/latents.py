@@ -150,10 +150,8 @@ class LatentShards(ImageDataset):
 @torch.no_grad()
 def encode_images(vae, images: Tensor, scale_factor: float = SD_VAE_SCALE_FACTOR, *,
                   sample: bool = True, generator: torch.Generator | None = None) -> Tensor:
-    """Images in [-1, 1] (N, 3, H, W) -> scaled latents with a diffusers AutoencoderKL.
-
-    sample=True draws from the posterior (DiT's preprocessing), False takes its mean.
-    """
+    """Images in [-1, 1] (N, 3, H, W) -> scaled latents with a diffusers AutoencoderKL, drawn
+    from the posterior (DiT's preprocessing) or, sample=False, its mean."""
     dist = vae.encode(images).latent_dist
     latents = dist.sample(generator=generator) if sample else dist.mean
     return latents * scale_factor

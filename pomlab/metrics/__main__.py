@@ -18,7 +18,7 @@ from .reference import reference_datasets
 from .sample_files import load_samples
 
 
-def _parse(argv):
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m pomlab.metrics",
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,11 +39,7 @@ def _parse(argv):
     parser.add_argument("--no-cache", action="store_true", help="do not read/write cached statistics")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = _parse(argv)
+    args = parser.parse_args(argv)
     fake = load_samples(args.fake, key=args.key)
     backend = get_backend(args.backend, weights=args.weights, device=args.device)
     dataset, _, split = args.real.partition(":")

@@ -10,10 +10,8 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 def check_images(name: str, images, *, min_count: int = 1) -> Tensor:
-    """Validate float images (N, C, H, W), C in {1, 3}, finite, in [0, 1]; return them as a tensor.
-
-    numpy arrays are accepted and converted. Errors name `name` and what was expected.
-    """
+    """Validate float images (N, C, H, W), C in {1, 3}, finite, in [0, 1] (a tensor or numpy
+    array); return them as a tensor."""
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, Tensor):

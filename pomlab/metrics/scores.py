@@ -48,14 +48,9 @@ def _sqrt_psd(name: str, matrix: np.ndarray) -> np.ndarray:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64:
-
-        ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)).
-
-    tr((S1 S2)^(1/2)) is taken as tr((S1^(1/2) S2 S1^(1/2))^(1/2)), the square root of a symmetric
-    PSD matrix, which stays stable for the rank-deficient covariances of small sample sets
-    (scipy.linalg.sqrtm of the non-symmetric product does not). Inputs: numpy arrays or tensors.
-    """
+    """||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)) in float64, the
+    last trace taken as tr((S1^(1/2) S2 S1^(1/2))^(1/2)): the root of a symmetric PSD matrix stays
+    stable for the rank-deficient covariances of small sets (scipy's sqrtm of S1 S2 does not)."""
     mu1, mu2 = _as_float64("mu1", mu1), _as_float64("mu2", mu2)
     sigma1, sigma2 = _as_float64("sigma1", sigma1), _as_float64("sigma2", sigma2)
     if mu1.ndim != 1 or mu1.shape != mu2.shape:
