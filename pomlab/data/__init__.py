@@ -1,7 +1,7 @@
 """Datasets: the embedded digits (default), image folders, CIFAR-10, latent shards; a resumable
 DDP-sharded batch sampler."""
 from .cifar import load_cifar10
-from .datasets import DATASETS, load_dataset
+from .datasets import DATASETS, DATASETS_ON_DISK, load_dataset
 from .digits import NUM_CLASSES as DIGITS_NUM_CLASSES, load_digits
 from .images import (ImageDataset, ImageFolder, TensorImageDataset, from_model_range,
                      to_model_range)
@@ -9,7 +9,7 @@ from .latents import (SD_VAE_SCALE_FACTOR, LatentShards, LatentShardWriter, deco
                       encode_images, load_vae)
 from .sampler import ShardedBatchSampler
 
-__all__ = ["load_digits", "DIGITS_NUM_CLASSES", "load_dataset", "DATASETS", "load_cifar10",
-           "ImageDataset", "ImageFolder", "TensorImageDataset", "to_model_range",
+__all__ = ["load_digits", "DIGITS_NUM_CLASSES", "load_dataset", "DATASETS", "DATASETS_ON_DISK",
+           "load_cifar10", "ImageDataset", "ImageFolder", "TensorImageDataset", "to_model_range",
            "from_model_range", "LatentShards", "LatentShardWriter", "encode_images",
            "decode_latents", "load_vae", "SD_VAE_SCALE_FACTOR", "ShardedBatchSampler"]

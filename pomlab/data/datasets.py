@@ -10,6 +10,7 @@ from .images import ImageDataset, ImageFolder, TensorImageDataset, resize_square
 from .latents import LatentShards
 
 DATASETS = ("digits", "folder", "cifar10", "latents")
+DATASETS_ON_DISK = ("folder", "cifar10", "latents")          # the datasets read from a root folder
 DEFAULT_SIZE = {"digits": 16, "cifar10": 32, "folder": 256}
 
 
@@ -26,7 +27,7 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     if name == "digits" and root is not None:
         raise ValueError(f"dataset 'digits' is embedded and reads no folder, got root (--data-path) "
                          f"{str(root)!r}: use dataset folder, cifar10 or latents to read it")
-    if name in ("folder", "cifar10", "latents") and root is None:
+    if name in DATASETS_ON_DISK and root is None:
         raise ValueError(f"dataset {name!r} needs a root folder (--data-path)")
     if name in ("folder", "latents") and split != "train":
         raise ValueError(f"dataset {name!r} has one split, 'train' (the whole folder); "

@@ -16,6 +16,7 @@ from .api import describe, evaluate, fid, inception_score_with_std
 from .backends import BACKENDS, get_backend
 from .reference import reference_datasets
 from .sample_files import load_samples
+from .scores import IS_SPLITS
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--key", default=None, help="array name inside an .npz")
     parser.add_argument("--weights", default=None, help="backend weights file (default: built-in "
                         "digits classifier / torch hub cache for Inception)")
-    parser.add_argument("--splits", type=int, default=10, help="IS splits")
+    parser.add_argument("--splits", type=int, default=IS_SPLITS, help="IS splits")
     parser.add_argument("--seed", type=int, default=0, help="seed of the IS split permutation")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default=None)

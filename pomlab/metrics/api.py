@@ -11,7 +11,7 @@ from .extract import extract
 from .images import check_images
 from .coverage import DEFAULT_K, KID_SUBSET_SIZE, KID_SUBSETS, coverage_scores
 from .reference import reference_features, reference_statistics
-from .scores import inception_score_from_logits, stats_distance
+from .scores import IS_SPLITS, inception_score_from_logits, stats_distance
 
 
 def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
@@ -28,7 +28,7 @@ def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
 
 
 def inception_score_with_std(images: Tensor, backend: str | FeatureBackend = "digits", *,
-                             splits: int = 10, seed: int = 0, batch_size: int | None = None,
+                             splits: int = IS_SPLITS, seed: int = 0, batch_size: int | None = None,
                              device: str | torch.device | None = None,
                              weights: str | os.PathLike | None = None, progress: bool = False
                              ) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def inception_score(images: Tensor, backend: str | FeatureBackend = "digits", **
 
 def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
              backend: str | FeatureBackend = "digits", *, size: int | None = None,
-             splits: int = 10, seed: int = 0, cache: bool = True,
+             splits: int = IS_SPLITS, seed: int = 0, cache: bool = True,
              cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
              device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
              progress: bool = False, coverage: bool = True, k: int = DEFAULT_K,

@@ -10,6 +10,8 @@ from torch import Tensor, nn
 
 from ..checks import check_positive_int
 
+IS_SPLITS = 10          # the usual 10 splits of the Inception Score
+
 
 @dataclass(frozen=True)
 class FeatureStats:
@@ -106,7 +108,7 @@ def warn_if_rank_deficient(name: str, n: int, dim: int) -> None:
                       "equal sample counts", UserWarning, stacklevel=4)
 
 
-def inception_score_from_logits(logits, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+def inception_score_from_logits(logits, splits: int = IS_SPLITS, seed: int = 0) -> tuple[float, float]:
     """(mean, std) over `splits` random splits of exp(E_x KL(p(y|x) || p(y))), through torchmetrics'
     InceptionScore; the splits are drawn in a forked RNG seeded with `seed`. One split: std NaN."""
     from torchmetrics.image.inception import InceptionScore

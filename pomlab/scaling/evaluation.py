@@ -23,10 +23,9 @@ from ..metrics import (FeatureStats, get_backend, inception_score_from_logits, l
                        pool_statistics, reference_features, stats_distance)
 from ..metrics.coverage import coverage_scores
 from ..metrics.extract import extract
-from ..metrics.scores import warn_if_rank_deficient
+from ..metrics.scores import IS_SPLITS, warn_if_rank_deficient
 from .config import SweepConfig
 
-IS_SPLITS = 10          # the usual 10 splits (fewer when there are fewer samples)
 
 
 def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
