@@ -177,10 +177,7 @@ def run_dir(out: str | os.PathLike, folder: str) -> Path:
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
     """The rows of a CSV written here (floats read back exactly), [] when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return read_csv(path).to_dict("records")
+    return read_csv(path).to_dict("records") if Path(path).is_file() else []
 
 
 def write_row(path: str | os.PathLike, row: dict, columns: list[str]) -> None:
@@ -200,9 +197,8 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
         family, size, patch = parse_name(name)
         return (MIXERS.index(FAMILIES[family]), SIZES.index(size), patch)
 
-    seeds = frame["seed"] if "seed" in frame else [0] * len(frame)
     keys = [(*model_key(m), int(seed), int(s))
-            for m, seed, s in zip(frame["model"], seeds, frame["step"])]
+            for m, seed, s in zip(frame["model"], frame["seed"], frame["step"])]
     order = sorted(range(len(frame)), key=keys.__getitem__)
     return frame.iloc[order].reset_index(drop=True)
 
