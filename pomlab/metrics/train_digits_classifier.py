@@ -3,9 +3,7 @@
     python -m pomlab.metrics.train_digits_classifier            # rewrites the committed weights
     python -m pomlab.metrics.train_digits_classifier --out DIR --steps 200
 
-Training uses the fixed training split only, with a fixed seed; the held-out accuracy is measured
-once at the end and recorded beside the weights. Retraining changes the weights' hash, which
-invalidates every cached digits-backend reference statistic.
+Retraining changes the weights' hash and so invalidates every cached digits-backend statistic.
 """
 from __future__ import annotations
 
