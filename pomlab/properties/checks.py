@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..nn import masks
 from ..theory import contextual as _contextual
-from ..theory.grid import sequence_grid
+from ..theory.contextual import sequence_grid
 from ..theory.training import ToyRun, train_context_model, train_toy
 from .mixers import MixerError, NotApplicable, call, mixer_name, prepare
 

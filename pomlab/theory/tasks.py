@@ -22,9 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import check_positive_int
-
-__all__ = ["ToyTask", "TASKS", "get_task"]
+from ..checks import check_choice, check_int, check_positive_int
 
 SYMBOLS = 4
 KERNEL_WIDTH = 0.5
@@ -44,9 +42,7 @@ class ToyTask:
                ) -> tuple[Tensor, Tensor]:
         """(x, y): (batch, tokens, in_dim) inputs and (batch, tokens, out_dim) targets."""
         check_positive_int("batch", batch)
-        check_positive_int("tokens", tokens)
-        if tokens < 2:
-            raise ValueError(f"tokens must be >= 2 for a mixing task, got {tokens}")
+        check_int("tokens", tokens, minimum=2)          # one token has nothing to mix with
         x = self.draw(batch, tokens, generator)
         return x, self.target(x)
 
@@ -91,6 +87,4 @@ TASKS: dict[str, ToyTask] = {t.name: t for t in [
 
 
 def get_task(name: str) -> ToyTask:
-    if name not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
-    return TASKS[name]
+    return TASKS[check_choice("task", name, TASKS)]
