@@ -1,17 +1,5 @@
-"""Toy sequence-to-sequence tasks that need token mixing (a token-wise MLP cannot solve them).
-
-Each task draws fresh input sequences and computes its target exactly. All but ``sort`` are
-permutation-equivariant; ``sort`` depends on positions (output i is the i-th smallest
-value), so models get a positional embedding for it.
-
-| name     | input tokens       | target y_i                                | needs         |
-|----------|--------------------|-------------------------------------------|---------------|
-| sort     | x ~ U[0, 1]        | i-th smallest x_j                         | positions     |
-| rank     | x ~ U[0, 1]        | #{j : x_j < x_i} / (n - 1)                | comparisons   |
-| count    | one-hot symbol / 4 | #{j : s_j = s_i} / n                      | equality      |
-| center   | x ~ U[-1, 1]^2     | x_i - mean_j x_j                          | sequence mean |
-| set_max  | x ~ U[0, 1]        | max_j x_j (same for every token)          | set function  |
-| pairwise | x ~ U[-1, 1]^2     | mean_j exp(-|x_i - x_j|^2 / (2 * 0.5^2))  | pairwise      |
+"""Toy sequence-to-sequence tasks that need token mixing (a token-wise MLP cannot solve them):
+each draws fresh input sequences and computes its target exactly (the table in docs/theory.md).
 """
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
 """Training for the theory studies: toy seq2seq runs, resumable sets of runs, context models.
-
-Toy runs train on fresh samples every step and report the relative MSE on a fixed held-out
-set: the MSE of targets standardised by the held-out mean and standard deviation (1.0 is
-the error of predicting the mean; the no-mixing MLP's error is the best any token-wise map
-reaches).
-"""
+Toy runs report the relative MSE on a fixed held-out set: the MSE of targets standardised by
+its mean and standard deviation (1 = predicting the mean)."""
 from __future__ import annotations
 
 import math
@@ -54,8 +50,10 @@ class ToyRun:
             raise ValueError(f"mixer must be one of {MIXERS} or a label, got {self.mixer!r}")
 
 
-def _optimiser(model: nn.Module, lr: float, steps: int):
-    """AdamW with a linear warm-up over the first 5% of the steps, then cosine decay to 0."""
+def _fit(model: nn.Module, batch: Callable[[], tuple[Tensor, Tensor]], steps: int, lr: float,
+         clip: float | None = None, progress: str | None = None) -> list[float]:
+    """MSE regression on ``steps`` batches (x, target) = batch(): AdamW, a linear warm-up over
+    the first 5% of the steps, then cosine decay to 0. Returns the losses."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, steps // 20)
 
@@ -63,7 +61,19 @@ def _optimiser(model: nn.Module, lr: float, steps: int):
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    losses = []
+    for _ in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
+        x, target = batch()
+        loss = ((model(x) - target) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return losses
 
 
 def _held_out(run: ToyRun) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -87,20 +97,14 @@ def train_toy(run: ToyRun, progress: bool = False,
                         mixer=run.mixer if mixer_factory is None else mixer_factory,
                         width=run.width, depth=run.depth, degree=run.degree, expand=run.expand,
                         heads=run.heads or None, positional=task.positional, tokens=run.tokens)
-    opt, sched = _optimiser(model, run.lr, run.steps)
     gen = torch.Generator().manual_seed(run.seed)
-    start, recent = time.perf_counter(), []
-    steps = tqdm(range(run.steps), desc=f"{run.task}/{run.mixer}", leave=False,
-                 disable=not progress)
-    for _ in steps:
+
+    def batch():                                 # fresh samples every step
         x, y = task.sample(run.batch_size, run.tokens, gen)
-        loss = ((model(x) - (y - mean) / std) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        recent = (recent + [loss.item()])[-50:]
+        return x, (y - mean) / std
+    start = time.perf_counter()
+    recent = _fit(model, batch, run.steps, run.lr, clip=1.0,
+                  progress=f"{run.task}/{run.mixer}" if progress else None)[-50:]
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(xb) for xb in x_test.split(1024)])
@@ -150,13 +154,7 @@ def train_context_model(grid: SequenceGrid, mixer: str | Callable[[int], nn.Modu
     x, y = grid.points.float(), table[torch.from_numpy(key)]
     model = ToySeqModel(grid.dim, out_dim, mixer=mixer, width=width, depth=1, degree=degree,
                         expand=expand, heads=heads, positional=positional, tokens=grid.tokens)
-    opt, sched = _optimiser(model, lr, steps)
-    for _ in range(steps):
-        loss = ((model(x) - y) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    _fit(model, lambda: (x, y), steps, lr)                       # full batch
     with torch.no_grad():
         fit = ((model(x) - y) ** 2).mean().item() / y.var().item()
     return model, {"fit_rel_mse": fit, "steps": steps, "width": width, "mixer": model.mixer_kind,
