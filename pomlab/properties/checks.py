@@ -17,8 +17,7 @@ from tqdm.auto import tqdm
 
 from ..checks import check_choice
 from ..nn import masks
-from ..theory import contextual as _contextual
-from ..theory.contextual import sequence_grid
+from ..theory.contextual import check_contextual_mapping as check_keys, sequence_grid
 from ..theory.training import ToyRun, train_context_model, train_toy
 from .mixers import MixerError, NotApplicable, build_mixer, call, mixer_name, prepare
 
@@ -30,12 +29,8 @@ CAUSALITY_MASK_KINDS = ("padding", "per_query", "causal", "block_causal")
 
 @dataclass(frozen=True)
 class PropertyReport:
-    """One property of one mixer: whether it holds, by how much, and the worst case found.
-
-    holds is None when the property does not apply (``reason`` says why). ``measured`` is
-    the number the verdict compares with ``tolerance`` (``passes_when`` is "<=" for
-    deviations, ">" for separations); ``measure`` says what it is.
-    """
+    """One property of one mixer: whether it holds (None: does not apply, ``reason`` says why),
+    the ``measured`` number compared with ``tolerance`` (``passes_when``), the worst case."""
 
     property: str
     holds: bool | None
@@ -327,11 +322,11 @@ def _describe(result) -> str:
 def _contextual_report(values, ids, positional):
     """Definition 3.1 on keys; an order-dependent mixer is checked with positions (auto)."""
     if positional is None:
-        report = _contextual.check_contextual_mapping(values, ids, positional=False)
+        report = check_keys(values, ids, positional=False)
         if report.well_defined:
             return report
         positional = True
-    return _contextual.check_contextual_mapping(values, ids, positional=positional)
+    return check_keys(values, ids, positional=positional)
 
 
 def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable | None = None,
@@ -418,8 +413,8 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
         row = train_toy(run, mixer_factory=factory if mixer is None else None)
         row["mixer"] = label if mixer is None else BASELINES.get(mixer, mixer)
         rows.append(row)
-    table = pd.DataFrame(rows).pivot(index="task", columns="mixer", values="test_rel_mse").loc[list(tasks)]
-    table = table[[label] + [BASELINES.get(b, b) for b in baselines]]
+    table = pd.DataFrame(rows).pivot(index="task", columns="mixer", values="test_rel_mse")
+    table = table.loc[list(tasks), [label] + [BASELINES.get(b, b) for b in baselines]]
     table.columns.name = None
     floor = table[BASELINES["none"]]
     ratios = table[label] / floor
