@@ -1,10 +1,7 @@
 """Hypothesis strategies for token-mixer tests: token batches, dims, permutations, every mask
 kind, block splits and mixer configurations (docs/properties.md has a worked example).
-
-Tensors come from torch generators seeded by hypothesis (fast, reproducible, and every
-failure reports the seed); shapes, kinds and configurations are drawn by hypothesis and
-shrink. Needs hypothesis (the ``dev`` extra).
-"""
+Tensors come from torch generators seeded by hypothesis: fast, and every failure reports the
+seed; shapes, kinds and configurations shrink."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,8 +1,6 @@
 """The property checks: each takes a mixer (or factory) and returns a ``PropertyReport``.
-
-Deviations are relative to the output's scale (largest |output|), so that one tolerance fits
-mixers of any size (docs/properties.md lists the checks and their tolerances).
-"""
+Deviations are relative to the largest |output|, so that one tolerance fits mixers of any size
+(docs/properties.md lists the checks and their tolerances)."""
 from __future__ import annotations
 
 import copy

@@ -89,21 +89,20 @@ def check_signature(mixer) -> None:
         sig = inspect.signature(mixer.forward if isinstance(mixer, nn.Module) else mixer)
     except (TypeError, ValueError):
         return                              # a builtin: nothing to read, calls will tell
+    P = inspect.Parameter
     params = list(sig.parameters.values())
-    kinds = inspect.Parameter
-    var_kw = any(p.kind == kinds.VAR_KEYWORD for p in params)
-    var_pos = any(p.kind == kinds.VAR_POSITIONAL for p in params)
-    positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY,
-                                                  kinds.POSITIONAL_OR_KEYWORD)]
-    names = {p.name for p in params if p.kind != kinds.POSITIONAL_ONLY}
-    missing = [n for n in ("context", "mask") if n not in names and not var_kw]
+    takes_x = any(p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD, P.VAR_POSITIONAL)
+                  for p in params)
+    by_name = {p.name for p in params if p.kind != P.POSITIONAL_ONLY}
+    any_name = any(p.kind == P.VAR_KEYWORD for p in params)
+    missing = [n for n in ("context", "mask") if n not in by_name and not any_name]
     extra = [p.name for p in params[1:] if p.default is p.empty and p.name not in
-             ("context", "mask") and p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)]
-    if (not positional and not var_pos) or missing or extra:
-        what = ("no argument for x" if not positional and not var_pos else
-                f"no {' or '.join(missing)} argument" if missing else
-                f"required argument(s) {', '.join(extra)} beyond x")
-        owner = f"{mixer_name(mixer)}.forward" if isinstance(mixer, nn.Module) else mixer_name(mixer)
+             ("context", "mask") and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)]
+    what = ("no argument for x" if not takes_x else
+            f"no {' or '.join(missing)} argument" if missing else
+            f"required argument(s) {', '.join(extra)} beyond x" if extra else None)
+    if what:
+        owner = mixer_name(mixer) + (".forward" if isinstance(mixer, nn.Module) else "")
         raise MixerError(f"{owner} must take (x, context=None, mask=None), but it takes "
                          f"{sig} ({what})")
 
