@@ -23,8 +23,9 @@ DEFAULT_GRIDS = "4:3:1,3:3:2,4:4:1,5:4:1,3:3:1:pos"
 
 def parse_grid(text: str) -> tuple[int, int, int, bool]:
     parts = text.split(":")
-    if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "pos"):
-        raise argparse.ArgumentTypeError(f"grid must be LEVELS:TOKENS:DIM[:pos], got {text!r}")
+    if (len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "pos")
+            or not all(p.isdigit() for p in parts[:3])):
+        raise ValueError(f"--grids: each grid must be LEVELS:TOKENS:DIM[:pos], got {text!r}")
     return int(parts[0]), int(parts[1]), int(parts[2]), len(parts) == 4
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from pomlab.cli import HelpFormatter, run
-from pomlab.theory import TASKS, capacity_sweep, largest_model_errors, run_sweep
+from pomlab.theory import TASKS, capacity_sweep, largest_model_errors, train_toy_runs
 from pomlab.theory.plots import plot_error_vs_degree, plot_error_vs_params
 
 
@@ -38,7 +38,7 @@ def main(argv=None) -> pd.DataFrame:
                           seed=args.seed)
     out = Path(args.out)
     deadline = None if args.time_limit is None else time.time() + 60 * args.time_limit
-    df = run_sweep(runs, out / "universal_approximation.csv", deadline=deadline)
+    df = train_toy_runs(runs, out / "universal_approximation.csv", deadline=deadline)
     done = len(df)
     print(f"{done} rows in {out / 'universal_approximation.csv'} "
           f"({len(runs)} runs requested; rerun to finish any left)")

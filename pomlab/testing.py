@@ -1,24 +1,7 @@
 """Hypothesis strategies for token-mixer tests: token batches, dims, permutations, every mask
-kind, block splits and mixer configurations.
-
-A property test of a new mixer in a few lines (the mixer must map (B, N, D) to (B, N, D)):
-
-    from hypothesis import given, strategies as st
-    from pomlab.testing import masks, permutations, token_batches
-
-    @given(st.data())
-    def test_my_mixer_is_equivariant(data):
-        x = data.draw(token_batches(dim=16))
-        perm = data.draw(permutations(x.shape[1]))
-        case = data.draw(masks(x.shape[0], x.shape[1]))
-        permuted = case.permuted(perm)          # P^T M P, as a per-query mask
-        torch.testing.assert_close(my_mixer(x[:, perm], mask=permuted.mask),
-                                   my_mixer(x, mask=case.mask)[:, perm])
-
-Tensors come from torch generators seeded by hypothesis (fast, reproducible, and every
-failure reports the seed); shapes, kinds and configurations are drawn by hypothesis and
-shrink. Needs hypothesis (the ``dev`` extra).
-"""
+kind, block splits and mixer configurations (docs/properties.md has a worked example).
+Tensors come from torch generators seeded by hypothesis: fast, and every failure reports the
+seed; shapes, kinds and configurations shrink."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,6 +15,7 @@ except ImportError as e:                # pragma: no cover - hypothesis is in th
     raise ImportError("pomlab.testing needs hypothesis: pip install 'hypothesis>=6.100' "
                       "(or pip install -e '.[dev]')") from e
 
+from .checks import check_choice
 from .nn import MHA, Polymorpher, PoM
 from .nn import masks as _masks
 
@@ -40,7 +24,9 @@ __all__ = ["seeds", "dims", "token_batches", "permutations", "MASK_KINDS", "Mask
 
 MASK_KINDS = ("none", "causal", "padding", "per_query", "per_query_shared", "int", "blind",
               "block_causal", "BlockCausal")
-MIXER_KINDS = ("pom", "mha", "polymorpher")
+# kind -> module. Not pomlab.nn.blocks.MIXERS: "none" mixes nothing to test, and the
+# Polymorpher block must keep the properties of the PoM inside it.
+MIXER_KINDS = {"pom": PoM, "mha": MHA, "polymorpher": Polymorpher}
 
 
 def _strategy(value):
@@ -103,11 +89,10 @@ class MaskCase:
         permuted, as a per-query tensor (a padding mask stays a padding mask)."""
         if self.mask is None:
             return self
-        if isinstance(self.mask, Tensor) and self.mask.dim() == 2:
-            return MaskCase(f"{self.kind} (context permuted)", self.mask[:, perm],
-                            self.dense[:, :, perm])
         dense = self.dense[:, :, perm]
-        return MaskCase(f"{self.kind} (context permuted)", dense, dense)
+        padding = isinstance(self.mask, Tensor) and self.mask.dim() == 2
+        mask = self.mask[:, perm] if padding else dense
+        return MaskCase(f"{self.kind} (context permuted)", mask, dense)
 
     def hidden_from(self, token: int) -> Tensor:
         """(batch, M) bool: the queries whose mask hides context token ``token``."""
@@ -118,13 +103,8 @@ class MaskCase:
 def masks(draw, batch: int, n_query: int, n_context: int | None = None,
           kinds=MASK_KINDS) -> MaskCase:
     """A mask of one of ``kinds`` for ``batch`` x ``n_query`` queries on ``n_context``
-    context tokens (default: self-mixing, n_context = n_query):
-
-    none, causal (the string), padding (B, N), per_query (B, M, N), per_query_shared
-    (1, M, N), int (a 0/1 int64 padding mask), blind (padding hiding everything: PoM gives a
-    zero state, MHA a zero output), block_causal (dense (1, N, N) tensor) and BlockCausal (the
-    description); the two block kinds only for self-mixing.
-    """
+    context tokens (default: self-mixing); "blind" hides every token, "int" is a 0/1 int64
+    padding mask, the two block-causal kinds are drawn only for self-mixing."""
     n_context = n_query if n_context is None else n_context
     square = n_context == n_query
     allowed = [k for k in kinds if square or k not in ("block_causal", "BlockCausal")]
@@ -169,17 +149,9 @@ class MixerConfig:
     def build(self, dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Module:
         """The module, seeded, in ``dtype``. The "powers" polynomial gets N(0, 1) weights alpha
         (its initial ones are ~1e-3, which would hide the mixing from any check)."""
+        build = MIXER_KINDS[check_choice("kind", self.kind, MIXER_KINDS)]
         torch.manual_seed(seed)
-        options = dict(self.options)
-        if self.kind == "pom":
-            module = PoM(self.dim, **options)
-        elif self.kind == "mha":
-            module = MHA(self.dim, **options)
-        elif self.kind == "polymorpher":
-            module = Polymorpher(self.dim, **options)
-        else:
-            raise ValueError(f"kind must be one of {MIXER_KINDS}, got {self.kind!r}")
-        module = module.to(dtype)
+        module = build(self.dim, **dict(self.options)).to(dtype)
         pom = module if isinstance(module, PoM) else getattr(module, "mixer", None)
         if isinstance(pom, PoM) and pom.polynomial == "powers":
             with torch.no_grad():
@@ -188,7 +160,7 @@ class MixerConfig:
 
 
 @st.composite
-def mixer_configs(draw, kinds=MIXER_KINDS, dim=None,
+def mixer_configs(draw, kinds=tuple(MIXER_KINDS), dim=None,
                   polynomials=("products", "powers")) -> MixerConfig:
     """Configurations of pomlab's mixers: PoM (dim 1-6, degree 1-4, expansion 1-3, both
     polynomials), MHA (1-4 heads of 1-4 features; with a fixed dim, one of its divisors),

@@ -1,7 +1,4 @@
-"""Every registered model with its parameters and forward GFLOPs.
-
-    python -m pomlab.zoo [--image-size 256] [--learn-sigma] [--no-micro] [--no-video]
-                         [--models A,B] [--csv PATH]
+"""Every registered model with its parameters and forward GFLOPs (``python -m pomlab.zoo``).
 
 Paper-scale models are counted at --image-size pixels (VAE latents at 1/8 of it); the micro
 family at its own 16x16 pixel input, labelled "micro". GFLOPs follow the DiT paper's

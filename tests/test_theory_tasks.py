@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 
 from pomlab.testing import permutations, seeds, token_batches
-from pomlab.theory import TASKS, ToyRun, ToySeqModel, get_task, run_sweep, train_toy
+from pomlab.theory import TASKS, ToyRun, ToySeqModel, get_task, train_toy, train_toy_runs
 from pomlab.theory.studies import capacity_sweep
 
 
@@ -92,9 +92,9 @@ def test_sweep_resumes_and_labels_rows(tmp_path):
     runs = [ToyRun("count", m, width=8, depth=1, tokens=3, steps=3, batch_size=8, test_size=16)
             for m in ("pom", "none")]
     csv = tmp_path / "ua.csv"
-    first = run_sweep(runs[:1], csv, progress=False)
+    first = train_toy_runs(runs[:1], csv, progress=False)
     assert len(first) == 1
-    both = run_sweep(runs, csv, progress=False)         # the finished run is skipped
+    both = train_toy_runs(runs, csv, progress=False)         # the finished run is skipped
     assert len(both) == 2 and list(pd.read_csv(csv).mixer) == ["pom", "none"]
     assert both.loc[0, "test_rel_mse"] == first.loc[0, "test_rel_mse"]
     assert {"params", "dataset", "metric", "device", "steps"} <= set(both.columns)
@@ -113,7 +113,7 @@ def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError, match="mixer must be one of"):
         train_toy(ToyRun("rank", "conv"))           # a label needs its mixer_factory
     with pytest.raises(ValueError, match="mixer must be one of"):
-        run_sweep([ToyRun("rank", "conv")], "unused.csv")
+        train_toy_runs([ToyRun("rank", "conv")], "unused.csv")
     with pytest.raises(ValueError, match="mixer must be one of"):
         ToyRun("rank", "")
     with pytest.raises(ValueError, match="tokens must be >= 2"):

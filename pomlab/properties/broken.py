@@ -1,16 +1,5 @@
-"""Mixers built to break one property each: the checks must catch every one of them.
-
-Each wraps a ``pomlab.PoM`` (so everything else about it stays correct) and breaks exactly
-one thing:
-
-* ``PositionalBias``: adds an absolute positional bias to the tokens -> not equivariant.
-* ``LeakyCausal``: lets every query see the token at position ``leak`` whatever the mask says
-  -> causality fails, and the report names that position.
-* ``PositionWeightedContext``: weighs context tokens by their position before mixing ->
-  cross-mixing depends on the order of the context.
-* ``ForgetfulStep``: ``step`` drops the previous state -> step no longer equals the
-  block-causal forward.
-"""
+"""Mixers built to break one property each (a wrapped ``pomlab.PoM``, everything else correct):
+the checks must catch every one of them (docs/properties.md)."""
 from __future__ import annotations
 
 import torch
@@ -18,8 +7,6 @@ from torch import Tensor, nn
 
 from ..nn import masks
 from ..nn.pom import PoM
-
-__all__ = ["PositionalBias", "LeakyCausal", "PositionWeightedContext", "ForgetfulStep"]
 
 
 class _Wrapped(nn.Module):

@@ -1,12 +1,6 @@
 """The property checks: each takes a mixer (or factory) and returns a ``PropertyReport``.
-
-Every check draws fresh inputs from a seeded generator, runs in float64 by default, and
-measures a deviation relative to the output's scale (largest |output|), so that one tolerance
-fits mixers of any size. Default tolerances (``default_tolerance``): 1e-9 in float64 (only the
-order of floating-point sums may differ), 1e-4 in float32, 1e-2 otherwise; step against the
-block-causal forward allows 1e-6 in float64 (PoM's parallel path divides by eps + count, the
-recurrence by count: a relative change of at most eps = 1e-7).
-"""
+Deviations are relative to the largest |output|, so that one tolerance fits mixers of any size
+(docs/properties.md lists the checks and their tolerances)."""
 from __future__ import annotations
 
 import copy
@@ -14,34 +8,27 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import pandas as pd
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from ..checks import check_choice
 from ..nn import masks
-from ..theory import contextual as _contextual
-from ..theory.grid import sequence_grid
+from ..theory.contextual import check_contextual_mapping as check_keys, sequence_grid
 from ..theory.training import ToyRun, train_context_model, train_toy
-from .mixers import MixerError, NotApplicable, call, mixer_name, prepare
-
-__all__ = ["PropertyReport", "default_tolerance", "MASK_KINDS",
-           "check_equivariance", "check_context_invariance", "check_causality", "check_step",
-           "check_contextual_mapping", "check_universal_approximation",
-           "assert_equivariance", "assert_context_invariance", "assert_causality",
-           "assert_step", "assert_contextual_mapping", "assert_universal_approximation",
-           "UA_QUICK", "UA_FULL"]
+from .mixers import MixerError, NotApplicable, build_mixer, call, mixer_name, prepare
 
 F64 = torch.float64
-MASK_KINDS = ("padding", "per_query", "causal", "block_causal")
+# the kinds check_causality perturbs (pomlab.testing.MASK_KINDS also draws the ways of writing
+# them: no mask, int, shared, all hidden, the BlockCausal description)
+CAUSALITY_MASK_KINDS = ("padding", "per_query", "causal", "block_causal")
 
 
 @dataclass(frozen=True)
 class PropertyReport:
-    """One property of one mixer: whether it holds, by how much, and the worst case found.
-
-    holds is None when the property does not apply (``reason`` says why). ``measured`` is
-    the number the verdict compares with ``tolerance`` (``passes_when`` is "<=" for
-    deviations, ">" for separations); ``measure`` says what it is.
-    """
+    """One property of one mixer: whether it holds (None: does not apply, ``reason`` says why),
+    the ``measured`` number compared with ``tolerance`` (``passes_when``), the worst case."""
 
     property: str
     holds: bool | None
@@ -202,31 +189,26 @@ def _mask_for(kind: str, gen, batch: int, n_query: int, n_context: int, frames: 
         mask = torch.rand(batch, n_query, n_context, generator=gen) < 0.5
     elif kind == "causal":
         mask = "causal"
-    elif kind == "block_causal":
-        mask = masks.block_causal(frames, n_context // frames)[None]
     else:
-        raise ValueError(f"kinds must be among {MASK_KINDS}, got {kind!r}")
+        mask = masks.block_causal(frames, n_context // frames)[None]
     dense = masks.canonical(mask, batch, n_query, n_context, "cpu").expand(batch, n_query,
                                                                             n_context)
     return mask, dense
 
 
-def check_causality(mixer, dim: int | None = None, *, kinds=MASK_KINDS, batch: int = 2,
-                    tokens: int = 8, frames: int = 4, cross: bool = True, queries: int = 5,
-                    dtype: torch.dtype = F64, tolerance: float | None = None,
+def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS,
+                    batch: int = 2, tokens: int = 8, frames: int = 4, cross: bool = True,
+                    queries: int = 5, dtype: torch.dtype = F64, tolerance: float | None = None,
                     seed: int = 0) -> PropertyReport:
-    """Masks hide what they say, found by perturbation: for every mask kind and every token i,
-    token i is replaced by a fresh random one and no query whose mask hides i may change.
-
-    Self-mixing with every kind of ``kinds`` (padding (B, N), per-query (B, N, N), "causal",
-    block-causal with ``frames`` frames); with ``cross``, also cross-mixing (``queries``
-    queries on ``tokens`` context tokens) with padding, per-query and causal masks. The
-    perturbed token's own output is not compared in self-mixing (its query changed too).
-    Kinds the mixer refuses with NotImplementedError are listed in ``reason``.
-    """
+    """Masks hide what they say: each token in turn is replaced by a fresh random one and no
+    query whose mask hides it may change; self-mixing with every mask kind, and with ``cross``
+    cross-mixing (``queries`` queries on ``tokens`` context tokens) except block-causal. Kinds
+    the mixer refuses with NotImplementedError are listed in ``reason``."""
     prop, measure = "mask causality", "max |change of a query's output| / max |output|"
     m, dim = prepare(mixer, dim, dtype)
     tol = default_tolerance(dtype) if tolerance is None else tolerance
+    for kind in kinds:
+        check_choice("kinds", kind, CAUSALITY_MASK_KINDS)
     if "block_causal" in kinds and tokens % frames:
         raise ValueError(f"tokens ({tokens}) must be a multiple of frames ({frames})")
     gen = torch.Generator().manual_seed(seed)
@@ -281,12 +263,9 @@ def check_causality(mixer, dim: int | None = None, *, kinds=MASK_KINDS, batch: i
 def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4,
                tokens_per_frame: int = 3, dtype: torch.dtype = F64,
                tolerance: float | None = None, seed: int = 0) -> PropertyReport:
-    """``step`` over blocks equals forward with the block-causal mask: feeding frame t with the
-    state of frames < t gives the outputs of ``f(X, mask=block_causal(T, P)[None])``.
-
-    The mixer needs ``step(x, state=None) -> (y, state)``. Default tolerance: 1e-6 relative in
-    float64 (the eps of PoM's masked mean), ``default_tolerance`` otherwise.
-    """
+    """``step(x, state=None) -> (y, state)`` over frames gives ``f(X, mask=block_causal(T,
+    P)[None])``. Default tolerance in float64: 1e-6 relative, as PoM's parallel path divides by
+    eps + count and the recurrence by count (a relative change of at most eps = 1e-7)."""
     prop = "step = block-causal forward"
     measure = "max |step outputs - block-causal forward| / max |forward|"
     tol = (1e-6 if dtype == F64 else default_tolerance(dtype)) if tolerance is None else tolerance
@@ -341,30 +320,23 @@ def _describe(result) -> str:
 def _contextual_report(values, ids, positional):
     """Definition 3.1 on keys; an order-dependent mixer is checked with positions (auto)."""
     if positional is None:
-        report = _contextual.check_contextual_mapping(values, ids, positional=False)
+        report = check_keys(values, ids, positional=False)
         if report.well_defined:
             return report
         positional = True
-    return _contextual.check_contextual_mapping(values, ids, positional=positional)
+    return check_keys(values, ids, positional=positional)
 
 
 def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable | None = None,
                              levels: int = 3, tokens: int = 3, positional: bool | None = None,
                              train: bool = True, steps: int = 300, seed: int = 0
                              ) -> PropertyReport:
-    """Contextual mapping (Lemma 3; Yun et al.'s Definition 3.1) on a quantised grid.
-
-    Every sequence of ``tokens`` values from ``levels`` levels in [0, 1) is embedded token by
-    token (a fixed random affine map to ``dim``), passed through one residual layer
-    ``h + mixer(h)`` in float64, and checked with ``pomlab.theory.check_contextual_mapping``:
-    every (multiset, token) key - or (sequence, position) for a mixer that depends on order
-    (``positional=None`` decides by itself) - must get its own value. When the mixer at its
-    initialisation does not separate the keys and ``train``, a one-block model (embedding,
-    mixer block from ``factory``, read-out) is trained for ``steps`` full-batch steps to fit a
-    random function of the keys (``pomlab.theory.train_context_model``) and its features are
-    checked (this reseeds torch's global generator with ``seed``). Without ``factory``, copies
-    of ``mixer`` are trained. A token-wise map fails whatever its weights.
-    """
+    """Contextual mapping (Lemma 3; Yun et al.'s Definition 3.1) of one residual layer
+    ``h + mixer(h)`` on a quantised grid embedded token by token (a fixed random affine map);
+    keys are positional when the mixer depends on order (``positional=None`` decides). If the
+    mixer at initialisation fails and ``train``, a one-block model with the mixer built by
+    ``factory`` (else copies of ``mixer``) is trained to fit the keys (reseeding torch with
+    ``seed``) and its features are checked."""
     prop, measure = "contextual mapping", "smallest distance between values of different keys"
     m, dim = prepare(mixer, dim, F64)
     grid = sequence_grid(levels, tokens, 1)
@@ -408,6 +380,7 @@ UA_QUICK = dict(tasks=("center",), tokens=4, width=16, depth=1, steps=150, batch
                 lr=1e-2, test_size=1024)
 UA_FULL = dict(tasks=("center", "count", "rank", "pairwise"), tokens=8, width=32, depth=1,
                steps=400, batch_size=128, lr=3e-3, test_size=2048)
+# short column labels of the report's table (the theory figures say "token-wise MLP")
 BASELINES = {"pom": "PoM", "mha": "MHA", "none": "MLP (no mixing)"}
 
 
@@ -415,16 +388,10 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
                                   quick: bool = False, baselines=("pom", "mha", "none"),
                                   ratio: float = 0.5, seed: int = 0, progress: bool = False,
                                   **settings) -> PropertyReport:
-    """Universal approximation, measured: train ``factory``'s mixer (built as
-    ``factory(width)`` in every block of ``pomlab.theory.ToySeqModel``) on toy seq2seq tasks
-    that need mixing, beside PoM, MHA and the token-wise MLP with the same width, depth and
-    optimisation (``pomlab.theory.train_toy``), and compare held-out relative MSE.
-
-    Holds when, on every task, the mixer's error is at most ``ratio`` times the token-wise
-    MLP's (the best any map without mixing reaches). Settings: ``UA_QUICK`` or ``UA_FULL``
-    (tasks, tokens, width, depth, steps, batch_size, lr, test_size), each overridable.
-    ``details["table"]``: task x mixer errors side by side; ``details["rows"]``: labelled rows.
-    """
+    """Train ``factory(width)`` mixers on toy seq2seq tasks beside the ``baselines`` with the
+    same settings (``UA_QUICK`` or ``UA_FULL``, each overridable); holds when on every task the
+    held-out error is at most ``ratio`` times the token-wise MLP's (the best without mixing).
+    ``details["table"]``: task x mixer errors; ``details["rows"]``: the labelled rows."""
     prop = "universal approximation"
     measure = "held-out rel. MSE / token-wise MLP's (worst task)"
     unknown = set(settings) - set(UA_FULL)
@@ -436,7 +403,6 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
     if label in BASELINES.values() or label in BASELINES:
         label += " (checked)"                   # never mistaken for a baseline row
     baselines = tuple(dict.fromkeys(tuple(baselines) + ("none",)))
-    from tqdm.auto import tqdm
     jobs = [(task, mixer) for task in tasks for mixer in (None,) + baselines]
     rows = []
     for task, mixer in tqdm(jobs, desc="universal approximation", leave=False,
@@ -445,10 +411,8 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
         row = train_toy(run, mixer_factory=factory if mixer is None else None)
         row["mixer"] = label if mixer is None else BASELINES.get(mixer, mixer)
         rows.append(row)
-    import pandas as pd
-    df = pd.DataFrame(rows)
-    table = df.pivot(index="task", columns="mixer", values="test_rel_mse").loc[list(tasks)]
-    table = table[[label] + [BASELINES.get(b, b) for b in baselines]]
+    table = pd.DataFrame(rows).pivot(index="task", columns="mixer", values="test_rel_mse")
+    table = table.loc[list(tasks), [label] + [BASELINES.get(b, b) for b in baselines]]
     table.columns.name = None
     floor = table[BASELINES["none"]]
     ratios = table[label] / floor
@@ -485,3 +449,53 @@ assert_causality = _assert_twin(check_causality)
 assert_step = _assert_twin(check_step)
 assert_contextual_mapping = _assert_twin(check_contextual_mapping)
 assert_universal_approximation = _assert_twin(check_universal_approximation)
+
+
+# --- every check, as `python -m pomlab.properties` runs them --------------------------------
+
+# name -> (check, settings in quick mode, settings otherwise)
+CHECKS = {
+    "equivariance": (check_equivariance, dict(trials=2), dict(trials=3)),
+    "context_invariance": (check_context_invariance, dict(trials=2), dict(trials=3)),
+    "causality": (check_causality, dict(tokens=8, frames=4), dict(tokens=12, frames=4)),
+    "step": (check_step, dict(frames=3), dict(frames=5)),
+    "contextual_mapping": (check_contextual_mapping, dict(levels=3, tokens=3, steps=150),
+                           dict(levels=4, tokens=4, steps=400)),
+    "universal_approximation": (check_universal_approximation, dict(quick=True),
+                                dict(quick=False)),
+}
+
+
+def run_all(factory, dim: int = 64, *, quick: bool = False, only=None,
+            dtype: torch.dtype = torch.float64, name: str | None = None,
+            progress: bool = False) -> list[PropertyReport]:
+    """Run every check (or those named in ``only``) on ``factory(dim)``; the universal
+    approximation check trains mixers built by ``factory`` at its own width. A check that
+    raises (the mixer crashes on some input) is reported as failing, with the error."""
+    only = list(CHECKS) if only is None else list(only)
+    unknown = [c for c in only if c not in CHECKS]
+    if unknown:
+        raise ValueError(f"unknown check(s) {unknown}; choose among {list(CHECKS)}")
+    mixer = build_mixer(factory, dim, dtype)
+    name = name or mixer_name(mixer)
+    reports = []
+    bar = tqdm(only, desc="properties", disable=not progress)
+    for check_name in bar:
+        bar.set_postfix_str(check_name)
+        check, quick_settings, full_settings = CHECKS[check_name]
+        settings = quick_settings if quick else full_settings
+        try:
+            if check_name == "universal_approximation":
+                report = check(factory, name=name, progress=progress, **settings)
+            elif check_name == "contextual_mapping":
+                report = check(mixer, dim, factory=factory, **settings)
+            else:
+                report = check(mixer, dim, dtype=dtype, **settings)
+        except MixerError:
+            raise
+        except Exception as e:
+            report = PropertyReport(check_name.replace("_", " "), False, float("nan"),
+                                    float("nan"), f"raised {type(e).__name__}: {e}",
+                                    "the check could not run")
+        reports.append(report)
+    return reports

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from ..io import atomic_write_text
+from .checks import CHECKS, run_all
 from .mixers import MixerError, load_factory
-from .runner import CHECKS, run_all
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -67,13 +68,12 @@ def format_table(reports, width: int = 100) -> str:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.dim < 1:
-            raise MixerError(f"--dim must be a positive int, got {args.dim}")
+        for flag, value in (("--dim", args.dim), ("--threads", args.threads)):
+            if value < 1:
+                raise MixerError(f"{flag} must be >= 1, got {value}")
         only = None if args.only is None else [c.strip() for c in args.only.split(",") if c.strip()]
         if only is not None and (not only or any(c not in CHECKS for c in only)):
             raise MixerError(f"--only must name checks among {','.join(CHECKS)}, got {args.only!r}")
-        if args.threads < 1:
-            raise MixerError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
         factory = load_factory(args.factory)
         torch.manual_seed(args.seed)
@@ -99,8 +99,5 @@ def main(argv=None) -> int:
     if args.json is not None:
         rows = [dict(r.as_row(), mixer=args.factory, dim=args.dim, dtype=args.dtype, mode=mode,
                      seed=args.seed) for r in reports]
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(rows, indent=1, default=float) + "\n")
-        tmp.replace(args.json)
+        atomic_write_text(args.json, json.dumps(rows, indent=1, default=float) + "\n")
     return 1 if failed else 0

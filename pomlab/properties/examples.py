@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from ..nn import MHA, Polymorpher, PoM
 
-__all__ = ["pom", "pom_powers", "mha", "polymorpher"]
-
 
 def pom(dim: int) -> PoM:
     """PoM, the paper's "products" polynomial, degree 2, expansion 2."""

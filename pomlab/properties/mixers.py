@@ -1,11 +1,6 @@
-"""What a token mixer is to the property checks, and the clear errors when something is not one.
-
-A mixer is an ``nn.Module`` (or any callable) called as ``mixer(x, context=None, mask=None)``
-with x of shape (batch, queries, dim), returning (batch, queries, dim), with pomlab's mask
-semantics (pomlab/nn/masks.py: True = may see). It may have ``step(x, state=None) -> (y,
-state)`` (frame-by-frame mixing). A mixer that does not support a feature (cross-mixing, a
-kind of mask) says so by raising ``NotImplementedError``: the checks that need it then report
-that they do not apply, with its message.
+"""What a token mixer is to the property checks (docs/properties.md), and the clear errors when
+something is not one. A mixer raises NotImplementedError for a feature it lacks (cross-mixing,
+a kind of mask): the checks that need it then report that they do not apply.
 """
 from __future__ import annotations
 
@@ -20,8 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MixerError", "NotApplicable", "load_factory", "check_signature", "prepare",
-           "call", "probe", "mixer_name"]
+from ..checks import check_positive_int
 
 
 class MixerError(ValueError):
@@ -41,12 +35,10 @@ def mixer_name(mixer) -> str:
 def load_factory(spec: str) -> Callable:
     """``MODULE:FACTORY`` -> the factory. MODULE is a dotted module name (importable from the
     current directory) or a path to a ``.py`` file; FACTORY is a callable in it."""
-    if not isinstance(spec, str) or spec.count(":") < 1:
+    module_part, _, attr = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
+    if not module_part or not attr:
         raise MixerError(f"expected MODULE:FACTORY (e.g. my_mixers.py:make_mixer or "
                          f"pomlab.properties.examples:pom), got {spec!r}")
-    module_part, _, attr = spec.rpartition(":")
-    if not module_part or not attr:
-        raise MixerError(f"expected MODULE:FACTORY, got {spec!r}")
     path = Path(module_part)
     if module_part.endswith(".py") or path.is_file():
         if not path.is_file():
@@ -88,35 +80,29 @@ def load_factory(spec: str) -> Callable:
     return factory
 
 
-def _forward_of(mixer):
-    return mixer.forward if isinstance(mixer, nn.Module) else mixer
-
-
 def check_signature(mixer) -> None:
     """The mixer must take (x, context=None, mask=None); raise MixerError naming what it takes."""
     if not callable(mixer):
         raise MixerError(f"a mixer must be an nn.Module or a callable, got "
                          f"{type(mixer).__name__}")
-    fn = _forward_of(mixer)
     try:
-        sig = inspect.signature(fn)
+        sig = inspect.signature(mixer.forward if isinstance(mixer, nn.Module) else mixer)
     except (TypeError, ValueError):
         return                              # a builtin: nothing to read, calls will tell
+    P = inspect.Parameter
     params = list(sig.parameters.values())
-    kinds = inspect.Parameter
-    var_kw = any(p.kind == kinds.VAR_KEYWORD for p in params)
-    var_pos = any(p.kind == kinds.VAR_POSITIONAL for p in params)
-    positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY,
-                                                  kinds.POSITIONAL_OR_KEYWORD)]
-    names = {p.name for p in params if p.kind != kinds.POSITIONAL_ONLY}
-    missing = [n for n in ("context", "mask") if n not in names and not var_kw]
+    takes_x = any(p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD, P.VAR_POSITIONAL)
+                  for p in params)
+    by_name = {p.name for p in params if p.kind != P.POSITIONAL_ONLY}
+    any_name = any(p.kind == P.VAR_KEYWORD for p in params)
+    missing = [n for n in ("context", "mask") if n not in by_name and not any_name]
     extra = [p.name for p in params[1:] if p.default is p.empty and p.name not in
-             ("context", "mask") and p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)]
-    if (not positional and not var_pos) or missing or extra:
-        what = ("no argument for x" if not positional and not var_pos else
-                f"no {' or '.join(missing)} argument" if missing else
-                f"required argument(s) {', '.join(extra)} beyond x")
-        owner = f"{mixer_name(mixer)}.forward" if isinstance(mixer, nn.Module) else mixer_name(mixer)
+             ("context", "mask") and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)]
+    what = ("no argument for x" if not takes_x else
+            f"no {' or '.join(missing)} argument" if missing else
+            f"required argument(s) {', '.join(extra)} beyond x" if extra else None)
+    if what:
+        owner = mixer_name(mixer) + (".forward" if isinstance(mixer, nn.Module) else "")
         raise MixerError(f"{owner} must take (x, context=None, mask=None), but it takes "
                          f"{sig} ({what})")
 
@@ -129,8 +115,7 @@ def prepare(mixer, dim: int | None, dtype: torch.dtype):
         dim = getattr(mixer, "dim", None)
         if not isinstance(dim, int):
             raise MixerError(f"dim must be given: {mixer_name(mixer)} has no integer .dim")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise MixerError(f"dim must be a positive int, got {dim!r}")
+    check_positive_int("dim", dim)
     if isinstance(mixer, nn.Module):
         mixer = copy.deepcopy(mixer).to(dtype).eval()
     return mixer, dim
@@ -139,17 +124,12 @@ def prepare(mixer, dim: int | None, dtype: torch.dtype):
 def call(mixer, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
     """One forward: NotImplementedError means the feature does not apply; the output must be a
     tensor of x's shape (MixerError otherwise)."""
+    name = mixer_name(mixer)
     try:
         with torch.no_grad():
             y = mixer(x, context=context, mask=mask)
     except NotImplementedError as e:
-        raise NotApplicable(f"{mixer_name(mixer)} raised NotImplementedError: {e}") from e
-    _check_output(mixer, x, y)
-    return y
-
-
-def _check_output(mixer, x: Tensor, y) -> None:
-    name = mixer_name(mixer)
+        raise NotApplicable(f"{name} raised NotImplementedError: {e}") from e
     if not isinstance(y, Tensor):
         raise MixerError(f"{name} returned a {type(y).__name__}, expected a tensor of shape "
                          f"(batch, tokens, dim) = {tuple(x.shape)}")
@@ -159,20 +139,31 @@ def _check_output(mixer, x: Tensor, y) -> None:
     if y.shape != x.shape:
         raise MixerError(f"{name} changed the feature size: input {tuple(x.shape)} gave "
                          f"output {tuple(y.shape)}")
+    return y
 
 
-def probe(mixer, dim: int, dtype: torch.dtype = torch.float64, tokens: int = 5) -> None:
-    """Call the mixer once on (2, tokens, dim): a clear MixerError when it cannot mix tokens."""
-    x = torch.randn(2, tokens, dim, dtype=dtype, generator=torch.Generator().manual_seed(0))
+def build_mixer(factory, dim: int, dtype: torch.dtype = torch.float64):
+    """factory(dim), checked: a mixer with the right signature that mixes (2, 5, dim) tokens
+    into finite (2, 5, dim) outputs. Raises MixerError with one clear line otherwise."""
     try:
-        y = call(mixer, x)
+        mixer = factory(dim)
+    except Exception as e:
+        raise MixerError(f"{mixer_name(factory)}({dim}) failed: {type(e).__name__}: {e}") from e
+    if mixer is None or not callable(mixer):
+        raise MixerError(f"{mixer_name(factory)}({dim}) returned {type(mixer).__name__}, "
+                         f"expected a mixer (an nn.Module or callable)")
+    prepared, _ = prepare(mixer, dim, dtype)
+    x = torch.randn(2, 5, dim, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    try:
+        y = call(prepared, x)
     except MixerError:
         raise
     except NotApplicable as e:
         raise MixerError(f"{e}; plain self-mixing mixer(x) must work") from e
     except Exception as e:
-        raise MixerError(f"{mixer_name(mixer)}(x) failed on x of shape {tuple(x.shape)}, "
+        raise MixerError(f"{mixer_name(prepared)}(x) failed on x of shape {tuple(x.shape)}, "
                          f"{dtype}: {type(e).__name__}: {e}") from e
     if not torch.isfinite(y).all():
-        raise MixerError(f"{mixer_name(mixer)}(x) returned NaN or inf on x of shape "
+        raise MixerError(f"{mixer_name(prepared)}(x) returned NaN or inf on x of shape "
                          f"{tuple(x.shape)}")
+    return mixer

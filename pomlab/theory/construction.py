@@ -18,9 +18,6 @@ from torch import Tensor, nn
 from ..nn import PoM
 from ..checks import check_positive_int
 
-__all__ = ["G_STAR", "gelu_inverse", "InterpolationNet", "RampQuantiser",
-           "ConstructedContextualMap", "lemma_degree", "readout_place_values"]
-
 # max of GELU' on [0, inf), reached at sqrt(2) (proofs/check_gelu.py derives it).
 G_STAR = (1 + math.erf(1.0)) / 2 + 1 / (math.e * math.sqrt(math.pi))
 
@@ -122,8 +119,8 @@ class ConstructedContextualMap(nn.Module):
         for name, value in (("levels", levels), ("tokens", tokens), ("dim", dim)):
             check_positive_int(name, value)
         self.levels, self.tokens, self.dim, self.positional = levels, tokens, dim, positional
-        self.degree = lemma_degree(tokens) if degree is None else check_positive_int("degree",
-                                                                                      degree)
+        self.degree = (lemma_degree(tokens) if degree is None
+                       else check_positive_int("degree", degree))
         self.base = levels * tokens if positional else levels       # levels per coordinate
         self.alphabet = self.base ** dim
         step = 1.0 / levels

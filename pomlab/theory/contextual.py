@@ -1,39 +1,64 @@
-"""Contextual-mapping checker (Yun et al. 2020, Definition 3.1) for token-wise context values.
+"""Yun et al.'s (2020) Definition 3.1 checked on finite grids of token sequences.
 
-Given context values q(L) for every sequence L of a finite grid (one scalar or one vector
-per token), the checker decides whether q is a contextual mapping and measures by how much:
-
-1. for any L, the entries of q(L) are all distinct;
-2. for L != L', all entries of q(L) and q(L') are distinct.
-
-How permutations and positions are handled (``positional``):
-
-* ``positional=False`` (permutation-equivariant mixers, no positional encoding): a sequence
-  is known only up to the order of its tokens, so the *context* of L is its multiset of
-  tokens and the *key* of entry i is (multiset(L), token id of L_i). Condition 1 is checked
-  for tokens with different ids (equal tokens of an equivariant map necessarily get equal
-  values); condition 2 for sequences that are not permutations of each other (as in Yun et
-  al.'s Lemma 6). The checker also requires q to be *well defined* on keys: q(LP) = q(L)P and
-  equal tokens get equal values, up to ``tolerance``.
-* ``positional=True`` (inputs L + E with a positional encoding): Definition 3.1 verbatim. The
-  context is the sequence itself and the key of entry i is (L, i).
-
-Distances are Euclidean (absolute values for scalars). ``separation`` is the smallest
-distance between values of different keys; ``relative_separation`` divides it by the radius
-of the value cloud, so trained and constructed maps of different scales can be compared.
+q is a contextual mapping when (1) the entries of q(L) are distinct and (2) those of q(L) and
+q(L') are distinct for L != L'. Without positions (``positional=False``) the key of token i is
+(multiset of L, id of L_i): an equivariant map cannot tell a sequence from its permutations nor
+equal tokens apart (Yun et al.'s Lemma 6), so q must instead be well defined on keys. With
+positions the key is (L, i): the definition verbatim. Details: docs/theory.md.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ContextualMappingReport", "check_contextual_mapping", "context_keys"]
+from ..checks import check_number, check_positive_int
 
 # Differences, not |a|^2 + |b|^2 - 2ab: small gaps between large values must stay exact.
 EXACT = "donot_use_mm_for_euclid_dist"
+
+
+@dataclass(frozen=True)
+class SequenceGrid:
+    """Sequences of grid points: `points` (N, tokens, dim) and their token `ids` (N, tokens).
+    Point g / levels of [0, 1)^dim has id sum_j g_j levels^j (Yun et al.'s u^T L_{:,i})."""
+
+    points: Tensor
+    ids: Tensor
+    levels: int
+    dim: int
+    tokens: int
+    exhaustive: bool
+
+    @property
+    def alphabet(self) -> int:
+        return self.levels ** self.dim
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+
+def sequence_grid(levels: int, tokens: int, dim: int = 1, max_sequences: int = 20000,
+                  seed: int = 0, dtype: torch.dtype = torch.float64) -> SequenceGrid:
+    """Every sequence of `tokens` grid points of [0, 1)^dim, or a seeded random sample of
+    `max_sequences` of them when there are more (then `exhaustive` is False)."""
+    for name, value in (("levels", levels), ("tokens", tokens), ("dim", dim),
+                        ("max_sequences", max_sequences)):
+        check_positive_int(name, value)
+    alphabet = levels ** dim
+    total = alphabet ** tokens
+    if total <= max_sequences:
+        ids = torch.tensor(list(itertools.product(range(alphabet), repeat=tokens)),
+                           dtype=torch.long).reshape(total, tokens)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        ids = torch.randint(alphabet, (max_sequences, tokens), generator=gen)
+    digits = torch.stack([(ids // levels ** j) % levels for j in range(dim)], dim=-1)
+    return SequenceGrid(points=digits.to(dtype) / levels, ids=ids, levels=levels, dim=dim,
+                        tokens=tokens, exhaustive=total <= max_sequences)
 
 
 @dataclass(frozen=True)
@@ -133,8 +158,7 @@ def check_contextual_mapping(values, token_ids, positional: bool = False,
         raise ValueError("values contain NaN or inf")
     if tolerance is None:
         tolerance = 64 * float(np.finfo(vals.dtype).eps) * max(1.0, float(np.abs(vals).max()))
-    elif tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    check_number("tolerance", tolerance, minimum=0)
     n_seq, n_tok, m = vals.shape
     context, key = context_keys(ids, positional)
     n_keys = int(key.max()) + 1

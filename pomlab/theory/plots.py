@@ -10,9 +10,8 @@ import seaborn as sns
 from .. import plotting
 from .studies import ladder_rows
 
-__all__ = ["plot_error_vs_params", "plot_error_vs_degree", "plot_contextual_separation"]
-
-MIXER_LABELS = {"pom": "PoM", "mha": "MHA", "none": "token-wise MLP (no mixing)"}
+# "none" is the token-wise control of the studies; a bare "no mixing" would not say what it is
+MIXER_LABELS = {**plotting.MIXER_NAMES, "none": "token-wise MLP (no mixing)"}
 PALETTE = {MIXER_LABELS[m]: plotting.MIXER_COLORS[m] for m in MIXER_LABELS}
 
 

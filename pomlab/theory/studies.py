@@ -7,14 +7,12 @@ import time
 import torch
 
 from ..benchmark import device_label
+from ..nn.blocks import MIXERS
 from .construction import ConstructedContextualMap, lemma_degree
-from .contextual import check_contextual_mapping
-from .grid import sequence_grid
+from .contextual import check_contextual_mapping, sequence_grid
 from .models import ToySeqModel, count_parameters
 from .tasks import TASKS
 from .training import ToyRun, train_context_model
-
-__all__ = ["contextual_mapping_rows", "capacity_sweep", "largest_model_errors"]
 
 
 def _row(grid, positional, model_name, report, **extra) -> dict:
@@ -32,6 +30,7 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
     in ``extra_degrees``, the same construction at that degree), and PoM, MHA and the
     token-wise MLP at random initialisation and after ``steps`` of training to fit a random
     function of the contextual keys. Context values are evaluated in float64."""
+    from .plots import MIXER_LABELS         # the figures' names (plots loads matplotlib)
     grid = sequence_grid(levels, tokens, dim)
     x = grid.points                                    # float64
     rows = []
@@ -47,8 +46,8 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
                          proven_lower_bound=constructed.proven_separation if
                          k >= lemma_degree(tokens) else float("nan"),
                          degree=k, params=count_parameters(constructed), trained_steps=0))
-    for mixer in ("pom", "mha", "none"):
-        label = {"pom": "PoM", "mha": "MHA", "none": "token-wise MLP (no mixing)"}[mixer]
+    for mixer in MIXERS:
+        label = MIXER_LABELS[mixer]
         torch.manual_seed(seed)
         init = ToySeqModel(dim, 8, mixer=mixer, width=width, depth=1, degree=degree,
                            expand=expand, heads=heads, positional=positional, tokens=tokens)
@@ -75,25 +74,21 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
 def capacity_sweep(tasks=None, *, ladder=((8, 1), (16, 1), (32, 1), (32, 2)),
                    degrees=(1, 2, 3, 4), degree_width: int = 16, degree_depth: int = 1,
                    steps: int = 800, tokens: int = 8, seed: int = 0) -> list[ToyRun]:
-    """Runs of the universal-approximation study.
-
-    For every task: each (width, depth) of ``ladder`` for PoM (degree 2, expansion 2), MHA and
-    the token-wise MLP; plus PoM at every degree of ``degrees`` at (degree_width,
-    degree_depth). Ordered so that every task gets its small models first.
-    """
+    """Runs of the universal-approximation study: each (width, depth) of ``ladder`` for every
+    mixer (PoM at degree 2), then PoM at every degree of ``degrees`` at (degree_width,
+    degree_depth); every task gets its small models first."""
     tasks = list(TASKS) if tasks is None else list(tasks)
     runs = []
     for width, depth in ladder:
         for task in tasks:
-            for mixer in ("pom", "mha", "none"):
+            for mixer in MIXERS:
                 runs.append(ToyRun(task, mixer, width=width, depth=depth, steps=steps,
                                    tokens=tokens, seed=seed))
     for degree in degrees:
         for task in tasks:
             runs.append(ToyRun(task, "pom", width=degree_width, depth=degree_depth,
                                degree=degree, steps=steps, tokens=tokens, seed=seed))
-    unique = list(dict.fromkeys(runs))                  # degree 2 may repeat a ladder run
-    return unique
+    return list(dict.fromkeys(runs))                    # degree 2 may repeat a ladder run
 
 
 def ladder_rows(df):

@@ -1,17 +1,5 @@
-"""Toy sequence-to-sequence tasks that need token mixing (a token-wise MLP cannot solve them).
-
-Each task draws fresh input sequences and computes its target exactly. All but ``sort`` are
-permutation-equivariant; ``sort`` depends on positions (output i is the i-th smallest
-value), so models get a positional embedding for it.
-
-| name     | input tokens       | target y_i                                | needs         |
-|----------|--------------------|-------------------------------------------|---------------|
-| sort     | x ~ U[0, 1]        | i-th smallest x_j                         | positions     |
-| rank     | x ~ U[0, 1]        | #{j : x_j < x_i} / (n - 1)                | comparisons   |
-| count    | one-hot symbol / 4 | #{j : s_j = s_i} / n                      | equality      |
-| center   | x ~ U[-1, 1]^2     | x_i - mean_j x_j                          | sequence mean |
-| set_max  | x ~ U[0, 1]        | max_j x_j (same for every token)          | set function  |
-| pairwise | x ~ U[-1, 1]^2     | mean_j exp(-|x_i - x_j|^2 / (2 * 0.5^2))  | pairwise      |
+"""Toy sequence-to-sequence tasks that need token mixing (a token-wise MLP cannot solve them):
+each draws fresh input sequences and computes its target exactly (the table in docs/theory.md).
 """
 from __future__ import annotations
 
@@ -22,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import check_positive_int
-
-__all__ = ["ToyTask", "TASKS", "get_task"]
+from ..checks import check_choice, check_int, check_positive_int
 
 SYMBOLS = 4
 KERNEL_WIDTH = 0.5
@@ -44,9 +30,7 @@ class ToyTask:
                ) -> tuple[Tensor, Tensor]:
         """(x, y): (batch, tokens, in_dim) inputs and (batch, tokens, out_dim) targets."""
         check_positive_int("batch", batch)
-        check_positive_int("tokens", tokens)
-        if tokens < 2:
-            raise ValueError(f"tokens must be >= 2 for a mixing task, got {tokens}")
+        check_int("tokens", tokens, minimum=2)          # one token has nothing to mix with
         x = self.draw(batch, tokens, generator)
         return x, self.target(x)
 
@@ -91,6 +75,4 @@ TASKS: dict[str, ToyTask] = {t.name: t for t in [
 
 
 def get_task(name: str) -> ToyTask:
-    if name not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
-    return TASKS[name]
+    return TASKS[check_choice("task", name, TASKS)]

@@ -1,10 +1,6 @@
-"""Training for the theory studies: toy seq2seq runs, resumable sweeps, context models.
-
-Toy runs train on fresh samples every step and report the relative MSE on a fixed held-out
-set: the MSE of targets standardised by the held-out mean and standard deviation (1.0 is
-the error of predicting the mean; the no-mixing MLP's error is the best any token-wise map
-reaches).
-"""
+"""Training for the theory studies: toy seq2seq runs, resumable sets of runs, context models.
+Toy runs report the relative MSE on a fixed held-out set: the MSE of targets standardised by
+its mean and standard deviation (1 = predicting the mean)."""
 from __future__ import annotations
 
 import math
@@ -19,25 +15,20 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..benchmark import device_label
+from ..checks import check_choice
 from ..io import atomic_to_csv, read_csv_exact
 from ..nn.blocks import MIXERS
-from .contextual import context_keys
-from .grid import SequenceGrid
-from .models import ToySeqModel, count_parameters
+from .contextual import SequenceGrid, context_keys
+from .models import ToySeqModel, count_parameters, default_heads
 from .tasks import get_task
-
-__all__ = ["ToyRun", "train_toy", "run_sweep", "train_context_model"]
 
 TEST_SEED = 20_241_119           # the held-out set is the same for every run of a task
 
 
 @dataclass(frozen=True)
 class ToyRun:
-    """One training run: task, model capacity and optimisation settings.
-
-    ``mixer`` is "pom", "mha" or "none", or the label of a user's mixer whose factory is passed
-    to ``train_toy(run, mixer_factory=...)``.
-    """
+    """One training run: task, model capacity and optimisation settings. ``mixer`` is one of
+    pomlab's MIXERS, or the label of a user's mixer passed as ``train_toy(mixer_factory=...)``."""
 
     task: str
     mixer: str
@@ -45,7 +36,7 @@ class ToyRun:
     depth: int = 2
     degree: int = 2
     expand: int = 2
-    heads: int = 0                 # 0: width // 16 (at least 1)
+    heads: int = 0                 # 0: default_heads(width)
     tokens: int = 8
     steps: int = 1500
     batch_size: int = 128
@@ -58,21 +49,31 @@ class ToyRun:
         if not isinstance(self.mixer, str) or not self.mixer:
             raise ValueError(f"mixer must be one of {MIXERS} or a label, got {self.mixer!r}")
 
-    def check_builtin(self) -> None:
-        """A run without a factory must name one of pomlab's mixers."""
-        if self.mixer not in MIXERS:
-            raise ValueError(f"mixer must be one of {MIXERS} (or pass mixer_factory), "
-                             f"got {self.mixer!r}")
 
-    @classmethod
-    def key_columns(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+def _fit(model: nn.Module, batch: Callable[[], tuple[Tensor, Tensor]], steps: int, lr: float,
+         clip: float | None = None, progress: str | None = None) -> list[float]:
+    """MSE regression on ``steps`` batches (x, target) = batch(): AdamW, a linear warm-up over
+    the first 5% of the steps, then cosine decay to 0. Returns the losses."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 20)
 
-
-def _schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    losses = []
+    for _ in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
+        x, target = batch()
+        loss = ((model(x) - target) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return losses
 
 
 def _held_out(run: ToyRun) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -85,13 +86,10 @@ def _held_out(run: ToyRun) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def train_toy(run: ToyRun, progress: bool = False,
               mixer_factory: Callable[[int], nn.Module] | None = None) -> dict:
-    """Train one model on one toy task; returns a labelled result row.
-
-    mixer_factory: a user's mixer, built as ``mixer_factory(run.width)`` in every block in
-    place of pomlab's; ``run.mixer`` is then only its label.
-    """
+    """Train one model on one toy task; returns a labelled result row. mixer_factory: a user's
+    mixer, built as ``mixer_factory(run.width)`` in every block; ``run.mixer`` is its label."""
     if mixer_factory is None:
-        run.check_builtin()
+        check_choice("mixer", run.mixer, MIXERS)
     task = get_task(run.task)
     x_test, y_test, mean, std = _held_out(run)
     torch.manual_seed(run.seed)
@@ -99,27 +97,19 @@ def train_toy(run: ToyRun, progress: bool = False,
                         mixer=run.mixer if mixer_factory is None else mixer_factory,
                         width=run.width, depth=run.depth, degree=run.degree, expand=run.expand,
                         heads=run.heads or None, positional=task.positional, tokens=run.tokens)
-    opt = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=0.0)
-    warmup = max(1, run.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, run.steps, warmup))
     gen = torch.Generator().manual_seed(run.seed)
-    start, recent = time.perf_counter(), []
-    steps = tqdm(range(run.steps), desc=f"{run.task}/{run.mixer}", leave=False,
-                 disable=not progress)
-    for _ in steps:
+
+    def batch():                                 # fresh samples every step
         x, y = task.sample(run.batch_size, run.tokens, gen)
-        loss = ((model(x) - (y - mean) / std) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        recent = (recent + [loss.item()])[-50:]
+        return x, (y - mean) / std
+    start = time.perf_counter()
+    recent = _fit(model, batch, run.steps, run.lr, clip=1.0,
+                  progress=f"{run.task}/{run.mixer}" if progress else None)[-50:]
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(xb) for xb in x_test.split(1024)])
         test_rel_mse = ((pred - (y_test - mean) / std) ** 2).mean().item()
-    return {**asdict(run), "heads": run.heads or max(1, run.width // 16),
+    return {**asdict(run), "heads": run.heads or default_heads(run.width),
             "params": count_parameters(model), "test_rel_mse": test_rel_mse,
             "train_rel_mse": sum(recent) / len(recent), "seconds": time.perf_counter() - start,
             "dataset": f"synthetic {run.task} (fresh samples each step, {run.test_size} "
@@ -128,25 +118,19 @@ def train_toy(run: ToyRun, progress: bool = False,
             "device": device_label("cpu")}
 
 
-def run_sweep(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
-              deadline: float | None = None) -> pd.DataFrame:
+def train_toy_runs(runs: list[ToyRun], csv_path: str | Path, progress: bool = True,
+                   deadline: float | None = None) -> pd.DataFrame:
     """Train every run not already in ``csv_path`` (resumable), saving after each run.
-
-    deadline: a time.time() after which no new run starts (finished rows are kept).
-    """
+    deadline: a time.time() after which no new run starts (finished rows are kept)."""
     for run in runs:
-        run.check_builtin()
+        check_choice("mixer", run.mixer, MIXERS)
     csv_path = Path(csv_path)
+    # "heads" is stored resolved (0 -> default_heads(width)): compare on the other settings
+    keys = [f.name for f in fields(ToyRun) if f.name != "heads"]
     # rows are read back and rewritten after every run: floats must survive exactly
-    done = read_csv_exact(csv_path) if csv_path.exists() else pd.DataFrame()
-    keys = ToyRun.key_columns()
-    finished = set()
-    if len(done):
-        # "heads" is stored resolved (0 -> width // 16); compare on the other settings.
-        cols = [k for k in keys if k != "heads"]
-        finished = set(map(tuple, done[cols].astype(str).values.tolist()))
-    todo = [r for r in runs
-            if tuple(str(getattr(r, k)) for k in keys if k != "heads") not in finished]
+    done = read_csv_exact(csv_path) if csv_path.exists() else pd.DataFrame(columns=keys)
+    finished = set(map(tuple, done[keys].astype(str).values.tolist()))
+    todo = [r for r in runs if tuple(str(getattr(r, k)) for k in keys) not in finished]
     rows = done.to_dict("records")
     for run in tqdm(todo, desc="runs", disable=not progress):
         if deadline is not None and time.time() > deadline:
@@ -161,30 +145,16 @@ def train_context_model(grid: SequenceGrid, mixer: str | Callable[[int], nn.Modu
                         width: int = 32, degree: int = 2, expand: int = 2, heads: int = 2,
                         out_dim: int = 8, steps: int = 600, lr: float = 3e-3, seed: int = 0
                         ) -> tuple[ToySeqModel, dict]:
-    """Train one mixer block to fit a random function of the contextual keys of ``grid``.
-
-    Every key (multiset, token) - or (sequence, position) when positional - gets its own
-    random N(0, 1) target vector, a permutation-equivariant (or arbitrary) function that a
-    token-wise head can only fit if the block's output is a contextual mapping. Full-batch
-    AdamW on the whole grid. ``mixer`` may be a factory ``width -> module`` (a user's mixer).
-    Returns the model and {"fit_rel_mse", "steps", ...}; the context
-    values to check are ``model.features(grid.points.float())``.
-    """
+    """Train one mixer block (full batch) to fit a random N(0, 1) target per contextual key
+    of ``grid``: a token-wise head fits it only if the block's output is a contextual mapping.
+    Returns the model (context values: ``model.features(grid.points)``) and an info dict."""
     torch.manual_seed(seed)
     _, key = context_keys(grid.ids, positional)
     table = torch.randn(int(key.max()) + 1, out_dim, generator=torch.Generator().manual_seed(seed))
     x, y = grid.points.float(), table[torch.from_numpy(key)]
     model = ToySeqModel(grid.dim, out_dim, mixer=mixer, width=width, depth=1, degree=degree,
                         expand=expand, heads=heads, positional=positional, tokens=grid.tokens)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, steps, warmup))
-    for _ in range(steps):
-        loss = ((model(x) - y) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    _fit(model, lambda: (x, y), steps, lr)                       # full batch
     with torch.no_grad():
         fit = ((model(x) - y) ** 2).mean().item() / y.var().item()
     return model, {"fit_rel_mse": fit, "steps": steps, "width": width, "mixer": model.mixer_kind,
