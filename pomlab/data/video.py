@@ -37,12 +37,12 @@ class VideoDataset(Dataset):
     tokens: Tensor = field(init=False, repr=False)
 
     def __post_init__(self):
-        if not isinstance(self.videos, Tensor) or not self.videos.dtype.is_floating_point:
-            raise TypeError("videos must be a float tensor (N, T, C, H, W), got "
-                            + (str(self.videos.dtype) if isinstance(self.videos, Tensor)
-                               else type(self.videos).__name__))
-        if self.videos.dim() != 5:
-            raise ValueError(f"videos must be (N, T, C, H, W), got {tuple(self.videos.shape)}")
+        videos = self.videos
+        if not isinstance(videos, Tensor) or not videos.dtype.is_floating_point:
+            got = videos.dtype if isinstance(videos, Tensor) else type(videos).__name__
+            raise TypeError(f"videos must be a float tensor (N, T, C, H, W), got {got}")
+        if videos.dim() != 5:
+            raise ValueError(f"videos must be (N, T, C, H, W), got {tuple(videos.shape)}")
         if not isinstance(self.vocab, Vocabulary):
             raise TypeError(f"vocab must be a Vocabulary, got {type(self.vocab).__name__}")
         if len(self.captions) != len(self.videos):
@@ -86,9 +86,8 @@ def _load_clip(path: Path) -> Tensor:
 
 def load_video_latents(root: str | os.PathLike, captions_file: str = "captions.csv",
                        vocab: Vocabulary | None = None) -> VideoDataset:
-    """User video latents: ``root/captions.csv`` (columns file, caption) lists the clips, each
-    a ``.npy``/``.pt`` file (relative to root) holding one float tensor (T, C, H, W) of one
-    shape for all. ``vocab`` defaults to ``Vocabulary.from_captions`` of the captions."""
+    """User latents: ``root/captions.csv`` (columns file, caption) lists the clips, each a
+    .npy/.pt file holding a float (T, C, H, W) tensor of one shape; vocab: default the captions'."""
     import pandas as pd
 
     root = Path(root)

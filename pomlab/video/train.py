@@ -41,8 +41,7 @@ class VideoTrainer(Trainer):
                  resume: bool | str | os.PathLike = False, progress: bool = True,
                  callbacks=(), text_encoder: TextEncoder | None = None):
         if not isinstance(data, VideoDataset):
-            raise TypeError(f"data must be a pomlab.data.video.VideoDataset, got "
-                            f"{type(data).__name__}")
+            raise TypeError(f"data must be a pomlab.data.video.VideoDataset, got {type(data).__name__}")
         if not (isinstance(config.model, str) and config.model.startswith(VIDEO_PREFIX)):
             raise ValueError(f"config.model must be a video model name such as "
                              f"'VideoDiPoM-S/4', got {config.model!r}")
@@ -112,8 +111,7 @@ class VideoTrainer(Trainer):
         super().load_state(ckpt)
 
     def strip_captions(self) -> list[str]:
-        seen = list(dict.fromkeys(self.data.captions))
-        return seen[: self.config.samples_per_class]
+        return list(dict.fromkeys(self.data.captions))[: self.config.samples_per_class]
 
     def generate_for_captions(self, captions: Sequence[str], *, frames: int | None = None,
                               steps: int | None = None, method: str | None = None,
