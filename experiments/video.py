@@ -56,11 +56,11 @@ def parse_args(argv=None):
     a = p.add_argument
     a("--out", required=True, help="run folder")
     a("--resume", action="store_true", help="continue from --out's last checkpoint")
-    a("--model", default="VideoDiPoM-S/4", help="a video model name (VideoDiPoM-S..XL/2,4,8)")
+    a("--model", default="VideoDiPoM-B/4", help="a video model name (VideoDiPoM-S..XL/2,4,8)")
     a("--scale", default="micro", choices=["micro", "paper"])
     a("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
       help="model override for pomlab.models.create, e.g. depth=2 (repeatable)")
-    a("--steps", type=int, default=6000)
+    a("--steps", type=int, default=3000)
     a("--batch-size", type=int, default=32)
     a("--lr", type=float, default=1e-2, help="the micro scale's learning rate (pomlab.train)")
     a("--warmup", type=int, default=100)

@@ -73,20 +73,15 @@ class VideoTrainer(Trainer):
         from .. import models
 
         overrides = dict(self.config.model_overrides)
-        for key, value in (("input_size", self.data.size), ("in_channels", self.data.channels),
-                           ("vocab_size", len(self.data.vocab))):
+        encoder_dim = None if self.text_encoder is None else self.text_encoder.dim
+        for key, value, source in (("input_size", self.data.size, "the data"),
+                                   ("in_channels", self.data.channels, "the data"),
+                                   ("vocab_size", len(self.data.vocab), "the data"),
+                                   ("text_dim", encoder_dim, "the text encoder (text_encoder=)")):
             if overrides.get(key, value) != value:
-                raise ValueError(f"model override {key}={overrides[key]} disagrees with the "
-                                 f"data ({self.data.describe()})")
+                raise ValueError(f"model override {key}={overrides[key]} disagrees with {source} "
+                                 f"({self.data.describe()}, text encoder width {encoder_dim})")
             overrides[key] = value
-        if self.text_encoder is not None:
-            if overrides.get("text_dim", self.text_encoder.dim) != self.text_encoder.dim:
-                raise ValueError(f"model override text_dim={overrides['text_dim']} disagrees "
-                                 f"with the text encoder's width {self.text_encoder.dim}")
-            overrides["text_dim"] = self.text_encoder.dim
-        elif overrides.get("text_dim") is not None:
-            raise ValueError("model override text_dim needs a text_encoder (VideoTrainer(..., "
-                             "text_encoder=TextEncoder...))")
         model = models.create(self.config.model, scale=self.config.scale, **overrides)
         model.vocab = self.data.vocab          # copied into the EMA model too
         return model
