@@ -75,7 +75,7 @@ def parse_args(argv=None):
     a("--modes", default="sequential,parallel",
       help="comma-separated generation modes to evaluate (sequential, parallel)")
     a("--clips-per-caption", type=int, default=2)
-    a("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    a("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
     a("--no-progress", action="store_true")
     return p.parse_args(argv)
 
