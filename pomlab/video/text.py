@@ -78,16 +78,13 @@ class TextEncoder:
         """A hub model (or local folder): T5/mT5/ByT5 -> their encoder, CLIP -> its text
         model, anything else -> ``AutoModel``; ByT5 and T5 default to 512 tokens."""
         tf = _transformers()
-        config = tf.AutoConfig.from_pretrained(name)
-        kind = getattr(config, "model_type", "")
-        if kind in ("t5", "mt5", "umt5"):
-            model = tf.T5EncoderModel.from_pretrained(name) if kind == "t5" else \
-                tf.AutoModel.from_pretrained(name).get_encoder()
-            max_length = 512 if max_length is None else max_length
-        elif kind == "clip":
-            model = tf.CLIPTextModel.from_pretrained(name)
-        else:
-            model = tf.AutoModel.from_pretrained(name)
+        kind = getattr(tf.AutoConfig.from_pretrained(name), "model_type", "")
+        model = (tf.T5EncoderModel.from_pretrained(name) if kind == "t5" else
+                 tf.AutoModel.from_pretrained(name).get_encoder() if kind in ("mt5", "umt5") else
+                 tf.CLIPTextModel.from_pretrained(name) if kind == "clip" else
+                 tf.AutoModel.from_pretrained(name))
+        if kind in ("t5", "mt5", "umt5") and max_length is None:
+            max_length = 512
         return cls(model.to(device), tf.AutoTokenizer.from_pretrained(name),
                    max_length=max_length, name=name)
 
