@@ -56,13 +56,13 @@ def parse_args(argv=None):
     a = p.add_argument
     a("--out", required=True, help="run folder")
     a("--resume", action="store_true", help="continue from --out's last checkpoint")
-    a("--model", default="VideoDiPoM-L/8", help="a video model name (VideoDiPoM-S..XL/2,4,8)")
+    a("--model", default="VideoDiPoM-B/4", help="a video model name (VideoDiPoM-S..XL/2,4,8)")
     a("--scale", default="micro", choices=["micro", "paper"])
     a("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
       help="model override for pomlab.models.create, e.g. depth=2 (repeatable)")
-    a("--steps", type=int, default=3000, help="8000 for the numbers in docs/video.md")
+    a("--steps", type=int, default=3000)
     a("--batch-size", type=int, default=32)
-    a("--lr", type=float, default=2e-3)
+    a("--lr", type=float, default=1e-2, help="the micro scale's learning rate (pomlab.train)")
     a("--warmup", type=int, default=100)
     a("--ema-decay", type=float, default=0.999)
     a("--num-videos", type=int, default=8192, help="toy training clips (train-split digits)")
@@ -75,7 +75,7 @@ def parse_args(argv=None):
     a("--modes", default="sequential,parallel",
       help="comma-separated generation modes to evaluate (sequential, parallel)")
     a("--clips-per-caption", type=int, default=2)
-    a("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    a("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
     a("--no-progress", action="store_true")
     return p.parse_args(argv)
 

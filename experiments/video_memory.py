@@ -25,7 +25,7 @@ import torch
 from pomlab import models
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
 from pomlab.cli import HelpFormatter, run
-from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary
+from pomlab.data.text import TOY_VOCABULARY, Vocabulary
 from pomlab.figures import video_memory_figure
 from pomlab.io import atomic_to_csv
 from pomlab.results import load_table

@@ -5,9 +5,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from pomlab.data.toy_video import (DIRECTIONS, TOY_VOCABULARY, VideoDataset, Vocabulary,
-                                   all_toy_captions, load_video_latents, make_toy_videos,
+from pomlab.data.text import TOY_VOCABULARY, Vocabulary
+from pomlab.data.toy_video import (DIRECTIONS, all_toy_captions, make_toy_videos,
                                    parse_toy_caption, toy_caption, toy_trajectory)
+from pomlab.data.video import VideoDataset, load_video_latents
 
 
 def centre_of_mass(frames):
@@ -42,7 +43,7 @@ def test_encode_pads_and_rejects_unknown_words_by_name():
         TOY_VOCABULARY.encode(["a 3 moving left", "a 3 moving sideways"])
     with pytest.raises(ValueError, match="length 2 is shorter than the longest caption"):
         TOY_VOCABULARY.encode(["a 3 moving left"], length=2)
-    with pytest.raises(TypeError, match="captions must be a non-empty list of strings"):
+    with pytest.raises(ValueError, match="captions must be a non-empty list of strings"):
         TOY_VOCABULARY.encode([])
     with pytest.raises(TypeError, match=r"captions\[1\] must be a string"):
         TOY_VOCABULARY.encode(["a", 3])

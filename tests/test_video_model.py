@@ -190,12 +190,9 @@ def test_bad_inputs_fail_clearly():
         model(x[:, 0], t, text)
     with pytest.raises(ValueError, match="x has 3 channels, expected in_channels=1"):
         model(x.repeat(1, 1, 3, 1, 1), t, text)
-    with pytest.raises(ValueError, match="t must lie in"):
-        model(x, t + 2, text)
+    # (values - t in [0, 1], ids < vocab_size - are the entry points' to check: no host sync here)
     with pytest.raises(TypeError, match="text must be an int64 tensor"):
         model(x, t, text.float())
-    with pytest.raises(ValueError, match=r"text must hold word ids in \[0, 16\]"):
-        model(x, t, text + 100)
     with pytest.raises(ValueError, match=r"text must have shape \(2, words >= 1\)"):
         model(x, t, text[:1])
     _, states = model.step(x[:, 0], t, text, 0)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pomlab.benchmark import device_label
-from pomlab.data.images import from_model_range
-from pomlab.data.toy_video import TOY_VOCABULARY, Vocabulary, make_toy_videos
+from pomlab.data.text import TOY_VOCABULARY, Vocabulary
+from pomlab.data.toy_video import make_toy_videos
 from pomlab.diffusion import FlowMatching
 from pomlab.train import TrainConfig, load_checkpoint
 from pomlab.video import VideoTrainer, load_video_model, sample
@@ -47,8 +47,10 @@ def test_training_steps_run_on_whole_clips_and_write_checkpoints(data, tmp_path)
     assert process.shift == 0.5            # the trained time shift comes back
     assert step == 2 and model.vocab == TOY_VOCABULARY and model.name == "VideoDiPoM-S/8"
     assert train_config.model == "VideoDiPoM-S/8" and model.vocab_size == 17
-    clips = trainer.generate(["a 1 moving up"], frames=2)
-    assert clips.shape == (1, 2, 1, 16, 16) and 0 <= clips.min() and clips.max() <= 1
+    clips = trainer.generate_for_captions(["a 1 moving up"], frames=2)    # model space
+    assert clips.shape == (1, 2, 1, 16, 16) and clips.dtype == torch.float32
+    with pytest.raises(TypeError, match="use generate_for_captions"):
+        trainer.generate(torch.tensor([1]))
 
 
 def test_resume_continues_exactly(data, tmp_path):
@@ -70,10 +72,10 @@ def test_samples_use_the_trained_time_shift(data):
     trainer = VideoTrainer(config(shift=0.5, steps=1), data, progress=False)
     assert trainer.process.shift == 0.5
     trainer.run()
-    clips = trainer.generate(["a 1 moving up"], frames=2, seed=3)
+    clips = trainer.generate_for_captions(["a 1 moving up"], frames=2, seed=3)
     expected = sample(trainer.ema.module, ["a 1 moving up"], 2, steps=2, method="euler",
                       generator=torch.Generator().manual_seed(3), process=FlowMatching(0.5))
-    assert torch.equal(clips, from_model_range(expected))
+    assert torch.equal(clips, expected)
 
 
 def test_trainer_refuses_what_does_not_fit(data, tmp_path):
@@ -81,7 +83,7 @@ def test_trainer_refuses_what_does_not_fit(data, tmp_path):
         VideoTrainer(config(model="DiPoM-S/2"), data, progress=False)
     with pytest.raises(ValueError, match="config.loss must be 'flow' for video"):
         VideoTrainer(config(loss="diffusion"), data, progress=False)
-    with pytest.raises(TypeError, match="must be a pomlab.data.toy_video.VideoDataset"):
+    with pytest.raises(TypeError, match="must be a pomlab.data.video.VideoDataset"):
         VideoTrainer(config(), data.videos, progress=False)
     with pytest.raises(ValueError, match="model override in_channels=3 disagrees with the data"):
         VideoTrainer(config(model_overrides={"in_channels": 3}), data, progress=False)

@@ -24,13 +24,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..data.toy_video import PAD_ID, TOY_VOCABULARY
+from ..data.text import PAD_ID, TOY_VOCABULARY
 from ..nn import masks
 from ..checks import check_positive_int
 from ..nn.blocks import MLP
 from ..nn.pom import PoM, PoMState
-from .backbone import (LN_EPS, FinalLayer, PatchEmbed, TimestepEmbedder, check_time_and_ids,
-                       initialize_dit_weights, modulate, sincos_1d, sincos_2d, time_batch,
+from .backbone import (LN_EPS, FinalLayer, PatchEmbed, TimestepEmbedder, initialize_dit_weights,
+                       modulate, sincos_1d, sincos_2d, time_batch,
                        unpatchify)
 from .registry import (DIPOM_DEFAULTS, DIPOM_MLP_RATIO, MICRO_SIZES, PAPER_SIZES, PATCHES,
                        SCALE_DEFAULTS, SCALES, SIZES, register_family)
@@ -231,7 +231,6 @@ class VideoDiPoM(nn.Module):
         self.text_dim, self.text_modulation = text_dim, text_modulation
         self.mixer = "pom"
         self.null_token = PAD_ID          # an all-pad caption is the unconditional input
-        self.check_inputs = True          # range check on t (one host sync per forward)
         self.vocab = None                 # captions -> word ids for pomlab.video.sample (None: toy)
         self.text_encoder = None          # captions -> embeddings when text_dim is set
 
@@ -254,10 +253,12 @@ class VideoDiPoM(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """DiT's initialisation, plus zero video-block modulations and N(0, 0.02) word vectors."""
+        """DiT's initialisation, plus zero video-block modulations and N(0, 1) word vectors."""
         initialize_dit_weights(self)
         if self.text_dim is None:
-            nn.init.normal_(self.text_embedder.embedding.weight, std=0.02)
+            # on the scale of the sin-cos positions they are added to (entries of size ~1):
+            # DiT's 0.02 left a word 2% of its token, so captions were read last and slowly
+            nn.init.normal_(self.text_embedder.embedding.weight, std=1.0)
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
@@ -280,6 +281,8 @@ class VideoDiPoM(nn.Module):
             raise ValueError(f"{name} must hold at least one frame, got shape {tuple(x.shape)}")
 
     def _check_condition(self, x: Tensor, t, text) -> Tensor:
+        """Shapes and dtypes only: no host sync here. The values (t in [0, 1], word ids below
+        vocab_size) are checked where they enter: pomlab.video.sample, VideoDataset, the trainer."""
         b = x.shape[0]
         t = time_batch(t, b, x.device, per="video")
         if self.text_dim is not None:
@@ -291,9 +294,6 @@ class VideoDiPoM(nn.Module):
                 raise ValueError(f"text must be float caption embeddings ({b}, tokens >= 1, "
                                  f"text_dim={self.text_dim}) (pomlab.video.text.TextEncoder), "
                                  f"got {got}")
-            if self.check_inputs and not x.is_meta and ((t < 0) | (t > 1) | t.isnan()).any():
-                raise ValueError(f"t must lie in [0, 1] (diffusion/flow time), got values in "
-                                 f"[{t.min().item():.4g}, {t.max().item():.4g}]")
             return t
         if not isinstance(text, Tensor) or text.dtype not in (torch.int64, torch.int32):
             raise TypeError("text must be an int64 tensor of word ids (batch, words), got "
@@ -301,9 +301,6 @@ class VideoDiPoM(nn.Module):
                                else type(text).__name__))
         if text.dim() != 2 or text.shape[0] != b or text.shape[1] < 1:
             raise ValueError(f"text must have shape ({b}, words >= 1), got {tuple(text.shape)}")
-        if self.check_inputs and not x.is_meta:
-            check_time_and_ids(t, text, "text", self.vocab_size,
-                               f"word ids in [0, {self.vocab_size - 1}] (vocab_size {self.vocab_size})")
         return t
 
     def condition(self, t: Tensor, text: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,8 +1,5 @@
-"""Text-to-video with the video DiPoM: sampling (parallel or frame by frame), training, memory.
-
-    model = pomlab.models.create("VideoDiPoM-S/2", scale="micro")
-    clips = pomlab.video.sample(model, ["a 3 moving left"], frames=8, mode="sequential")
-"""
+"""Text-to-video with the video DiPoM: sampling (parallel or frame by frame), training,
+measures (pomlab.video.evaluate), a frozen text encoder (pomlab.video.text)."""
 from .sampling import MODES, draw_noise, encode_captions, model_vocabulary, sample
 from .text import TextEncoder
 from .train import VideoTrainer, load_video_model

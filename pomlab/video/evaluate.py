@@ -1,25 +1,9 @@
-"""Does a generated toy clip follow its caption, and is it one coherent clip? Per clip:
-
-- Digit: in every frame, an 8x8 window around the brightest blob's centre of mass is cut out,
-  resized to the digits classifier's 16x16 input and classified; the score of a clip is the
-  fraction of its frames classified as the caption's digit (chance: 1/10).
-- Motion: the centre of mass of the last frame minus that of the first frame; the predicted
-  direction is the one of left/right/up/down with the largest dot product with that
-  displacement (chance: 1/4).
-- Same digit across frames (digit_consistency): the fraction of frames classified as the
-  clip's most frequent class, whatever the caption says (1 = one digit throughout).
-- Motion error (motion_error_px): the mean distance, in pixels, between each frame's centre of
-  mass and the caption's trajectory (``toy_trajectory``: the digit crosses the frame evenly,
-  starting at the far side), after removing one constant offset per clip (the least-squares
-  one, i.e. the mean gap). The caption fixes the motion but not where the digit's ink sits in
-  its box nor where it crosses, hence the offset; a digit that drifts off the line, lags,
-  jumps or jitters is counted. 0 on real clips.
-- Smoothness (centre_jerk_px): the mean size of the centre's second difference
-  |c[f+1] - 2 c[f] + c[f-1]| in pixels per frame^2 (0 for constant speed; the real clips,
-  rounded to whole pixels, give their own small floor), and frame_change: the mean absolute
-  pixel change between consecutive frames (speckle that re-rolls every frame raises it).
-
-The same measurement on the real toy clips gives the ceiling of the method.
+"""Does a generated toy clip follow its caption, and is it one coherent clip? Per clip
+(docs/video.md, "Measuring a toy clip"): digit_accuracy (the digits classifier on an 8x8
+window around each frame's centre of mass), direction_correct (first -> last centre),
+digit_consistency (frames showing the clip's most frequent digit), motion_error_px (distance
+of the centre from the caption's trajectory, one offset per clip removed), centre_jerk_px
+and frame_change (smoothness). The same measurement on real toy clips is its ceiling.
 """
 from __future__ import annotations
 
@@ -41,11 +25,8 @@ MEASURES = ("digit_accuracy", "direction_correct", "digit_consistency", "motion_
 
 
 def centre_of_mass(frames: Tensor, background: float = BACKGROUND) -> Tensor:
-    """(..., H, W) grey frames in [0, 1] -> (..., 2) (row, col) centres of the bright pixels.
-
-    Pixels under ``background`` are ignored, so faint generation noise does not pull the
-    centre towards the middle; an empty frame gives the frame centre.
-    """
+    """(..., H, W) grey frames in [0, 1] -> (..., 2) (row, col) centres of the pixels above
+    ``background`` (faint noise does not pull the centre); an empty frame gives its centre."""
     h, w = frames.shape[-2:]
     mass = (frames - background).clamp(min=0)
     total = mass.sum((-2, -1))
@@ -139,12 +120,8 @@ def default_classifier() -> Callable[[Tensor], Tensor]:
 def caption_following(clips: Tensor, captions: Sequence[str],
                       classifier: Callable[[Tensor], Tensor] | None = None,
                       digit_size: int = DIGIT_SIZE) -> pd.DataFrame:
-    """One row per clip: caption, digit, direction, predicted direction and the MEASURES
-    (digit_accuracy, direction_correct, digit_consistency, motion_error_px, centre_jerk_px,
-    frame_change; see the module's docstring).
-
-    clips: (B, T, 1, H, W) toy-style pixels in [0, 1]; captions: toy captions, one per clip.
-    """
+    """One row per clip of (B, T, 1, H, W) pixels in [0, 1] and its toy caption: caption,
+    digit, direction, predicted direction and the MEASURES."""
     _check_clips(clips, captions)
     classifier = default_classifier() if classifier is None else classifier
     truth = [parse_toy_caption(c) for c in captions]
@@ -154,17 +131,16 @@ def caption_following(clips: Tensor, captions: Sequence[str],
     modal = predicted_digits.mode(1).values
     consistency = (predicted_digits == modal[:, None]).float().mean(1)
     moves = motion_directions(clips)
-    motion, jerk, change = motion_errors(clips, captions, digit_size), centre_jerk(clips), frame_change(clips)
-    rows = []
-    for i, (caption, (digit, direction)) in enumerate(zip(captions, truth)):
-        rows.append({"caption": caption, "digit": digit, "direction": direction,
-                     "predicted_direction": moves[i],
-                     "digit_accuracy": float((predicted_digits[i] == digit).float().mean()),
-                     "direction_correct": float(moves[i] == direction),
-                     "digit_consistency": float(consistency[i]),
-                     "motion_error_px": float(motion[i]), "centre_jerk_px": float(jerk[i]),
-                     "frame_change": float(change[i])})
-    return pd.DataFrame(rows)
+    digits = torch.tensor([d for d, _ in truth])
+    return pd.DataFrame({
+        "caption": list(captions), "digit": digits.numpy(),
+        "direction": [direction for _, direction in truth], "predicted_direction": moves,
+        "digit_accuracy": (predicted_digits == digits[:, None]).float().mean(1).double().numpy(),
+        "direction_correct": [float(m == d) for m, (_, d) in zip(moves, truth)],
+        "digit_consistency": consistency.double().numpy(),
+        "motion_error_px": motion_errors(clips, captions, digit_size).numpy(),
+        "centre_jerk_px": centre_jerk(clips).numpy(),
+        "frame_change": frame_change(clips).double().numpy()})
 
 
 def summarize(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -183,10 +159,9 @@ def compare_modes(model, captions: Sequence[str], frames: int, *, seed: int = 0,
                   classifier: Callable[[Tensor], Tensor] | None = None,
                   modes: Sequence[str] = ("sequential", "parallel"), **sample_kwargs
                   ) -> pd.DataFrame:
-    """caption_following of the clips ``pomlab.video.sample`` generates for ``captions`` in
-    each of ``modes`` from the same noise (``seed``), rows tagged with ``mode`` and that
-    mode's generation time (``seconds``). The model must generate toy pixels (model range
-    [-1, 1]); sample_kwargs go to ``sample`` (steps, cfg, method, process, vocab, ...)."""
+    """caption_following of ``pomlab.video.sample``'s clips (toy pixels) in each of ``modes``
+    from the same noise (``seed``), rows tagged with ``mode`` and its generation ``seconds``;
+    sample_kwargs go to ``sample``."""
     import time
 
     from ..data.images import from_model_range

@@ -1,24 +1,10 @@
 """Text-to-video sampling: all frames in parallel, or frame by frame through PoM's state.
 
-Why the two agree (the design of the sequential sampler)
----------------------------------------------------------
-The parallel sampler integrates the flow ODE for the whole clip at once: at each velocity
-evaluation k (k = 0, 1, ... over the steps; Heun makes two per step) the block-causal model
-lets frame f see frames <= f *as they are at evaluation k*. Frame f's trajectory therefore
-depends only on frames <= f, and the clip can be produced one frame after another, provided
-that frame f, at its evaluation k, sees the earlier frames at their own evaluation k.
-
-So the sequential sampler keeps, for every evaluation index k and every layer, the PoMState
-(H, n) of the frames generated so far at that evaluation. Generating frame f runs the whole
-integrator for that frame alone; its evaluation k calls ``model.step`` with the states of
-index k and stores the updated states (frames <= f) for the next frame. Nothing of an
-earlier frame is ever recomputed, and the memory is O(evaluations x layers x state size)
-(two such sets: the previous frame's and the one being built), independent of the number
-of frames. Guidance (cfg != 1) doubles the batch of every call ([conditional, null]), so the
-states carry both halves; both modes batch the same way.
-
-The full noise tensor (B, frames, C, H, W) is drawn up front from ``generator`` in both
-modes, so one seed gives one clip whichever way it is generated.
+The sequential sampler keeps, for every velocity evaluation k of the ODE solve and every
+layer, the PoMState of the frames generated so far at their evaluation k; frame f's
+evaluation k steps from those states, so it sees what the parallel block-causal model shows
+it, and nothing earlier is recomputed (docs/video.md, "the design of the sequential sampler").
+Both modes draw the whole noise (B, frames, C, H, W) up front: one seed, one clip either way.
 """
 from __future__ import annotations
 
@@ -28,10 +14,10 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..data.toy_video import TOY_VOCABULARY, Vocabulary
+from ..data.text import TOY_VOCABULARY, Vocabulary, check_captions
 from ..diffusion import FlowMatching, sampling_mode
 from ..diffusion.samplers import ODE_METHODS
-from ..checks import check_positive_int
+from ..checks import check_choice, check_positive_int
 
 MODES = ("sequential", "parallel")
 FRAME_RANGE = "pomlab.video.frame "      # profiler range of each sequential frame
@@ -50,10 +36,9 @@ def model_vocabulary(model: nn.Module, vocab: Vocabulary | None = None) -> Vocab
 
 
 def encode_captions(model: nn.Module, captions: Sequence[str], vocab: Vocabulary | None = None,
-                    text_encoder=None, on_frame=None) -> Tensor:
-    """What the model reads for ``captions``: word ids (B, L) through its vocabulary, or,
-    for a model with ``text_dim`` (a frozen encoder's path), the embeddings (B, L, text_dim)
-    of ``text_encoder`` (default ``model.text_encoder``), from its per-caption cache."""
+                    text_encoder=None) -> Tensor:
+    """What the model reads: word ids (B, L) through its vocabulary, or for a model with
+    ``text_dim`` the (B, L, text_dim) embeddings of ``text_encoder`` (or model.text_encoder)."""
     if getattr(model, "text_dim", None) is None:
         return model_vocabulary(model, vocab).encode(captions)
     encoder = text_encoder if text_encoder is not None else getattr(model, "text_encoder", None)
@@ -82,56 +67,44 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
            generator: torch.Generator | None = None, *, method: str = "heun",
            vocab: Vocabulary | None = None, process: FlowMatching | None = None,
            text_encoder=None, on_frame=None, guidance: str = "standard") -> Tensor:
-    """Generate one clip per caption: (B, frames, C, H, W) in the model's range.
+    """One clip per caption: (B, frames, C, H, W) in model space ([-1, 1] pixels or latents).
 
-    model: a VideoDiPoM (``pomlab.models.create("VideoDiPoM-S/2", ...)``); "sequential"
-    needs its block-causal form (the default). captions: strings of the model's vocabulary.
-    noise: None (drawn from ``generator``) or exactly (B, frames, C, H, W). steps: ODE steps
-    of ``method`` ("heun": 2 model calls per step, "euler": 1) from t = 1 to 0. cfg:
-    classifier-free guidance scale in the `guidance` convention ("standard": 1 = none;
-    "authors": 0 = none; the null caption is all pad). vocab: the
-    captions' Vocabulary (default ``model_vocabulary(model)``). process: the FlowMatching the
-    model was trained with (its time shift sets the sampling grid; default no shift). The
-    model runs in eval mode (no caption dropout) without its input range check (no host
-    sync per call) and is restored afterwards. text_encoder: for a model with ``text_dim``,
-    the ``pomlab.video.text.TextEncoder`` that encodes the captions (default
-    ``model.text_encoder``). on_frame: sequential mode only, called as ``on_frame(f, frame)``
-    with each finished frame (B, C, H, W) as soon as it is made (stream or time the frames);
-    each frame's work runs inside ``torch.profiler.record_function("pomlab.video.frame f")``.
+    "sequential" needs the block-causal model (the default). noise: None (drawn from
+    ``generator``) or exactly (B, frames, C, H, W). steps of ``method`` ("heun": 2 calls per
+    step) from t = 1 to 0; cfg in the ``guidance`` convention ("standard": 1 = none; the null
+    caption is all pad). vocab: default ``model_vocabulary(model)``. process: the
+    FlowMatching the model was trained with (its shift sets the grid). text_encoder: for a
+    model with ``text_dim`` (default ``model.text_encoder``). on_frame(f, frame): sequential
+    only, called with each finished frame; frame f runs in the profiler range
+    "pomlab.video.frame f". The model runs in eval mode (restored afterwards); the word ids
+    come from a vocabulary of the model's size and t from the grid, so they are valid here.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if method not in ODE_METHODS:
-        raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
+    check_choice("mode", mode, MODES)
+    check_choice("method", method, ODE_METHODS)
     check_positive_int("frames", frames)
     check_positive_int("steps", steps)
     process = FlowMatching() if process is None else process
     if not isinstance(process, FlowMatching):
         raise TypeError(f"process must be a pomlab.diffusion.FlowMatching (the video samplers "
                         f"integrate the flow ODE), got {type(process).__name__}")
-    captions = [captions] if isinstance(captions, str) else captions
-    if isinstance(captions, Sequence) and len(captions) == 0:
-        raise ValueError("captions must be a non-empty list of strings, got []")
+    captions = check_captions(captions)
     tokens = encode_captions(model, captions, vocab, text_encoder)
     param = next(model.parameters())
     tokens = tokens.to(param.device, param.dtype if tokens.is_floating_point() else tokens.dtype)
     batch = tokens.shape[0]
+    expected = (batch, frames, model.in_channels, model.input_size, model.input_size)
     if noise is None:
         noise = draw_noise(model, batch, frames, generator)
-    else:
-        expected = (batch, frames, model.in_channels, model.input_size, model.input_size)
-        if not isinstance(noise, Tensor) or tuple(noise.shape) != expected:
-            got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
-            raise ValueError(f"noise must have shape (captions, frames, C, H, W) = {expected}, "
-                             f"got {got}")
-        noise = noise.to(device=param.device, dtype=param.dtype)
+    elif not isinstance(noise, Tensor) or tuple(noise.shape) != expected:
+        got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+        raise ValueError(f"noise must have shape (captions, frames, C, H, W) = {expected}, got {got}")
+    noise = noise.to(device=param.device, dtype=param.dtype)
     if mode == "sequential" and not model.causal:
         raise ValueError("mode='sequential' needs the block-causal model (causal=True); this one "
                          "mixes all frames both ways, use mode='parallel'")
     # the all-pad caption is the null input of classifier-free guidance
     integrate = functools.partial(process.sample, steps=steps, method=method, cfg=cfg,
                                   null_class=model.null_token, guidance=guidance)
-    # ids come from a vocabulary of the model's size and t from the grid: no range checks
     with sampling_mode(model):
         if mode == "parallel":
             if on_frame is not None:

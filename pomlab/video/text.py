@@ -4,12 +4,10 @@
     model = pomlab.models.create("VideoDiPoM-S/4", scale="micro", text_dim=encoder.dim)
     clips = pomlab.video.sample(model, ["a 3 moving left"], 8, text_encoder=encoder)
 
-The encoder never trains (``requires_grad`` off, eval mode, ``torch.no_grad``); the video
-model's ``TextProjection`` (Linear to the model width) is what learns. Each caption is encoded
-once, alone, and its (tokens, dim) output kept in ``cache``; a batch is the cached rows padded
-with exact zeros, which the video model reads as padding (the all-zero caption is its null
-caption for guidance). Encoding alone means a caption's embedding never depends on what it is
-batched with. Needs the optional extra ``pip install "pomlab[text]"`` (transformers).
+The encoder never trains; the video model's ``TextProjection`` learns. Each caption is encoded
+alone, once (so its embedding never depends on its batch), and cached; a batch is the cached
+rows padded with exact zeros, which the model reads as padding (all zeros: the null caption).
+Needs ``pip install "pomlab[text]"`` (transformers).
 """
 from __future__ import annotations
 
@@ -17,6 +15,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from ..checks import check_positive_int
+from ..data.text import check_captions
 
 # tokenizers without a length limit report a huge model_max_length
 _NO_LIMIT = 1_000_000
@@ -44,15 +45,10 @@ def _encoder_limit(tokenizer, model: nn.Module) -> int | None:
 
 
 class TextEncoder:
-    """A frozen encoder and its tokenizer: ``encode(captions)`` -> (B, L, dim) float32 on the
-    CPU, real tokens first, padding rows exactly zero; L = the longest caption's tokens.
-
-    model: a transformers encoder (``T5EncoderModel``, ``CLIPTextModel``, ...) whose output
-    has ``last_hidden_state``; tokenizer: its tokenizer. max_length: the longest caption in
-    tokens (special tokens included); default the tokenizer's ``model_max_length`` or the
-    model's position limit, required when neither is set (ByT5 and T5 have none). name: the
-    hub name, kept in checkpoints so ``load_video_model`` can rebuild the encoder.
-    """
+    """A frozen encoder (a transformers model with ``last_hidden_state``) and its tokenizer:
+    ``encode(captions)`` -> (B, L, dim) float32 on the CPU, padding rows exactly zero.
+    max_length: the longest caption in tokens; default the tokenizer's or the model's limit,
+    required when neither sets one (T5, ByT5). name: the hub name kept in checkpoints."""
 
     def __init__(self, model: nn.Module, tokenizer, *, max_length: int | None = None,
                  name: str | None = None):
@@ -63,9 +59,10 @@ class TextEncoder:
             raise TypeError(f"tokenizer must be a transformers tokenizer, got "
                             f"{type(tokenizer).__name__}")
         limit = _encoder_limit(tokenizer, model) if max_length is None else max_length
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError("max_length must be a positive int (the encoder's limit in tokens); "
-                             f"this tokenizer and model set none, got {max_length!r}")
+        if limit is None:
+            raise ValueError("max_length must be given (the encoder's limit in tokens): this "
+                             "tokenizer and model set none")
+        check_positive_int("max_length", limit)
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.max_length, self.name = tokenizer, limit, name
         config = getattr(model, "config", None)
@@ -81,16 +78,13 @@ class TextEncoder:
         """A hub model (or local folder): T5/mT5/ByT5 -> their encoder, CLIP -> its text
         model, anything else -> ``AutoModel``; ByT5 and T5 default to 512 tokens."""
         tf = _transformers()
-        config = tf.AutoConfig.from_pretrained(name)
-        kind = getattr(config, "model_type", "")
-        if kind in ("t5", "mt5", "umt5"):
-            model = tf.T5EncoderModel.from_pretrained(name) if kind == "t5" else \
-                tf.AutoModel.from_pretrained(name).get_encoder()
-            max_length = 512 if max_length is None else max_length
-        elif kind == "clip":
-            model = tf.CLIPTextModel.from_pretrained(name)
-        else:
-            model = tf.AutoModel.from_pretrained(name)
+        kind = getattr(tf.AutoConfig.from_pretrained(name), "model_type", "")
+        model = (tf.T5EncoderModel.from_pretrained(name) if kind == "t5" else
+                 tf.AutoModel.from_pretrained(name).get_encoder() if kind in ("mt5", "umt5") else
+                 tf.CLIPTextModel.from_pretrained(name) if kind == "clip" else
+                 tf.AutoModel.from_pretrained(name))
+        if kind in ("t5", "mt5", "umt5") and max_length is None:
+            max_length = 512
         return cls(model.to(device), tf.AutoTokenizer.from_pretrained(name),
                    max_length=max_length, name=name)
 
@@ -101,16 +95,6 @@ class TextEncoder:
     def __repr__(self) -> str:
         return (f"TextEncoder({self.name or type(self.model).__name__}, dim {self.dim}, "
                 f"max_length {self.max_length}, {len(self.cache)} cached captions)")
-
-    def _check(self, captions) -> list[str]:
-        if isinstance(captions, str):
-            captions = [captions]
-        if not isinstance(captions, Sequence) or len(captions) == 0:
-            raise ValueError(f"captions must be a non-empty list of strings, got {captions!r:.80}")
-        for i, caption in enumerate(captions):
-            if not isinstance(caption, str):
-                raise TypeError(f"captions[{i}] must be a string, got {type(caption).__name__}")
-        return list(captions)
 
     @torch.no_grad()
     def _encode_one(self, caption: str, index: int) -> Tensor:
@@ -125,7 +109,7 @@ class TextEncoder:
     def encode(self, captions: str | Sequence[str], *, cache: bool = True) -> Tensor:
         """(B, L, dim) embeddings, zero-padded to the longest caption. cache=False encodes
         every caption again (and stores nothing); cache=True reuses and fills ``cache``."""
-        captions = self._check(captions)
+        captions = check_captions(captions)
         rows = []
         for i, caption in enumerate(captions):
             row = self.cache.get(caption) if cache else None

@@ -1,20 +1,17 @@
 """Training the video DiPoM with the project's Trainer (flow matching, EMA, checkpoints, resume).
 
 The clips of a ``VideoDataset`` and their word ids stand where the image trainer has images
-and labels: the flow-matching loss calls ``model(x_t, t, word_ids)`` on whole clips, so all
-frames train in parallel through the block-causal mask. Only what is video-specific is
-overridden here: building the model from the data (frame size, channels, vocabulary), the
-checks, the vocabulary in the checkpoint, and sample strips (frames of a clip side by side).
+and labels: the loss calls ``model(x_t, t, word_ids)`` on whole clips (all frames in parallel
+through the block-causal mask). Overridden here: the model built from the data, the
+vocabulary (and text-encoder spec) in the checkpoint, sampling from captions, and strips.
 
-    data = make_toy_videos(4096)
     trainer = VideoTrainer(TrainConfig(model="VideoDiPoM-S/4", scale="micro", steps=600,
-                                       out="runs/video", dataset=data.name), data, resume=True)
+                                       out="runs/video"), make_toy_videos(4096), resume=True)
     trainer.run()
-    clips = trainer.generate(["a 3 moving left"])          # [0, 1] pixels, (1, T, C, H, W)
+    clips = trainer.generate_for_captions(["a 3 moving left"])   # model space, (1, T, C, H, W)
 
-With ``text_encoder=TextEncoder...`` (pomlab.video.text) the captions reach the model as the
-frozen encoder's embeddings (model override text_dim = the encoder's width): every distinct
-caption is encoded once before training, and a batch gathers its rows from that table.
+With ``text_encoder=`` (pomlab.video.text) every distinct caption is encoded once before
+training and a batch gathers its rows from that table (model override text_dim = its width).
 """
 from __future__ import annotations
 
@@ -25,8 +22,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..data.images import from_model_range
-from ..data.toy_video import VideoDataset, Vocabulary
+from ..data.text import Vocabulary
+from ..data.video import VideoDataset
 from ..train import TrainConfig, Trainer, grid_image, load_checkpoint, load_trained, save_png
 from .sampling import sample
 from .text import TextEncoder
@@ -35,20 +32,16 @@ VIDEO_PREFIX = "VideoDiPoM-"
 
 
 class VideoTrainer(Trainer):
-    """``Trainer`` for text-to-video: ``VideoTrainer(config, video_dataset, resume=...)``.
-
-    config.model must be a video name ("VideoDiPoM-S/4"); input_size, in_channels and
-    vocab_size come from the data. config.samples_per_class is the number of captions in the
-    sample strips (the data set's first distinct captions). text_encoder: None (word ids
-    through the data's vocabulary) or a ``TextEncoder`` (the model gets text_dim = its width).
-    """
+    """``Trainer`` for text-to-video. config.model: a video name ("VideoDiPoM-S/4");
+    input_size, in_channels and vocab_size come from the data (so its word ids are in range);
+    config.samples_per_class: captions in the sample strips. text_encoder: None (word ids) or
+    a ``TextEncoder`` (the model gets text_dim = its width)."""
 
     def __init__(self, config: TrainConfig, data: VideoDataset, *,
                  resume: bool | str | os.PathLike = False, progress: bool = True,
                  callbacks=(), text_encoder: TextEncoder | None = None):
         if not isinstance(data, VideoDataset):
-            raise TypeError(f"data must be a pomlab.data.toy_video.VideoDataset, got "
-                            f"{type(data).__name__}")
+            raise TypeError(f"data must be a pomlab.data.video.VideoDataset, got {type(data).__name__}")
         if not (isinstance(config.model, str) and config.model.startswith(VIDEO_PREFIX)):
             raise ValueError(f"config.model must be a video model name such as "
                              f"'VideoDiPoM-S/4', got {config.model!r}")
@@ -76,38 +69,25 @@ class VideoTrainer(Trainer):
         x, y = super()._next_batch()
         return (x, y) if self.text_encoder is None else (x, self._caption_table[y])
 
-    # --- construction: the model fits the data -----------------------------------------
-
     def _build_model(self) -> nn.Module:
         from .. import models
 
         overrides = dict(self.config.model_overrides)
-        for key, value in (("input_size", self.data.size), ("in_channels", self.data.channels),
-                           ("vocab_size", len(self.data.vocab))):
+        encoder_dim = None if self.text_encoder is None else self.text_encoder.dim
+        for key, value, source in (("input_size", self.data.size, "the data"),
+                                   ("in_channels", self.data.channels, "the data"),
+                                   ("vocab_size", len(self.data.vocab), "the data"),
+                                   ("text_dim", encoder_dim, "the text encoder (text_encoder=)")):
             if overrides.get(key, value) != value:
-                raise ValueError(f"model override {key}={overrides[key]} disagrees with the "
-                                 f"data ({self.data.describe()})")
+                raise ValueError(f"model override {key}={overrides[key]} disagrees with {source} "
+                                 f"({self.data.describe()}, text encoder width {encoder_dim})")
             overrides[key] = value
-        if self.text_encoder is not None:
-            if overrides.get("text_dim", self.text_encoder.dim) != self.text_encoder.dim:
-                raise ValueError(f"model override text_dim={overrides['text_dim']} disagrees "
-                                 f"with the text encoder's width {self.text_encoder.dim}")
-            overrides["text_dim"] = self.text_encoder.dim
-        elif overrides.get("text_dim") is not None:
-            raise ValueError("model override text_dim needs a text_encoder (VideoTrainer(..., "
-                             "text_encoder=TextEncoder...))")
         model = models.create(self.config.model, scale=self.config.scale, **overrides)
         model.vocab = self.data.vocab          # copied into the EMA model too
         return model
 
     def _check_model_fits_data(self) -> None:
-        m, d = self.model, self.data
-        if (m.in_channels, m.vocab_size) != (d.channels, len(d.vocab)):
-            raise ValueError(f"model {m.name} has in_channels={m.in_channels}, vocab_size="
-                             f"{m.vocab_size}; data {d.describe()} needs {d.channels} and "
-                             f"{len(d.vocab)}")
-
-    # --- the vocabulary travels with the checkpoint ----------------------------------------
+        """Nothing to check: _build_model takes the sizes from the data, load_state the vocabulary."""
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -125,50 +105,42 @@ class VideoTrainer(Trainer):
                              f"encoder {ckpt.get('text_encoder')}, this run has {mine}")
         super().load_state(ckpt)
 
-    # --- sampling ----------------------------------------------------------------------------
-
     def strip_captions(self) -> list[str]:
-        seen = list(dict.fromkeys(self.data.captions))
-        return seen[: self.config.samples_per_class]
+        return list(dict.fromkeys(self.data.captions))[: self.config.samples_per_class]
 
-    def generate(self, captions: Sequence[str], *, frames: int | None = None,
-                 steps: int | None = None, method: str | None = None, cfg: float | None = None,
-                 seed: int = 0, mode: str = "sequential", ema: bool = True) -> Tensor:
-        """Clips (B, T, C, H, W) on the CPU: [0, 1] pixels for pixel data, latents otherwise."""
-        x = self._sample(captions, frames=frames, steps=steps, method=method, cfg=cfg, seed=seed,
-                         mode=mode, ema=ema)
-        return from_model_range(x) if self.data.kind == "pixels" else x
-
-    def _sample(self, captions, *, frames=None, steps=None, method=None, cfg=None, seed=0,
-                mode="sequential", ema=True) -> Tensor:
-        model = self.ema.module if ema else self.model
-        x = sample(model, list(captions), frames or self.data.frames, mode=mode,
-                   steps=steps or self.config.sample_steps,
+    def generate_for_captions(self, captions: Sequence[str], *, frames: int | None = None,
+                              steps: int | None = None, method: str | None = None,
+                              cfg: float | None = None, seed: int = 0, mode: str = "sequential",
+                              ema: bool = True) -> Tensor:
+        """Clips (B, T, C, H, W) float32 on the CPU in model space ([-1, 1] pixels or latents,
+        like ``pomlab.diffusion.generate``); the config's sampler settings by default."""
+        x = sample(self.ema.module if ema else self.model, list(captions),
+                   frames or self.data.frames, mode=mode, steps=steps or self.config.sample_steps,
                    method=method or self.config.sample_method or "heun",
                    cfg=self.sample_cfg() if cfg is None else cfg,
                    generator=torch.Generator().manual_seed(seed), process=self.process,
                    text_encoder=self.text_encoder)
         return x.float().cpu()
 
+    def generate(self, labels, **kwargs):
+        raise TypeError("VideoTrainer samples from captions: use generate_for_captions(captions, ...)")
+
     def save_samples(self) -> Path | None:
         """One row of frames per caption (EMA weights, fixed noise) at out/samples/step_N.png."""
         if self.out is None or not self.is_main:
             return None
         captions = self.strip_captions()
-        clips = self._sample(captions, seed=self.config.seed)
+        clips = self.generate_for_captions(captions, seed=self.config.seed)
         image = grid_image(clips.flatten(0, 1), rows=len(captions), kind=self.data.kind)
         return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
 
 
 def load_video_model(path: str | os.PathLike, *, ema: bool = True, device="cpu",
                      text_encoder: TextEncoder | None = None):
-    """(model with its vocabulary, process, train config, step) from a VideoTrainer checkpoint
-    or run folder; the process carries the trained time shift, so pass it to ``sample``.
-
-    A model trained through a text encoder gets ``model.text_encoder``: ``text_encoder`` when
-    given (its width must match), else ``TextEncoder.from_pretrained`` of the hub name kept in
-    the checkpoint (an in-memory encoder has none: pass it).
-    """
+    """(model with its vocabulary, process (the trained shift: pass it to ``sample``), train
+    config, step) from a VideoTrainer checkpoint or run folder. A model trained through a text
+    encoder gets ``model.text_encoder``: ``text_encoder`` when given, else the checkpoint's hub
+    name through ``TextEncoder.from_pretrained`` (an in-memory encoder has none: pass it)."""
     ckpt = load_checkpoint(path)
     words = ckpt.get("vocab")
     if words is None:
