@@ -34,7 +34,7 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 import torch
-from train import _override
+from pomlab.cli import key_value as _override
 
 from pomlab import models
 from pomlab.benchmark import device_label

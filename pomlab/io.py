@@ -119,3 +119,9 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 def read_csv_exact(path: str | os.PathLike) -> pd.DataFrame:
     """pandas.read_csv with floats read back exactly as written (any pandas version)."""
     return pd.read_csv(path, **_EXACT_FLOATS)
+
+
+def atomic_write_yaml(path: str | os.PathLike, obj: dict) -> Path:
+    """A config as YAML (keys in the dataclass's order), written atomically."""
+    import yaml
+    return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))

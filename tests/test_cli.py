@@ -130,7 +130,7 @@ def test_train_names_a_fresh_default_run_folder(tmp_path, monkeypatch):
 def test_train_without_out_saves_into_the_named_folder(tmp_path, monkeypatch, capsys):
     train = script("train")
     monkeypatch.chdir(tmp_path)
-    result = train.main(["--model", "DiT-S/4", "--image-size", "8", "--override", "depth=1",
+    result = train.main(["--model", "DiT-S/4", "--image-size", "8", "--model-overrides", "depth=1",
                          "--batch-size", "4", "--steps", "2", "--sample-steps", "1",
                          "--samples-per-class", "1", "--no-progress"])
     folder = Path(result.out).resolve()

@@ -12,6 +12,7 @@ another, each trained with DDP over all ranks and sampled by all ranks together.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -32,7 +33,7 @@ import torch.distributed as dist
 from ..benchmark import device_label
 from ..data import load_vae
 from ..faults import fault_point
-from ..io import remove_stale_temp_files
+from ..io import atomic_write_yaml, remove_stale_temp_files
 from ..metrics import get_backend
 from ..models.registry import SIZES
 from ..processes import die_with_parent
@@ -48,7 +49,6 @@ from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, ch
 
 FITS_JSON = "fits.json"
 FITS_CSV = "fits.csv"
-LOG_EVERY = 10                # training steps between progress reports (and loss log rows)
 
 Report = Callable[[dict], None]
 
@@ -63,18 +63,12 @@ class SweepResult:
 
 
 def train_config(config: SweepConfig, mixer: str, size: str, device: str | None = None) -> TrainConfig:
-    """The pomlab.train configuration of one model of the sweep."""
-    return TrainConfig(
-        model=model_name(mixer, size, config.patch), scale=config.scale,
-        model_overrides=dict(config.model_overrides), dataset=config.dataset,
-        data_path=config.data_path, image_size=config.image_size, loss=config.loss,
-        steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
-        ema_decay=config.ema_decay, seed=config.seed, precision=config.precision,
-        checkpointing=config.checkpointing, accumulate=config.accumulate,
-        device=device or config.device, log_every=LOG_EVERY, ckpt_every=config.ckpt_every,
-        sample_at_end=False, sample_steps=config.sample_steps, sample_method=config.sample_method,
-        sample_cfg=float(config.cfg), sample_guidance=config.cfg_guidance,
-        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))))
+    """The pomlab.train configuration of one model of the sweep: config.train with its model and
+    run folder (and the worker's device)."""
+    return dataclasses.replace(
+        config.train, model=model_name(mixer, size, config.patch),
+        device=device or config.train.device,
+        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch, config.train.seed))))
 
 
 def pending_steps(config: SweepConfig, mixer: str, size: str) -> list[int]:
@@ -426,6 +420,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     def check():
         names["metric"] = preflight(config)
         check_settings(out, config)
+        # this invocation's resolved settings: `--config OUT/config.yaml` repeats it (into a new --out)
+        atomic_write_yaml(out / "config.yaml", {k: v for k, v in config.to_dict().items() if k != "out"})
 
     _on_rank0_then_share(check, rank, world)
     models = [(m, z, seed) for m, z, seed in _ordered(config)
