@@ -170,6 +170,11 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
                           "world_size": trainer.world_size, "device": label}
                 write_row(folder / RUN_TIMINGS, timing, TIMING_COLUMNS)
                 write_row(folder / RUN_EVALS, row, RESULT_COLUMNS)   # last: the row means "done"
+                trainer.logger.scalars(step, {   # tags named by the metric (e.g. digits-FID)
+                    row["fid_name"]: row["fid"], row["is_name"]: row["is_mean"],
+                    **({f"{row['pr_name']} {k}": row[k] for k in ("precision", "recall")}
+                       if row["pr_name"] else {}),
+                    **({row["kid_name"]: row["kid_mean"]} if row["kid_name"] else {})}, "eval/")
                 report({"kind": "eval", **row})
             resumed_from = None
             if trainer.world_size > 1:
