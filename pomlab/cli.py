@@ -168,6 +168,7 @@ class ConfigParser(argparse.ArgumentParser):
                 continue
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             shown = (defaults or {}).get(f.name, default)
+            shown = ",".join(map(str, shown)) if isinstance(shown, tuple) else shown
             text = f.metadata.get("help", "") + (f" (default: {shown})" if shown not in (None, {}) else "")
             kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))
             if hint is bool:

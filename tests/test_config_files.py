@@ -88,6 +88,23 @@ def test_flags_override_the_file_and_unknown_keys_are_one_line_errors(tmp_path):
     assert sweep.eval_steps[-1] == 8
 
 
+def test_a_config_file_sets_plain_flags_required_ones_too(tmp_path):
+    parser = ConfigParser()
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run")
+    source.add_argument("--checkpoint")
+    parser.add_argument("--num-samples", type=int, required=True)
+    parser.add_argument("--no-progress", action="store_true")
+    path = tmp_path / "c.yaml"
+    path.write_text("run: runs/a\nnum_samples: '12'\nno-progress: true\n")
+    args = parser.parse_args(["--config", str(path)])
+    assert (args.run, args.num_samples, args.no_progress) == ("runs/a", 12, True)
+    assert parser.parse_args([f"--config={path}", "--num-samples", "3"]).num_samples == 3
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        parser.parse_args(["--config", str(path)])
+
+
 def test_generated_flags_cover_every_field_with_its_name():
     parser = ConfigParser()
     parser.add_fields(TrainConfig)

@@ -21,20 +21,13 @@ SETTINGS_FORMAT = "pomlab-scaling-v1"
 
 # Defaults per scale (the CLI's and SweepConfig.for_scale's), sweep and training fields alike.
 SWEEP_DEFAULTS = {
-    # 600 steps of batch 32 = 13 epochs of the 1437 digits at pomlab.train's micro learning rate
-    # (1e-2: stable at batch 32 for every micro size, docs/scaling.md); evaluation at 5 log-spaced
-    # steps (38 ... 600), 250 samples each with Heun, 10 steps (20 model calls per sample).
-    # Half the CPU time of batch 64 / 500 samples (a training step of micro XL at batch 32 costs
-    # 0.48-0.52x one at 64, measured interleaved), so the whole sweep takes ~7 min on 2 cores;
-    # the digits-FID slopes stay clearly negative (S and B: -0.52 ... -0.76, 95% CIs below -0.2).
+    # 13 epochs of the 1437 digits at the micro lr 1e-2; 5 log-spaced evaluations (38 ... 600) of
+    # 250 Heun-10 samples: ~7 min on 2 cores, digits-FID slopes clearly negative (docs/scaling.md)
     "micro": dict(dataset="digits", backend="digits", steps=600, batch_size=32, eval_points=5,
                   eval_every=None, fid_samples=250, sample_steps=10, eval_chunk=250,
                   ckpt_every=0, out="results/scaling"),
-    # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples (DiT's scaling
-    # figures use FID-50K; raise --fid-samples for final numbers), 50 Heun steps.
-    # Guidance as in the PoM paper's Fig. 5 ("FID/IS computed on 10k samples with classifier free
-    # guidance (w=1)"): w = 1 in the authors' convention c + w (c - u), i.e. standard scale 2
-    # (docs/scaling.md gives the reading and its evidence).
+    # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples, 50 Heun steps; the
+    # PoM paper's Fig. 5 guidance w = 1 in the authors' convention c + w (c - u) (docs/scaling.md)
     "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256,
                   eval_points=None, eval_every=50_000, fid_samples=10_000, sample_steps=50,
                   eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper",

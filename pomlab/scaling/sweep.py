@@ -1,13 +1,8 @@
 """Run a scaling sweep: train every (mixer, size) through pomlab.train, evaluate FID/IS at the
 evaluation steps, write the rows, merge, fit and plot. Resumable and safe to share (see results).
-
-    from pomlab.scaling import SweepConfig, run_sweep
-    result = run_sweep(SweepConfig.for_scale("micro", sizes="S,B", out="results/scaling"))
-
-Parallelism: on CPU, `jobs` worker processes (default min(2, cores)) with `threads` torch threads
-each (default 1: tiny models run faster on one thread, and one process per core uses them all);
-on GPUs, one worker per visible device. Under torchrun (WORLD_SIZE > 1) the models run one after
-another, each trained with DDP over all ranks and sampled by all ranks together.
+On CPU, `jobs` worker processes (default min(2, cores)) of `threads` torch threads (default 1);
+on GPUs one worker per device; under torchrun the models run one after another, each with DDP
+over all ranks. See docs/scaling.md.
 """
 from __future__ import annotations
 
@@ -91,9 +86,9 @@ def preserved_rng(device: torch.device):
 
 def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None = None,
               report: Report | None = None, callbacks: Sequence = (), jobs: int = 1) -> int:
-    """Train one model to each pending evaluation step and evaluate it there; returns the number
-    of evaluations done. Resumes from the run folder's last checkpoint. Every rank calls it.
-    The run folder is locked while it trains: a second job given the same model fails fast."""
+    """Train one model (resuming) to each pending evaluation step and evaluate it there; returns
+    the number of evaluations done. Every rank calls it. The run folder is locked meanwhile: a
+    second job given the same model fails fast."""
     if not pending_steps(config, mixer, size):
         return 0
     name = model_name(mixer, size, config.patch)
@@ -246,10 +241,8 @@ def _on_rank0_then_share(fn, rank: int, world: int):
 
 
 def model_costs(config: SweepConfig, mixer: str, size: str) -> tuple[float, float]:
-    """Estimated FLOPs of one training step and of one evaluation of a model (what the progress
-    bar weighs its work by): 3 x forward x batch per step; fid_samples x model calls per sample
-    (Heun: 2 per step; guidance: 2) per evaluation. The model is built on the meta device: no
-    memory, no weights."""
+    """Estimated FLOPs of a training step (3 x forward x batch) and of an evaluation
+    (fid_samples x model calls per sample: Heun 2 per step, guidance 2), on the meta device."""
     from ..models import create, gflops
 
     with torch.device("meta"):
@@ -272,11 +265,9 @@ def _duration(seconds: float) -> str:
 
 
 class _Progress:
-    """Progress over every pending training step and evaluation, each weighted by its estimated
-    FLOPs (model_costs), so the remaining time is estimated from each model's cost, whatever the
-    order the models run in. On a terminal: one tqdm bar, evaluation lines printed above it. In a
-    log file (stderr not a terminal): no bar (its carriage returns show as blank lines there),
-    the progress and the time left appended to each evaluation line instead."""
+    """Progress over every pending training step and evaluation weighted by its estimated FLOPs
+    (model_costs), whatever order the models run in: a tqdm bar on a terminal, else (a log
+    file) the progress and time left appended to each evaluation line."""
 
     def __init__(self, config: SweepConfig, models, enabled: bool, log):
         from tqdm.auto import tqdm
@@ -340,9 +331,8 @@ class _Progress:
 
 def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Path]]:
     """Merge every run's rows into results.csv, fit (fits.json, fits.csv) and plot
-    (scaling.png/pdf). Idempotent: any job may call it at any time. It holds OUT's lock
-    throughout, so concurrent calls never leave fits or figures from an older merge than
-    results.csv, nor write the figure files at the same time."""
+    (scaling.png/pdf); any job may call it at any time. Under OUT's lock throughout: concurrent
+    calls never leave fits or figures older than results.csv."""
     out = Path(out)
     with folder_lock(out):
         results = merge_results_locked(out)
@@ -353,10 +343,8 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
 
 def refit(out: str | os.PathLike, results: pd.DataFrame | None = None, *,
           fault: str | None = None) -> tuple[dict, list[Path]]:
-    """Fit and plot OUT's results.csv (and timings.csv: the wall-clock fits and figure) without
-    merging the runs: fits.json, fits.csv, scaling.png/pdf (against compute) and
-    scaling_wall.png/pdf (against measured training time). For a folder holding only the CSVs
-    (e.g. docs/results/scaling_micro)."""
+    """Fit and plot OUT's results.csv and timings.csv without merging the runs (fits.json/csv,
+    scaling.png/pdf, scaling_wall.png/pdf): for a folder holding only the CSVs."""
     out = Path(out)
     results = load_results(out) if results is None else with_seed(results)
     timings = load_timings(out)

@@ -95,7 +95,8 @@ class TrainConfig:
         for name in ("warmup", "ckpt_every", "sample_every", "num_workers", "seed"):
             check_int(name, getattr(self, name), minimum=0)
         for name in ("checkpointing", "hflip", "compile", "ema_warmup", "sample_at_end"):
-            check_choice(name, getattr(self, name), (False, True))
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         check_choice("scale", self.scale, ("micro", "paper"))
         if self.lr is None:                   # resolved: the saved config records the value
             self.lr = DEFAULT_LR[self.scale]

@@ -150,14 +150,10 @@ Callback = Callable[["Trainer", dict], None]
 
 
 class Trainer:
-    """A run: build or resume, then run(until=step) as many times as wanted.
-
-    model / dataset: optional ready-made objects (a model needs the attributes of
-    pomlab.models' image models: config, input_size, in_channels, num_classes); by default they
-    come from the config. resume: False (start fresh; refuses a folder that already has
-    checkpoints), True (continue from out's latest checkpoint when there is one), or a path.
-    callbacks: called as callback(trainer, row) after each logging interval on every rank.
-    """
+    """A run: build or resume, then run(until=step) as many times as wanted. model / dataset:
+    ready-made objects (default: from the config). resume: False (refuses a folder holding
+    checkpoints), True (continue from out's latest one if any) or a checkpoint path. callbacks:
+    callback(trainer, row) after each logging interval, on every rank."""
 
     def __init__(self, config: TrainConfig, *, model: nn.Module | None = None,
                  dataset: ImageDataset | None = None, resume: bool | str | os.PathLike = False,
@@ -166,10 +162,7 @@ class Trainer:
         self.progress, self.callbacks = progress, list(callbacks)
         self.rank, self.world_size, local_rank = distributed_env()
         self.device = pick_device(config.device, local_rank)
-        if self.device.type == "cuda":
-            # The run's GPU becomes the current one, also in a process that did not set it (a
-            # sweep worker on cuda:1, a group made by the caller): nccl object collectives,
-            # Triton kernels and new CUDA contexts then all land on it, not on cuda:0.
+        if self.device.type == "cuda":      # collectives, kernels, contexts: never cuda:0 by default
             torch.cuda.set_device(self.device)
         self._owns_group = join_process_group(self.device)
         if config.batch_size % self.world_size:
@@ -232,7 +225,8 @@ class Trainer:
             atomic_write_json(self.out / "config.json", {"train": config.to_dict(),
                                                          "model": self.model_config,
                                                          "process": self.process.config()})
-            # the resolved settings: `--config out/config.yaml` repeats the run (into a new --out)
+        if self.out is not None and self.is_main:   # this invocation's resolved settings:
+            # `--config out/config.yaml` repeats the run (into a new --out)
             atomic_write_yaml(self.out / "config.yaml",
                               {k: v for k, v in config.to_dict().items() if k != "out"})
         self.logger = Logger(config.logger, self.out if self.is_main else None)
@@ -289,9 +283,8 @@ class Trainer:
         return Path(resume)
 
     def _latest_good_checkpoint(self) -> dict | None:
-        """out's newest readable checkpoint. A truncated or corrupt one (a disk fault, a copy
-        cut short) is reported, renamed to *.corrupt (so that the rotation never counts it as
-        a good one) and the one before it used."""
+        """out's newest readable checkpoint; a corrupt one is reported and renamed *.corrupt (the
+        rotation never counts it as good), and the one before it used."""
         for path in reversed(list_checkpoints(self.out)):
             try:
                 return load_checkpoint(path)
