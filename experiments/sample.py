@@ -132,8 +132,8 @@ def save_pngs(folder: Path, start: int, images: np.ndarray) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for offset, image in enumerate(images):
         path = folder / f"{start + offset:06d}.png"
-        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
+        # in place: a block's PNGs count only once its .npy is written (atomically, after them)
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path, format="PNG")
 
 
 # --- the run ---------------------------------------------------------------------------------

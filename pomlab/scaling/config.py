@@ -137,6 +137,12 @@ class SweepConfig:
                    ).validate()
 
     def validate(self) -> "SweepConfig":
+        try:
+            return self._validate()
+        except TypeError as err:            # pomlab.checks' wrong-type errors: a bad setting
+            raise ValueError(str(err)) from None
+
+    def _validate(self) -> "SweepConfig":
         self.sizes = _parse_list("sizes", self.sizes, SIZES)
         self.mixers = _parse_list("mixers", self.mixers, MIXERS)
         check_choice("patch", self.patch, PATCHES)

@@ -89,6 +89,13 @@ class TrainConfig:
         return cls(**{**d, **({"betas": tuple(d["betas"])} if "betas" in d else {})})
 
     def validate(self) -> "TrainConfig":
+        """Check and resolve the fields (lr None -> the scale's); bad values are ValueErrors."""
+        try:
+            return self._validate()
+        except TypeError as err:            # pomlab.checks' wrong-type errors: a bad setting
+            raise ValueError(str(err)) from None
+
+    def _validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "log_every", "keep_checkpoints", "sample_steps",
                      "samples_per_class", "accumulate"):
             check_int(name, getattr(self, name))

@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from ..data import from_model_range
-from ..io import atomic_write
 
 
 def grid_image(samples: Tensor, rows: int, kind: str = "pixels", min_tile: int = 64) -> np.ndarray:
@@ -38,8 +37,11 @@ def grid_image(samples: Tensor, rows: int, kind: str = "pixels", min_tile: int =
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """A figure, written in place (a torn grid loses no work: the next one replaces it)."""
     from PIL import Image
-    return atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG")
+    return Path(path)
 
 
 class Logger:
