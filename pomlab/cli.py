@@ -12,12 +12,10 @@
     if __name__ == "__main__":
         run(main)
 
-`run(main)` calls `main()`; bad input (ValueError, OSError such as FileNotFoundError,
-ImportError for a missing extra, RuntimeError raised by pomlab) prints one line,
-`error: <message>`, on stderr and exits with status 2, like argparse's own errors. `--debug`
-anywhere on the command line (removed before `main` parses it) or POMLAB_DEBUG=1 shows the full
-traceback instead. Ctrl-C exits with status 130 and one line. Any other exception is a bug and
-keeps its traceback.
+`run(main)`: bad input (ValueError, OSError, ImportError for a missing extra, RuntimeError)
+prints one line, `error: <message>`, and exits with status 2 (argparse's); `--debug` anywhere
+or POMLAB_DEBUG=1 shows the traceback; Ctrl-C exits with 130. Other exceptions are bugs and
+keep their traceback.
 """
 from __future__ import annotations
 

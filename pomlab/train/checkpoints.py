@@ -1,9 +1,5 @@
-"""Checkpoint files of a run (out/checkpoints/step_XXXXXXXX.pt) and the RNG states they carry.
-
-A checkpoint holds the model, EMA, optimiser, step, every RNG state of every rank (torch, CUDA,
-numpy, python, the data sampler's generator), the model, process and training configs, so a
-resumed run continues exactly as the uninterrupted one would have.
-"""
+"""Checkpoint files (out/checkpoints/step_XXXXXXXX.pt): model, EMA, optimiser, step, every
+rank's RNG states and data order, the configs, so a resumed run continues exactly."""
 from __future__ import annotations
 
 import os

@@ -1,9 +1,6 @@
 """The training loop: one optimisation step (plain or accumulated), the Trainer and train().
-
-DDP: launch with torchrun; each rank takes its own slice of every epoch (batch_size is the
-global batch, split over ranks); nccl on CUDA, gloo on CPU; rank 0 writes every file. A Trainer
-on a GPU makes it the process's current CUDA device.
-"""
+Under torchrun each rank takes its slice of every epoch (batch_size is global; nccl on CUDA,
+gloo on CPU) and rank 0 writes every file."""
 from __future__ import annotations
 
 import contextlib
@@ -88,9 +85,8 @@ def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, 
 
 
 def draw_training_noise(process, model: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, Tensor]:
-    """The random draws of ``process.loss`` and of the model's label dropout for a whole batch,
-    in the order one full-batch step makes them (noise, times, dropped labels): (loss keyword
-    arguments, labels). Micro-batches cut from these see bit-identical inputs."""
+    """(loss keyword arguments, labels): process.loss's draws and the label dropout for a whole
+    batch, in one full-batch step's order, so micro-batches cut from them see identical inputs."""
     noise = torch.randn_like(x)
     if hasattr(process, "warp"):                                 # flow matching
         times = {"t": process.warp(torch.rand(x.shape[0], device=x.device))}
@@ -106,13 +102,10 @@ def accumulated_step(forward: Callable, model: nn.Module, process,
                      optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, micro_batches: int, *,
                      params: Sequence[Tensor], grad_clip: float | None = None,
                      autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
-    """``training_step`` for a batch cut into ``micro_batches`` pieces (gradient accumulation).
-
-    The whole batch's noise, times and label dropout are drawn first (``draw_training_noise``),
-    so every sample sees the inputs it would see in one full-batch step; each piece's loss is
-    weighted by its share of the batch, so the summed gradient is the full batch's gradient up
-    to the order of floating-point additions. Under DDP only the last piece all-reduces.
-    """
+    """training_step for a batch cut into micro_batches pieces (gradient accumulation): the
+    whole batch's draws first (draw_training_noise), each piece's loss weighted by its share, so
+    the summed gradient is the full batch's up to addition order. Under DDP the last piece
+    all-reduces."""
     optimizer.zero_grad(set_to_none=True)
     kwargs, y = draw_training_noise(process, model, x, y)
     embedder = getattr(model, "y_embedder", None)
