@@ -150,3 +150,23 @@ def test_a_missing_tensorboard_is_a_one_line_error_naming_the_extra(tmp_path, mo
     with pytest.raises(ImportError, match=r"pomlab\[tensorboard\]"):
         Logger("tensorboard", tmp_path)
     assert Logger("csv", tmp_path).writer is None
+
+
+def test_checkpoints_of_before_the_renames_still_load():
+    """Training configs saved with sample_cfg / sample_guidance, and EMA states saved by torch's
+    AveragedModel (what pomlab.diffusion.EMA subclassed before), load unchanged."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from pomlab.diffusion import EMA
+    old = TrainConfig.from_dict({"sample_cfg": 2.0, "sample_guidance": "authors", "steps": 5})
+    assert (old.cfg, old.cfg_guidance, old.steps) == (2.0, "authors", 5)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    averaged = AveragedModel(model, use_buffers=True)
+    averaged.update_parameters(model)
+    averaged.update_parameters(model)
+    ema = EMA(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)), decay=0.5)
+    ema.load_state_dict(averaged.state_dict())
+    assert ema.count == 2 and set(ema.state_dict()) == set(averaged.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(),
+                                                 averaged.state_dict().values()))
