@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, time_interleaved
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.io import atomic_to_csv
 
 
@@ -49,7 +49,7 @@ def make_step(model, batch: int, device):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--patch", type=int, default=2, choices=M.PATCHES)
     p.add_argument("--sizes", default=",".join(M.SIZES))

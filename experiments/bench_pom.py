@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import pomlab
 from pomlab.benchmark import device_label, synchronize, time_interleaved
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.io import atomic_to_csv
 from pomlab.nn import pom_fast
 
@@ -48,7 +48,7 @@ def runner(fn, x, train: bool):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--heads", type=int, default=6)
     p.add_argument("--degree", type=int, default=2)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 import pomlab
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.figures import state_memory_figure
 from pomlab.io import atomic_to_csv
 from pomlab.masks import block_causal
@@ -66,7 +66,7 @@ def run_method(method, layers, frames, args, device, mask=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--degree", type=int, default=2)
     p.add_argument("--expand", type=int, default=2)

@@ -16,7 +16,7 @@ import torch
 
 import pomlab.models
 from pomlab.benchmark import device_label, time_interleaved
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.diffusion import make_process
 from pomlab.train import training_step
 
@@ -39,7 +39,7 @@ def make_step(name, args, device, autocast_dtype):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--scale", default=None, choices=["micro", "paper"],
                    help="default: paper on CUDA, micro on CPU")

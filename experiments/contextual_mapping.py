@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.io import atomic_to_csv
 from pomlab.theory import contextual_mapping_rows
 from pomlab.theory.plots import plot_contextual_separation
@@ -30,7 +30,7 @@ def parse_grid(text: str) -> tuple[int, int, int, bool]:
 
 
 def main(argv=None) -> pd.DataFrame:
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = ConfigParser(description=__doc__,
                                  formatter_class=HelpFormatter)
     ap.add_argument("--grids", default=DEFAULT_GRIDS,
                     help=f"comma-separated LEVELS:TOKENS:DIM[:pos] (default {DEFAULT_GRIDS})")

@@ -17,13 +17,13 @@ import _bootstrap  # noqa: F401
 import torch
 from tqdm.auto import tqdm
 
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.data import (DATASETS, SD_VAE_SCALE_FACTOR, LatentShardWriter, encode_images,
                          load_dataset, load_vae)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dataset", default="folder", choices=[d for d in DATASETS if d != "latents"])
     p.add_argument("--data-path", default=None)
     p.add_argument("--split", default="train", choices=["train", "heldout"])

@@ -45,7 +45,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.io import atomic_write_json
 
 # name -> (estimated seconds on one H100/H200, what it needs besides CUDA)
@@ -62,7 +62,7 @@ BUDGET_S = 480          # 8 minutes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = ConfigParser(description=__doc__,
                                 formatter_class=HelpFormatter)
     p.add_argument("--dry-run", action="store_true",
                    help="list what would run and check the arguments; needs no GPU")

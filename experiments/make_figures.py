@@ -14,13 +14,13 @@ import argparse
 
 import _bootstrap  # noqa: F401
 
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.figures import make_figures
 from pomlab.results import describe_layout
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("results_dir", nargs="?", help="folder holding the experiments' results")
     p.add_argument("--out", default=None, help="figures folder (default RESULTS_DIR/figures)")
     p.add_argument("--layout", action="store_true", help="print the results-folder layout and exit")

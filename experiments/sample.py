@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.diffusion import CONVENTIONS, GaussianDiffusion, generate, guidance_label
 from pomlab.io import atomic_write, atomic_write_json
 
@@ -34,7 +34,7 @@ BLOCKS_DIR, IMAGES_DIR, SETTINGS = "blocks", "images", "sample.json"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ConfigParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", "--run-dir", dest="run",
@@ -132,8 +132,8 @@ def save_pngs(folder: Path, start: int, images: np.ndarray) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for offset, image in enumerate(images):
         path = folder / f"{start + offset:06d}.png"
-        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
+        # in place: a block's PNGs count only once its .npy is written (atomically, after them)
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path, format="PNG")
 
 
 # --- the run ---------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 import pomlab.models as M
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.figures import memory_budget_figure, speed_figure
 from pomlab.io import atomic_to_csv, atomic_write_json, read_csv_exact
 from pomlab.nn import pom_fast
@@ -54,7 +54,7 @@ MODES = ("inference", "training")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--size", default=None, help="S, B, L or XL (default XL on CUDA, S on CPU)")
     p.add_argument("--patch", type=int, default=2, choices=M.PATCHES)

@@ -16,13 +16,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.theory import TASKS, capacity_sweep, largest_model_errors, train_toy_runs
 from pomlab.theory.plots import plot_error_vs_degree, plot_error_vs_params
 
 
 def main(argv=None) -> pd.DataFrame:
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = ConfigParser(description=__doc__,
                                  formatter_class=HelpFormatter)
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     ap.add_argument("--steps", type=int, default=800, help="training steps per run")

@@ -34,11 +34,11 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 import torch
-from train import _override
+from pomlab.cli import key_value as _override
 
 from pomlab import models
 from pomlab.benchmark import device_label
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos
 from pomlab.figures import video_strip_figure
@@ -52,7 +52,7 @@ GIF_FRAME_MS = 180
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--out", required=True, help="run folder")
     a("--resume", action="store_true", help="continue from --out's last checkpoint")

@@ -21,7 +21,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.data.images import TensorImageDataset, from_model_range
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos, toy_caption
 from pomlab.diffusion import generate
@@ -31,7 +31,7 @@ from pomlab.video.evaluate import MEASURES, caption_following
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--model", default="VideoDiPoM-L/8"); p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=2e-3); p.add_argument("--bs", type=int, default=32)
     p.add_argument("--ov", action="append", default=[]); p.add_argument("--tag", default="")

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pomlab import models, plotting
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.benchmark import cpu_peak_memory_by_range, device_label, peak_memory
 from pomlab.io import atomic_to_csv
 from pomlab.video import sample
@@ -37,7 +37,7 @@ MIB = 2 ** 20
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--out", default="results/video_long")
     a("--model", default="VideoDiPoM-S/2", help="64 tokens per 16x16 frame at patch 2")

@@ -24,7 +24,7 @@ import torch
 
 from pomlab import models
 from pomlab.benchmark import device_label, peak_memory, time_interleaved
-from pomlab.cli import HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, run
 from pomlab.data.text import TOY_VOCABULARY, Vocabulary
 from pomlab.figures import video_memory_figure
 from pomlab.io import atomic_to_csv
@@ -33,7 +33,7 @@ from pomlab.video import MODES, sample
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     a = p.add_argument
     a("--out", default="results/video_memory")
     a("--model", default="VideoDiPoM-S/2", help="64 tokens per 16x16 frame at patch 2")

@@ -1,26 +1,31 @@
-"""What every command-line script shares: one-line errors and `--help` that shows the defaults.
+"""What every command-line script shares: one-line errors, `--help` that shows the defaults,
+`--config FILE.yaml`, and flags generated from a config dataclass's fields.
 
-    from pomlab.cli import HelpFormatter, run
+    from pomlab.cli import ConfigParser, run
 
     def main(argv=None):
-        p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-        ...
+        p = ConfigParser(description=__doc__)
+        p.add_fields(TrainConfig)               # --steps, --batch-size, ... from the fields
+        args = p.parse_args(argv)
+        config = TrainConfig(**p.given(args, TrainConfig))
 
     if __name__ == "__main__":
         run(main)
 
-`run(main)` calls `main()`; bad input (ValueError, OSError such as FileNotFoundError,
-ImportError for a missing extra, RuntimeError raised by pomlab) prints one line,
-`error: <message>`, on stderr and exits with status 2, like argparse's own errors. `--debug`
-anywhere on the command line (removed before `main` parses it) or POMLAB_DEBUG=1 shows the full
-traceback instead. Ctrl-C exits with status 130 and one line. Any other exception is a bug and
-keeps its traceback.
+`run(main)`: bad input (ValueError, OSError, ImportError for a missing extra, RuntimeError)
+prints one line, `error: <message>`, and exits with status 2 (argparse's); `--debug` anywhere
+or POMLAB_DEBUG=1 shows the traceback; Ctrl-C exits with 130. Other exceptions are bugs and
+keep their traceback.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import os
 import sys
+import types
+import typing
 from typing import Callable, NoReturn
 
 # Errors that mean "the input or the environment is wrong", not "pomlab has a bug": their
@@ -89,3 +94,127 @@ def run(main: Callable[[], object]) -> NoReturn:
               file=sys.stderr)
         sys.exit(EXIT_USAGE)
     sys.exit(status if isinstance(status, int) and not isinstance(status, bool) else 0)
+
+
+# --- config files and flags generated from dataclasses ---------------------------------------
+
+def key_value(text: str) -> tuple[str, object]:
+    """"KEY=VALUE" -> (KEY, the Python literal VALUE, or the string when it is none)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+class _KeyValues(argparse.Action):
+    """Repeatable KEY=VALUE flag filling a dict (on top of a config file's dict)."""
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        key, value = key_value(text)
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest, None) or {}), key: value})
+
+
+def _converter(hint):
+    """str -> value for a field's type: int, float, str, unions of them with None ("none"),
+    tuple[...] (comma-separated)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = typing.get_args(hint) if union else (hint,)
+    items = [typing.get_args(t)[0] for t in options if typing.get_origin(t) is tuple]
+    item = _converter(items[0]) if items else None
+
+    def convert(text: str):
+        if type(None) in options and text.lower() in ("none", "null"):
+            return None
+        if item is not None:
+            return tuple(item(v.strip()) for v in text.split(","))
+        for kind in (int, float):
+            if kind in options:
+                try:
+                    return kind(text)
+                except ValueError:
+                    pass
+        if str in options:
+            return text
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(t.__name__ for t in options)}, "
+                                         f"got {text!r}")
+    return convert
+
+
+class ConfigParser(argparse.ArgumentParser):
+    """An ArgumentParser with `--config FILE.yaml` (its keys, the flags' names with _ or -, set
+    the defaults; flags given too override them; unknown keys are an error) and add_fields."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.nested: set[str] = set()     # config-file sections whose keys are flags too
+        self.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings (keys: "
+                          "the flags' names); flags given as well override it")
+
+    def add_fields(self, cls, *, skip=(), defaults: dict | None = None) -> None:
+        """One flag per field of dataclass `cls` (--batch-size for batch_size): help from the
+        field's metadata, bools as --x/--no-x, dicts as repeatable KEY=VALUE, tuples comma-
+        separated. Unset flags stay out of the namespace (see `given`); `defaults` replaces
+        the default shown in --help."""
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if f.name in skip or dataclasses.is_dataclass(hint):
+                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            shown = (defaults or {}).get(f.name, default)
+            shown = ",".join(map(str, shown)) if isinstance(shown, tuple) else shown
+            text = f.metadata.get("help", "") + (f" (default: {shown})" if shown not in (None, {}) else "")
+            kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))
+            if hint is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif hint is dict:
+                kwargs.update(action=_KeyValues, metavar="KEY=VALUE")
+            else:
+                kwargs["type"] = _converter(hint)
+                if "choices" in f.metadata:
+                    kwargs["choices"] = (*f.metadata["choices"], *((None,) if default is None else ()))
+            self.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+    @staticmethod
+    def given(namespace: argparse.Namespace, cls) -> dict:
+        """The fields of `cls` set by a flag or the config file."""
+        return {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)
+                if hasattr(namespace, f.name)}
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        files = [a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+                 for i, a in enumerate(args) if a == "--config" or a.startswith("--config=")]
+        if files:
+            self._file_defaults(files[-1])
+        return super().parse_known_args(args, namespace)
+
+    def _file_defaults(self, path: str) -> None:
+        import yaml
+
+        try:
+            with open(path) as handle:
+                values = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"--config {path}: not valid YAML ({one_line(err)})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"--config {path} must hold a mapping of settings, got "
+                             f"{type(values).__name__}")
+        flat = {}
+        for key, value in values.items():
+            flat.update(value if key in self.nested and isinstance(value, dict) else {key: value})
+        actions = {a.dest: a for a in self._actions if a.dest not in ("help", "config")}
+        for key, value in flat.items():
+            action = actions.get(str(key).replace("-", "_"))
+            if action is None:
+                raise ValueError(f"--config {path}: unknown key {key!r} (not a setting of "
+                                 f"{self.prog}; see --help)")
+            action.default, action.required = value, False
+        named = {str(key).replace("-", "_") for key in flat}
+        for group in self._mutually_exclusive_groups:
+            if any(a.dest in named for a in group._group_actions):
+                group.required = False

@@ -30,11 +30,8 @@ def parse_faults(spec: str) -> dict[str, tuple[int, str]]:
     """"point:count[:action],..." -> {point: (count, action)}; clear errors for bad specs."""
     faults = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
-        fields = item.split(":")
-        point, count = fields[0], fields[1] if len(fields) > 1 else "1"
-        action = fields[2] if len(fields) > 2 else "kill"
-        if (point not in POINTS or action not in ACTIONS or len(fields) > 3
-                or not count.isdigit() or int(count) < 1):
+        point, count, action, *extra = item.split(":") + ["1", "kill"][len(item.split(":")) - 1:]
+        if point not in POINTS or action not in ACTIONS or extra or not count.isdigit() or int(count) < 1:
             raise ValueError(f"{FAULT_ENV} must be point:count[:action] items with a point from "
                              f"{', '.join(POINTS)}, a count >= 1 and an action from "
                              f"{', '.join(ACTIONS)}; got {item!r}")
@@ -47,12 +44,9 @@ def fault_point(name: str) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    wanted = parse_faults(spec).get(name)
-    if wanted is None:
-        return
+    count, action = parse_faults(spec).get(name, (0, ""))
     _hits[name] += 1
-    if _hits[name] != wanted[0]:
-        return
-    if wanted[1] == "hang":
-        threading.Event().wait()
-    os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+    if _hits[name] == count:
+        if action == "hang":
+            threading.Event().wait()
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))

@@ -24,25 +24,19 @@ from .faults import fault_point
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb",
                  *, fault: str | None = None) -> Path:
-    """Call write(file_object) on a temp file in path's folder, then rename it onto path.
-
-    A full disk (ENOSPC, or a quota: EDQUOT) raises an OSError saying so and naming the file;
-    the previous file under `path` is untouched and the temp file removed. `fault` names a
+    """Call write(file_object) on a temp file in path's folder, then rename it onto path. A full
+    disk (ENOSPC, EDQUOT) is an OSError naming the file, the previous file untouched. `fault`: a
     pomlab.faults point reached with the temp file written but not renamed (tests only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:              # owns fd from here: closed on any error
-            os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600 files; honour the umask
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)           # mkstemp makes 0600 files; honour the umask
             write(f)
             f.flush()
             if fault is not None:
@@ -73,9 +67,8 @@ def _free_bytes(folder: Path) -> int:
 
 
 def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Delete atomic_write's temp files in `folder` (left by a process killed mid-write; a
-    checkpoint's can be gigabytes). Call it only while holding the lock of everything written
-    there: a live writer's temp file would be deleted too."""
+    """Delete atomic_write's temp files in `folder` (left by a process killed mid-write). Only
+    while holding the lock of everything written there: a live writer's would go too."""
     pattern = f".*{TEMP_SUFFIX}"
     found = Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern)
     stale = [p for p in found if p.is_file()]
@@ -119,3 +112,9 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 def read_csv_exact(path: str | os.PathLike) -> pd.DataFrame:
     """pandas.read_csv with floats read back exactly as written (any pandas version)."""
     return pd.read_csv(path, **_EXACT_FLOATS)
+
+
+def atomic_write_yaml(path: str | os.PathLike, obj: dict) -> Path:
+    """A config as YAML (keys in the dataclass's order), written atomically."""
+    import yaml
+    return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))

@@ -6,15 +6,16 @@ import sys
 
 import pomlab.scaling.evaluation as evaluation
 from pomlab.scaling import Evaluator, SweepConfig, train_config
-from pomlab.train import Trainer
+from pomlab.train import TrainConfig, Trainer
 
 
 def latent_config(latents: str, out: str) -> SweepConfig:
     """Tiny latent sweep settings with the digits backend (validate() would want Inception)."""
-    return SweepConfig(sizes=("S",), mixers=("pom",), dataset="latents", data_path=latents,
-                       backend="digits", steps=2, eval_steps=(2,), batch_size=8,
-                       model_overrides={"depth": 1}, fid_samples=72, eval_chunk=24,
-                       sample_steps=2, device="cpu", out=out)
+    return SweepConfig(sizes=("S",), mixers=("pom",), backend="digits", eval_steps=(2,),
+                       fid_samples=72, eval_chunk=24, out=out,
+                       train=TrainConfig(dataset="latents", data_path=latents, steps=2,
+                                         batch_size=8, model_overrides={"depth": 1},
+                                         sample_steps=2, device="cpu", sample_at_end=False))
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def test_runner_fails_on_a_broken_bash_block_and_a_bad_cli_flag(tmp_path):
     cwd = scratch_root(tmp_path / "root")
     with pytest.raises(AssertionError, match=r"broken\.md:1 \(bash\) failed with exit status 1"):
         run_snippet(first, cwd)
-    with pytest.raises(AssertionError, match="error: steps must be a positive int, got -5"):
+    with pytest.raises(AssertionError, match="error: steps must be >= 1, got -5"):
         run_snippet(second, cwd)
 
 

@@ -178,7 +178,7 @@ def results_dir(tmp_path_factory):
     with warnings.catch_warnings():      # 32 samples: a rank-deficient covariance, on purpose
         warnings.filterwarnings("ignore", message=".*rank-deficient")
         experiment("scaling_laws").main(["--sizes", "S", "--mixers", "pom,mha", "--steps", "4",
-                                         "--eval-at", "2,4", "--fid-samples", "32",
+                                         "--eval-steps", "2,4", "--fid-samples", "32",
                                          "--reference-samples", "64", "--sample-steps", "1",
                                          "--batch-size", "8", "--jobs", "1", "--threads", "1",
                                          "--no-progress", "--out", str(root / "scaling")])

@@ -127,7 +127,7 @@ def test_trainer_runs_with_both_savers(tmp_path):
 def test_bad_settings_are_refused():
     base = dict(model="DiPoM-S/2", scale="micro", model_overrides={"depth": 1}, image_size=8,
                 batch_size=4, steps=1)
-    with pytest.raises(ValueError, match="accumulate must be a positive int"):
+    with pytest.raises(ValueError, match="accumulate must be >= 1"):
         TrainConfig(**base, accumulate=0).validate()
     with pytest.raises(ValueError, match="checkpointing must be a bool"):
         TrainConfig(**base, checkpointing="yes").validate()

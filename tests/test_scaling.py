@@ -18,6 +18,7 @@ from ddp_eval_worker import latent_config
 from hypothesis import given, strategies as st
 from scipy import stats
 
+from pomlab.data import from_model_range
 from pomlab.metrics import FeatureStats, evaluate, pool_statistics
 from pomlab.scaling import (RESULT_COLUMNS, Evaluator, SweepConfig, check_settings, chunk_bounds,
                             fit_table, log_spaced_steps, loglog_fit, merge_results, run_sweep,
@@ -32,7 +33,7 @@ EVAL_WORKER = ROOT / "tests" / "ddp_eval_worker.py"
 # A sweep of one-block micro models on 8x8 digits: milliseconds per step and per evaluation;
 # 72 samples (> 64 digits features: full-rank covariances) in 3 chunks.
 TINY_ARGS = ["--sizes", "S,B", "--mixers", "pom,mha", "--steps", "12", "--eval-points", "3",
-             "--batch-size", "8", "--image-size", "8", "--override", "depth=1", "--fid-samples",
+             "--batch-size", "8", "--image-size", "8", "--model-overrides", "depth=1", "--fid-samples",
              "72", "--eval-chunk", "24", "--sample-steps", "2", "--ckpt-every", "5",
              "--device", "cpu", "--no-progress"]
 
@@ -231,8 +232,8 @@ def test_chunked_evaluation_equals_one_pass_over_the_same_samples(tmp_path):
     trainer = Trainer(train_config(config, "pom", "S"), progress=False)
     trainer.run(until=3)
     result = Evaluator(config, trainer)(trainer)
-    images = torch.cat([trainer.generate(balanced_labels(a, b, 10), steps=2, cfg=1.0,
-                                         seed=chunk_seed(0, i))
+    images = torch.cat([from_model_range(trainer.generate(balanced_labels(a, b, 10), steps=2,
+                                                          cfg=1.0, seed=chunk_seed(0, i)))
                         for i, (a, b) in enumerate(chunk_bounds(80, 24))])
     whole = evaluate(images, "digits", size=8)
     # Pooling per-chunk float64 statistics vs one accumulation: round-off only, but FID

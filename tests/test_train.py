@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pomlab.data import TensorImageDataset, load_digits
+from pomlab.data import TensorImageDataset, from_model_range, load_digits
 from pomlab.train import (NonFiniteLossError, TrainConfig, Trainer, list_checkpoints,
                           load_checkpoint, load_trained, train)
 
@@ -53,7 +53,7 @@ def test_micro_dipom_learns_the_digits_and_its_samples_follow_the_class():
     labels = torch.arange(10).repeat_interleave(20)
     accuracy = {}
     for cfg in (1.0, 4.0):                        # EMA weights, the same noise for every class
-        samples = trainer.generate(labels, steps=20, cfg=cfg, seed=1)
+        samples = from_model_range(trainer.generate(labels, steps=20, cfg=cfg, seed=1))
         assert samples.shape == (200, 1, 16, 16) and 0 <= samples.min() and samples.max() <= 1
         accuracy[cfg] = clf.score(samples.flatten(1).numpy(), labels.numpy())
     print(f"classifier accuracy on class-conditional samples (chance 0.10): {accuracy}")
@@ -131,7 +131,7 @@ def test_cli_trains_samples_and_resumes(tmp_path):
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     args = ["--model", "DiT-S/4", "--scale", "micro", "--dataset", "digits", "--image-size", "8",
-            "--override", "depth=1", "--batch-size", "8",
+            "--model-overrides", "depth=1", "--batch-size", "8",
             "--steps", "3", "--log-every", "1", "--sample-steps", "2", "--samples-per-class", "2",
             "--loss", "diffusion", "--out", str(tmp_path), "--no-progress", "--seed", "3"]
     result = cli.main(args)

@@ -1,5 +1,5 @@
-"""What a scaling sweep is: the models (mixer x size), how long they train, when and how they are
-evaluated, and the defaults of the two scales.
+"""What a scaling sweep is: the models (mixer x size), when and how they are evaluated, and one
+TrainConfig (`train`) that trains every model (no field of it is repeated here).
 
 "micro": the micro model family on the embedded digits, digits-FID/IS, sized so that S, B, L and
 XL for both mixers train and evaluate on 2 CPU cores in about 7 minutes.
@@ -8,46 +8,41 @@ XL for both mixers train and evaluate on 2 CPU cores in about 7 minutes.
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..data import DATASETS
-from ..diffusion import check_convention
+from ..checks import check_choice, check_int
 from ..metrics import BACKENDS
 from ..models.registry import FAMILIES, PATCHES, SCALES, SIZES
-from ..train import DEFAULT_LR, PRECISIONS
+from ..train.config import TrainConfig, option
 
 MIXERS = ("pom", "mha")
 FAMILY_OF = {mixer: family for family, mixer in FAMILIES.items()}      # "pom" -> "DiPoM"
 SETTINGS_FORMAT = "pomlab-scaling-v1"
 
-# Defaults per scale (the CLI's and SweepConfig.for_scale's).
-SCALE_DEFAULTS = {
-    # 600 steps of batch 32 = 13 epochs of the 1437 digits at pomlab.train's micro learning rate
-    # (1e-2: stable at batch 32 for every micro size, docs/scaling.md); evaluation at 5 log-spaced
-    # steps (38 ... 600), 250 samples each with Heun, 10 steps (20 model calls per sample).
-    # Half the CPU time of batch 64 / 500 samples (a training step of micro XL at batch 32 costs
-    # 0.48-0.52x one at 64, measured interleaved), so the whole sweep takes ~7 min on 2 cores;
-    # the digits-FID slopes stay clearly negative (S and B: -0.52 ... -0.76, 95% CIs below -0.2).
+# Defaults per scale (the CLI's and SweepConfig.for_scale's), sweep and training fields alike.
+SWEEP_DEFAULTS = {
+    # 13 epochs of the 1437 digits at the micro lr 1e-2; 5 log-spaced evaluations (38 ... 600) of
+    # 250 Heun-10 samples: ~7 min on 2 cores, digits-FID slopes clearly negative (docs/scaling.md)
     "micro": dict(dataset="digits", backend="digits", steps=600, batch_size=32, eval_points=5,
                   eval_every=None, fid_samples=250, sample_steps=10, eval_chunk=250,
                   ckpt_every=0, out="results/scaling"),
-    # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples (DiT's scaling
-    # figures use FID-50K; raise --fid-samples for final numbers), 50 Heun steps.
-    # Guidance as in the PoM paper's Fig. 5 ("FID/IS computed on 10k samples with classifier free
-    # guidance (w=1)"): w = 1 in the authors' convention c + w (c - u), i.e. standard scale 2
-    # (docs/scaling.md gives the reading and its evidence).
+    # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples, 50 Heun steps; the
+    # PoM paper's Fig. 5 guidance w = 1 in the authors' convention c + w (c - u) (docs/scaling.md)
     "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256,
                   eval_points=None, eval_every=50_000, fid_samples=10_000, sample_steps=50,
                   eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper",
                   cfg=1.0, cfg_guidance="authors"),
 }
-
-# Fields that may differ between invocations writing into one --out (they do not change any
-# number in results.csv except the device column): which models run, where, how often
-# checkpoints are written (resuming is exact), which seeds are trained (each seed's runs are
-# their own, labelled by the seed column).
-COMPATIBLE_FIELDS = ("sizes", "mixers", "seed", "seeds", "out", "device", "ckpt_every")
+# Training fields the sweep sets per model, and fields that may differ between invocations
+# writing into one --out (they change no number in results.csv except the device column).
+PER_MODEL = ("model", "out")
+COMPATIBLE_FIELDS = ("sizes", "mixers", "seed", "seeds", "out", "device", "ckpt_every",
+                     "eval_every", "eval_points", "num_workers", "logger", "log_every",
+                     "keep_checkpoints", "sample_every", "sample_at_end", "samples_per_class")
+# Training fields a sweep has always recorded in sweep.json; the others only when not default.
+_RECORDED = ("scale", "model_overrides", "dataset", "data_path", "image_size", "steps",
+             "batch_size", "lr", "warmup", "ema_decay", "loss", "precision", "checkpointing",
+             "accumulate", "sample_steps", "sample_method", "cfg")
 
 
 def model_name(mixer: str, size: str, patch: int) -> str:
@@ -56,8 +51,7 @@ def model_name(mixer: str, size: str, patch: int) -> str:
 
 
 def run_folder_name(mixer: str, size: str, patch: int, seed: int = 0) -> str:
-    """A file-system name for one model's run: "DiPoM-S-2" (seed 0, the name runs had before
-    --seeds), "DiPoM-S-2-seed1"."""
+    """"DiPoM-S-2" (seed 0, the name runs had before --seeds), "DiPoM-S-2-seed1"."""
     name = model_name(mixer, size, patch).replace("/", "-")
     return name if seed == 0 else f"{name}-seed{seed}"
 
@@ -65,36 +59,14 @@ def run_folder_name(mixer: str, size: str, patch: int, seed: int = 0) -> str:
 def log_spaced_steps(steps: int, points: int) -> tuple[int, ...]:
     """`points` evaluation steps ending at `steps`, each half the next (steps/2^(points-1), ...,
     steps/2, steps): evenly spaced in log compute, which is what the log-log fit wants."""
-    _check_int("steps", steps)
-    _check_int("eval_points", points)
-    found = sorted({max(1, round(steps / 2 ** k)) for k in range(points)})
-    return tuple(found)
+    check_int("steps", steps), check_int("eval_points", points)
+    return tuple(sorted({max(1, round(steps / 2 ** k)) for k in range(points)}))
 
 
 def every_steps(steps: int, every: int) -> tuple[int, ...]:
     """every, 2*every, ..., and always the final step."""
-    _check_int("steps", steps)
-    _check_int("eval_every", every)
+    check_int("steps", steps), check_int("eval_every", every)
     return tuple(sorted(set(range(every, steps + 1, every)) | {steps}))
-
-
-def _check_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _check_applies(config: "SweepConfig") -> None:
-    """Refuse settings the chosen dataset or reference would silently ignore."""
-    if config.dataset == "digits" and config.data_path:
-        raise ValueError(f"--data-path / data_path does not apply to dataset 'digits' (embedded, "
-                         f"no files), got {config.data_path!r}: pass --dataset folder, cifar10 "
-                         "or latents to train on it")
-    if config.vae and config.dataset != "latents":
-        raise ValueError(f"--vae / vae decodes latent samples: it needs dataset 'latents', "
-                         f"got dataset {config.dataset!r}")
-    if config.reference_samples is not None and config.reference != "data":
-        raise ValueError("--reference-samples / reference_samples counts training images for "
-                         f"reference 'data'; reference {config.reference!r} is a file")
 
 
 def _parse_list(name: str, value, allowed: tuple) -> tuple[str, ...]:
@@ -105,156 +77,140 @@ def _parse_list(name: str, value, allowed: tuple) -> tuple[str, ...]:
     return tuple(v for v in allowed if v in items)        # canonical order: S, B, L, XL / pom, mha
 
 
+def _sweep_train_defaults() -> TrainConfig:
+    return TrainConfig(steps=600, batch_size=32, sample_steps=10, sample_at_end=False)
+
+
 @dataclass
 class SweepConfig:
-    """One scaling sweep. Every (mixer, size) model is trained through pomlab.train with the same
-    data, optimiser and seed, and evaluated (EMA weights, fixed noise and labels) at eval_steps.
-    Build it with SweepConfig.for_scale(scale, ...) to get the scale's defaults."""
+    """One scaling sweep: every (mixer, size) model is trained with `train` (its model and out
+    set per model) and evaluated (EMA weights, fixed noise and labels) at eval_steps. Build it
+    with SweepConfig.for_scale(scale, ...) to get the scale's defaults. Reading a training
+    field through the sweep (config.steps) gives config.train's."""
 
-    sizes: tuple[str, ...] = SIZES
-    mixers: tuple[str, ...] = MIXERS
-    scale: str = "micro"
-    patch: int = 2
-    model_overrides: dict = field(default_factory=dict)   # for every model, e.g. {"depth": 1}
-    # data (pomlab.data.load_dataset)
-    dataset: str = "digits"
-    data_path: str | None = None
-    image_size: int | None = None
-    # training (pomlab.train.TrainConfig)
-    steps: int = 600
-    batch_size: int = 32
-    lr: float | None = None               # None: pomlab.train's per-scale default (recorded)
-    warmup: int = 0
-    ema_decay: float = 0.9999
-    loss: str = "flow"
-    seed: int = 0                         # the seed of one run (training and evaluation noise)
-    seeds: tuple[int, ...] | None = None  # replicates: every model trained once per seed
-                                          # (None: (seed,); else seed = seeds[0]); for_seed
-    precision: str = "auto"
-    checkpointing: bool = False           # memory savers, see pomlab.train.TrainConfig
-    accumulate: int = 1
-    # evaluation
-    eval_steps: tuple[int, ...] = field(default_factory=lambda: log_spaced_steps(600, 5))
-    fid_samples: int = 250
-    sample_steps: int = 10
-    sample_method: str | None = None      # None: heun (flow) / ddim (diffusion)
-    cfg: float = 1.0
-    cfg_guidance: str = "standard"        # how cfg reads: "standard" u + w(c - u) (1 = none) or
-                                          # "authors" c + w(c - u) (0 = none), see guidance.py
-    backend: str = "digits"
-    backend_weights: str | None = None    # None: the built-in digits classifier / hub cache
-    reference: str = "data"               # "data" (the training set) or a stats/images file
-    reference_samples: int | None = None  # real images for "data" references (None: all / fid_samples)
-    vae: str | None = None                # latents only; None: the VAE named in meta.json
-    eval_chunk: int = 250                 # samples per noise seed (fixed: results do not depend
-                                          # on how many processes share the sampling)
-    sample_batch: int = 256
-    # where and how
-    device: str = "auto"
-    ckpt_every: int = 0
-    out: str = "results/scaling"
+    sizes: tuple[str, ...] = option(SIZES, "comma-separated sizes from S,B,L,XL")
+    mixers: tuple[str, ...] = option(MIXERS, "pom (DiPoM), mha (DiT) or both")
+    patch: int = option(2, "patch size", choices=PATCHES)
+    seeds: tuple[int, ...] | None = option(None, "train every model once per seed (replicates, "
+                                           "e.g. 0,1,2): points become means over seeds and the "
+                                           "fits' intervals a bootstrap over runs (default: --seed)")
+    eval_every: int | None = option(None, "evaluate every N steps (and at the end)")
+    eval_points: int | None = option(None, "K log-spaced evaluations: steps/2^(K-1) ... steps")
+    eval_steps: tuple[int, ...] | None = option(None, "explicit evaluation steps, e.g. 100,200,400 "
+                                                "(default: from --eval-every / --eval-points)")
+    fid_samples: int = option(250, "samples per evaluation")
+    backend: str = option("digits", "metric backend", choices=BACKENDS)
+    backend_weights: str | None = option(None, "metric backend weights (default: built-in / "
+                                         "torch hub cache)")
+    reference: str = option("data", "'data' (the training set) or an .npz of mu/sigma statistics "
+                            "or of images, or a folder of PNGs")
+    reference_samples: int | None = option(None, "real images for --reference data (default: "
+                                           "all / fid_samples)")
+    vae: str | None = option(None, "VAE decoding latent samples (default: the one in meta.json)")
+    eval_chunk: int = option(250, "samples per noise seed (results do not depend on how many "
+                             "processes share the sampling)")
+    sample_batch: int = option(256, "sampling batch size")
+    out: str = option("results/scaling", "the sweep's folder")
+    train: TrainConfig = dataclasses.field(default_factory=_sweep_train_defaults)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "train":       # (unpickling, before __dict__)
+            raise AttributeError(name)
+        return getattr(self.train, name)
 
     @classmethod
-    def for_scale(cls, scale: str = "micro", *, eval_every: int | None = None,
-                  eval_points: int | None = None, **overrides) -> "SweepConfig":
-        """The scale's defaults (SCALE_DEFAULTS), then `overrides`; the evaluation steps come
-        from eval_every (linear) or eval_points (log-spaced) unless eval_steps is given."""
-        if scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-        d = dict(SCALE_DEFAULTS[scale])
-        every, points = d.pop("eval_every"), d.pop("eval_points")
-        if eval_every is not None:
-            every, points = eval_every, None
-        elif eval_points is not None:
-            every, points = None, eval_points
-        d.update(overrides, scale=scale)
-        if "eval_steps" not in overrides:
-            d["eval_steps"] = (every_steps(d["steps"], every) if every is not None
-                               else log_spaced_steps(d["steps"], points))
-        return cls(**d).validate()
+    def for_scale(cls, scale: str = "micro", *, train: dict | TrainConfig | None = None,
+                  **overrides) -> "SweepConfig":
+        """The scale's defaults (SWEEP_DEFAULTS), then `overrides` (training fields too, flat or
+        as `train`); the evaluation steps come from eval_steps, eval_every (linear) or
+        eval_points (log-spaced), the one given winning over the scale's default."""
+        check_choice("scale", scale, SCALES)
+        given = {**(dataclasses.asdict(train) if isinstance(train, TrainConfig) else train or {}),
+                 **overrides}
+        if given.get("eval_every") is not None or given.get("eval_points") is not None:
+            given = {"eval_every": None, "eval_points": None, **given}
+        d = {**SWEEP_DEFAULTS[scale], **given, "scale": scale}
+        own = {f.name for f in dataclasses.fields(cls)}
+        trained = {k: v for k, v in d.items() if k not in own}
+        return cls(**{k: v for k, v in d.items() if k in own},
+                   train=TrainConfig(**{**dataclasses.asdict(_sweep_train_defaults()), **trained})
+                   ).validate()
 
     def validate(self) -> "SweepConfig":
+        try:
+            return self._validate()
+        except TypeError as err:            # pomlab.checks' wrong-type errors: a bad setting
+            raise ValueError(str(err)) from None
+
+    def _validate(self) -> "SweepConfig":
         self.sizes = _parse_list("sizes", self.sizes, SIZES)
         self.mixers = _parse_list("mixers", self.mixers, MIXERS)
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.patch not in PATCHES:
-            raise ValueError(f"patch must be one of {PATCHES}, got {self.patch!r}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.backend == "digits" and self.dataset != "digits":
+        check_choice("patch", self.patch, PATCHES)
+        check_choice("backend", self.backend, BACKENDS)
+        t = self.train.validate()
+        if self.backend == "digits" and t.dataset != "digits":
             raise ValueError(f"backend 'digits' scores the embedded digits only; dataset "
-                             f"{self.dataset!r} needs backend='inception'")
-        _check_applies(self)
-        if self.dataset in ("latents", "folder", "cifar10") and not self.data_path:
-            hint = (" (a latent folder made by experiments/encode_latents.py)"
-                    if self.dataset == "latents" else "")
-            raise ValueError(f"dataset {self.dataset!r} needs data_path / --data-path{hint}")
-        if self.lr is None:                   # resolved, so sweep.json records the value used
-            self.lr = DEFAULT_LR[self.scale]
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if not isinstance(self.checkpointing, bool):
-            raise ValueError(f"checkpointing must be a bool, got {self.checkpointing!r}")
-        for name in ("steps", "batch_size", "fid_samples", "sample_steps", "eval_chunk",
-                     "sample_batch", "accumulate"):
-            _check_int(name, getattr(self, name))
+                             f"{t.dataset!r} needs backend='inception'")
+        if t.dataset == "digits" and t.data_path:
+            raise ValueError(f"--data-path / data_path does not apply to dataset 'digits' "
+                             f"(embedded, no files), got {t.data_path!r}: pass --dataset folder, "
+                             "cifar10 or latents to train on it")
+        if t.dataset != "digits" and not t.data_path:
+            hint = " (a latent folder made by experiments/encode_latents.py)" if t.dataset == "latents" else ""
+            raise ValueError(f"dataset {t.dataset!r} needs data_path / --data-path{hint}")
+        if self.vae and t.dataset != "latents":
+            raise ValueError(f"--vae / vae decodes latent samples: it needs dataset 'latents', "
+                             f"got dataset {t.dataset!r}")
+        if self.reference_samples is not None:
+            check_int("reference_samples", self.reference_samples)
+            if self.reference != "data":
+                raise ValueError("--reference-samples / reference_samples counts training images "
+                                 f"for reference 'data'; reference {self.reference!r} is a file")
+        for name in ("fid_samples", "eval_chunk", "sample_batch"):
+            check_int(name, getattr(self, name))
         if self.fid_samples < 2 or self.eval_chunk < 2:
             raise ValueError("fid_samples and eval_chunk must be at least 2 (a covariance needs "
                              f"2 samples), got {self.fid_samples} and {self.eval_chunk}")
-        if self.reference_samples is not None:
-            _check_int("reference_samples", self.reference_samples)
-        if self.seeds is None:
-            self.seeds = (self.seed,)
-        if isinstance(self.seeds, str):
-            try:
-                self.seeds = tuple(int(v) for v in self.seeds.split(","))
-            except ValueError:
-                raise ValueError(f"seeds must be comma-separated ints >= 0, got {self.seeds!r}") from None
-        seeds = tuple(self.seeds)
-        if (not seeds or len(set(seeds)) != len(seeds) or
-                any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in seeds)):
-            raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds!r}")
-        self.seeds, self.seed = seeds, seeds[0]
-        for name in ("warmup", "seed", "ckpt_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if not (isinstance(self.cfg, (int, float)) and math.isfinite(self.cfg) and self.cfg >= 0):
+        if self.cfg == "paper" or self.cfg < 0:
             raise ValueError(f"cfg must be a number >= 0 (no guidance: 1 standard, 0 authors), "
                              f"got {self.cfg!r}")
-        check_convention(self.cfg_guidance)
+        seeds = (self.seeds.split(",") if isinstance(self.seeds, str) else
+                 self.seeds if self.seeds is not None else (t.seed,))
+        seeds = tuple(int(s) if isinstance(s, str) and s.strip().isdigit() else s for s in seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds!r}")
+        self.seeds = tuple(check_int("seeds", s, minimum=0) for s in seeds)
+        t.seed = self.seeds[0]
+        if self.eval_steps is None:
+            self.eval_steps = (every_steps(t.steps, self.eval_every) if self.eval_every is not None
+                               else log_spaced_steps(t.steps, self.eval_points or 5))
         steps = tuple(self.eval_steps)
         if (not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
-                or list(steps) != sorted(set(steps)) or steps[-1] != self.steps):
+                or list(steps) != sorted(set(steps)) or steps[-1] != t.steps):
             raise ValueError(f"eval_steps must be increasing positive ints ending at steps="
-                             f"{self.steps}, got {self.eval_steps!r}")
+                             f"{t.steps}, got {self.eval_steps!r}")
         self.eval_steps = steps
-        if not isinstance(self.model_overrides, dict):
-            raise TypeError(f"model_overrides must be a dict, got {type(self.model_overrides).__name__}")
         return self
 
     def for_seed(self, seed: int) -> "SweepConfig":
         """The configuration of one replicate: seed `seed` for training and evaluation."""
-        return dataclasses.replace(self, seed=seed, seeds=(seed,))
+        return dataclasses.replace(self, seeds=(seed,), train=dataclasses.replace(self.train, seed=seed))
 
     def models(self) -> list[tuple[str, str]]:
         """The (mixer, size) pairs of this sweep."""
         return [(mixer, size) for mixer in self.mixers for size in self.sizes]
 
     def to_dict(self) -> dict:
+        """Every setting (the per-model training fields left out), YAML- and JSON-ready."""
         d = dataclasses.asdict(self)
-        for key in ("sizes", "mixers", "eval_steps", "seeds"):
-            d[key] = list(d[key])
-        return d
+        d["train"] = {k: v for k, v in self.train.to_dict().items() if k not in PER_MODEL}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     def settings(self) -> dict:
-        """Everything that changes a number in results.csv (what one --out must agree on)."""
-        settings = {k: v for k, v in self.to_dict().items() if k not in COMPATIBLE_FIELDS}
-        if settings["cfg_guidance"] == "standard":    # sweeps recorded before the field existed
-            del settings["cfg_guidance"]
-        return settings
+        """Everything that changes a number in results.csv (what one --out must agree on), flat
+        as sweep.json has always recorded it."""
+        default = _sweep_train_defaults().to_dict()
+        d = {k: v for k, v in self.to_dict().items() if k != "train"}
+        d.update((k, v) for k, v in self.to_dict()["train"].items()
+                 if k in _RECORDED or v != default[k])      # cfg_guidance: "standard" unrecorded
+        return {k: v for k, v in d.items() if k not in COMPATIBLE_FIELDS}

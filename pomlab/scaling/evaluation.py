@@ -200,7 +200,7 @@ class Evaluator:
                                  cfg=float(cfg.cfg), seed=chunk_seed(cfg.seed, index),
                                  batch_size=cfg.sample_batch, guidance=cfg.cfg_guidance)
             parts: list | None = [] if self.coverage else None
-            stats, logits = extract(self.to_pixels(x, model_space=False), self.backend,
+            stats, logits = extract(self.to_pixels(x, model_space=True), self.backend,
                                     name=f"samples[{start}:{stop}]", warn_rank=False,
                                     features_out=parts)
             fault_point("evaluation")

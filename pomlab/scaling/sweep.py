@@ -1,17 +1,13 @@
 """Run a scaling sweep: train every (mixer, size) through pomlab.train, evaluate FID/IS at the
 evaluation steps, write the rows, merge, fit and plot. Resumable and safe to share (see results).
-
-    from pomlab.scaling import SweepConfig, run_sweep
-    result = run_sweep(SweepConfig.for_scale("micro", sizes="S,B", out="results/scaling"))
-
-Parallelism: on CPU, `jobs` worker processes (default min(2, cores)) with `threads` torch threads
-each (default 1: tiny models run faster on one thread, and one process per core uses them all);
-on GPUs, one worker per visible device. Under torchrun (WORLD_SIZE > 1) the models run one after
-another, each trained with DDP over all ranks and sampled by all ranks together.
+On CPU, `jobs` worker processes (default min(2, cores)) of `threads` torch threads (default 1);
+on GPUs one worker per device; under torchrun the models run one after another, each with DDP
+over all ranks. See docs/scaling.md.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -32,7 +28,7 @@ import torch.distributed as dist
 from ..benchmark import device_label
 from ..data import load_vae
 from ..faults import fault_point
-from ..io import remove_stale_temp_files
+from ..io import atomic_write_yaml, remove_stale_temp_files
 from ..metrics import get_backend
 from ..models.registry import SIZES
 from ..processes import die_with_parent
@@ -48,7 +44,6 @@ from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, ch
 
 FITS_JSON = "fits.json"
 FITS_CSV = "fits.csv"
-LOG_EVERY = 10                # training steps between progress reports (and loss log rows)
 
 Report = Callable[[dict], None]
 
@@ -63,18 +58,12 @@ class SweepResult:
 
 
 def train_config(config: SweepConfig, mixer: str, size: str, device: str | None = None) -> TrainConfig:
-    """The pomlab.train configuration of one model of the sweep."""
-    return TrainConfig(
-        model=model_name(mixer, size, config.patch), scale=config.scale,
-        model_overrides=dict(config.model_overrides), dataset=config.dataset,
-        data_path=config.data_path, image_size=config.image_size, loss=config.loss,
-        steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
-        ema_decay=config.ema_decay, seed=config.seed, precision=config.precision,
-        checkpointing=config.checkpointing, accumulate=config.accumulate,
-        device=device or config.device, log_every=LOG_EVERY, ckpt_every=config.ckpt_every,
-        sample_at_end=False, sample_steps=config.sample_steps, sample_method=config.sample_method,
-        sample_cfg=float(config.cfg), sample_guidance=config.cfg_guidance,
-        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))))
+    """The pomlab.train configuration of one model of the sweep: config.train with its model and
+    run folder (and the worker's device)."""
+    return dataclasses.replace(
+        config.train, model=model_name(mixer, size, config.patch),
+        device=device or config.train.device,
+        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch, config.train.seed))))
 
 
 def pending_steps(config: SweepConfig, mixer: str, size: str) -> list[int]:
@@ -97,9 +86,9 @@ def preserved_rng(device: torch.device):
 
 def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None = None,
               report: Report | None = None, callbacks: Sequence = (), jobs: int = 1) -> int:
-    """Train one model to each pending evaluation step and evaluate it there; returns the number
-    of evaluations done. Resumes from the run folder's last checkpoint. Every rank calls it.
-    The run folder is locked while it trains: a second job given the same model fails fast."""
+    """Train one model (resuming) to each pending evaluation step and evaluate it there; returns
+    the number of evaluations done. Every rank calls it. The run folder is locked meanwhile: a
+    second job given the same model fails fast."""
     if not pending_steps(config, mixer, size):
         return 0
     name = model_name(mixer, size, config.patch)
@@ -176,6 +165,11 @@ def _train_and_evaluate(config: SweepConfig, mixer: str, size: str, name: str, *
                           "world_size": trainer.world_size, "device": label}
                 write_row(folder / RUN_TIMINGS, timing, TIMING_COLUMNS)
                 write_row(folder / RUN_EVALS, row, RESULT_COLUMNS)   # last: the row means "done"
+                trainer.logger.scalars(step, {   # tags named by the metric (e.g. digits-FID)
+                    row["fid_name"]: row["fid"], row["is_name"]: row["is_mean"],
+                    **({f"{row['pr_name']} {k}": row[k] for k in ("precision", "recall")}
+                       if row["pr_name"] else {}),
+                    **({row["kid_name"]: row["kid_mean"]} if row["kid_name"] else {})}, "eval/")
                 report({"kind": "eval", **row})
             resumed_from = None
             if trainer.world_size > 1:
@@ -247,10 +241,8 @@ def _on_rank0_then_share(fn, rank: int, world: int):
 
 
 def model_costs(config: SweepConfig, mixer: str, size: str) -> tuple[float, float]:
-    """Estimated FLOPs of one training step and of one evaluation of a model (what the progress
-    bar weighs its work by): 3 x forward x batch per step; fid_samples x model calls per sample
-    (Heun: 2 per step; guidance: 2) per evaluation. The model is built on the meta device: no
-    memory, no weights."""
+    """Estimated FLOPs of a training step (3 x forward x batch) and of an evaluation
+    (fid_samples x model calls per sample: Heun 2 per step, guidance 2), on the meta device."""
     from ..models import create, gflops
 
     with torch.device("meta"):
@@ -273,11 +265,9 @@ def _duration(seconds: float) -> str:
 
 
 class _Progress:
-    """Progress over every pending training step and evaluation, each weighted by its estimated
-    FLOPs (model_costs), so the remaining time is estimated from each model's cost, whatever the
-    order the models run in. On a terminal: one tqdm bar, evaluation lines printed above it. In a
-    log file (stderr not a terminal): no bar (its carriage returns show as blank lines there),
-    the progress and the time left appended to each evaluation line instead."""
+    """Progress over every pending training step and evaluation weighted by its estimated FLOPs
+    (model_costs), whatever order the models run in: a tqdm bar on a terminal, else (a log
+    file) the progress and time left appended to each evaluation line."""
 
     def __init__(self, config: SweepConfig, models, enabled: bool, log):
         from tqdm.auto import tqdm
@@ -341,9 +331,8 @@ class _Progress:
 
 def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Path]]:
     """Merge every run's rows into results.csv, fit (fits.json, fits.csv) and plot
-    (scaling.png/pdf). Idempotent: any job may call it at any time. It holds OUT's lock
-    throughout, so concurrent calls never leave fits or figures from an older merge than
-    results.csv, nor write the figure files at the same time."""
+    (scaling.png/pdf); any job may call it at any time. Under OUT's lock throughout: concurrent
+    calls never leave fits or figures older than results.csv."""
     out = Path(out)
     with folder_lock(out):
         results = merge_results_locked(out)
@@ -354,10 +343,8 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
 
 def refit(out: str | os.PathLike, results: pd.DataFrame | None = None, *,
           fault: str | None = None) -> tuple[dict, list[Path]]:
-    """Fit and plot OUT's results.csv (and timings.csv: the wall-clock fits and figure) without
-    merging the runs: fits.json, fits.csv, scaling.png/pdf (against compute) and
-    scaling_wall.png/pdf (against measured training time). For a folder holding only the CSVs
-    (e.g. docs/results/scaling_micro)."""
+    """Fit and plot OUT's results.csv and timings.csv without merging the runs (fits.json/csv,
+    scaling.png/pdf, scaling_wall.png/pdf): for a folder holding only the CSVs."""
     out = Path(out)
     results = load_results(out) if results is None else with_seed(results)
     timings = load_timings(out)
@@ -426,6 +413,8 @@ def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | No
     def check():
         names["metric"] = preflight(config)
         check_settings(out, config)
+        # this invocation's resolved settings: `--config OUT/config.yaml` repeats it (into a new --out)
+        atomic_write_yaml(out / "config.yaml", {k: v for k, v in config.to_dict().items() if k != "out"})
 
     _on_rank0_then_share(check, rank, world)
     models = [(m, z, seed) for m, z, seed in _ordered(config)

@@ -1,163 +1,29 @@
-"""The training loop every experiment uses: flow matching or diffusion, EMA, checkpoints, DDP.
-
-    from pomlab.train import TrainConfig, Trainer, train
-    result = train(TrainConfig(model="DiPoM-S/2", scale="micro", steps=2000, out="runs/s2"))
-
-For sweeps (train to step N, evaluate, continue to step M):
-
-    trainer = Trainer(TrainConfig(..., out=dir), resume=True)   # resume=True: continue if dir has a checkpoint
-    for budget in (1000, 4000, 16000):
-        result = trainer.run(until=budget)                       # checkpoint written at `budget`
-        images = trainer.generate(labels, steps=50)              # EMA weights, [0, 1] pixels
-    trainer.close()
-
-Checkpoints (out/checkpoints/step_XXXXXXXX.pt, written atomically; the last `keep_checkpoints`
-are kept) hold the model, EMA, optimiser, step, every RNG state of every rank (torch, CUDA,
-numpy, python, the data sampler's generator), the model config and the training config, so a
-resumed run continues exactly as the uninterrupted one would have.
-
-DDP: launch with torchrun; each rank takes its own slice of every epoch (batch_size is the
-global batch, split over ranks); nccl on CUDA, gloo on CPU; rank 0 writes every file. A Trainer
-on a GPU makes it the process's current CUDA device.
-"""
+"""The training loop: one optimisation step (plain or accumulated), the Trainer and train().
+Under torchrun each rank takes its slice of every epoch (batch_size is global; nccl on CUDA,
+gloo on CPU) and rank 0 writes every file."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 import os
-import random
-import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .data import ImageDataset, ShardedBatchSampler, from_model_range, load_dataset
-from .diffusion import EMA, generate, make_process, shift_for_side
-from .faults import fault_point
-from .io import atomic_to_csv, atomic_torch_save, atomic_write_json
-
-CHECKPOINT_FORMAT = "pomlab-train-v1"
-CHECKPOINT_DIR = "checkpoints"
-_CKPT_NAME = re.compile(r"^step_(\d{8})\.pt$")
-PRECISIONS = ("auto", "fp32", "bf16")
-# lr when TrainConfig.lr is None: DiT's constant 1e-4 at paper scale; the micro models on the
-# digits learn class-conditional samples within a few hundred steps at 1e-2 (batch 16, grad
-# clip 1; measured stable for micro S and XL, see docs/training.md).
-DEFAULT_LR = {"paper": 1e-4, "micro": 1e-2}
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run (saved in every checkpoint and in out/config.json)."""
-
-    # model: pomlab.models.create(model, scale, **model_overrides); input_size, in_channels and
-    # num_classes always come from the dataset.
-    model: str = "DiPoM-S/2"
-    scale: str = "micro"
-    model_overrides: dict = field(default_factory=dict)
-    # data: see pomlab.data.load_dataset
-    dataset: str = "digits"
-    data_path: str | None = None
-    image_size: int | None = None
-    channels: int | None = None
-    num_workers: int = 0
-    # objective: "flow" (rectified flow) or "diffusion" (epsilon, 1000 linear-beta steps);
-    # shift: flow-matching resolution shift, None (off), a number, or "auto" = sqrt(side / 32)
-    loss: str = "flow"
-    hflip: bool = False              # random horizontal flips of image-folder items (DiT's default)
-    shift: float | str | None = None
-    # optimisation (DiT: AdamW lr 1e-4, no weight decay, batch 256, EMA 0.9999)
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float | None = None          # None: DEFAULT_LR[scale]
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup: int = 0
-    grad_clip: float | None = 1.0
-    ema_decay: float = 0.9999
-    ema_warmup: bool = True
-    seed: int = 0
-    precision: str = "auto"          # auto: bf16 autocast on CUDA, fp32 on CPU
-    compile: bool = False
-    # memory savers: recompute each block's activations in backward (torch.utils.checkpoint),
-    # and split every batch into `accumulate` micro-batches (same noise, times and label
-    # dropout as the whole batch; gradients summed before one optimizer step)
-    checkpointing: bool = False
-    accumulate: int = 1
-    device: str = "auto"             # auto: cuda:LOCAL_RANK when CUDA is available, else cpu
-    # outputs
-    out: str | None = None
-    log_every: int = 10
-    ckpt_every: int = 0              # 0: only at the end of each run(until)
-    keep_checkpoints: int = 2
-    sample_every: int = 0            # 0: no grids during training
-    sample_at_end: bool = True
-    sample_steps: int = 50
-    sample_method: str | None = None  # None: heun (flow) / ddim (diffusion)
-    sample_cfg: float | str = 1.0     # a number, or "paper" for w = 4 * image_side / 256
-    sample_guidance: str = "standard"  # how sample_cfg reads: "standard" or "authors" (guidance.py)
-    samples_per_class: int = 8
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
-
-    def validate(self) -> "TrainConfig":
-        def positive(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-
-        def non_negative(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-
-        for name in ("steps", "batch_size", "log_every", "keep_checkpoints", "sample_steps",
-                     "samples_per_class", "accumulate"):
-            positive(name)
-        if not isinstance(self.checkpointing, bool):
-            raise ValueError(f"checkpointing must be a bool, got {self.checkpointing!r}")
-        for name in ("warmup", "ckpt_every", "sample_every", "num_workers", "seed"):
-            non_negative(name)
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and
-                                        math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be None or a positive number, got {self.lr!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be None or > 0, got {self.grad_clip!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if not (self.shift is None or self.shift == "auto" or
-                (isinstance(self.shift, (int, float)) and self.shift > 0)):
-            raise ValueError(f"shift must be None, 'auto' or a positive number, got {self.shift!r}")
-        if self.loss != "flow" and self.shift is not None:
-            raise ValueError("shift applies to the flow-matching loss only (loss='flow')")
-        if not (self.sample_cfg == "paper" or isinstance(self.sample_cfg, (int, float))):
-            raise ValueError(f"sample_cfg must be a number or 'paper', got {self.sample_cfg!r}")
-        from .diffusion import check_convention
-        check_convention(self.sample_guidance)
-        return self
+from ..data import ImageDataset, ShardedBatchSampler, load_dataset
+from ..diffusion import EMA, generate, make_process, shift_for_side
+from ..faults import fault_point
+from ..io import atomic_to_csv, atomic_torch_save, atomic_write_json, atomic_write_yaml
+from .checkpoints import (CHECKPOINT_FORMAT, checkpoint_path, list_checkpoints, load_checkpoint,
+                          rng_state, seed_all, set_rng_state, verify_checkpoint)
+from .config import TrainConfig
+from .loggers import Logger, grid_image, save_png
 
 
 @dataclass
@@ -175,8 +41,6 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf."""
 
 
-# --- distributed setup --------------------------------------------------------------------
-
 def distributed_env() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -188,9 +52,7 @@ def pick_device(pref: str, local_rank: int) -> torch.device:
     if pref == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     device = torch.device(pref)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    return device
+    return torch.device(f"cuda:{local_rank}") if device.type == "cuda" and device.index is None else device
 
 
 def join_process_group(device: torch.device) -> bool:
@@ -204,140 +66,6 @@ def join_process_group(device: torch.device) -> bool:
         return False
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
-
-
-# --- checkpoints --------------------------------------------------------------------------
-
-def checkpoint_path(out: str | os.PathLike, step: int) -> Path:
-    return Path(out) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
-
-
-def list_checkpoints(out: str | os.PathLike) -> list[Path]:
-    """The checkpoints in out/checkpoints, oldest first."""
-    folder = Path(out) / CHECKPOINT_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if _CKPT_NAME.match(p.name))
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a checkpoint file (or a run folder's latest) with clear errors for broken files."""
-    path = Path(path)
-    if path.is_dir():
-        found = list_checkpoints(path)
-        if not found:
-            raise FileNotFoundError(f"no checkpoints under {str(path / CHECKPOINT_DIR)!r}")
-        path = found[-1]
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        # mmap: the ranks of a DDP job resuming together share the file's pages instead of each
-        # reading its own copy (model + EMA + AdamW: 16 bytes per parameter, 11 GB at XL/2)
-        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
-    except Exception as err:   # zip reader / unpickler errors differ between torch versions
-        others = [p.name for p in list_checkpoints(path.parent.parent) if p != path]
-        hint = f"; other checkpoints there: {', '.join(others)}" if others else ""
-        raise ValueError(f"checkpoint {str(path)!r} is truncated or corrupt and cannot be read "
-                         f"({type(err).__name__}: {str(err).splitlines()[0][:200]}){hint}") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a pomlab training checkpoint "
-                         f"(format {ckpt.get('format') if isinstance(ckpt, dict) else None!r}, "
-                         f"expected {CHECKPOINT_FORMAT!r})")
-    ckpt["path"] = str(path)
-    return ckpt
-
-
-def _verify_checkpoint(path: Path, step: int) -> None:
-    """Read a just-written checkpoint back (memory-mapped: the structure, not every byte); a
-    bad one is deleted and reported, so the previous checkpoints are kept."""
-    try:
-        ok = load_checkpoint(path)["step"] == step
-    except (ValueError, FileNotFoundError) as err:
-        ok, reason = False, str(err)
-    else:
-        reason = f"it reads back with another step than {step}"
-    if not ok:
-        path.unlink(missing_ok=True)
-        raise OSError(f"checkpoint {str(path)!r} did not verify after writing ({reason}); the "
-                      "previous checkpoints are kept")
-
-
-def load_trained(path: str | os.PathLike | dict, *, ema: bool = True, device="cpu"):
-    """(model, process, config, step) from a checkpoint file or run folder; the EMA weights by default.
-
-    ``path`` may also be a checkpoint already read with ``load_checkpoint`` (read once, not twice).
-    """
-    from . import models
-
-    ckpt = path if isinstance(path, dict) else load_checkpoint(path)
-    model = models.create(**ckpt["model_config"])
-    state = ckpt["ema"] if ema else ckpt["model"]
-    if ema:
-        state = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
-    model.load_state_dict(state)
-    process = make_process(**ckpt["process"])
-    return (model.to(device).eval(), process, TrainConfig.from_dict(ckpt["train_config"]),
-            ckpt["step"])
-
-
-def _rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"] is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# --- sample grids -------------------------------------------------------------------------
-
-def grid_image(samples: Tensor, rows: int, kind: str = "pixels", min_tile: int = 64) -> np.ndarray:
-    """(rows*cols, C, H, W) model-space samples -> uint8 (H', W', 3) grid, one row per class.
-
-    Latents (no VAE here) show their first three channels mapped from [-3, 3] to [0, 1].
-    """
-    x = from_model_range(samples) if kind == "pixels" else ((samples[:, :3] + 3) / 6).clamp(0, 1)
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    elif x.shape[1] == 2:
-        x = torch.cat([x, x[:, :1]], 1)
-    scale = max(1, math.ceil(min_tile / x.shape[-1]))
-    x = x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
-    n, c, h, w = x.shape
-    cols, pad = n // rows, max(1, scale)
-    canvas = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h,
-               pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
-    return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
-    from PIL import Image
-
-    from .io import atomic_write
-    return atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
 
 
 # --- one optimisation step ------------------------------------------------------------------
@@ -357,9 +85,8 @@ def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, 
 
 
 def draw_training_noise(process, model: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, Tensor]:
-    """The random draws of ``process.loss`` and of the model's label dropout for a whole batch,
-    in the order one full-batch step makes them (noise, times, dropped labels): (loss keyword
-    arguments, labels). Micro-batches cut from these see bit-identical inputs."""
+    """(loss keyword arguments, labels): process.loss's draws and the label dropout for a whole
+    batch, in one full-batch step's order, so micro-batches cut from them see identical inputs."""
     noise = torch.randn_like(x)
     if hasattr(process, "warp"):                                 # flow matching
         times = {"t": process.warp(torch.rand(x.shape[0], device=x.device))}
@@ -375,13 +102,10 @@ def accumulated_step(forward: Callable, model: nn.Module, process,
                      optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, micro_batches: int, *,
                      params: Sequence[Tensor], grad_clip: float | None = None,
                      autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
-    """``training_step`` for a batch cut into ``micro_batches`` pieces (gradient accumulation).
-
-    The whole batch's noise, times and label dropout are drawn first (``draw_training_noise``),
-    so every sample sees the inputs it would see in one full-batch step; each piece's loss is
-    weighted by its share of the batch, so the summed gradient is the full batch's gradient up
-    to the order of floating-point additions. Under DDP only the last piece all-reduces.
-    """
+    """training_step for a batch cut into micro_batches pieces (gradient accumulation): the
+    whole batch's draws first (draw_training_noise), each piece's loss weighted by its share, so
+    the summed gradient is the full batch's up to addition order. Under DDP the last piece
+    all-reduces."""
     optimizer.zero_grad(set_to_none=True)
     kwargs, y = draw_training_noise(process, model, x, y)
     embedder = getattr(model, "y_embedder", None)
@@ -419,14 +143,10 @@ Callback = Callable[["Trainer", dict], None]
 
 
 class Trainer:
-    """A run: build or resume, then run(until=step) as many times as wanted.
-
-    model / dataset: optional ready-made objects (a model needs the attributes of
-    pomlab.models' image models: config, input_size, in_channels, num_classes); by default they
-    come from the config. resume: False (start fresh; refuses a folder that already has
-    checkpoints), True (continue from out's latest checkpoint when there is one), or a path.
-    callbacks: called as callback(trainer, row) after each logging interval on every rank.
-    """
+    """A run: build or resume, then run(until=step) as many times as wanted. model / dataset:
+    ready-made objects (default: from the config). resume: False (refuses a folder holding
+    checkpoints), True (continue from out's latest one if any) or a checkpoint path. callbacks:
+    callback(trainer, row) after each logging interval, on every rank."""
 
     def __init__(self, config: TrainConfig, *, model: nn.Module | None = None,
                  dataset: ImageDataset | None = None, resume: bool | str | os.PathLike = False,
@@ -435,10 +155,7 @@ class Trainer:
         self.progress, self.callbacks = progress, list(callbacks)
         self.rank, self.world_size, local_rank = distributed_env()
         self.device = pick_device(config.device, local_rank)
-        if self.device.type == "cuda":
-            # The run's GPU becomes the current one, also in a process that did not set it (a
-            # sweep worker on cuda:1, a group made by the caller): nccl object collectives,
-            # Triton kernels and new CUDA contexts then all land on it, not on cuda:0.
+        if self.device.type == "cuda":      # collectives, kernels, contexts: never cuda:0 by default
             torch.cuda.set_device(self.device)
         self._owns_group = join_process_group(self.device)
         if config.batch_size % self.world_size:
@@ -450,7 +167,7 @@ class Trainer:
         self.data = dataset if dataset is not None else load_dataset(
             config.dataset, root=config.data_path, split="train", image_size=config.image_size,
             channels=config.channels, hflip=config.hflip)
-        _seed_all(config.seed)                                   # same initial weights on every rank
+        seed_all(config.seed)                                   # same initial weights on every rank
         self.model = model if model is not None else self._build_model()
         self._check_model_fits_data()
         self.model.to(self.device)
@@ -468,7 +185,7 @@ class Trainer:
         self.autocast_dtype = (torch.bfloat16 if config.precision == "bf16" or
                                (config.precision == "auto" and self.device.type == "cuda") else None)
         self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
-        self.lr = config.lr if config.lr is not None else DEFAULT_LR.get(config.scale, 1e-4)
+        self.lr = config.lr                                     # resolved by validate
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr,
                                            betas=tuple(config.betas),
@@ -490,7 +207,7 @@ class Trainer:
         self.step, self.history = 0, []
         self.ema.update_parameters(self.model)                  # EMA starts as a copy (DiT)
         # per-rank noise and label dropout (torch.manual_seed seeds every CUDA device too)
-        _seed_all(config.seed * 1000003 + 1 + self.rank)
+        seed_all(config.seed * 1000003 + 1 + self.rank)
 
         resume_from = self._resume_source(resume)
         ckpt = (load_checkpoint(resume_from) if resume_from is not None else
@@ -501,11 +218,16 @@ class Trainer:
             atomic_write_json(self.out / "config.json", {"train": config.to_dict(),
                                                          "model": self.model_config,
                                                          "process": self.process.config()})
+        if self.out is not None and self.is_main:   # this invocation's resolved settings:
+            # `--config out/config.yaml` repeats the run (into a new --out)
+            atomic_write_yaml(self.out / "config.yaml",
+                              {k: v for k, v in config.to_dict().items() if k != "out"})
+        self.logger = Logger(config.logger, self.out if self.is_main else None)
 
     # --- construction helpers ---
 
     def _build_model(self) -> nn.Module:
-        from . import models
+        from .. import models
 
         overrides = dict(self.config.model_overrides)
         for key, value in (("input_size", self.data.size), ("in_channels", self.data.channels),
@@ -554,9 +276,8 @@ class Trainer:
         return Path(resume)
 
     def _latest_good_checkpoint(self) -> dict | None:
-        """out's newest readable checkpoint. A truncated or corrupt one (a disk fault, a copy
-        cut short) is reported, renamed to *.corrupt (so that the rotation never counts it as
-        a good one) and the one before it used."""
+        """out's newest readable checkpoint; a corrupt one is reported and renamed *.corrupt (the
+        rotation never counts it as good), and the one before it used."""
         for path in reversed(list_checkpoints(self.out)):
             try:
                 return load_checkpoint(path)
@@ -583,7 +304,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "step": self.step, "world_size": self.world_size,
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": self._gather(_rng_state(self.device)),
+            "rng": self._gather(rng_state(self.device)),
             "sampler": self._gather(self.sampler.state_dict()),
             "model_config": self.model_config, "train_config": self.config.to_dict(),
             "process": self.process.config(), "history": list(self.history),
@@ -610,7 +331,7 @@ class Trainer:
             raise ValueError(f"{where} does not fit this model: {err}") from err
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.sampler.load_state_dict(ckpt["sampler"][self.rank])
-        _set_rng_state(ckpt["rng"][self.rank], self.device)
+        set_rng_state(ckpt["rng"][self.rank], self.device)
         self.step, self.history = ckpt["step"], list(ckpt["history"])
         self._loader_iter = None
 
@@ -630,7 +351,7 @@ class Trainer:
         path = checkpoint_path(self.out, self.step)
         if self.is_main:
             atomic_torch_save(state, path, fault="checkpoint_write")
-            _verify_checkpoint(path, self.step)      # the older ones stay until it reads back
+            verify_checkpoint(path, self.step)      # the older ones stay until it reads back
             for old in list_checkpoints(self.out)[:-self.config.keep_checkpoints]:
                 old.unlink()
             self._write_metrics()
@@ -694,6 +415,7 @@ class Trainer:
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         bad = torch.zeros((), device=self.device)
+        norm_sum = torch.zeros((), device=self.device)   # the clipped steps' gradient norms
         count, tick = 0, time.perf_counter()
         try:
             while self.step < until:
@@ -701,12 +423,12 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(self.step)
                 if cfg.accumulate > 1:
-                    loss, _ = accumulated_step(self.forward, self.model, self.process,
+                    loss, norm = accumulated_step(self.forward, self.model, self.process,
                                                self.optimizer, x, y, cfg.accumulate,
                                                params=params, grad_clip=cfg.grad_clip,
                                                autocast_dtype=self.autocast_dtype)
                 else:
-                    loss, _ = training_step(self.forward, self.process, self.optimizer, x, y,
+                    loss, norm = training_step(self.forward, self.process, self.optimizer, x, y,
                                             params=params, grad_clip=cfg.grad_clip,
                                             autocast_dtype=self.autocast_dtype)
                 fault_point("train_step")
@@ -714,12 +436,18 @@ class Trainer:
                 self.step += 1
                 count += 1
                 loss_sum += loss
+                if norm is not None:
+                    norm_sum += norm.detach().float()
                 bad += (~torch.isfinite(loss)).float()
                 if bar is not None:
                     bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == until:
                     self._check_finite(bad)
                     row = self._log_row(loss_sum, count, per_rank, time.perf_counter() - tick)
+                    if self.logger.writer is not None:
+                        norm = {"grad_norm": norm_sum.item() / count} if cfg.grad_clip else {}
+                        self.logger.scalars(self.step, {**row, **norm}, "train/")
+                    norm_sum.zero_()
                     if bar is not None:
                         bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
                     for callback in self.callbacks:
@@ -777,10 +505,11 @@ class Trainer:
     # --- sampling ---
 
     def sample_cfg(self) -> float:
-        if self.config.sample_cfg == "paper":
-            from .diffusion import paper_guidance_scale
+        """The guidance scale of config.cfg ('paper': 4 * image side / 256)."""
+        if self.config.cfg == "paper":
+            from ..diffusion import paper_guidance_scale
             return paper_guidance_scale(self.data.size * getattr(self.model, "latent_scale", 1))
-        return float(self.config.sample_cfg)
+        return float(self.config.cfg)
 
     def grid_labels(self) -> Tensor:
         """One row per class (10 evenly spaced classes when there are more)."""
@@ -791,29 +520,28 @@ class Trainer:
     def generate(self, labels: Tensor, *, steps: int | None = None, method: str | None = None,
                  cfg: float | None = None, seed: int = 0, ema: bool = True,
                  batch_size: int = 256, guidance: str | None = None) -> Tensor:
-        """Samples for these labels: [0, 1] images for pixel data, scaled latents otherwise.
-        cfg reads in the `guidance` convention (default: the config's sample_guidance)."""
-        x = generate(self.ema.module if ema else self.model, self.process, labels,
-                     steps=steps or self.config.sample_steps,
-                     method=method or self.config.sample_method,
-                     cfg=self.sample_cfg() if cfg is None else cfg, seed=seed,
-                     batch_size=batch_size, autocast_dtype=self.autocast_dtype,
-                     guidance=guidance or self.config.sample_guidance)
-        return from_model_range(x) if self.data.kind == "pixels" else x
+        """Samples for these labels in model space (pixels in [-1, 1], or scaled latents) like
+        pomlab.diffusion.generate; the config's sampler settings by default (cfg reads in the
+        `guidance` convention)."""
+        return generate(self.ema.module if ema else self.model, self.process, labels,
+                        steps=steps or self.config.sample_steps,
+                        method=method or self.config.sample_method,
+                        cfg=self.sample_cfg() if cfg is None else cfg, seed=seed,
+                        batch_size=batch_size, autocast_dtype=self.autocast_dtype,
+                        guidance=guidance or self.config.cfg_guidance)
 
     def save_samples(self) -> Path | None:
         """A class-conditional grid (EMA weights, fixed noise) at out/samples/step_N.png (rank 0)."""
         if self.out is None or not self.is_main:
             return None
         labels = self.grid_labels()
-        x = generate(self.ema.module, self.process, labels, steps=self.config.sample_steps,
-                     method=self.config.sample_method, cfg=self.sample_cfg(),
-                     seed=self.config.seed, autocast_dtype=self.autocast_dtype,
-                     guidance=self.config.sample_guidance)
+        x = self.generate(labels, seed=self.config.seed)
         image = grid_image(x, rows=len(labels) // self.config.samples_per_class, kind=self.data.kind)
+        self.logger.image("samples", self.step, image)
         return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
 
     def close(self) -> None:
+        self.logger.close()
         self._loader_iter = None                      # ends DataLoader worker processes now
         if self._owns_group and dist.is_initialized():
             dist.destroy_process_group()

@@ -1,0 +1,29 @@
+"""The training loop every experiment uses: flow matching or diffusion, EMA, checkpoints, DDP.
+
+    from pomlab.train import TrainConfig, Trainer, train
+    result = train(TrainConfig(model="DiPoM-S/2", scale="micro", steps=2000, out="runs/s2"))
+
+For sweeps (train to step N, evaluate, continue to step M):
+
+    trainer = Trainer(TrainConfig(..., out=dir), resume=True)   # resume=True: continue if dir has a checkpoint
+    for budget in (1000, 4000, 16000):
+        result = trainer.run(until=budget)                       # checkpoint written at `budget`
+        x = trainer.generate(labels, steps=50)                   # EMA weights, model space
+    trainer.close()
+
+config (TrainConfig), checkpoints (files, RNG states, load_trained), loop (Trainer, train),
+loggers (sample grids, TensorBoard). See docs/training.md.
+"""
+from .checkpoints import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, checkpoint_path, list_checkpoints,
+                          load_checkpoint, load_trained)
+from .config import DEFAULT_LR, LOGGERS, PRECISIONS, TrainConfig
+from .loggers import Logger, grid_image, save_png
+from .loop import (Callback, NonFiniteLossError, Trainer, TrainResult, accumulated_step,
+                   distributed_env, draw_training_noise, join_process_group, pick_device, train,
+                   training_step)
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "load_trained", "load_checkpoint",
+           "list_checkpoints", "checkpoint_path", "NonFiniteLossError", "training_step",
+           "accumulated_step", "draw_training_noise", "distributed_env", "pick_device",
+           "join_process_group", "grid_image", "save_png", "Logger", "DEFAULT_LR", "PRECISIONS",
+           "LOGGERS", "CHECKPOINT_FORMAT", "CHECKPOINT_DIR"]

@@ -1,0 +1,76 @@
+"""What a run shows while it trains: PNG sample grids and, with logger="tensorboard", TensorBoard
+event files under out/tensorboard (loss, learning rate, gradient norm, throughput, sample grids,
+and the sweeps' FID/IS). metrics.csv is written by the Trainer whatever the logger."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data import from_model_range
+
+
+def grid_image(samples: Tensor, rows: int, kind: str = "pixels", min_tile: int = 64) -> np.ndarray:
+    """(rows*cols, C, H, W) model-space samples -> uint8 (H', W', 3) grid, one row per class.
+
+    Latents (no VAE here) show their first three channels mapped from [-3, 3] to [0, 1].
+    """
+    x = from_model_range(samples) if kind == "pixels" else ((samples[:, :3] + 3) / 6).clamp(0, 1)
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    elif x.shape[1] == 2:
+        x = torch.cat([x, x[:, :1]], 1)
+    scale = max(1, math.ceil(min_tile / x.shape[-1]))
+    x = x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    n, c, h, w = x.shape
+    cols, pad = n // rows, max(1, scale)
+    canvas = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h,
+               pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
+    return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """A figure, written in place (a torn grid loses no work: the next one replaces it)."""
+    from PIL import Image
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG")
+    return Path(path)
+
+
+class Logger:
+    """logger.scalars(step, {"loss": ...}, "train/"), logger.image(tag, step, uint8 HWC grid);
+    no-ops for the csv logger and off rank 0."""
+
+    def __init__(self, kind: str, folder: str | os.PathLike | None):
+        self.writer = None
+        if kind == "tensorboard" and folder is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ImportError("logger 'tensorboard' needs the tensorboard extra: pip install "
+                                  "'pomlab[tensorboard]' (or pip install tensorboard)") from None
+            self.writer = SummaryWriter(str(Path(folder) / "tensorboard"))
+
+    def scalars(self, step: int, values: dict, prefix: str = "") -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(prefix + key, value, step)
+            self.writer.flush()
+
+    def image(self, tag: str, step: int, image: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
