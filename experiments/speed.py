@@ -191,7 +191,7 @@ def finish(args, prep: dict, times: dict, device) -> list[dict]:
             gflops_forward=M.gflops(model, image_size=prep["side_px"]),
             params_m=sum(p.numel() for p in model.parameters()) / 1e6, depth=model.depth,
             batch=args.batch, dtype=args.dtype, optimizer=not args.no_optimizer,
-            pom_path="fast" if pom_fast.is_enabled() else "reference",
+            pom_path="reference" if pom_fast.get_implementation() == "reference" else "fast",
             interleaved_resolutions=args.interleave_resolutions,
             repeats=args.repeats, scale="paper", device=device_label(device)))
     prep.clear()
@@ -263,7 +263,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reference_pom:
-        pom_fast.set_enabled(False)
+        pom_fast.set_implementation("reference")
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.memory_budget is not None:
