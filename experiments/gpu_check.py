@@ -256,7 +256,6 @@ def check_memory(args, device, scratch) -> dict:
     out = {}
     for family in ("DiPoM", "DiT"):
         model = M.create(f"{family}-XL/2", scale="paper", input_size=128).to(device)
-        model.check_inputs = False
         x = torch.randn(1, 4, 128, 128, device=device)
         t, y = torch.rand(1, device=device), torch.randint(0, 1000, (1,), device=device)
         for flag in (False, True):
