@@ -24,13 +24,16 @@ and DIR/speed.png/.pdf (log-log time and memory vs resolution).
 
 --memory-budget GIB: instead of timing, the largest resolution each of DiPoM and DiT can train
 at (forward + backward + AdamW step, batch --batch) within GIB GiB, without and with per-block
-activation checkpointing. Training memory = parameters + AdamW state + the peak above them
+activation checkpointing, DiPoM also with PoM's own recompute, DiT with torch's fused attention
+kernel (SDPA) and with math attention (N x N scores kept for backward, the path of timm's
+Attention before 0.9, which DiT's and the PoM authors' DiT code use). Training memory = parameters + AdamW state + the peak above them
 during a step (gradients and activations; pomlab.benchmark.peak_memory, measured after a first
 step has allocated the optimizer state). Resolutions are tried in ascending order until one
 does not fit. Writes DIR/memory_budget.csv (every measured point), DIR/memory_budget.json (the
 largest fitting resolution per variant) and DIR/memory_budget.png/.pdf.
 """
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -39,6 +42,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import pandas as pd
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 import pomlab.models as M
@@ -205,22 +209,36 @@ def training_memory(model, args, device) -> int:
     return kept * (1 if args.no_optimizer else 3) + peak_memory(training, device)
 
 
+# (family, per-block activation checkpointing, PoM's own recompute (pom_fast saves only its
+# inputs), attention kernel: "sdpa" = torch's fused scaled_dot_product_attention (on CPU a
+# flash kernel, memory linear in tokens), "math" = the N x N scores materialised and kept for
+# backward, as timm's Attention computed them before timm 0.9 (the code path of DiT's release
+# and of the authors' DiT baseline, both timm's Attention, where no fused kernel is used))
+MEMORY_VARIANTS = [("DiPoM", False, False, None), ("DiPoM", False, True, None),
+                   ("DiPoM", True, False, None), ("DiPoM", True, True, None),
+                   ("DiT", False, False, "sdpa"), ("DiT", True, False, "sdpa"),
+                   ("DiT", False, False, "math"), ("DiT", True, False, "math")]
+
+
+def memory_variant_name(family: str, ckpt: bool, recompute: bool, attention: str | None) -> str:
+    return (family + (" math attention" if attention == "math" else "")
+            + (" + checkpointing" if ckpt else "") + (" + PoM recompute" if recompute else ""))
+
+
 def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
     """The largest resolution of args.resolutions each variant trains at within the budget."""
     budget = args.memory_budget * 2**30
     rows, largest = [], {}
-    # (family, activation checkpointing, PoM's own recompute: pom_fast saves only its inputs)
-    variants = [("DiPoM", False, False), ("DiPoM", False, True), ("DiPoM", True, False),
-                ("DiT", False, False), ("DiT", True, False)]
-    for family, ckpt, recompute in tqdm(variants, desc="memory budget"):
-        name = family + (" + checkpointing" if ckpt else "") + \
-            (" + PoM recompute" if recompute else "")
+    for family, ckpt, recompute, attention in tqdm(MEMORY_VARIANTS, desc="memory budget"):
+        name = memory_variant_name(family, ckpt, recompute, attention)
         largest[name] = None
+        def kernel():
+            return sdpa_kernel(SDPBackend.MATH) if attention == "math" else contextlib.nullcontext()
         for side_px in sorted(args.resolutions):
             model = build(family, args, side_px // 8, device)
             model.checkpointing = ckpt
             try:
-                with pom_fast.options(recompute=True if recompute else None):
+                with pom_fast.options(recompute=True if recompute else None), kernel():
                     used = training_memory(model, args, device)
             except torch.cuda.OutOfMemoryError:
                 used = math.inf
@@ -230,7 +248,7 @@ def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
                 torch.cuda.empty_cache()
             fits = used <= budget
             rows.append(dict(family=family, checkpointing=ckpt, pom_recompute=recompute,
-                             variant=name,
+                             attention=attention or "none", variant=name,
                              model=f"{family}-{args.size}/{args.patch}", resolution=side_px,
                              tokens=(side_px // 8 // args.patch) ** 2, training_bytes=used,
                              fits=fits, budget_gib=args.memory_budget, batch=args.batch,
