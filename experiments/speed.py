@@ -56,6 +56,21 @@ from pomlab.speed import summarise_speed
 FAMILIES = ("DiPoM", "DiT")
 MODES = ("inference", "training")
 
+# (family, per-block activation checkpointing, PoM's own recompute (pom_fast saves only its
+# inputs), attention kernel: "sdpa" = torch's fused scaled_dot_product_attention (on CPU a
+# flash kernel, memory linear in tokens), "math" = the N x N scores materialised and kept for
+# backward, as timm's Attention computed them before timm 0.9 (the code path of DiT's release
+# and of the authors' DiT baseline, both timm's Attention, where no fused kernel is used))
+MEMORY_VARIANTS = [("DiPoM", False, False, None), ("DiPoM", False, True, None),
+                   ("DiPoM", True, False, None), ("DiPoM", True, True, None),
+                   ("DiT", False, False, "sdpa"), ("DiT", True, False, "sdpa"),
+                   ("DiT", False, False, "math"), ("DiT", True, False, "math")]
+
+
+def memory_variant_name(family: str, ckpt: bool, recompute: bool, attention: str | None) -> str:
+    return (family + (" math attention" if attention == "math" else "")
+            + (" + checkpointing" if ckpt else "") + (" + PoM recompute" if recompute else ""))
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
@@ -87,9 +102,19 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="keep rows already in DIR/speed.csv")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                    help="find the largest trainable resolution within GIB GiB (see above)")
+    p.add_argument("--memory-variants", default=None, help="with --memory-budget: comma list "
+                   "of variants to measure (default all: " + ", ".join(
+                       memory_variant_name(*v) for v in MEMORY_VARIANTS) + ")")
     args = p.parse_args(argv)
     if args.memory_budget is not None and not args.memory_budget > 0:
         p.error(f"--memory-budget must be a positive number of GiB, got {args.memory_budget}")
+    known = {memory_variant_name(*v): v for v in MEMORY_VARIANTS}
+    args.memory_variants = [v.strip() for v in args.memory_variants.split(",")] \
+        if args.memory_variants else list(known)
+    unknown = [v for v in args.memory_variants if v not in known]
+    if unknown:
+        p.error(f"--memory-variants: unknown {unknown}; known: {', '.join(known)}")
+    args.memory_variants = [known[v] for v in args.memory_variants]
     cuda = args.device.startswith("cuda")
     args.size = args.size or ("XL" if cuda else "S")
     if args.size not in M.SIZES:
@@ -209,27 +234,11 @@ def training_memory(model, args, device) -> int:
     return kept * (1 if args.no_optimizer else 3) + peak_memory(training, device)
 
 
-# (family, per-block activation checkpointing, PoM's own recompute (pom_fast saves only its
-# inputs), attention kernel: "sdpa" = torch's fused scaled_dot_product_attention (on CPU a
-# flash kernel, memory linear in tokens), "math" = the N x N scores materialised and kept for
-# backward, as timm's Attention computed them before timm 0.9 (the code path of DiT's release
-# and of the authors' DiT baseline, both timm's Attention, where no fused kernel is used))
-MEMORY_VARIANTS = [("DiPoM", False, False, None), ("DiPoM", False, True, None),
-                   ("DiPoM", True, False, None), ("DiPoM", True, True, None),
-                   ("DiT", False, False, "sdpa"), ("DiT", True, False, "sdpa"),
-                   ("DiT", False, False, "math"), ("DiT", True, False, "math")]
-
-
-def memory_variant_name(family: str, ckpt: bool, recompute: bool, attention: str | None) -> str:
-    return (family + (" math attention" if attention == "math" else "")
-            + (" + checkpointing" if ckpt else "") + (" + PoM recompute" if recompute else ""))
-
-
 def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
     """The largest resolution of args.resolutions each variant trains at within the budget."""
     budget = args.memory_budget * 2**30
     rows, largest = [], {}
-    for family, ckpt, recompute, attention in tqdm(MEMORY_VARIANTS, desc="memory budget"):
+    for family, ckpt, recompute, attention in tqdm(args.memory_variants, desc="memory budget"):
         name = memory_variant_name(family, ckpt, recompute, attention)
         largest[name] = None
         def kernel():
