@@ -26,7 +26,8 @@ and DIR/speed.png/.pdf (log-log time and memory vs resolution).
 at (forward + backward + AdamW step, batch --batch) within GIB GiB, without and with per-block
 activation checkpointing, DiPoM also with PoM's own recompute, DiT with torch's fused attention
 kernel (SDPA) and with math attention (N x N scores kept for backward, the path of timm's
-Attention in timm 0.6, which DiT's and the PoM authors' DiT code use). Training memory = parameters + AdamW state + the peak above them
+Attention in timm 0.6, which DiT's and the PoM authors' DiT code use). Training memory =
+parameters + AdamW state + the peak above them
 during a step (gradients and activations; pomlab.benchmark.peak_memory, measured after a first
 step has allocated the optimizer state). Resolutions are tried in ascending order until one
 does not fit. Writes DIR/memory_budget.csv (every measured point), DIR/memory_budget.json (the
@@ -59,8 +60,8 @@ MODES = ("inference", "training")
 # (family, per-block activation checkpointing, PoM's own recompute (pom_fast saves only its
 # inputs), attention kernel: "sdpa" = torch's fused scaled_dot_product_attention (on CPU a
 # flash kernel, memory linear in tokens), "math" = the N x N scores materialised and kept for
-# backward, as timm's Attention computes them in timm 0.6 (the version of DiT's release
-# and of the authors' DiT baseline, both timm's Attention, where no fused kernel is used))
+# backward, as timm's Attention computes them in timm 0.6, the timm of DiT's release (DiT and
+# the authors' DiT baseline both use timm's Attention); wherever no fused kernel is used)
 MEMORY_VARIANTS = [("DiPoM", False, False, None), ("DiPoM", False, True, None),
                    ("DiPoM", True, False, None), ("DiPoM", True, True, None),
                    ("DiT", False, False, "sdpa"), ("DiT", True, False, "sdpa"),
