@@ -77,15 +77,15 @@ def main(argv=None):
     mha = pomlab.MHA(args.dim, args.heads).to(device, dtype)
 
     def reference(x):
-        with pom_fast.disabled():
+        with pom_fast.implementation("reference"):
             return pom(x)
 
     def fast(x):
-        with pom_fast.enabled():
+        with pom_fast.implementation("auto"):
             return pom(x)
 
     def compiled(x):
-        with pom_fast.enabled(), pom_fast.options(compile=True):
+        with pom_fast.implementation("auto"), pom_fast.options(compile=True):
             return pom(x)
 
     variants = {"reference": reference, "fast": fast, "matmuls": lambda x: three_products(pom, x)}

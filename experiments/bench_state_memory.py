@@ -61,7 +61,7 @@ def run_method(method, layers, frames, args, device, mask=None):
         return sequential(layers, frames, args.tokens_per_frame, args.dim, device)
     if mask is None:
         mask = block_causal(frames, args.tokens_per_frame, device=device)[None]
-    with pom_fast.enabled(method == "parallel"):
+    with pom_fast.implementation("auto" if method == "parallel" else "reference"):
         return parallel(layers, mask, frames, args.tokens_per_frame, args.dim, device)
 
 

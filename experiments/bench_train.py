@@ -23,7 +23,6 @@ from pomlab.train import training_step
 
 def make_step(name, args, device, autocast_dtype):
     model = pomlab.models.create(name, scale=args.scale, input_size=args.side).to(device)
-    model.check_inputs = False
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
     forward = torch.compile(model) if args.compile else model
     process = make_process(args.loss)

@@ -150,9 +150,7 @@ def check_triton(args, device, scratch) -> dict:
                     for t in inputs:
                         t.grad = None
                     module.zero_grad(set_to_none=True)
-                    ctx = (pom_fast.disabled() if kernels is None
-                           else pom_fast.options(kernels=kernels))
-                    with ctx:
+                    with pom_fast.implementation(kernels or "reference"):
                         y = module(inputs[0], context=inputs[1] if len(inputs) > 1 else None,
                                    mask=mask)
                     (y.double() * cot).sum().backward()
@@ -177,7 +175,7 @@ def check_triton(args, device, scratch) -> dict:
     for kernels in ("triton", "torch"):
         for kind, mask in (("mean", None), ("causal", "causal")):
             def run(kernels=kernels, mask=mask):
-                with pom_fast.options(kernels=kernels), torch.autocast("cuda", torch.bfloat16):
+                with pom_fast.implementation(kernels), torch.autocast("cuda", torch.bfloat16):
                     y = pom(x, mask=mask)
                 y.float().square().mean().backward()
             variants[f"{kind}/{kernels}"] = run
@@ -258,7 +256,6 @@ def check_memory(args, device, scratch) -> dict:
     out = {}
     for family in ("DiPoM", "DiT"):
         model = M.create(f"{family}-XL/2", scale="paper", input_size=128).to(device)
-        model.check_inputs = False
         x = torch.randn(1, 4, 128, 128, device=device)
         t, y = torch.rand(1, device=device), torch.randint(0, 1000, (1,), device=device)
         for flag in (False, True):

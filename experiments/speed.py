@@ -24,13 +24,17 @@ and DIR/speed.png/.pdf (log-log time and memory vs resolution).
 
 --memory-budget GIB: instead of timing, the largest resolution each of DiPoM and DiT can train
 at (forward + backward + AdamW step, batch --batch) within GIB GiB, without and with per-block
-activation checkpointing. Training memory = parameters + AdamW state + the peak above them
+activation checkpointing, DiPoM also with PoM's own recompute, DiT with torch's fused attention
+kernel (SDPA) and with math attention (N x N scores kept for backward, the path of timm's
+Attention in timm 0.6, which DiT's and the PoM authors' DiT code use). Training memory =
+parameters + AdamW state + the peak above them
 during a step (gradients and activations; pomlab.benchmark.peak_memory, measured after a first
 step has allocated the optimizer state). Resolutions are tried in ascending order until one
 does not fit. Writes DIR/memory_budget.csv (every measured point), DIR/memory_budget.json (the
 largest fitting resolution per variant) and DIR/memory_budget.png/.pdf.
 """
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -39,6 +43,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import pandas as pd
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 import pomlab.models as M
@@ -51,6 +56,21 @@ from pomlab.speed import summarise_speed
 
 FAMILIES = ("DiPoM", "DiT")
 MODES = ("inference", "training")
+
+# (family, per-block activation checkpointing, PoM's own recompute (pom_fast saves only its
+# inputs), attention kernel: "sdpa" = torch's fused scaled_dot_product_attention (on CPU a
+# flash kernel, memory linear in tokens), "math" = the N x N scores materialised and kept for
+# backward, as timm's Attention computes them in timm 0.6, the timm of DiT's release (DiT and
+# the authors' DiT baseline both use timm's Attention); wherever no fused kernel is used)
+MEMORY_VARIANTS = [("DiPoM", False, False, None), ("DiPoM", False, True, None),
+                   ("DiPoM", True, False, None), ("DiPoM", True, True, None),
+                   ("DiT", False, False, "sdpa"), ("DiT", True, False, "sdpa"),
+                   ("DiT", False, False, "math"), ("DiT", True, False, "math")]
+
+
+def memory_variant_name(family: str, ckpt: bool, recompute: bool, attention: str | None) -> str:
+    return (family + (" math attention" if attention == "math" else "")
+            + (" + checkpointing" if ckpt else "") + (" + PoM recompute" if recompute else ""))
 
 
 def parse_args(argv=None):
@@ -83,9 +103,19 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="keep rows already in DIR/speed.csv")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                    help="find the largest trainable resolution within GIB GiB (see above)")
+    p.add_argument("--memory-variants", default=None, help="with --memory-budget: comma list "
+                   "of variants to measure (default all: " + ", ".join(
+                       memory_variant_name(*v) for v in MEMORY_VARIANTS) + ")")
     args = p.parse_args(argv)
     if args.memory_budget is not None and not args.memory_budget > 0:
         p.error(f"--memory-budget must be a positive number of GiB, got {args.memory_budget}")
+    known = {memory_variant_name(*v): v for v in MEMORY_VARIANTS}
+    args.memory_variants = [v.strip() for v in args.memory_variants.split(",")] \
+        if args.memory_variants else list(known)
+    unknown = [v for v in args.memory_variants if v not in known]
+    if unknown:
+        p.error(f"--memory-variants: unknown {unknown}; known: {', '.join(known)}")
+    args.memory_variants = [known[v] for v in args.memory_variants]
     cuda = args.device.startswith("cuda")
     args.size = args.size or ("XL" if cuda else "S")
     if args.size not in M.SIZES:
@@ -111,7 +141,6 @@ def build(family: str, args, side: int, device) -> torch.nn.Module:
     if args.depth is not None:
         overrides["depth"] = args.depth
     model = M.create(f"{family}-{args.size}/{args.patch}", scale="paper", **overrides).to(device)
-    model.check_inputs = False       # no host sync for range checks inside the timed loop
     return model
 
 
@@ -191,7 +220,7 @@ def finish(args, prep: dict, times: dict, device) -> list[dict]:
             gflops_forward=M.gflops(model, image_size=prep["side_px"]),
             params_m=sum(p.numel() for p in model.parameters()) / 1e6, depth=model.depth,
             batch=args.batch, dtype=args.dtype, optimizer=not args.no_optimizer,
-            pom_path="fast" if pom_fast.is_enabled() else "reference",
+            pom_path="reference" if pom_fast.get_implementation() == "reference" else "fast",
             interleaved_resolutions=args.interleave_resolutions,
             repeats=args.repeats, scale="paper", device=device_label(device)))
     prep.clear()
@@ -210,18 +239,16 @@ def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
     """The largest resolution of args.resolutions each variant trains at within the budget."""
     budget = args.memory_budget * 2**30
     rows, largest = [], {}
-    # (family, activation checkpointing, PoM's own recompute: pom_fast saves only its inputs)
-    variants = [("DiPoM", False, False), ("DiPoM", False, True), ("DiPoM", True, False),
-                ("DiT", False, False), ("DiT", True, False)]
-    for family, ckpt, recompute in tqdm(variants, desc="memory budget"):
-        name = family + (" + checkpointing" if ckpt else "") + \
-            (" + PoM recompute" if recompute else "")
+    for family, ckpt, recompute, attention in tqdm(args.memory_variants, desc="memory budget"):
+        name = memory_variant_name(family, ckpt, recompute, attention)
         largest[name] = None
+        def kernel():
+            return sdpa_kernel(SDPBackend.MATH) if attention == "math" else contextlib.nullcontext()
         for side_px in sorted(args.resolutions):
             model = build(family, args, side_px // 8, device)
             model.checkpointing = ckpt
             try:
-                with pom_fast.options(recompute=True if recompute else None):
+                with pom_fast.options(recompute=True if recompute else None), kernel():
                     used = training_memory(model, args, device)
             except torch.cuda.OutOfMemoryError:
                 used = math.inf
@@ -231,7 +258,7 @@ def memory_budget(args, device) -> tuple[pd.DataFrame, dict]:
                 torch.cuda.empty_cache()
             fits = used <= budget
             rows.append(dict(family=family, checkpointing=ckpt, pom_recompute=recompute,
-                             variant=name,
+                             attention=attention or "none", variant=name,
                              model=f"{family}-{args.size}/{args.patch}", resolution=side_px,
                              tokens=(side_px // 8 // args.patch) ** 2, training_bytes=used,
                              fits=fits, budget_gib=args.memory_budget, batch=args.batch,
@@ -263,7 +290,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reference_pom:
-        pom_fast.set_enabled(False)
+        pom_fast.set_implementation("reference")
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.memory_budget is not None:

@@ -1,4 +1,4 @@
-"""Side-by-side timing: variants interleaved (A B A B ...), medians, device labels.
+"""Side-by-side timing (variants interleaved A B A B ..., medians), peak memory, device labels.
 
 Shared machines are noisy, so every comparison runs its variants in alternation within one
 process and reports medians and ratios; absolute times mean something only on a GPU.
@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from .checks import check_positive_int
+
 
 def device_label(device: torch.device | str) -> str:
     device = torch.device(device)
@@ -30,21 +32,18 @@ def synchronize(device: torch.device | str) -> None:
 
 def time_interleaved(variants: dict[str, Callable[[], object]], *, repeats: int = 7,
                      warmup: int = 2, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Median seconds per call of each variant, timed in alternation A B A B ... ."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        for fn in variants.values():
-            fn()
-    synchronize(device)
+    """Median seconds per call of each variant, timed in alternation A B A B ... after
+    ``warmup`` untimed rounds."""
+    check_positive_int("repeats", repeats)
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
+    for round_ in range(warmup + repeats):
         for name, fn in variants.items():
             synchronize(device)
             start = time.perf_counter()
             fn()
             synchronize(device)
-            samples[name].append(time.perf_counter() - start)
+            if round_ >= warmup:
+                samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
@@ -52,24 +51,26 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
     """Peak bytes of tensor memory allocated above the starting level while fn runs.
 
     CUDA: the caching allocator's peak (torch.cuda.max_memory_allocated). CPU: torch's CPU
-    allocator keeps no peak, so fn runs under torch.profiler with profile_memory=True; every
-    allocation and free event carries the allocator's running total, and the peak is the largest
-    total minus the total before the first event. Only tensor memory counts (not Python objects
-    or cached pages): the same quantity as CUDA's max_memory_allocated.
+    allocator keeps no peak, so fn runs under torch.profiler with profile_memory=True, whose
+    allocation events carry the allocator's running total (``cpu_peak_memory_by_range``). Only
+    tensor memory counts (not Python objects or cached pages), as on CUDA.
     """
     device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    return _cpu_peak_memory(fn)
+    if device.type != "cuda":
+        return cpu_peak_memory_by_range(fn)[0]
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base
 
 
-def _cpu_trace(fn: Callable[[], object]) -> tuple[list, list]:
-    """(CPU allocator events sorted by time, all trace events) of fn under torch.profiler."""
+def cpu_peak_memory_by_range(fn: Callable[[], object], prefix: str | None = None
+                             ) -> tuple[int, dict[str, int]]:
+    """(whole-call peak, {range name: peak}) in bytes above the level before fn, on CPU: the
+    peak inside each ``torch.profiler.record_function`` range whose name starts with
+    ``prefix`` (e.g. pomlab.video's per-frame ranges; none without a prefix)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -84,31 +85,12 @@ def _cpu_trace(fn: Callable[[], object]) -> tuple[list, list]:
         os.unlink(path)
     memory = sorted((e for e in events if e.get("name") == "[memory]"
                      and e["args"].get("Device Type") == 0), key=lambda e: e["ts"])
-    return memory, events
-
-
-def _cpu_peak_memory(fn: Callable[[], object]) -> int:
-    memory, _ = _cpu_trace(fn)
-    if not memory:
-        return 0
-    first = memory[0]["args"]
-    start = first["Total Allocated"] - first["Bytes"]
-    return max(0, max(e["args"]["Total Allocated"] for e in memory) - start)
-
-
-def cpu_peak_memory_by_range(fn: Callable[[], object], prefix: str) -> tuple[int, dict[str, int]]:
-    """(whole-call peak, {range name: peak}) in bytes above the level before fn, on CPU: the
-    peak inside each ``torch.profiler.record_function`` range whose name starts with
-    ``prefix`` (e.g. pomlab.video's per-frame ranges), from the same allocator totals as
-    ``peak_memory``."""
-    memory, events = _cpu_trace(fn)
     if not memory:
         return 0, {}
-    first = memory[0]["args"]
-    start = first["Total Allocated"] - first["Bytes"]
+    start = memory[0]["args"]["Total Allocated"] - memory[0]["args"]["Bytes"]
     totals = [(e["ts"], e["args"]["Total Allocated"]) for e in memory]
     ranges = {}
-    for e in events:
+    for e in events if prefix else ():
         if e.get("ph") == "X" and str(e.get("name", "")).startswith(prefix):
             begin, end = e["ts"], e["ts"] + e.get("dur", 0)
             inside = [total for ts, total in totals if begin <= ts <= end]

@@ -72,3 +72,15 @@ def check_dtype_matches(name: str, x: Tensor, module: torch.nn.Module) -> None:
     if param is not None and param.dtype != x.dtype:
         raise TypeError(f"{name} has dtype {x.dtype} but the module's parameters are "
                         f"{param.dtype}; convert one with .to(dtype)")
+
+
+def check_ids(name: str, ids: Tensor, n_ids: int, what: str) -> Tensor:
+    """ids must be an integer tensor with values in [0, n_ids) (``what`` says what they are).
+    Reads the values (a host sync for device tensors): call at entry points, once per batch."""
+    if not isinstance(ids, Tensor) or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of {what}, got "
+                        + (str(ids.dtype) if isinstance(ids, Tensor) else type(ids).__name__))
+    if ids.numel() and bool(((ids < 0) | (ids >= n_ids)).any()):
+        raise ValueError(f"{name} must hold {what}, got values in "
+                         f"[{ids.min().item()}, {ids.max().item()}]")
+    return ids

@@ -85,8 +85,10 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
             recompute = bool(part.get("pom_recompute", pd.Series([False])).iloc[0])
             ax.plot(part.resolution, part.training_bytes.astype(float) / 2**30,
                     color=plotting.MIXER_COLORS[FAMILIES.get(part.family.iloc[0], "none")],
-                    ls="--" if part.checkpointing.iloc[0] else (":" if recompute else "-"),
-                    marker="o", ms=3,
+                    ls=("-." if recompute else "--") if part.checkpointing.iloc[0]
+                    else (":" if recompute else "-"),
+                    marker="s" if part.get("attention", pd.Series([""])).iloc[0] == "math"
+                    else "o", ms=3,
                     label=f"{part.variant.iloc[0]} (largest {best or 'none'} px)")
         ax.axhline(summary["budget_gib"], color="grey", lw=0.8, ls=":")
         ax.text(0.02, summary["budget_gib"], f" budget {summary['budget_gib']:g} GiB",

@@ -1,4 +1,2 @@
 """Public home of the masks (``pomlab.masks.block_causal``); defined in pomlab/nn/masks.py."""
-from .nn.masks import BlockCausal, block_causal, canonical, causal
-
-__all__ = ["block_causal", "BlockCausal", "causal", "canonical"]
+from .nn.masks import BlockCausal, block_causal, canonical, causal  # noqa: F401

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import pomlab.models as M
+from pomlab.diffusion import FlowMatching, GaussianDiffusion
 from _models_helpers import randomize_
 from pomlab.models.backbone import patchify, sincos_2d, timestep_embedding, unpatchify
 
@@ -285,22 +286,60 @@ def test_scalar_time_broadcasts():
 
 # --- bad input ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make_bad,error,match", [
+SHAPE_ERRORS = [
     (lambda x, t, y: (x[..., :15, :15], t, y), ValueError, "not divisible by patch_size 2"),
     (lambda x, t, y: (x.repeat(1, 3, 1, 1), t, y), ValueError, "3 channels, expected in_channels=1"),
     (lambda x, t, y: (x[0], t, y), TypeError, "x must be a float tensor"),
-    (lambda x, t, y: (x, t, torch.tensor([0, 11])), ValueError, r"y must hold class ids in \[0, 10\]"),
-    (lambda x, t, y: (x, t, torch.tensor([-1, 0])), ValueError, "y must hold class ids"),
     (lambda x, t, y: (x, t, y.float()), TypeError, "y must be an int64 tensor"),
     (lambda x, t, y: (x, t, y[:1]), ValueError, r"y must have shape \(2,\)"),
+    (lambda x, t, y: (x, torch.tensor([1, 0]), y), ValueError, "t must be a float tensor"),
+    (lambda x, t, y: (x, t[:1], y), ValueError, r"t must be a float tensor of shape \(2,\)"),
+]
+RANGE_ERRORS = [
+    (lambda x, t, y: (x, t, torch.tensor([0, 11])), ValueError, r"y must hold class ids in \[0, 10\]"),
+    (lambda x, t, y: (x, t, torch.tensor([-1, 0])), ValueError, "y must hold class ids"),
     (lambda x, t, y: (x, torch.tensor([0.5, 1.5]), y), ValueError, r"t must lie in \[0, 1\]"),
     (lambda x, t, y: (x, torch.tensor([-0.1, 0.5]), y), ValueError, r"t must lie in \[0, 1\]"),
     (lambda x, t, y: (x, torch.tensor([float("nan"), 0.5]), y), ValueError, "t must lie"),
-    (lambda x, t, y: (x, torch.tensor([1, 0]), y), ValueError, "t must be a float tensor"),
-    (lambda x, t, y: (x, t[:1], y), ValueError, r"t must be a float tensor of shape \(2,\)"),
-])
+]
+
+
+@pytest.mark.parametrize("make_bad,error,match", SHAPE_ERRORS)
 def test_bad_inputs_name_the_argument(make_bad, error, match):
+    """forward checks shapes and dtypes (no host sync); check_batch adds nothing to these."""
     model = M.create("DiPoM-S/2", scale="micro")
     x, t, y = inputs(model)
+    for call in (model, model.check_batch):
+        with pytest.raises(error, match=match):
+            call(*make_bad(x, t, y))
+
+
+@pytest.mark.parametrize("make_bad,error,match", SHAPE_ERRORS + RANGE_ERRORS)
+def test_entry_points_check_value_ranges(make_bad, error, match):
+    """Values (t in [0, 1], class ids) are checked where a batch enters: model.check_batch and
+    the samplers (once per call), with the same one-line errors."""
+    model = M.create("DiPoM-S/2", scale="micro")
+    x, t, y = inputs(model)
+    bad_x, bad_t, bad_y = make_bad(x, t, y)
     with pytest.raises(error, match=match):
-        model(*make_bad(x, t, y))
+        model.check_batch(bad_x, bad_t, bad_y)
+    if bad_t is t:          # the samplers make their own times: only x and y come from the caller
+        for process in (FlowMatching(), GaussianDiffusion(num_steps=10)):
+            with pytest.raises(error, match=match):
+                process.sample(model, bad_x, bad_y, steps=2)
+
+
+def test_forward_does_not_sync_for_range_checks(monkeypatch):
+    """No value-range check inside forward (a host sync per call on GPUs); the samplers check
+    once per call, never per step."""
+    calls = []
+    real = M.backbone.check_time_and_ids
+    monkeypatch.setattr(M.backbone, "check_time_and_ids", lambda *a: calls.append(1) or real(*a))
+    model = M.create("DiPoM-S/2", scale="micro").eval()
+    x, t, y = inputs(model)
+    model(x, t, y)
+    model(x, 0.5, y)
+    assert calls == []
+    FlowMatching().sample(model, x, y, steps=3, method="heun", cfg=2.0, null_class=10)
+    assert calls == [1]
+    assert not hasattr(model, "check_inputs")          # nothing for callers to switch off

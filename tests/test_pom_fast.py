@@ -1,5 +1,5 @@
 """The fast PoM path (pom_fast.py) against the reference (pom.py): values and gradients in
-float64 for every mask form, both polynomials, cross-mixing, step, the switches, and the
+float64 for every mask form, both polynomials, cross-mixing, step, the switch, and the
 memory saved for backward. Tolerances: float64 with only the summation order changed, so
 relative 1e-9 of the output's scale (observed differences are ~1e-15)."""
 import os
@@ -40,7 +40,7 @@ def value_and_grads(pom, inputs, call, fast, opts=None):
     for t in inputs:
         t.grad = None
     pom.zero_grad(set_to_none=True)
-    with pom_fast.enabled(fast), pom_fast.options(**(opts or {})):
+    with pom_fast.implementation("auto" if fast else "reference"), pom_fast.options(**(opts or {})):
         y = call()
     cotangent = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(1))
     (y * cotangent).sum().backward()
@@ -95,30 +95,34 @@ def test_self_mixing_structured_masks_match_reference(cfg, batch, frames, per_fr
 
 
 @pytest.mark.parametrize("mask, kind, group", [
-    (None, "mean", 1),
-    ("causal", "prefix", 1),
-    (block_causal(3, 4)[None], "prefix", 4),
-    (block_causal(12, 1)[None], "prefix", 1),
-    (torch.ones(2, 12, dtype=torch.bool), "padding", 1),
-    (torch.rand(1, 12, 12) < 0.5, "dense", 1),
-    (block_causal(3, 4)[None].expand(2, 12, 12), "prefix", 4),
+    (None, pom_fast.NoMask, None),
+    ("causal", pom_fast.Causal, 1),
+    (block_causal(3, 4)[None], pom_fast.BlockCausalFrames, 4),
+    (block_causal(12, 1)[None], pom_fast.Causal, 1),
+    (torch.ones(2, 12, dtype=torch.bool), pom_fast.Padding, None),
+    (torch.rand(1, 12, 12) < 0.5, pom_fast.GeneralMask, None),
+    (block_causal(3, 4)[None].expand(2, 12, 12), pom_fast.BlockCausalFrames, 4),
 ])
 def test_mask_forms_are_recognised(mask, kind, group):
     """Causal and block-causal tensors take the prefix-sum route, other masks stay exact."""
-    agg = pom_fast._aggregation(mask, 2, 12, 12, "cpu", F64)
-    assert (agg.kind, agg.group) == (kind, group)
+    agg = aggregation(mask, 2)
+    assert (type(agg), agg.group) == (kind, group)
+
+
+def aggregation(mask, batch):
+    return pom_fast.aggregation(mask, batch, 12, 12, "cpu", F64, eps=1e-7)
 
 
 def test_near_block_causal_mask_is_not_mistaken():
     mask = block_causal(3, 4)[None].clone()
-    assert pom_fast._aggregation(mask, 1, 12, 12, "cpu", F64).kind == "prefix"
+    assert type(aggregation(mask, 1)) is pom_fast.BlockCausalFrames
     mask[0, 5, 9] = True          # same first row, no longer block-causal; cache must notice
-    assert pom_fast._aggregation(mask, 1, 12, 12, "cpu", F64).kind == "dense"
+    assert type(aggregation(mask, 1)) is pom_fast.GeneralMask
     pom = pomlab.PoM(4).to(F64)
     x = torch.randn(1, 12, 4, dtype=F64, requires_grad=True)
     compare(pom, [x], lambda: pom(x, mask=mask))
     batch_differs = torch.stack([block_causal(3, 4), block_causal(6, 2)])
-    assert pom_fast._aggregation(batch_differs, 2, 12, 12, "cpu", F64).kind == "dense"
+    assert type(aggregation(batch_differs, 2)) is pom_fast.GeneralMask
 
 
 def test_tensor_masks_under_inference_mode():
@@ -127,8 +131,9 @@ def test_tensor_masks_under_inference_mode():
     with torch.inference_mode():
         x = torch.randn(2, 12, 4, dtype=F64)
         for mask in (block_causal(3, 4)[None], torch.rand(2, 12, 12) < 0.5):
-            fast = pom_fast.forward(pom, x, mask=mask)
-            with pom_fast.disabled():
+            with pom_fast.implementation("auto"):
+                fast = pom(x, mask=mask)
+            with pom_fast.implementation("reference"):
                 torch.testing.assert_close(fast, pom(x, mask=mask), rtol=1e-10, atol=1e-12)
 
 
@@ -152,7 +157,7 @@ def test_step_matches_reference(cfg, batch, frames, per_frame, seed):
 
 def test_step_refuses_foreign_state_on_fast_path():
     x = torch.randn(2, 3, 4)
-    with pom_fast.enabled():
+    with pom_fast.implementation("auto"):
         _, state = pomlab.PoM(4, degree=2, expand=1).step(x)
         with pytest.raises(ValueError, match="state comes from a PoM"):
             pomlab.PoM(4, degree=1, expand=2).step(x, state)
@@ -167,54 +172,75 @@ def test_gradcheck_through_fast_path():
         x = torch.randn(2, 4, 3, dtype=F64, requires_grad=True)
         c = torch.randn(2, 5, 3, dtype=F64, requires_grad=True)
         pad = torch.rand(2, 5) < 0.7
-        with pom_fast.enabled(), pom_fast.options(recompute=True, chunk_bytes=1):
+        with pom_fast.implementation("auto"), pom_fast.options(recompute=True, chunk_bytes=1):
             assert torch.autograd.gradcheck(lambda a, b: pom(a, context=b, mask=pad), (x, c))
-        with pom_fast.enabled():
+        with pom_fast.implementation("auto"):
             assert torch.autograd.gradcheck(lambda a: pom(a, mask=block_causal(2, 2)[None]), (x,))
 
 
 # --- switches ----------------------------------------------------------------------------------
 
-def test_switches(monkeypatch):
+def test_switch(monkeypatch):
+    """One switch: the context manager (nested, restored), the global setter, checked names."""
     pom = pomlab.PoM(4)
     x = torch.randn(1, 3, 4)
     calls = []
-    real = pom_fast.run_forward
-    monkeypatch.setattr(pom_fast, "run_forward", lambda *a: calls.append(1) or real(*a))
+    real = pom_fast.forward
+    monkeypatch.setattr(pom_fast, "forward", lambda *a: calls.append(1) or real(*a))
 
     def used_fast():
         calls.clear()
         pom(x)
         return bool(calls)
 
-    with pom_fast.enabled():
+    before = pom_fast.get_implementation()
+    with pom_fast.implementation("auto"):
         assert used_fast()
-        with pom_fast.disabled():
-            assert not pom_fast.is_enabled() and not used_fast()
-            pom_fast.forward(pom, x)                   # per call: forced fast
-            assert calls
-        assert pom_fast.is_enabled()
-        pom.fast = False                               # per module
-        assert not used_fast()
-        pom_fast.forward(pom, x)
-        assert calls and pom.fast is False
-        pom.fast = None
-    previous = pom_fast.is_enabled()
-    pom_fast.set_enabled(False)
+        with pom_fast.implementation("reference"):
+            assert pom_fast.get_implementation() == "reference" and not used_fast()
+            with pom_fast.implementation("torch"):
+                assert used_fast()
+        assert pom_fast.get_implementation() == "auto"
+    assert pom_fast.get_implementation() == before
+    pom_fast.set_implementation("reference")
     try:
         assert not used_fast()
     finally:
-        pom_fast.set_enabled(previous)
-    with pytest.raises(TypeError, match="flag must be a bool"):
-        pom_fast.set_enabled("no")
+        pom_fast.set_implementation(before)
+    with pytest.raises(ValueError, match="implementation must be one of auto, reference"):
+        pom_fast.set_implementation("fast")
 
 
-def test_environment_variable_turns_it_off():
-    code = "from pomlab.nn import pom_fast; print(pom_fast.is_enabled())"
-    env = {**os.environ, "POMLAB_FAST": "0", "PYTHONPATH": os.getcwd()}
+@pytest.mark.parametrize("value, expected", [("0", "reference"), ("reference", "reference"),
+                                             ("1", "auto"), ("torch", "torch"), ("", "auto")])
+def test_environment_variable_sets_the_switch(value, expected):
+    code = "from pomlab.nn import pom_fast; print(pom_fast.get_implementation())"
+    env = {**os.environ, "POMLAB_FAST": value, "PYTHONPATH": os.getcwd()}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == expected
+
+
+def test_environment_variable_is_checked():
+    env = {**os.environ, "POMLAB_FAST": "fastest", "PYTHONPATH": os.getcwd()}
+    out = subprocess.run([sys.executable, "-c", "import pomlab"], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "POMLAB_FAST must be one of auto, reference" in out.stderr
+
+
+def test_fast_path_imports_no_module_class():
+    """Leaf functions over tensors: pom_fast / pom_triton never import pom.py (one-way)."""
+    import ast
+    import pathlib
+    for name in ("pom_fast.py", "pom_triton.py"):
+        tree = ast.parse((pathlib.Path(pomlab.__file__).parent / "nn" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = {a.name for a in node.names}
+                assert (node.module or "").split(".")[-1] != "pom", (name, node.module)
+                assert not names & {"pom", "PoM", "blocks"}, (name, names)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.endswith(".pom") for a in node.names), name
 
 
 def test_options_are_checked_and_restored():
@@ -238,11 +264,11 @@ def test_functorch_transforms_fall_back_to_reference():
     pom = pomlab.PoM(3).to(F64)
     x = torch.randn(1, 4, 3, dtype=F64)
     fwd_ad = torch.autograd.forward_ad
-    with pom_fast.enabled():
+    with pom_fast.implementation("auto"):
         jac = torch.func.jacrev(pom)(x).reshape(12, 12)
         with fwd_ad.dual_level():
             tangent = fwd_ad.unpack_dual(pom(fwd_ad.make_dual(x, torch.ones_like(x)))).tangent
-    with pom_fast.disabled():
+    with pom_fast.implementation("reference"):
         expected = torch.autograd.functional.jacobian(pom, x).reshape(12, 12)
     torch.testing.assert_close(jac, expected)
     torch.testing.assert_close(tangent.flatten(), expected @ torch.ones(12, dtype=F64))
@@ -270,9 +296,9 @@ def saved_bytes(pom, x, opts):
 def test_fast_path_saves_less_for_backward():
     pom = pomlab.PoM(16)
     xs = [torch.randn(2, n, 16, requires_grad=True) for n in (64, 128)]
-    with pom_fast.disabled():
+    with pom_fast.implementation("reference"):
         ref = [saved_bytes(pom, x, {}) for x in xs]
-    with pom_fast.enabled():
+    with pom_fast.implementation("auto"):
         fast = [saved_bytes(pom, x, dict(recompute=False)) for x in xs]
         bounded = [saved_bytes(pom, x, dict(recompute=True, chunk_bytes=4096)) for x in xs]
     state = 2 * pom.state_dim * 4                       # H: (B, 1, S) float32
@@ -288,7 +314,7 @@ def test_autocast_bfloat16_close_to_reference():
     outs = []
     for fast in (True, False):
         x.grad = None
-        with pom_fast.enabled(fast), torch.autocast("cpu", dtype=torch.bfloat16):
+        with pom_fast.implementation("auto" if fast else "reference"), torch.autocast("cpu", dtype=torch.bfloat16):
             y = pom(x, mask="causal")
         y.float().square().mean().backward()
         outs.append((y, x.grad.clone()))
@@ -303,11 +329,11 @@ def test_autocast_bfloat16_close_to_reference():
 def test_bfloat16_parameters(polynomial):
     pom = pomlab.PoM(16, degree=2, polynomial=polynomial)
     x = torch.randn(2, 40, 16)
-    with pom_fast.disabled():
+    with pom_fast.implementation("reference"):
         ref = pom(x)
     pom16 = pom.to(torch.bfloat16)
     x16 = x.to(torch.bfloat16).requires_grad_()
-    with pom_fast.enabled():
+    with pom_fast.implementation("auto"):
         y = pom16(x16, mask=torch.rand(2, 40) < 0.5)
         y.float().sum().backward()
         y = pom16(x16)
@@ -339,9 +365,9 @@ def test_compiled_kernels_trace_whole_and_match(monkeypatch, polynomial):
 def test_cuda_fast_matches_cpu_reference():
     pom = pomlab.PoM(16, degree=3).to(F64)
     x = torch.randn(2, 10, 16, dtype=F64)
-    with pom_fast.disabled():
+    with pom_fast.implementation("reference"):
         ref = pom(x, mask="causal")
-    with pom_fast.enabled():
+    with pom_fast.implementation("auto"):
         out = pom.cuda()(x.cuda(), mask="causal").cpu()
     torch.testing.assert_close(out, ref)
 
@@ -353,9 +379,10 @@ def test_block_causal_description_matches_dense_mask(polynomial):
     pom = pomlab.PoM(5, degree=3, expand=2, polynomial=polynomial).to(torch.float64)
     x = torch.randn(2, 12, 5, dtype=torch.float64, requires_grad=True)
     spec = pomlab.masks.BlockCausal(4, 3)
-    fast = pom_fast.forward(pom, x, mask=spec)
+    with pom_fast.implementation("auto"):
+        fast = pom(x, mask=spec)
     (g_fast,) = torch.autograd.grad(fast.square().sum(), x)
-    with pom_fast.disabled():
+    with pom_fast.implementation("reference"):
         ref = pom(x, mask=pomlab.masks.block_causal(4, 3)[None])
         (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
         torch.testing.assert_close(pom(x, mask=spec), ref, rtol=0, atol=0)   # materialised

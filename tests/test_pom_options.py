@@ -92,15 +92,15 @@ def test_defaults_keep_todays_module():
     assert pom.config == (8, 2, 2, "products") and pom.defaults_only
     assert "selection_heads" not in repr(pom)
     calls = []
-    real = pom_fast.run_forward
+    real = pom_fast.forward
     try:
-        pom_fast.run_forward = lambda *a: calls.append(1) or real(*a)
+        pom_fast.forward = lambda *a: calls.append(1) or real(*a)
         pom(torch.randn(1, 3, 8))
         assert calls                                     # the fast path still serves it
         make(selection_heads=2)(torch.randn(1, 3, 8, dtype=F64))
         assert len(calls) == 1                           # options run the reference
     finally:
-        pom_fast.run_forward = real
+        pom_fast.forward = real
 
 
 @pytest.mark.parametrize("polynomial", ["products", "powers"])

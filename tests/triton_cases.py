@@ -72,10 +72,10 @@ def run(pom, x, c, mask, kernels, cotangent_seed=1):
             t.grad = None
     pom.zero_grad(set_to_none=True)
     if kernels is None:
-        with pom_fast.disabled():
+        with pom_fast.implementation("reference"):
             y = pom(x, context=c, mask=mask)
     else:
-        with pom_fast.enabled(), pom_fast.options(kernels=kernels):
+        with pom_fast.implementation(kernels):
             y = pom(x, context=c, mask=mask)
     cot = torch.randn(y.shape, generator=torch.Generator().manual_seed(cotangent_seed))
     (y * cot.to(y.dtype)).sum().backward()
@@ -148,8 +148,7 @@ def test_step_through_kernels(polynomial, calls):
     def frames(kernels):
         x.grad = None
         pom.zero_grad(set_to_none=True)
-        ctx = pom_fast.disabled() if kernels is None else pom_fast.options(kernels=kernels)
-        with ctx:
+        with pom_fast.implementation(kernels or "reference"):
             state, outs = None, []
             for t in range(3):
                 y, state = pom.step(x[:, 3 * t:3 * t + 3], state)
@@ -186,22 +185,22 @@ def test_dense_masks_keep_torch_kernels(calls):
 
 
 def test_kernel_switch_and_errors(monkeypatch):
-    with pytest.raises(ValueError, match="kernels must be None or one of"):
-        pom_fast.set_options(kernels="cuda")
-    assert pom_fast.get_options().kernels is None or pom_fast.get_options().kernels in \
-        pom_fast.KERNELS
-    agg = pom_fast._aggregation(None, 1, 4, 4, "cpu", F64)
-    with pom_fast.options(kernels=None):       # automatic: never on CPU
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        pom_fast.set_implementation("cuda")
+    agg = pom_fast.NoMask(4)
+    with pom_fast.implementation("auto"):          # automatic: never on CPU
         assert pom_fast._triton_for(agg, torch.device("cpu")) is None
-    with pom_fast.options(kernels="triton"):
+    with pom_fast.implementation("triton"):
         assert pom_fast._triton_for(agg, torch.device("cpu")) is pom_triton
-    with pom_fast.options(kernels="torch"):
+        general = pom_fast.GeneralMask(torch.ones(1, 4, 4, dtype=F64), 1e-7)
+        assert pom_fast._triton_for(general, torch.device("cpu")) is None
+    with pom_fast.implementation("torch"):
         assert pom_fast._triton_for(agg, torch.device("cpu")) is None
-    monkeypatch.setenv("POMLAB_KERNELS", "gpu")
-    with pytest.raises(ValueError, match="POMLAB_KERNELS must be one of"):
-        pom_fast._env_kernels()
-    monkeypatch.setenv("POMLAB_KERNELS", "triton")
-    assert pom_fast._env_kernels() == "triton"
+    monkeypatch.setenv("POMLAB_FAST", "gpu")
+    with pytest.raises(ValueError, match="POMLAB_FAST must be one of"):
+        pom_fast._from_environment()
+    monkeypatch.setenv("POMLAB_FAST", "triton")
+    assert pom_fast._from_environment() == "triton"
     # interpreted kernels refuse CUDA-less misuse with a clear message
     monkeypatch.setattr(pom_triton, "INTERPRETED", False)
     with pytest.raises(RuntimeError, match="built for CUDA tensors"):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..checks import check_choice, check_positive_int
+from ..checks import check_choice, check_ids, check_positive_int
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -64,7 +64,8 @@ class TensorImageDataset(ImageDataset):
         if images01.shape[-1] != images01.shape[-2]:
             raise ValueError(f"{name}: images must be square, got {tuple(images01.shape[-2:])}")
         self.images = to_model_range(images01.float()).contiguous()
-        self.labels = labels.long().contiguous()
+        self.labels = check_ids("labels", labels, num_classes, f"class ids in [0, {num_classes})"
+                                ).long().contiguous()          # once, here: not per batch
         self.num_classes, self.name = int(num_classes), name
         self.channels, self.size = images01.shape[1], images01.shape[-1]
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_torch_save, atomic_write_json
-from ..checks import check_positive_int
+from ..checks import check_ids, check_positive_int
 from .images import ImageDataset
 
 FORMAT = "pomlab-latents-v1"
@@ -61,6 +61,8 @@ class LatentShardWriter:
         if not torch.isfinite(latents).all():
             raise ValueError("latents contain NaN or inf")
         self._latents.append(latents.detach().to("cpu", torch.float16))
+        n = self.meta["num_classes"]
+        check_ids("labels", labels, n, f"class ids in [0, {n})")
         self._labels.append(labels.detach().to("cpu", torch.int64))
         self._pending += len(labels)
         while self._pending >= self.shard_size:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_positive_int
-from .guidance import Denoiser, guided
+from .guidance import Denoiser, check_sampler_inputs, guided
 from .samplers import ODE_METHODS, integrate
 
 SHIFT_REFERENCE_SIDE = 32
@@ -82,6 +82,7 @@ class FlowMatching:
                guided_channels: int | None = None) -> Tensor:
         """Integrate from pure noise at t = 1 to data at t = 0 (deterministic; generator unused).
         cfg is read in the `guidance` convention ("standard" or "authors", see guidance.py)."""
+        check_sampler_inputs(model, noise, y)
         denoise = guided(model, cfg, null_class, convention=guidance,
                          guided_channels=guided_channels)
         check_positive_int("steps", steps)

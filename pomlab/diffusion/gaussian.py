@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_positive_int
-from .guidance import Denoiser, guided
+from .guidance import Denoiser, check_sampler_inputs, guided
 from .samplers import ddim, ddpm, posterior
 
 VARIANCES = ("learned", "small", "large")
@@ -200,6 +200,7 @@ class GaussianDiffusion:
             raise ValueError(f"the diffusion sampler must be one of {self.methods}, got {method!r}")
         if not math.isfinite(eta):
             raise ValueError(f"eta must be finite, got {eta!r}")
+        check_sampler_inputs(model, noise, y)
         denoise = guided(model, cfg, null_class, convention=guidance,
                          guided_channels=guided_channels)
         ones = torch.ones(noise.shape[0], device=noise.device, dtype=noise.dtype)

@@ -6,16 +6,15 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_positive_int
+from ..checks import check_ids, check_positive_int
 
 
 @contextlib.contextmanager
 def sampling_mode(model: nn.Module):
-    """eval() mode and no input range checks inside the block; both restored afterwards.
-
-    A sampler's labels and times are valid by construction, and the models' range check costs
-    a host sync on every model call (steps x 2 with Heun, x frames when sampling frame by frame).
-    """
+    """eval() mode inside the block, restored afterwards. Models whose forward still checks
+    value ranges per call behind a ``check_inputs`` flag (a host sync per call) have it off
+    inside the block; pomlab's image models check ranges at the entry points instead
+    (``check_batch``, called once by the samplers), so they need no switch."""
     was_training, was_checking = model.training, getattr(model, "check_inputs", None)
     model.eval()
     if was_checking is not None:
@@ -40,15 +39,15 @@ def generate(model: nn.Module, process, labels: Tensor, *, steps: int = 50,
     from torch.Generator().manual_seed(seed) on the CPU, so a seed gives the same noise on
     every device. cfg is read in the `guidance` convention
     ("standard": u + cfg (c - u); "authors": c + cfg (c - u)); guided_channels=3 is DiT's legacy
-    forward_with_cfg. The model is in ``sampling_mode`` for the call (eval, no range checks).
+    forward_with_cfg. The model is in eval mode for the call (``sampling_mode``).
     """
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
     labels = torch.as_tensor(labels, dtype=torch.long)
     if labels.dim() != 1 or len(labels) == 0:
         raise ValueError(f"labels must be a non-empty 1-D tensor of class ids, got {tuple(labels.shape)}")
-    if ((labels < 0) | (labels > model.num_classes)).any():
-        raise ValueError(f"labels must lie in [0, {model.num_classes}] ({model.num_classes} = null)")
+    check_ids("labels", labels, model.num_classes + 1,         # on the CPU: no device sync
+              f"class ids in [0, {model.num_classes}] ({model.num_classes} = null)")
     device = next(model.parameters()).device
     side, channels = model.input_size, model.in_channels
     generator = torch.Generator().manual_seed(seed)

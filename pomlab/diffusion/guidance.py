@@ -25,6 +25,15 @@ PAPER_GUIDANCE = 4.0      # w at the reference scale s0
 PAPER_REFERENCE_SIZE = 256
 
 
+def check_sampler_inputs(model, noise: Tensor, y: Tensor) -> None:
+    """A sampler's entry check, once per call: a model that offers ``check_batch`` (pomlab's
+    image models: shapes, dtypes, class-id range; one host sync) checks the noise and labels it
+    will be called with at every step (those calls then check only shapes)."""
+    check_batch = getattr(model, "check_batch", None)
+    if check_batch is not None:
+        check_batch(noise, torch.ones(noise.shape[0], dtype=noise.dtype, device=noise.device), y)
+
+
 def check_convention(convention: str) -> str:
     if convention not in CONVENTIONS:
         raise ValueError(f"guidance convention must be one of {CONVENTIONS}, got {convention!r}")

@@ -29,7 +29,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from ..checks import check_positive_int
+from ..checks import check_ids, check_positive_int
 from ..nn.blocks import MLP, make_mixer
 
 LN_EPS = 1e-6
@@ -63,7 +63,8 @@ def time_batch(t, batch: int, device, per: str = "image", dtype: torch.dtype = t
 
 
 def check_time_and_ids(t: Tensor, ids: Tensor, ids_name: str, n_ids: int, ids_what: str) -> None:
-    """t in [0, 1] and integer ids in [0, n_ids), with one host sync for both checks."""
+    """t in [0, 1] and integer ids in [0, n_ids), with one host sync for both checks: for entry
+    points (``check_batch``, the samplers), never for every model call."""
     if torch.compiler.is_compiling():
         return
     bad_t, bad_ids = torch.stack([((t < 0) | (t > 1) | t.isnan()).any(),
@@ -72,8 +73,7 @@ def check_time_and_ids(t: Tensor, ids: Tensor, ids_name: str, n_ids: int, ids_wh
         raise ValueError(f"t must lie in [0, 1] (diffusion/flow time), got values in "
                          f"[{t.min().item():.4g}, {t.max().item():.4g}]")
     if bad_ids:
-        raise ValueError(f"{ids_name} must hold {ids_what}, got values in "
-                         f"[{ids.min().item()}, {ids.max().item()}]")
+        check_ids(ids_name, ids, n_ids, ids_what)           # raises, naming the range
 
 
 # --- conditioning ------------------------------------------------------------------------
@@ -312,7 +312,6 @@ class DiffusionTransformer(nn.Module):
         self.in_channels, self.hidden_size, self.depth = in_channels, hidden_size, depth
         self.num_classes, self.learn_sigma, self.variant = num_classes, learn_sigma, variant
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.check_inputs = True      # range checks on t and y (one host sync per forward)
 
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
         if variant == "authors":
@@ -347,7 +346,19 @@ class DiffusionTransformer(nn.Module):
 
     # --- input checks ----------------------------------------------------------------------
 
+    def check_batch(self, x, t, y) -> tuple[Tensor, Tensor]:
+        """Every check of ``forward`` plus the value ranges (t in [0, 1], y a class id or the
+        null class): one host sync, so entry points (samplers, user code) call it once per
+        batch; ``forward`` itself checks shapes and dtypes only. Returns (t, y) as forward
+        uses them."""
+        t, y = self._check(x, t, y)
+        if not x.is_meta:
+            check_time_and_ids(t, y, "y", self.num_classes + 1, f"class ids in [0, "
+                               f"{self.num_classes}] ({self.num_classes} = null class)")
+        return t, y
+
     def _check(self, x, t, y) -> tuple[Tensor, Tensor]:
+        """Shapes and dtypes (no host sync)."""
         if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.dim() != 4:
             raise TypeError(f"x must be a float tensor (batch, {self.in_channels}, H, W), got "
                             + (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor)
@@ -365,9 +376,6 @@ class DiffusionTransformer(nn.Module):
         if tuple(y.shape) != (b,):
             raise ValueError(f"y must have shape ({b},) (one class per image), got "
                              f"{tuple(y.shape)}")
-        if self.check_inputs and not x.is_meta:
-            check_time_and_ids(t, y, "y", self.num_classes + 1,
-                               f"class ids in [0, {self.num_classes}] ({self.num_classes} = null class)")
         return t, y.long()
 
     # --- forward ---------------------------------------------------------------------------

@@ -35,16 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import masks, pom_fast
-from ..checks import check_dtype_matches, check_positive_int, check_tokens
+from ..checks import check_choice, check_dtype_matches, check_positive_int, check_tokens
+from .pom_fast import accumulation_dtype   # half precision accumulates in float32
 
-EPS = 1e-7
+EPS = 1e-7                                 # the masked mean's eps, docs/pom.md
 POLYNOMIALS = ("products", "powers")
 ROPES = (None, "1d", "2d")
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Half-precision inputs build and average the state in float32 (range and accuracy)."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 @dataclass
@@ -121,12 +117,10 @@ class PoM(nn.Module):
             forward/step then take ``positions`` ((M,) ints, or (M, 2) rows/cols for "2d").
         rope_base: the RoPE frequency base.
 
-    forward and step run the same math through pom_fast.py when it is enabled (and the 2026
-    options are at their defaults); set ``fast = False`` on a module to keep it on the code
-    below.
+    forward and step run the same math through pom_fast.py (the leaf functions it is tested
+    against this file with) unless ``pom_fast.implementation("reference")`` or
+    ``POMLAB_FAST=reference`` says otherwise; with a 2026 option set, the code below runs.
     """
-
-    fast: bool | None = None
 
     def __init__(self, dim: int, degree: int = 2, expand: int = 2, bias: bool = True,
                  polynomial: str = "products", selection_heads: int = 1, groups: int = 1,
@@ -137,10 +131,8 @@ class PoM(nn.Module):
         check_positive_int("expand", expand)
         check_positive_int("selection_heads", selection_heads)
         check_positive_int("groups", groups)
-        if polynomial not in POLYNOMIALS:
-            raise ValueError(f"polynomial must be one of {POLYNOMIALS}, got {polynomial!r}")
-        if rope not in ROPES:
-            raise ValueError(f"rope must be one of {ROPES}, got {rope!r}")
+        check_choice("polynomial", polynomial, POLYNOMIALS)
+        check_choice("rope", rope, ROPES)
         self.dim, self.degree, self.expand, self.polynomial = dim, degree, expand, polynomial
         self.selection_heads, self.groups, self.rope = selection_heads, groups, rope
         self.rope_base = float(rope_base)
@@ -262,8 +254,8 @@ class PoM(nn.Module):
                 context_positions = positions
             context_positions = self._positions("context_positions", context_positions,
                                                 context.shape[1], x.device)
-        if self.defaults_only and pom_fast.applies(self, x):
-            return pom_fast.run_forward(self, x, context, mask)
+        if self.defaults_only and pom_fast.applies(x):
+            return pom_fast.forward(x, context, mask, self._weights())
         m = masks.canonical(mask, x.shape[0], x.shape[1], context.shape[1], x.device)
         h = self.polynomial_features(context)
         if self.rope is not None:
@@ -294,26 +286,32 @@ class PoM(nn.Module):
         """
         check_tokens("x", x, self.dim)
         check_dtype_matches("x", x, self)
-        if self.defaults_only and pom_fast.applies(self, x):
-            return pom_fast.run_step(self, x, state)
         if state is not None:
             self._check_state(state, x)
+        if self.rope is None and positions is not None:
+            raise ValueError("positions are for rope='1d'/'2d'; this PoM has rope=None")
+        m = x.shape[1]
+        n = m if state is None else state.n + m
+        if self.defaults_only and pom_fast.applies(x):
+            y, H = pom_fast.step(x, None if state is None else (state.H, state.n), self._weights())
+            return y, PoMState(H=H, n=n, config=self.config)
         h = self.polynomial_features(x)
         if self.rope is not None:
-            positions = self._positions("positions", positions, x.shape[1], x.device,
+            positions = self._positions("positions", positions, m, x.device,
                                         start=0 if state is None else state.n)
             h = rotary(h, positions, self.rope, self.rope_base)
-        elif positions is not None:
-            raise ValueError("positions are for rope='1d'/'2d'; this PoM has rope=None")
         block_sum = h.sum(dim=1, keepdim=True)                              # m·Ĥ
-        m = x.shape[1]
         if state is None:
-            H, n = block_sum / m, m
+            H = block_sum / m
         else:
-            self._check_state(state, x)
-            H = (state.n * state.H + block_sum) / (state.n + m)             # H_t
-            n = state.n + m
+            H = (state.n * state.H + block_sum) / n                         # H_t
         return self.mix(x, H, positions), PoMState(H=H, n=n, config=self.config)
+
+    def _weights(self) -> pom_fast.Weights:
+        return pom_fast.Weights(self.poly.weight, self.poly.bias, self.gate.weight,
+                                self.gate.bias, self.out.weight, self.out.bias,
+                                self.alpha if self.polynomial == "powers" else None,
+                                self.degree, EPS)
 
     def _check_state(self, state, x: Tensor) -> None:
         if not isinstance(state, PoMState):

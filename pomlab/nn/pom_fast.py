@@ -1,10 +1,9 @@
 """Fast PoM: the function of ``pom.py``, computed with fewer passes over memory and less state.
 
-``pom.py`` stays the readable definition; this module computes the same thing and is tested
-against it (values and gradients in float64, every mask form, both polynomials, cross-mixing,
-``step``). ``PoM.forward`` and ``PoM.step`` dispatch here when :func:`applies` says so.
-
-What is different from the reference (same math, other schedule):
+Leaf functions over tensors: ``pom.py`` calls :func:`forward` / :func:`step` with its inputs
+(already checked) and its :class:`Weights`; nothing here imports the module class. The math is
+the reference's and is tested against it (values and gradients in float64, every mask form,
+both polynomials, cross-mixing, ``step``). What differs is the schedule:
 
 * Two custom autograd Functions own the three matrix products. ``_State`` maps context tokens
   to the state H; ``_Mix`` maps queries and H to the output. They save z = poly(c) and the
@@ -16,9 +15,11 @@ What is different from the reference (same math, other schedule):
 * A state with one row per sequence (no mask, padding mask, ``step``) is folded into the output
   weights: out(g ⊙ H) = g @ (H ⊙ W_outᵀ), one (S × D) scaling per sequence instead of an
   (N × S) product, and backward gets dH from a (S × D) product too.
-* Causal masks use prefix sums (cumsum) and block-causal masks per-frame sums plus a cumsum
-  over frames, O(N·S) instead of the reference's O(M·N·S) mask product. A tensor mask that is
-  exactly causal or block-causal is recognised (once per mask tensor, cached).
+* One aggregation class per mask kind (:class:`NoMask`, :class:`Padding`, :class:`Causal`,
+  :class:`BlockCausalFrames`, :class:`GeneralMask`): causal masks use prefix sums (cumsum),
+  block-causal masks per-frame sums plus a cumsum over frames, O(N·S) instead of the
+  reference's O(M·N·S) mask product. A tensor mask that is exactly causal or block-causal is
+  recognised (once per mask tensor, cached).
 * Very long sequences with a one-row state are processed in chunks of tokens (bounded memory);
   with ``recompute`` the backward saves only the inputs and recomputes poly(c) and gate(x)
   chunk by chunk, so the memory for one layer no longer grows with the number of tokens.
@@ -26,9 +27,11 @@ What is different from the reference (same math, other schedule):
   only on request (measured no faster than the eager schedule here, and the first call
   compiles for ~20 s; see docs/speed.md).
 
-Switches: ``POMLAB_FAST=0`` in the environment, :func:`set_enabled` / :func:`disabled` /
-:func:`enabled` globally or for a block of code, ``pom.fast = False`` for one module, and
-:func:`set_options` / :func:`options` for recompute, chunk size and compilation.
+The switch (one, docs/speed.md): ``implementation(name)`` for a block of code,
+``set_implementation(name)`` globally, ``POMLAB_FAST=name`` in the environment, with name
+"auto" (default: this file; Triton kernels on CUDA when importable), "reference" (pom.py),
+"torch" (this file's ATen kernels) or "triton" (pom_triton.py's kernels). Tuning of the fast
+path (recompute, chunk size, compilation): :func:`set_options` / :func:`options`.
 """
 from __future__ import annotations
 
@@ -37,53 +40,70 @@ import functools
 import os
 import weakref
 from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import masks
-from . import pom as reference   # module import: PoM dispatches here, attributes read at call time
+from ..checks import check_choice, check_positive_int
 
-__all__ = ["set_enabled", "is_enabled", "enabled", "disabled", "applies", "Options",
-           "set_options", "get_options", "options", "forward", "step", "run_forward", "run_step"]
-
-
-# --- switches --------------------------------------------------------------------------------
-
-def _env_enabled() -> bool:
-    return os.environ.get("POMLAB_FAST", "1").strip().lower() not in ("0", "false", "off", "no")
+__all__ = ["IMPLEMENTATIONS", "implementation", "set_implementation", "get_implementation",
+           "applies", "Options", "set_options", "get_options", "options", "Weights", "forward",
+           "step", "NoMask", "Padding", "Causal", "BlockCausalFrames", "GeneralMask",
+           "aggregation"]
 
 
-_enabled = _env_enabled()
+# --- the switch ---------------------------------------------------------------------------------
+
+IMPLEMENTATIONS = ("auto", "reference", "torch", "triton")
+_ENV_ALIASES = {"": "auto", "1": "auto", "true": "auto", "on": "auto", "yes": "auto",
+                "0": "reference", "false": "reference", "off": "reference", "no": "reference"}
 
 
-def set_enabled(flag: bool) -> None:
-    """Turn the fast path on or off for every PoM (off: the reference pom.py runs)."""
-    global _enabled
-    if not isinstance(flag, bool):
-        raise TypeError(f"flag must be a bool, got {type(flag).__name__}")
-    _enabled = flag
+def _from_environment() -> str:
+    value = os.environ.get("POMLAB_FAST", "").strip().lower()
+    value = _ENV_ALIASES.get(value, value)
+    return check_choice("POMLAB_FAST", value, IMPLEMENTATIONS)
 
 
-def is_enabled() -> bool:
-    return _enabled
+_implementation = _from_environment()
+
+
+def set_implementation(name: str) -> None:
+    """Which code every PoM runs: "auto", "reference", "torch" or "triton" (module doc)."""
+    global _implementation
+    _implementation = check_choice("implementation", name, IMPLEMENTATIONS)
+
+
+def get_implementation() -> str:
+    return _implementation
 
 
 @contextlib.contextmanager
-def enabled(flag: bool = True):
-    """Context manager: the fast path on (or off) inside the block, restored afterwards."""
-    previous = _enabled
-    set_enabled(flag)
+def implementation(name: str):
+    """Context manager: every PoM runs ``name``'s code inside the block, restored afterwards."""
+    previous = _implementation
+    set_implementation(name)
     try:
-        yield
+        yield name
     finally:
-        set_enabled(previous)
+        set_implementation(previous)
 
 
-def disabled():
-    """Context manager: the reference implementation inside the block."""
-    return enabled(False)
+def applies(x: Tensor) -> bool:
+    """Whether a PoM call on input ``x`` takes the fast path.
+
+    Off when the switch says "reference", on devices other than CPU and CUDA (the meta device of
+    FLOP counting included), under torch.compile (inductor fuses and recomputes the reference
+    itself), and under functorch transforms or forward-mode AD (the custom backward has no
+    vmap/jvp rules).
+    """
+    return (_implementation != "reference" and x.device.type in ("cpu", "cuda")
+            and not torch.compiler.is_compiling()
+            and not torch._C._are_functorch_transforms_active()
+            and torch.autograd.forward_ad._current_level < 0)
 
 
 @dataclass(frozen=True)
@@ -94,57 +114,34 @@ class Options:
         polynomial chunk by chunk (bounded memory, two more matrix products in backward).
         None = automatic: on when one layer's pre-activations would exceed ``chunk_bytes``.
         Applies to states with one row per sequence (no mask, padding masks); per-query states
-        (causal, block-causal, dense masks) are O(M·S) by nature and always save them.
+        (causal, block-causal, general masks) are O(M·S) by nature and always save them.
     chunk_bytes: size of the per-chunk (B, tokens, state_dim) buffers for long sequences.
     compile: torch.compile the elementwise kernels; None = automatic (CUDA with Triton only).
-    kernels: "triton" (the hand-written kernels of pom_triton.py: CUDA, or CPU under
-        TRITON_INTERPRET=1), "torch" (the ATen/compiled kernels below), or None = automatic
-        (Triton on CUDA when importable). Dense per-query masks always take the torch kernels.
-        Default from the environment variable POMLAB_KERNELS when set.
     """
 
     recompute: bool | None = None
     chunk_bytes: int = 256 * 2**20
     compile: bool | None = None
-    kernels: str | None = None
+
+    def __post_init__(self):
+        for name in ("recompute", "compile"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"{name} must be None or a bool, got {value!r}")
+        check_positive_int("chunk_bytes", self.chunk_bytes)
 
 
-KERNELS = ("torch", "triton")
-
-
-def _env_kernels() -> str | None:
-    value = os.environ.get("POMLAB_KERNELS", "").strip().lower()
-    if value in ("", "auto"):
-        return None
-    if value not in KERNELS:
-        raise ValueError(f"POMLAB_KERNELS must be one of {KERNELS} or 'auto', got {value!r}")
-    return value
-
-
-_options = Options(kernels=_env_kernels())
-
-
-def _check_options(opts: Options) -> Options:
-    for name in ("recompute", "compile"):
-        value = getattr(opts, name)
-        if value is not None and not isinstance(value, bool):
-            raise TypeError(f"{name} must be None or a bool, got {value!r}")
-    if isinstance(opts.chunk_bytes, bool) or not isinstance(opts.chunk_bytes, int) \
-            or opts.chunk_bytes < 1:
-        raise ValueError(f"chunk_bytes must be a positive int, got {opts.chunk_bytes!r}")
-    if opts.kernels is not None and opts.kernels not in KERNELS:
-        raise ValueError(f"kernels must be None or one of {KERNELS}, got {opts.kernels!r}")
-    return opts
+_options = Options()
 
 
 def set_options(**changes) -> Options:
     """Change some of :class:`Options` (recompute=, chunk_bytes=, compile=); returns the new set."""
     global _options
-    known = {f.name for f in fields(Options)}
-    unknown = set(changes) - known
+    unknown = set(changes) - {f.name for f in fields(Options)}
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
-    _options = _check_options(replace(_options, **changes))
+        raise ValueError(f"unknown option(s) {sorted(unknown)}; known: "
+                         f"{[f.name for f in fields(Options)]}")
+    _options = replace(_options, **changes)
     return _options
 
 
@@ -164,137 +161,182 @@ def options(**changes):
         _options = previous
 
 
-def applies(pom, x: Tensor) -> bool:
-    """Whether ``pom``'s forward/step take the fast path for input ``x``.
-
-    Off when switched off (globally or with ``pom.fast = False``), on devices other than CPU
-    and CUDA (the meta device of FLOP counting included), under torch.compile (inductor fuses
-    and recomputes the reference itself), and under functorch transforms or forward-mode AD
-    (the custom backward has no vmap/jvp rules).
-    """
-    return (_enabled and getattr(pom, "fast", None) is not False
-            and x.device.type in ("cpu", "cuda")
-            and not torch.compiler.is_compiling()
-            and not torch._C._are_functorch_transforms_active()
-            and torch.autograd.forward_ad._current_level < 0)
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half-precision inputs build and average the state in float32 (range and accuracy)."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-# --- aggregation: how token features become the state, and the adjoint -------------------------
+# --- aggregation: how token features become the state, and the adjoint, one class per mask kind --
+# Shared interface: reduce(h, start) -> unnormalised state sums (a chunk of tokens from `start`
+# for one-row states), normalise(sums) -> H, adjoint(dH) -> (G broadcastable against
+# token_view(features), per-token weights or None), and on the query side query_state(H) /
+# query_reduce(t). `group` is the tokens per state row of prefix states (None otherwise),
+# `token_weights` the (B, N) padding weights (None otherwise): pom_triton reads both.
 
-@dataclass
-class _Aggregation:
-    """One mask form. H has shape (B, 1, S) for "mean"/"padding", (B, M, S) for "dense" and for
-    "prefix" with group 1 (causal), (B, T, S) for "prefix" with frames of ``group`` tokens."""
+class NoMask:
+    """No mask: H (B, 1, S) is the plain mean over the N context tokens."""
 
-    kind: str                      # "mean" | "padding" | "dense" | "prefix"
-    n_query: int
-    n_context: int
-    weights: Tensor | None = None  # padding: (B, N) float; dense: (B|1, M, N) float
-    group: int = 1                 # prefix: tokens per frame
+    one_row, group, token_weights = True, None, None
 
-    @property
-    def global_state(self) -> bool:
-        return self.kind in ("mean", "padding")
+    def __init__(self, n_context: int):
+        self.n_context = n_context
 
-    def counts(self, dtype, device) -> Tensor:
-        """sum_i m_ji per state row, broadcastable to H (without eps)."""
-        if self.kind == "padding":
-            return self.weights.sum(-1)[:, None, None]
-        if self.kind == "dense":
-            return self.weights.sum(-1, keepdim=True)
-        if self.group == 1 and self.n_query != self.n_context:
-            seen = self._causal_index(device).to(dtype) + 1
-        else:       # state row t (a token, or a frame of `group` tokens) sees (t + 1) * group
-            seen = torch.arange(1, self.n_context // self.group + 1, device=device,
-                                dtype=dtype) * self.group
-        return seen[None, :, None]
-
-    def _causal_index(self, device) -> Tensor:
-        """Causal query j sees context 0..min(j, N-1) (top-left aligned like SDPA)."""
-        return torch.arange(self.n_query, device=device).clamp(max=self.n_context - 1)
-
-    # forward: features -> (partial) sums -> H
-    def partial_sum(self, h: Tensor, start: int) -> Tensor:
-        """Sum of the features of context tokens start..start+len(h) (global states only)."""
-        if self.kind == "mean":
-            return h.sum(1, keepdim=True)
-        w = self.weights[:, None, start:start + h.shape[1]].to(h.dtype)
-        return torch.bmm(w, h)
-
-    def reduce(self, h: Tensor) -> Tensor:
-        """Unnormalised state sums from all context features h (B, N, S)."""
-        if self.global_state:
-            return self.partial_sum(h, 0)
-        if self.kind == "dense":
-            return self.weights.to(h.dtype) @ h
-        b, n, s = h.shape
-        sums = h if self.group == 1 else h.view(b, n // self.group, self.group, s).sum(2)
-        prefix = sums.cumsum(1)
-        if self.group == 1 and self.n_query != self.n_context:
-            prefix = prefix[:, self._causal_index(h.device)]
-        return prefix
+    def reduce(self, h: Tensor, start: int = 0) -> Tensor:
+        return h.sum(1, keepdim=True)
 
     def normalise(self, sums: Tensor) -> Tensor:
-        if self.kind == "mean":
-            return sums / self.n_context
-        return sums / (reference.EPS + self.counts(sums.dtype, sums.device))
+        return sums / self.n_context
 
-    # backward: dH -> gradient of every token's features, G (broadcastable), times token weights
+    def adjoint(self, dH: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self.normalise(dH), None
+
+    def token_view(self, t: Tensor) -> Tensor:
+        return t
+
+    query_state = token_view
+
+    def query_reduce(self, t: Tensor) -> Tensor:
+        return t.sum(1, keepdim=True)
+
+
+class Padding(NoMask):
+    """A (B, N) padding mask: H (B, 1, S) is the mean over each sequence's visible tokens."""
+
+    def __init__(self, weights: Tensor, eps: float):
+        self.token_weights, self.eps = weights, eps          # (B, N), the state's dtype
+
+    def reduce(self, h: Tensor, start: int = 0) -> Tensor:
+        w = self.token_weights[:, None, start:start + h.shape[1]].to(h.dtype)
+        return torch.bmm(w, h)
+
+    def normalise(self, sums: Tensor) -> Tensor:
+        return sums / (self.eps + self.token_weights.sum(-1)[:, None, None])
+
+    def adjoint(self, dH: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self.normalise(dH), self.token_weights[:, :, None]
+
+
+class GeneralMask:
+    """Any other (B|1, M, N) mask: H (B, M, S) = weights @ h, the reference's product."""
+
+    one_row, group, token_weights = False, None, None
+
+    def __init__(self, weights: Tensor, eps: float):
+        self.weights, self.eps = weights, eps                # (B|1, M, N), the state's dtype
+
+    def reduce(self, h: Tensor, start: int = 0) -> Tensor:
+        return self.weights.to(h.dtype) @ h
+
+    def normalise(self, sums: Tensor) -> Tensor:
+        return sums / (self.eps + self.weights.sum(-1, keepdim=True))
+
     def adjoint(self, dH: Tensor) -> tuple[Tensor, Tensor | None]:
         dsums = self.normalise(dH)
-        if self.kind == "mean":
-            return dsums, None
-        if self.kind == "padding":
-            return dsums, self.weights[:, :, None]
-        if self.kind == "dense":
-            return self.weights.to(dsums.dtype).transpose(1, 2) @ dsums, None
-        if self.group == 1 and self.n_query != self.n_context:
-            b, _, s = dsums.shape
-            dsums = dsums.new_zeros(b, self.n_context, s).index_add_(
-                1, self._causal_index(dsums.device), dsums)
+        return self.weights.to(dsums.dtype).transpose(1, 2) @ dsums, None
+
+    def token_view(self, t: Tensor) -> Tensor:
+        return t
+
+    query_state = token_view
+    query_reduce = token_view
+
+
+class BlockCausalFrames(GeneralMask):
+    """Frames of ``group`` tokens, frame t sees frames <= t: per-frame sums and a prefix sum over
+    frames, H (B, T, S), one row per frame (never an N x N mask)."""
+
+    def __init__(self, n_context: int, group: int, eps: float):
+        self.n_context, self.group, self.eps = n_context, group, eps
+
+    def _seen(self, dtype, device) -> Tensor:
+        """Tokens each state row sees: (t + 1) * group."""
+        return torch.arange(1, self.n_context // self.group + 1, device=device,
+                            dtype=dtype) * self.group
+
+    def select_rows(self, prefix: Tensor) -> Tensor:
+        return prefix
+
+    def spread_rows(self, dsums: Tensor) -> Tensor:
+        return dsums
+
+    def reduce(self, h: Tensor, start: int = 0) -> Tensor:
+        b, n, s = h.shape
+        sums = h if self.group == 1 else h.view(b, n // self.group, self.group, s).sum(2)
+        return self.select_rows(sums.cumsum(1))
+
+    def normalise(self, sums: Tensor) -> Tensor:
+        return sums / (self.eps + self._seen(sums.dtype, sums.device)[None, :, None])
+
+    def adjoint(self, dH: Tensor) -> tuple[Tensor, Tensor | None]:
+        dsums = self.spread_rows(self.normalise(dH))
         G = dsums.flip(1).cumsum(1).flip(1)              # token i feeds every state row >= its own
         return (G if self.group == 1 else G[:, :, None]), None
 
     def token_view(self, t: Tensor) -> Tensor:
-        """Per-token tensor (B, N, S) viewed so that G broadcasts against it."""
-        if self.kind == "prefix" and self.group > 1:
-            b, n, s = t.shape
-            return t.view(b, n // self.group, self.group, s)
-        return t
+        """Per-token tensor (B, N, S) viewed as (B, T, P, S) so that G broadcasts against it."""
+        if self.group == 1:
+            return t
+        b, n, s = t.shape
+        return t.view(b, n // self.group, self.group, s)
 
-    # the query side: how H broadcasts over queries, and the sum back to H's shape
     def query_state(self, H: Tensor) -> Tensor:
-        return H[:, :, None] if self.kind == "prefix" and self.group > 1 else H
+        return H if self.group == 1 else H[:, :, None]
 
     def query_reduce(self, t: Tensor) -> Tensor:
-        """Sum a per-query tensor, shaped like token_view(queries), back to H's shape."""
-        if self.global_state:
-            return t.sum(1, keepdim=True)
-        if self.kind == "prefix" and self.group > 1:
-            return t.sum(2)
-        return t
+        return t if self.group == 1 else t.sum(2)
+
+
+class Causal(BlockCausalFrames):
+    """Query j sees context 0..min(j, N-1) (top-left aligned like SDPA): a prefix sum over
+    tokens, H (B, M, S); M != N picks (forward) and scatters back (backward) the rows."""
+
+    def __init__(self, n_query: int, n_context: int, eps: float):
+        super().__init__(n_context, 1, eps)
+        self.n_query = n_query
+
+    def _rows(self, device) -> Tensor | None:
+        if self.n_query == self.n_context:
+            return None
+        return torch.arange(self.n_query, device=device).clamp(max=self.n_context - 1)
+
+    def _seen(self, dtype, device) -> Tensor:
+        rows = self._rows(device)
+        return super()._seen(dtype, device) if rows is None else rows.to(dtype) + 1
+
+    def select_rows(self, prefix: Tensor) -> Tensor:
+        rows = self._rows(prefix.device)
+        return prefix if rows is None else prefix[:, rows]
+
+    def spread_rows(self, dsums: Tensor) -> Tensor:
+        rows = self._rows(dsums.device)
+        if rows is None:
+            return dsums
+        b, _, s = dsums.shape
+        return dsums.new_zeros(b, self.n_context, s).index_add_(1, rows, dsums)
 
 
 _structure_cache: dict[int, tuple] = {}
 
 
-def _aggregation(mask, batch: int, n_query: int, n_context: int, device,
-                 dtype: torch.dtype) -> _Aggregation:
+def aggregation(mask, batch: int, n_query: int, n_context: int, device, dtype: torch.dtype,
+                eps: float):
+    """The aggregation class for ``mask`` (validated as the reference does), weights in dtype."""
     if mask is None:
-        return _Aggregation("mean", n_query, n_context)
+        return NoMask(n_context)
     if isinstance(mask, str) and mask == "causal":
-        return _Aggregation("prefix", n_query, n_context)
+        return Causal(n_query, n_context, eps)
     if isinstance(mask, masks.BlockCausal):       # never materialised here
         mask.check(n_query, n_context)
-        return _Aggregation("prefix", n_query, n_context, group=mask.tokens_per_frame)
+        return BlockCausalFrames(n_context, mask.tokens_per_frame, eps)
     m = masks.canonical(mask, batch, n_query, n_context, device)   # validates, (B|1, M|1, N)
     if m.shape[1] == 1:
-        return _Aggregation("padding", n_query, n_context,
-                            weights=m[:, 0].expand(batch, n_context).to(dtype))
+        return Padding(m[:, 0].expand(batch, n_context).to(dtype), eps)
     group = _prefix_group(mask, m)
+    if group == 1:
+        return Causal(n_query, n_context, eps)
     if group is not None:
-        return _Aggregation("prefix", n_query, n_context, group=group)
-    return _Aggregation("dense", n_query, n_context, weights=m.to(dtype))
+        return BlockCausalFrames(n_context, group, eps)
+    return GeneralMask(m.to(dtype), eps)
 
 
 def _prefix_group(user_mask: Tensor, m: Tensor) -> int | None:
@@ -418,12 +460,12 @@ def _kernel(fn, device: torch.device):
     return _compiled[fn]
 
 
-def _triton_for(agg: _Aggregation, device: torch.device):
+def _triton_for(agg, device: torch.device):
     """The pom_triton module when its kernels run this call, else None (torch kernels)."""
-    choice = _options.kernels
-    if choice == "torch" or agg.kind == "dense":
+    choice = _implementation
+    if choice == "torch" or type(agg) is GeneralMask:    # general masks: torch kernels only
         return None
-    if choice is None and not (device.type == "cuda" and _has_triton()):
+    if choice == "auto" and not (device.type == "cuda" and _has_triton()):
         return None
     try:
         from . import pom_triton
@@ -431,7 +473,7 @@ def _triton_for(agg: _Aggregation, device: torch.device):
         if choice == "triton":
             raise
         return None
-    if choice is None and not pom_triton.usable(device):
+    if choice == "auto" and not pom_triton.usable(device):
         return None
     return pom_triton
 
@@ -514,11 +556,11 @@ class _State(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, c, weight, bias, alpha, agg: _Aggregation, degree: int, recompute: bool,
+    def forward(ctx, c, weight, bias, alpha, agg, degree: int, recompute: bool,
                 chunked: bool):
-        cdt, acc = c.dtype, reference.accumulation_dtype(c.dtype)
+        cdt, acc = c.dtype, accumulation_dtype(c.dtype)
         alpha_acc = None if alpha is None else alpha.to(acc)
-        spans = _chunks(c.shape[1], c.shape[0] * weight.shape[0] * 4, chunked and agg.global_state)
+        spans = _chunks(c.shape[1], c.shape[0] * weight.shape[0] * 4, chunked and agg.one_row)
         feature_sum = _kernel(_features_sum, c.device)
         tri = _triton_for(agg, c.device)
         z_full, sums = None, None
@@ -528,12 +570,10 @@ class _State(torch.autograd.Function):
             reuse = recompute or z_acc is not z          # z's buffer is free to overwrite
             if tri is not None:
                 part = tri.state_sums(z, agg, start, degree, alpha)
-            elif agg.kind == "mean":
+            elif type(agg) is NoMask:                       # one fused kernel when compiled
                 part = feature_sum(z_acc, degree, alpha_acc, reuse)
-            elif agg.global_state:
-                part = agg.partial_sum(_features(z_acc, degree, alpha_acc, reuse), start)
             else:
-                part = agg.reduce(_features(z_acc, degree, alpha_acc, reuse))
+                part = agg.reduce(_features(z_acc, degree, alpha_acc, reuse), start)
             sums = _add(sums, part)
             z_full = None if recompute else z
         ctx.agg, ctx.degree, ctx.spans, ctx.tri = agg, degree, spans, tri
@@ -567,9 +607,9 @@ class _State(torch.autograd.Function):
 
 # --- the output: queries and H -> out(gate(x) * H) -----------------------------------------------
 
-def _fold(agg: _Aggregation, n_query: int, dim: int) -> bool:
+def _fold(agg, n_query: int, dim: int) -> bool:
     """Fold a one-row state into the output weights when that is the smaller tensor."""
-    return agg.global_state and n_query >= dim
+    return agg.one_row and n_query >= dim
 
 
 class _Mix(torch.autograd.Function):
@@ -577,7 +617,7 @@ class _Mix(torch.autograd.Function):
     (hardsigmoid), with recompute x only."""
 
     @staticmethod
-    def forward(ctx, x, H, w_gate, b_gate, w_out, b_out, agg: _Aggregation, polynomial: str,
+    def forward(ctx, x, H, w_gate, b_gate, w_out, b_out, agg, polynomial: str,
                 recompute: bool, chunked: bool):
         cdt = x.dtype
         b, m, _ = x.shape
@@ -585,7 +625,7 @@ class _Mix(torch.autograd.Function):
         H_c = H.to(cdt)
         w_out_c, b_out_c = w_out.to(cdt), None if b_out is None else b_out.to(cdt)
         folded = H_c.transpose(1, 2) * w_out_c.t() if fold else None     # (B, S, D)
-        spans = _chunks(m, b * w_gate.shape[0] * 4, chunked and agg.global_state)
+        spans = _chunks(m, b * w_gate.shape[0] * 4, chunked and agg.one_row)
         # kept for backward (unless recompute): the gate's output g for the sigmoid (its
         # derivative needs only g), its input s for the hardsigmoid
         tri = None if fold else _triton_for(agg, x.device)
@@ -662,33 +702,50 @@ class _Mix(torch.autograd.Function):
                 _cast(out_grads.bias, b_out, need_bo), None, None, None, None)
 
 
-# --- entry points (inputs already checked by PoM.forward / PoM.step) ----------------------------
+# --- entry points: called by PoM.forward / PoM.step with checked inputs -------------------------
 
-def _alpha(pom):
-    return pom.alpha if pom.polynomial == "powers" else None
+class Weights(NamedTuple):
+    """One PoM's parameters and settings as pom.py passes them (alpha: "powers" only)."""
+
+    poly_weight: Tensor
+    poly_bias: Tensor | None
+    gate_weight: Tensor
+    gate_bias: Tensor | None
+    out_weight: Tensor
+    out_bias: Tensor | None
+    alpha: Tensor | None
+    degree: int
+    eps: float                     # the masked mean's eps
+
+    @property
+    def polynomial(self) -> str:
+        return "products" if self.alpha is None else "powers"
+
+    def tensors(self) -> list[Tensor]:
+        return [t for t in self[:7] if t is not None]
 
 
-def _plan(pom, x: Tensor, context: Tensor, agg: _Aggregation) -> tuple[bool, bool]:
+def _plan(w: Weights, x: Tensor, context: Tensor, agg) -> tuple[bool, bool]:
     """(recompute, chunked) for this call."""
     needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or context.requires_grad or any(p.requires_grad for p in pom.parameters()))
-    long = max(x.shape[1], context.shape[1]) * x.shape[0] * pom.state_dim * 4 > \
+        x.requires_grad or context.requires_grad or any(t.requires_grad for t in w.tensors()))
+    long = max(x.shape[1], context.shape[1]) * x.shape[0] * w.poly_weight.shape[0] * 4 > \
         _options.chunk_bytes
     if not needs_grad:
         return True, long                # nothing to save; chunk only when it bounds memory
     recompute = long if _options.recompute is None else _options.recompute
-    recompute = recompute and agg.global_state
+    recompute = recompute and agg.one_row
     return recompute, recompute
 
 
-def _state(pom, context: Tensor, agg: _Aggregation, recompute: bool, chunked: bool) -> Tensor:
-    return _State.apply(context, pom.poly.weight, pom.poly.bias, _alpha(pom), agg, pom.degree,
-                        recompute, chunked)
+def _state(w: Weights, context: Tensor, agg, recompute: bool, chunked: bool) -> Tensor:
+    return _State.apply(context, w.poly_weight, w.poly_bias, w.alpha, agg, w.degree, recompute,
+                        chunked)
 
 
-def _mix(pom, x: Tensor, H: Tensor, agg: _Aggregation, recompute: bool, chunked: bool) -> Tensor:
-    return _Mix.apply(x, H, pom.gate.weight, pom.gate.bias, pom.out.weight, pom.out.bias, agg,
-                      pom.polynomial, recompute, chunked)
+def _mix(w: Weights, x: Tensor, H: Tensor, agg, recompute: bool, chunked: bool) -> Tensor:
+    return _Mix.apply(x, H, w.gate_weight, w.gate_bias, w.out_weight, w.out_bias, agg,
+                      w.polynomial, recompute, chunked)
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -699,52 +756,30 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype
 
 
-def run_forward(pom, x: Tensor, context: Tensor | None, mask) -> Tensor:
-    """PoM(x, context, mask) by the fast path; inputs checked by the caller (PoM.forward)."""
+def forward(x: Tensor, context: Tensor | None, mask, w: Weights) -> Tensor:
+    """PoM(x, context, mask): queries x (B, M, D), context (B, N, D) or None (self-mixing)."""
     context = x if context is None else context
     cdt = _compute_dtype(x)
     with torch.autocast(x.device.type, enabled=False):
         x, context = x.to(cdt), context.to(cdt)
-        agg = _aggregation(mask, x.shape[0], x.shape[1], context.shape[1], x.device,
-                           reference.accumulation_dtype(cdt))
-        recompute, chunked = _plan(pom, x, context, agg)
-        H = _state(pom, context, agg, recompute, chunked)
-        return _mix(pom, x, H, agg, recompute, chunked)
+        agg = aggregation(mask, x.shape[0], x.shape[1], context.shape[1], x.device,
+                          accumulation_dtype(cdt), w.eps)
+        recompute, chunked = _plan(w, x, context, agg)
+        H = _state(w, context, agg, recompute, chunked)
+        return _mix(w, x, H, agg, recompute, chunked)
 
 
-def run_step(pom, x: Tensor, state):
-    """PoM.step by the fast path; x checked by the caller, the state checked here."""
-    if state is not None:
-        pom._check_state(state, x)
+def step(x: Tensor, previous: tuple[Tensor, int] | None, w: Weights) -> tuple[Tensor, Tensor]:
+    """PoM.step: the output and the new mean state H_t for block x (B, m, D), given the
+    (H, n) of the tokens seen before (None for the first block)."""
     m = x.shape[1]
     cdt = _compute_dtype(x)
     with torch.autocast(x.device.type, enabled=False):
         x = x.to(cdt)
-        agg = _aggregation(None, x.shape[0], m, m, x.device, reference.accumulation_dtype(cdt))
-        recompute, chunked = _plan(pom, x, x, agg)
-        H = _state(pom, x, agg, recompute, chunked)                     # block mean Ĥ
-        if state is not None:
-            H = (state.n * state.H + m * H) / (state.n + m)             # H_t
-        n = m if state is None else state.n + m
-        y = _mix(pom, x, H, agg, recompute, chunked)
-    return y, reference.PoMState(H=H, n=n, config=pom.config)
-
-
-def forward(pom, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
-    """``pom(x, context, mask)`` forced through the fast path (the per-call switch)."""
-    with enabled(True):
-        previous, pom.fast = getattr(pom, "fast", None), None
-        try:
-            return pom(x, context=context, mask=mask)
-        finally:
-            pom.fast = previous
-
-
-def step(pom, x: Tensor, state=None):
-    """``pom.step(x, state)`` forced through the fast path (the per-call switch)."""
-    with enabled(True):
-        previous, pom.fast = getattr(pom, "fast", None), None
-        try:
-            return pom.step(x, state)
-        finally:
-            pom.fast = previous
+        agg = NoMask(m)
+        recompute, chunked = _plan(w, x, x, agg)
+        H = _state(w, x, agg, recompute, chunked)                       # block mean Ĥ
+        if previous is not None:
+            H_seen, n = previous
+            H = (n * H_seen + m * H) / (n + m)                          # H_t
+        return _mix(w, x, H, agg, recompute, chunked), H

@@ -19,7 +19,9 @@ accumulation dtype (float32 for bf16/fp16 inputs, float64 for float64).
 Triton decides at decoration time whether kernels are compiled for a GPU or interpreted on
 the CPU (``TRITON_INTERPRET=1``, set before this module is imported): the tests run these
 kernels on CPU tensors through the interpreter. ``pom_fast`` selects them on CUDA by default
-(``pom_fast.set_options(kernels="torch" | "triton")`` or ``POMLAB_KERNELS`` switch).
+(its switch: ``pom_fast.implementation("torch" | "triton")`` or ``POMLAB_FAST=torch|triton``).
+Nothing here imports pom.py or pom_fast: ``agg`` is pom_fast's aggregation object (its
+``group``, ``token_weights`` and ``select_rows``).
 """
 from __future__ import annotations
 
@@ -255,7 +257,7 @@ def _mix_backward_kernel(dgh_ptr, s_ptr, h_ptr, ds_ptr, dh_ptr, gh_ptr, M, S, P,
         tl.store(dh_ptr + b * stride_db + tok[:, None] * stride_dr + cols[None, :], q, mask=mask)
 
 
-# --- Python entry points (called by pom_fast with its _Aggregation) ------------------------------
+# --- Python entry points (called by pom_fast with its aggregation object) -------------------------
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -281,8 +283,7 @@ def _chunk_width(S: int, degree: int, alpha: Tensor | None) -> int:
 
 
 def state_sums(z: Tensor, agg, start: int, degree: int, alpha: Tensor | None) -> Tensor:
-    """What ``agg.partial_sum(h, start)`` (global states) or ``agg.reduce(h)`` (prefix) give for
-    h = features(z), in the accumulation dtype."""
+    """What ``agg.reduce(h, start)`` gives for h = features(z), in the accumulation dtype."""
     _check_device(z)
     z = z.contiguous()
     B, N, S = z.shape
@@ -292,16 +293,15 @@ def state_sums(z: Tensor, agg, start: int, degree: int, alpha: Tensor | None) ->
                   BLOCK_C=BLOCK_C)
     c_tiles = triton.cdiv(S, BLOCK_C)
     C = _chunk_width(S, degree, alpha)
-    if agg.kind == "prefix":
+    if agg.group is not None:                      # causal / block-causal: prefix sums
         P = agg.group
         out = torch.empty(B, N // P, S, device=z.device, dtype=acc)
         _state_kernel[(B, c_tiles, 1)](z, z, alpha_c, out, N, S, C, P, N,
                                        z.stride(0), z.stride(1), 0, out.stride(0), out.stride(1),
                                        PREFIX=True, HAS_W=False, **common)
-        if P == 1 and agg.n_query != agg.n_context:
-            out = out[:, agg._causal_index(z.device)]
-        return out
-    weights = agg.weights[:, start:start + N].contiguous() if agg.kind == "padding" else None
+        return agg.select_rows(out)
+    weights = (agg.token_weights[:, start:start + N].contiguous()
+               if agg.token_weights is not None else None)
     tokens, splits = _splits(N, B * c_tiles)
     parts = torch.empty(B, splits, S, device=z.device, dtype=acc)
     w = weights if weights is not None else z
@@ -322,7 +322,7 @@ def state_backward(z: Tensor, G: Tensor, token_weight: Tensor | None, agg, degre
     B, N, S = z.shape
     acc = _acc_dtype(z.dtype)
     G = G.reshape(G.shape[0], -1, G.shape[-1]).expand(B, -1, S).to(acc).contiguous()
-    P = agg.group if agg.kind == "prefix" else max(N, 1)
+    P = agg.group if agg.group is not None else max(N, 1)
     w = None if token_weight is None else token_weight.reshape(B, N).contiguous()
     alpha_c = alpha.to(acc).contiguous() if alpha is not None else z
     c_tiles = triton.cdiv(S, BLOCK_C)
@@ -343,7 +343,7 @@ def state_backward(z: Tensor, G: Tensor, token_weight: Tensor | None, agg, degre
 
 def _query_rows(H: Tensor, agg, M: int) -> tuple[Tensor, int]:
     """H as (B, rows, S) and the number of consecutive queries per row."""
-    if agg.kind == "prefix" and agg.group > 1:
+    if (agg.group or 1) > 1:
         return H, agg.group
     if H.shape[1] == 1:
         return H, max(M, 1)
