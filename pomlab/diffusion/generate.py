@@ -11,20 +11,13 @@ from ..checks import check_ids, check_positive_int
 
 @contextlib.contextmanager
 def sampling_mode(model: nn.Module):
-    """eval() mode inside the block, restored afterwards. Models whose forward still checks
-    value ranges per call behind a ``check_inputs`` flag (a host sync per call) have it off
-    inside the block; pomlab's image models check ranges at the entry points instead
-    (``check_batch``, called once by the samplers), so they need no switch."""
-    was_training, was_checking = model.training, getattr(model, "check_inputs", None)
+    """eval() mode inside the block (no label dropout), the caller's mode restored afterwards."""
+    was_training = model.training
     model.eval()
-    if was_checking is not None:
-        model.check_inputs = False
     try:
         yield model
     finally:
         model.train(was_training)
-        if was_checking is not None:
-            model.check_inputs = was_checking
 
 
 @torch.no_grad()

@@ -179,8 +179,6 @@ class Trainer:
         if config.batch_size // self.world_size < config.accumulate:
             raise ValueError(f"accumulate {config.accumulate} exceeds the per-rank batch "
                              f"{config.batch_size // self.world_size}")
-        if hasattr(self.model, "check_inputs"):
-            self.model.check_inputs = False                      # we make t and y; skip the host sync
         self.process = self._build_process()
         self.autocast_dtype = (torch.bfloat16 if config.precision == "bf16" or
                                (config.precision == "auto" and self.device.type == "cuda") else None)
