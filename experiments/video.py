@@ -71,7 +71,7 @@ def parse_args(argv=None):
     a("--ckpt-every", type=int, default=250)
     a("--sample-steps", type=int, default=20, help="ODE steps when sampling")
     a("--method", default="euler", choices=["euler", "heun"])
-    a("--cfg", default="1,3", help="comma-separated guidance scales to evaluate")
+    a("--cfg", default="3,1", help="comma-separated guidance scales to evaluate (the first makes the GIFs)")
     a("--modes", default="sequential,parallel",
       help="comma-separated generation modes to evaluate (sequential, parallel)")
     a("--clips-per-caption", type=int, default=2)
