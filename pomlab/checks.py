@@ -5,6 +5,7 @@ One place for the errors a user sees: each names the argument and what was expec
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import torch
@@ -84,3 +85,13 @@ def check_ids(name: str, ids: Tensor, n_ids: int, what: str) -> Tensor:
         raise ValueError(f"{name} must hold {what}, got values in "
                          f"[{ids.min().item()}, {ids.max().item()}]")
     return ids
+
+
+@contextlib.contextmanager
+def as_setting_errors():
+    """Inside a config's validation, a wrong-type error (TypeError above) is a bad setting:
+    re-raised as ValueError, the one-line error class of the CLIs and config files."""
+    try:
+        yield
+    except TypeError as err:
+        raise ValueError(str(err)) from None

@@ -1,4 +1,7 @@
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,3 +38,20 @@ def tiny_vae(tmp_path):
         layers_per_block=1, norm_num_groups=8, sample_size=16)
     vae.save_pretrained(tmp_path / "vae")
     return vae, tmp_path / "vae"
+
+
+@pytest.fixture(scope="session")
+def experiment_script():
+    """load(name): experiments/<name>.py as a module (its main(argv) runs in this process)."""
+    folder = Path(__file__).resolve().parents[1] / "experiments"
+
+    def load(name: str):
+        sys.path.insert(0, str(folder))             # for the scripts' own `import _bootstrap`
+        try:
+            spec = importlib.util.spec_from_file_location(f"{name}_cli", folder / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(folder))
+        return module
+    return load

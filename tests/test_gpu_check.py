@@ -1,24 +1,14 @@
 """experiments/gpu_check.py starts on a machine without a GPU: --dry-run lists the checks,
 validates its arguments and writes the JSON report; a real run refuses without CUDA."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import gpu_check
-    finally:
-        sys.path.pop(0)
-    return gpu_check
-
+def gpu_check(experiment_script):
+    return experiment_script("gpu_check")
 
 def test_dry_run_lists_every_check_and_writes_the_report(gpu_check, tmp_path, capsys):
     report = gpu_check.main(["--dry-run", "--out", str(tmp_path)])
@@ -33,7 +23,6 @@ def test_dry_run_lists_every_check_and_writes_the_report(gpu_check, tmp_path, ca
     assert sum(seconds for seconds, _ in gpu_check.CHECKS.values()) <= gpu_check.BUDGET_S
     assert set(gpu_check.RUNNERS) == set(gpu_check.CHECKS)
 
-
 def test_subset_and_bad_arguments(gpu_check, tmp_path, capsys):
     report = gpu_check.main(["--dry-run", "--only", "triton,nccl", "--out", str(tmp_path)])
     assert [p["check"] for p in report["plan"]] == ["triton", "nccl"]
@@ -45,7 +34,6 @@ def test_subset_and_bad_arguments(gpu_check, tmp_path, capsys):
                           (["--device", "cpu"], "--device must be a CUDA device")]:
         with pytest.raises(ValueError, match=message):    # pomlab.cli.run prints it as one line
             gpu_check.parse_args(["--dry-run", *argv])
-
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on CPU-only machines")
 def test_real_run_needs_cuda(gpu_check, tmp_path):

@@ -2,24 +2,14 @@
 labelled, math attention keeps the N x N scores (more memory than the fused kernel), PoM's
 recompute never costs memory, and the largest fitting resolution follows the measured bytes."""
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def speed():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import speed
-    finally:
-        sys.path.pop(0)
-    return speed
-
+def speed(experiment_script):
+    return experiment_script("speed")
 
 @pytest.mark.slow
 def test_memory_budget_variants(speed, tmp_path):

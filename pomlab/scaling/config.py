@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..checks import check_choice, check_int
+from ..checks import as_setting_errors, check_choice, check_int
 from ..metrics import BACKENDS
 from ..models.registry import FAMILIES, PATCHES, SCALES, SIZES
 from ..train.config import TrainConfig, option
@@ -137,10 +137,8 @@ class SweepConfig:
                    ).validate()
 
     def validate(self) -> "SweepConfig":
-        try:
+        with as_setting_errors():
             return self._validate()
-        except TypeError as err:            # pomlab.checks' wrong-type errors: a bad setting
-            raise ValueError(str(err)) from None
 
     def _validate(self) -> "SweepConfig":
         self.sizes = _parse_list("sizes", self.sizes, SIZES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..checks import check_choice, check_int, check_number
+from ..checks import as_setting_errors, check_choice, check_int, check_number
 from ..data import DATASETS
 from ..diffusion import CONVENTIONS, PROCESSES, check_convention
 
@@ -90,10 +90,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check and resolve the fields (lr None -> the scale's); bad values are ValueErrors."""
-        try:
+        with as_setting_errors():
             return self._validate()
-        except TypeError as err:            # pomlab.checks' wrong-type errors: a bad setting
-            raise ValueError(str(err)) from None
 
     def _validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "log_every", "keep_checkpoints", "sample_steps",
