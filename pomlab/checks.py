@@ -1,8 +1,6 @@
-"""Argument checks for pomlab's boundaries (public functions, configs, CLIs, file loads).
-
-One place for the errors a user sees: each names the argument and what was expected. Hot paths
-(a module's forward) do not call these; their callers validate once at the entry point.
-"""
+"""Argument checks for pomlab's boundaries (public functions, configs, CLIs, file loads): each
+error names the argument and what was expected. Hot paths (a module's forward) do not call
+these; their callers validate once at the entry point."""
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +19,7 @@ def check_int(name: str, value, *, minimum: int | None = 1) -> int:
     return value
 
 
-def check_positive_int(name: str, value) -> int:
-    return check_int(name, value, minimum=1)
+check_positive_int = check_int         # (name, value): minimum 1 is check_int's default
 
 
 def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,

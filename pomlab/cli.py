@@ -1,26 +1,19 @@
 """What every command-line script shares: one-line errors, `--help` that shows the defaults,
 `--config FILE.yaml`, and flags generated from a config dataclass's fields.
 
-    from pomlab.cli import ConfigParser, run
-
     def main(argv=None):
         p = ConfigParser(description=__doc__)
         p.add_fields(TrainConfig)               # --steps, --batch-size, ... from the fields
-        args = p.parse_args(argv)
-        config = TrainConfig(**p.given(args, TrainConfig))
+        config = TrainConfig(**p.given(p.parse_args(argv), TrainConfig))
 
     if __name__ == "__main__":
-        run(main)
-
-`run(main)`: bad input (ValueError, OSError, ImportError for a missing extra, RuntimeError)
-prints one line, `error: <message>`, and exits with status 2 (argparse's); `--debug` anywhere
-or POMLAB_DEBUG=1 shows the traceback; Ctrl-C exits with 130. Other exceptions are bugs and
-keep their traceback.
+        run(main)       # bad input: `error: <message>`, status 2; --debug: the traceback
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import os
 import sys
@@ -28,8 +21,8 @@ import types
 import typing
 from typing import Callable, NoReturn
 
-# Errors that mean "the input or the environment is wrong", not "pomlab has a bug": their
-# message is the whole story (pomlab's messages name the argument and what was expected).
+# "The input or the environment is wrong" (ImportError: a missing extra), not "pomlab has a
+# bug": their message, which names the argument and what was expected, is the whole story.
 USER_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "POMLAB_DEBUG"
@@ -42,21 +35,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     default is a value (not None, not a False flag) and whose help does not already say it."""
 
     def _format_action(self, action):
-        if action.help is None and _shows_default(action):
-            action.help = "default: %(default)s"
+        value, text = action.default, action.help or ""
+        if (action.option_strings and value is not argparse.SUPPRESS and value is not None
+                and value is not False and value != [] and "default" not in text.lower()):
+            action.help = f"{text} (default: %(default)s)" if text else "default: %(default)s"
         return super()._format_action(action)
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if _shows_default(action) and "default" not in text.lower():
-            text += " (default: %(default)s)"
-        return text
-
-
-def _shows_default(action: argparse.Action) -> bool:
-    default = action.default
-    return (bool(action.option_strings) and default is not argparse.SUPPRESS
-            and default is not None and default is not False and default != [])
 
 
 def debug_requested(argv: list[str] | None = None) -> bool:
@@ -74,22 +57,21 @@ def one_line(error: BaseException) -> str:
 
 
 def run(main: Callable[[], object]) -> NoReturn:
-    """Run a script's main() and exit: an int it returns is the exit status (None: 0); user
-    errors become `error: ...` and status 2 (see the module doc)."""
+    """Run a script's main() and exit: an int it returns is the exit status (None: 0). A user
+    error prints `error: <one line>` and exits with 2 (argparse's status), Ctrl-C with 130;
+    `--debug` anywhere or POMLAB_DEBUG=1 shows their traceback. Other exceptions are bugs and
+    keep their traceback."""
     debug = debug_requested()
-    if DEBUG_FLAG in sys.argv[1:]:
-        sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != DEBUG_FLAG]
+    sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != DEBUG_FLAG]
     try:
         status = main()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *USER_ERRORS) as error:
         if debug:
             raise
-        print("interrupted (rerun the same command to resume where a script supports it)",
-              file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except USER_ERRORS as error:
-        if debug:
-            raise
+        if isinstance(error, KeyboardInterrupt):
+            print("interrupted (rerun the same command to resume where a script supports it)",
+                  file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
         print(f"error: {one_line(error)}  (--debug or {DEBUG_ENV}=1 shows the traceback)",
               file=sys.stderr)
         sys.exit(EXIT_USAGE)
@@ -130,12 +112,9 @@ def _converter(hint):
             return None
         if item is not None:
             return tuple(item(v.strip()) for v in text.split(","))
-        for kind in (int, float):
-            if kind in options:
-                try:
-                    return kind(text)
-                except ValueError:
-                    pass
+        for kind in (k for k in (int, float) if k in options):
+            with contextlib.suppress(ValueError):
+                return kind(text)
         if str in options:
             return text
         raise argparse.ArgumentTypeError(f"expected {' or '.join(t.__name__ for t in options)}, "

@@ -1,7 +1,5 @@
-"""Atomic file writes: write a temporary file beside the target, fsync, then os.replace.
-
-A crash mid-write leaves the previous file intact (never a truncated one under the real name).
-"""
+"""Atomic file writes: write a temporary file beside the target, fsync, then os.replace. A crash
+mid-write leaves the previous file intact (never a truncated one under the real name)."""
 from __future__ import annotations
 
 import errno
@@ -22,6 +20,8 @@ from .faults import fault_point
 # Rows are read back and rewritten many times: floats must survive exactly. pandas >= 3 parses
 # them exactly by default (and deprecates the option); 2.x needs float_precision="round_trip".
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+TEMP_SUFFIX = ".tmp"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb",
@@ -44,8 +44,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno in _DISK_FULL:
             raise OSError(err.errno, f"no space left on the device writing {str(path)!r} "
                           f"({_free_bytes(path.parent) / 2**20:.0f} MiB free there); free some "
@@ -53,10 +52,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
                           "already written are intact") from err
         raise
     return path
-
-
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-TEMP_SUFFIX = ".tmp"
 
 
 def _free_bytes(folder: Path) -> int:
@@ -69,8 +64,7 @@ def _free_bytes(folder: Path) -> int:
 def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Delete atomic_write's temp files in `folder` (left by a process killed mid-write). Only
     while holding the lock of everything written there: a live writer's would go too."""
-    pattern = f".*{TEMP_SUFFIX}"
-    found = Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern)
+    found = (Path(folder).rglob if recursive else Path(folder).glob)(f".*{TEMP_SUFFIX}")
     stale = [p for p in found if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)

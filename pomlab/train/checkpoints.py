@@ -25,7 +25,7 @@ def checkpoint_path(out: str | os.PathLike, step: int) -> Path:
 def list_checkpoints(out: str | os.PathLike) -> list[Path]:
     """The checkpoints in out/checkpoints, oldest first."""
     folder = Path(out) / CHECKPOINT_DIR
-    return sorted(p for p in folder.iterdir() if _CKPT_NAME.match(p.name)) if folder.is_dir() else []
+    return sorted(p for p in folder.glob("step_*.pt") if _CKPT_NAME.match(p.name))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -59,7 +59,7 @@ def verify_checkpoint(path: Path, step: int) -> None:
     """Read a just-written checkpoint back (memory-mapped: the structure, not every byte); a
     bad one is deleted and reported, so the previous checkpoints are kept."""
     try:
-        ok, reason = load_checkpoint(path)["step"] == step, f"it reads back with another step than {step}"
+        ok, reason = load_checkpoint(path)["step"] == step, f"its step is not {step}"
     except (ValueError, FileNotFoundError) as err:
         ok, reason = False, str(err)
     if not ok:
@@ -84,15 +84,14 @@ def load_trained(path: str | os.PathLike | dict, *, ema: bool = True, device="cp
 
 
 def rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
-        "python": random.getstate(),
-    }
+    """Every generator's state, as tensors and plain types (weights_only checkpoints)."""
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached_gaussian": float(cached_gaussian)},
+            "python": random.getstate()}
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:

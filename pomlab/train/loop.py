@@ -218,8 +218,6 @@ class Trainer:
                               {k: v for k, v in config.to_dict().items() if k != "out"})
         self.logger = Logger(config.logger, self.out if self.is_main else None)
 
-    # --- construction helpers ---
-
     def _build_model(self) -> nn.Module:
         from .. import models
 
@@ -273,8 +271,6 @@ class Trainer:
                     with contextlib.suppress(FileNotFoundError):
                         path.rename(path.with_name(path.name + ".corrupt"))
         return None
-
-    # --- state ---
 
     def _gather(self, obj) -> list:
         if self.world_size == 1:
@@ -346,8 +342,6 @@ class Trainer:
                 atomic_to_csv(pd.DataFrame(self.history), self.out / "metrics.csv")
         return path
 
-    # --- data ---
-
     def _next_batch(self) -> tuple[Tensor, Tensor]:
         if self._in_memory is not None:
             idx = self.sampler.next_batch().to(self.device)
@@ -364,8 +358,6 @@ class Trainer:
         if self.sampler.position == 0:                           # epoch done: next loader
             self._loader_iter = None
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-    # --- training ---
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up over `warmup` steps, then constant (DiT)."""
@@ -465,8 +457,6 @@ class Trainer:
                 first = int((gathered[0] != other).any(1).nonzero()[0])
                 raise RuntimeError(f"DDP replicas diverged at step {self.step}: rank {rank}'s "
                                    f"{names[first]} differs from rank 0's")
-
-    # --- sampling ---
 
     def sample_cfg(self) -> float:
         """The guidance scale of config.cfg ('paper': 4 * image side / 256)."""
