@@ -164,7 +164,8 @@ class Trainer:
             raise ValueError(f"batch_size {config.batch_size} (global) is not divisible by the "
                              f"{self.world_size} ranks")
         if per_rank < config.accumulate:
-            raise ValueError(f"accumulate {config.accumulate} exceeds the per-rank batch {per_rank}")
+            raise ValueError(f"accumulate {config.accumulate} exceeds the per-rank batch "
+                             f"{per_rank}")
         self.out, self.is_main = Path(config.out) if config.out else None, self.rank == 0
 
         self.data = dataset if dataset is not None else load_dataset(
@@ -266,17 +267,15 @@ class Trainer:
                 return load_checkpoint(path)
             except (ValueError, FileNotFoundError) as err:
                 if self.is_main:
-                    print(f"warning: {err}; resuming from the checkpoint before it",
-                          file=sys.stderr)
+                    print(f"warning: {err}; resuming from the one before it", file=sys.stderr)
                     with contextlib.suppress(FileNotFoundError):
                         path.rename(path.with_name(path.name + ".corrupt"))
         return None
 
     def _gather(self, obj) -> list:
-        if self.world_size == 1:
-            return [obj]
-        gathered = [None] * self.world_size
-        dist.all_gather_object(gathered, obj)
+        gathered = [obj] * self.world_size
+        if self.world_size > 1:
+            dist.all_gather_object(gathered, obj)
         return gathered
 
     def _any_rank(self, flag: Tensor) -> bool:
@@ -287,15 +286,13 @@ class Trainer:
 
     def state_dict(self) -> dict:
         """The full checkpoint (collective under DDP: every rank must call it)."""
-        return {
-            "format": CHECKPOINT_FORMAT, "step": self.step, "world_size": self.world_size,
-            "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self._gather(rng_state(self.device)),
-            "sampler": self._gather(self.sampler.state_dict()),
-            "model_config": self.model_config, "train_config": self.config.to_dict(),
-            "process": self.process.config(), "history": list(self.history),
-        }
+        return {"format": CHECKPOINT_FORMAT, "step": self.step, "world_size": self.world_size,
+                "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": self._gather(rng_state(self.device)),
+                "sampler": self._gather(self.sampler.state_dict()),
+                "model_config": self.model_config, "train_config": self.config.to_dict(),
+                "process": self.process.config(), "history": list(self.history)}
 
     def load_state(self, ckpt: dict) -> None:
         where = ckpt.get("path", "the checkpoint")
@@ -361,12 +358,11 @@ class Trainer:
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up over `warmup` steps, then constant (DiT)."""
-        if self.config.warmup == 0:
-            return self.lr
-        return self.lr * min(1.0, (step + 1) / self.config.warmup)
+        warmup = self.config.warmup
+        return self.lr * min(1.0, (step + 1) / warmup) if warmup else self.lr
 
-    def _check_finite(self, bad: Tensor) -> None:
-        if self._any_rank(bad):
+    def _check_finite(self, loss_sum: Tensor) -> None:
+        if self._any_rank((~torch.isfinite(loss_sum)).float()):
             last = list_checkpoints(self.out) if self.out is not None else []
             raise NonFiniteLossError(
                 f"the training loss became NaN/inf by step {self.step}; last good checkpoint: "
@@ -384,7 +380,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True, disable=not (self.progress and self.is_main))
         self.model.train()
         # device accumulators (no host sync per step); norm_sum: the clipped steps' gradient norms
-        loss_sum, bad, norm_sum = (torch.zeros((), device=self.device) for _ in range(3))
+        loss_sum, norm_sum = (torch.zeros((), device=self.device) for _ in range(2))
         count, tick = 0, time.perf_counter()
         try:
             while self.step < until:
@@ -401,10 +397,9 @@ class Trainer:
                 loss_sum += loss
                 if norm is not None:
                     norm_sum += norm.detach().float()
-                bad += (~torch.isfinite(loss)).float()
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == until:
-                    self._check_finite(bad)
+                    self._check_finite(loss_sum)          # NaN/inf once any step's loss was
                     row = self._log_row(loss_sum / count, count, time.perf_counter() - tick)
                     if self.logger.writer is not None:
                         norm = {"grad_norm": norm_sum.item() / count} if cfg.grad_clip else {}
@@ -423,7 +418,6 @@ class Trainer:
                     tick = time.perf_counter()
         finally:
             bar.close()
-        self._check_finite(bad)
         ckpt = self.save_checkpoint()
         samples = self.save_samples() if cfg.sample_at_end else None
         if self.world_size > 1:
@@ -476,12 +470,12 @@ class Trainer:
                  batch_size: int = 256, guidance: str | None = None) -> Tensor:
         """Samples for these labels in model space like pomlab.diffusion.generate; the config's
         sampler settings by default (cfg reads in the `guidance` convention)."""
+        c = self.config
         return generate(self.ema.module if ema else self.model, self.process, labels,
-                        steps=steps or self.config.sample_steps,
-                        method=method or self.config.sample_method,
+                        steps=steps or c.sample_steps, method=method or c.sample_method,
                         cfg=self.sample_cfg() if cfg is None else cfg, seed=seed,
                         batch_size=batch_size, autocast_dtype=self.autocast_dtype,
-                        guidance=guidance or self.config.cfg_guidance)
+                        guidance=guidance or c.cfg_guidance)
 
     def save_samples(self) -> Path | None:
         """A class-conditional grid (EMA weights, fixed noise): out/samples/step_N.png (rank 0)."""
