@@ -61,9 +61,8 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
 
 def cpu_peak_memory_by_range(fn: Callable[[], object], prefix: str | None = None
                              ) -> tuple[int, dict[str, int]]:
-    """(whole-call peak, {range name: peak}) in bytes above the level before fn, on CPU: the
-    peak inside each ``torch.profiler.record_function`` range whose name starts with
-    ``prefix`` (e.g. pomlab.video's per-frame ranges; none without a prefix)."""
+    """(whole-call peak, {range name: peak}) in bytes above the level before fn, on CPU; ranges:
+    the torch.profiler.record_function ranges whose name starts with `prefix` (none without)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:

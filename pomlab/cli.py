@@ -21,8 +21,7 @@ import types
 import typing
 from typing import Callable, NoReturn
 
-# "The input or the environment is wrong" (ImportError: a missing extra), not "pomlab has a
-# bug": their message, which names the argument and what was expected, is the whole story.
+# "The input or the environment is wrong" (ImportError: a missing extra), not a bug in pomlab
 USER_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "POMLAB_DEBUG"
@@ -57,10 +56,9 @@ def one_line(error: BaseException) -> str:
 
 
 def run(main: Callable[[], object]) -> NoReturn:
-    """Run a script's main() and exit: an int it returns is the exit status (None: 0). A user
-    error prints `error: <one line>` and exits with 2 (argparse's status), Ctrl-C with 130;
-    `--debug` anywhere or POMLAB_DEBUG=1 shows their traceback. Other exceptions are bugs and
-    keep their traceback."""
+    """Run main() and exit with the int it returns (None: 0). A user error prints `error: <one
+    line>` and exits with 2 (argparse's status), Ctrl-C with 130 (--debug anywhere or
+    POMLAB_DEBUG=1: their traceback); other exceptions are bugs and keep their traceback."""
     debug = debug_requested()
     sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != DEBUG_FLAG]
     try:
@@ -134,16 +132,15 @@ class ConfigParser(argparse.ArgumentParser):
                           "the flags' names); flags given as well override it")
 
     def add_fields(self, cls, *, skip=(), defaults: dict | None = None) -> None:
-        """One flag per field of dataclass `cls` (--batch-size for batch_size): help from the
-        field's metadata, bools as --x/--no-x, dicts as repeatable KEY=VALUE, tuples comma-
-        separated. Unset flags stay out of the namespace (see `given`); `defaults` replaces
-        the default shown in --help."""
+        """One flag per field of dataclass `cls` (--batch-size for batch_size; bools --x/--no-x,
+        dicts repeatable KEY=VALUE, tuples comma-separated), help from the field's metadata;
+        unset flags stay out of the namespace (see `given`); `defaults`: the defaults shown."""
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             hint = hints[f.name]
             if f.name in skip or dataclasses.is_dataclass(hint):
                 continue
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             shown = (defaults or {}).get(f.name, default)
             shown = ",".join(map(str, shown)) if isinstance(shown, tuple) else shown
             text = f.metadata.get("help", "") + (f" (default: {shown})" if shown not in (None, {}) else "")
@@ -174,7 +171,6 @@ class ConfigParser(argparse.ArgumentParser):
 
     def _file_defaults(self, path: str) -> None:
         import yaml
-
         try:
             with open(path) as handle:
                 values = yaml.safe_load(handle) or {}
@@ -193,7 +189,5 @@ class ConfigParser(argparse.ArgumentParser):
                 raise ValueError(f"--config {path}: unknown key {key!r} (not a setting of "
                                  f"{self.prog}; see --help)")
             action.default, action.required = value, False
-        named = {str(key).replace("-", "_") for key in flat}
-        for group in self._mutually_exclusive_groups:
-            if any(a.dest in named for a in group._group_actions):
-                group.required = False
+            for group in self._mutually_exclusive_groups:
+                group.required = group.required and action not in group._group_actions

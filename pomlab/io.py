@@ -26,9 +26,8 @@ TEMP_SUFFIX = ".tmp"
 
 def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb",
                  *, fault: str | None = None) -> Path:
-    """Call write(file_object) on a temp file in path's folder, then rename it onto path. A full
-    disk (ENOSPC, EDQUOT) is an OSError naming the file, the previous file untouched. `fault`: a
-    pomlab.faults point reached with the temp file written but not renamed (tests only)."""
+    """write(file_object) to a temp file in path's folder, renamed onto path; a full disk is an
+    OSError naming the file. `fault`: a pomlab.faults point before the rename (tests only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -48,8 +47,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
         if isinstance(err, OSError) and err.errno in _DISK_FULL:
             raise OSError(err.errno, f"no space left on the device writing {str(path)!r} "
                           f"({_free_bytes(path.parent) / 2**20:.0f} MiB free there); free some "
-                          "space or choose another output folder, then rerun: the files "
-                          "already written are intact") from err
+                          "space or choose another output folder and rerun: the files written "
+                          "are intact") from err
         raise
     return path
 

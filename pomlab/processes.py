@@ -34,9 +34,8 @@ def set_parent_death_signal(sig: int = getattr(signal, "SIGKILL", 9)) -> bool:
 
 def die_with_parent(parent_pid: int | None = None) -> None:
     """End this process when `parent_pid` (default: the current parent) ends: Linux's parent-death
-    signal and, everywhere, a thread watching getppid() (POSIX re-parents an orphan). Call it first
-    thing in a child; the pid the parent had when it started the child closes the race where the
-    parent died before this call."""
+    signal and a thread watching getppid() (POSIX re-parents orphans). Call it first thing in a
+    child; the parent's pid from before the start closes the race of a parent already dead."""
     parent_pid = os.getppid() if parent_pid is None else int(parent_pid)
     set_parent_death_signal()
     if os.name == "nt":                     # no re-parenting to watch for on Windows

@@ -59,9 +59,8 @@ def configuration_label(df: pd.DataFrame) -> str:
 
 
 def summarise_speed(df: pd.DataFrame) -> dict:
-    """Slopes of log time on log tokens per (family, mode) (1 = linear, 2 = quadratic), the
-    DiPoM-training / DiT-inference ratios and their crossover, for ONE configuration (use
-    speed_configurations first): the speed_summary.json document."""
+    """speed_summary.json of ONE configuration (see speed_configurations): slopes of log time on
+    log tokens per (family, mode), DiPoM-training / DiT-inference ratios and their crossover."""
     if (configurations := len(speed_configurations(df))) != 1:
         raise ValueError(f"speed results hold {configurations} configurations; "
                          "summarise each of speed_configurations(df) on its own")

@@ -75,10 +75,8 @@ def load_trained(path: str | os.PathLike | dict, *, ema: bool = True, device="cp
 
     ckpt = path if isinstance(path, dict) else load_checkpoint(path)
     model = models.create(**ckpt["model_config"])
-    state = ckpt["ema"] if ema else ckpt["model"]
-    if ema:
-        state = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
-    model.load_state_dict(state)
+    model.load_state_dict({k.removeprefix("module."): v for k, v in ckpt["ema"].items()
+                           if k.startswith("module.")} if ema else ckpt["model"])
     return (model.to(device).eval(), make_process(**ckpt["process"]),
             TrainConfig.from_dict(ckpt["train_config"]), ckpt["step"])
 

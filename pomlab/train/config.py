@@ -37,8 +37,8 @@ class TrainConfig:
     image_size: int | None = option(None, "side in pixels (digits 16, cifar10 32, folder 256)")
     channels: int | None = option(None, "image channels (1 or 3)", choices=(1, 3))
     num_workers: int = option(0, "DataLoader workers (image folders, large latent sets)")
-    loss: str = option("flow", "flow (rectified flow), diffusion (epsilon), hybrid (ADM's learned "
-                       "variance)", choices=PROCESSES)
+    loss: str = option("flow", "flow, diffusion (epsilon), hybrid (+ ADM's learned variance)",
+                       choices=PROCESSES)
     hflip: bool = option(False, "random horizontal flips of image-folder items (DiT's default)")
     shift: float | str | None = option(None, "flow time shift: a number or 'auto' = sqrt(side/32)")
     steps: int = option(1000, "training steps")
@@ -57,8 +57,7 @@ class TrainConfig:
     accumulate: int = option(1, "N micro-batches per optimizer step (same noise, less memory)")
     device: str = option("auto", "auto: cuda:LOCAL_RANK when CUDA is available, else cpu")
     out: str | None = option(None, "run folder")
-    logger: str = option("csv", "metrics.csv, or TensorBoard event files too (the 'tensorboard' "
-                         "extra)", choices=LOGGERS)
+    logger: str = option("csv", "csv, or TensorBoard too (the tensorboard extra)", choices=LOGGERS)
     log_every: int = option(10, "steps between logged rows")
     ckpt_every: int = option(0, "steps between checkpoints (0: only at the end of each run)")
     keep_checkpoints: int = option(2, "checkpoints kept")
@@ -78,8 +77,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = {_RENAMED.get(k, k): v for k, v in d.items()}
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
+        if unknown := set(d) - {f.name for f in dataclasses.fields(cls)}:
             raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
         return cls(**{**d, **({"betas": tuple(d["betas"])} if "betas" in d else {})})
 

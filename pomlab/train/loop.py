@@ -54,14 +54,12 @@ def pick_device(pref: str, local_rank: int) -> torch.device:
     """"auto" -> cuda:LOCAL_RANK when CUDA is available, else cpu; "cuda" -> cuda:LOCAL_RANK."""
     if pref == "auto":
         pref = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(pref)
-    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None \
-        else device
+    return torch.device("cuda", local_rank) if pref == "cuda" else torch.device(pref)
 
 
 def join_process_group(device: torch.device) -> bool:
-    """Under torchrun (WORLD_SIZE > 1), join the default process group unless one exists: nccl on
-    CUDA, gloo on CPU. True when this call created it (its caller destroys it)."""
+    """Under torchrun, join the default process group unless one exists (nccl on CUDA, else
+    gloo); True when this call created it (its caller destroys it)."""
     if distributed_env()[1] == 1:
         return False
     if device.type == "cuda":
@@ -72,17 +70,14 @@ def join_process_group(device: torch.device) -> bool:
     return True
 
 
-# --- one optimisation step ------------------------------------------------------------------
-
 def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, x: Tensor,
                   y: Tensor, *, params: Sequence[Tensor], grad_clip: float | None = None,
                   autocast_dtype: torch.dtype | None = None, micro_batches: int = 1,
                   model: nn.Module | None = None) -> tuple[Tensor, Tensor | None]:
-    """Loss, backward, clip, optimizer step. Returns (loss, grad norm) as device tensors (no sync).
-    micro_batches > 1 accumulates the gradient over that many pieces of the batch (model: the
-    module behind forward): the whole batch's draws come first (draw_training_noise), each
-    piece's loss is weighted by its share, so the summed gradient is the full batch's up to
-    addition order; under DDP only the last piece all-reduces."""
+    """Loss, backward, clip, optimizer step; (loss, grad norm) as device tensors (no sync).
+    micro_batches > 1 accumulates gradients over pieces of the batch (model: the module behind
+    forward): the whole batch's draws first (draw_training_noise), each piece's loss weighted
+    by its share (the full batch's gradient up to addition order); DDP syncs the last piece."""
     optimizer.zero_grad(set_to_none=True)
     drawn, embedder = {}, None
     if micro_batches > 1:
@@ -136,8 +131,6 @@ def draw_training_noise(process, model: nn.Module, x: Tensor, y: Tensor) -> tupl
         y = embedder.drop_labels(y)
     return {"noise": noise, **times}, y
 
-
-# --- the trainer ------------------------------------------------------------------------------
 
 Callback = Callable[["Trainer", dict], None]
 
@@ -250,9 +243,8 @@ class Trainer:
         return dict(getattr(self.model, "config", {"class": type(self.model).__name__}))
 
     def _resume_checkpoint(self, resume) -> dict | None:
-        """The checkpoint `resume` names (see the class doc). With resume=True, out's newest
-        readable one: a corrupt one is reported and renamed *.corrupt (the rotation never counts
-        it as good), and the one before it used."""
+        """The checkpoint `resume` names; for True, out's newest readable one (a corrupt one is
+        reported and renamed *.corrupt, so the rotation never counts it as good)."""
         if resume is False or resume is None:
             if self.out is not None and list_checkpoints(self.out):
                 raise FileExistsError(f"{str(self.out)!r} already holds checkpoints: pass "
