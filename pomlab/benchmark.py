@@ -29,8 +29,7 @@ def synchronize(device: torch.device | str) -> None:
 
 def time_interleaved(variants: dict[str, Callable[[], object]], *, repeats: int = 7,
                      warmup: int = 2, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Median seconds per call of each variant, timed in alternation A B A B ... after
-    ``warmup`` untimed rounds."""
+    """Median seconds per call of each variant, timed A B A B ... after `warmup` untimed rounds."""
     check_positive_int("repeats", repeats)
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(warmup + repeats):

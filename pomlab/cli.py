@@ -48,9 +48,7 @@ def debug_requested(argv: list[str] | None = None) -> bool:
 
 def one_line(error: BaseException) -> str:
     """The message of an error on one line (multi-line messages joined with '; ')."""
-    text = str(error).strip()
-    if isinstance(error, KeyError) and len(error.args) == 1:
-        text = str(error.args[0])
+    text = str(error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else error)
     parts = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(parts) or type(error).__name__
 
@@ -75,8 +73,6 @@ def run(main: Callable[[], object]) -> NoReturn:
         sys.exit(EXIT_USAGE)
     sys.exit(status if isinstance(status, int) and not isinstance(status, bool) else 0)
 
-
-# --- config files and flags generated from dataclasses ---------------------------------------
 
 def key_value(text: str) -> tuple[str, object]:
     """"KEY=VALUE" -> (KEY, the Python literal VALUE, or the string when it is none)."""

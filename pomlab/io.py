@@ -45,19 +45,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            free = shutil.disk_usage(path.parent).free / 2**20      # statvfs works on full disks
             raise OSError(err.errno, f"no space left on the device writing {str(path)!r} "
-                          f"({_free_bytes(path.parent) / 2**20:.0f} MiB free there); free some "
-                          "space or choose another output folder and rerun: the files written "
-                          "are intact") from err
+                          f"({free:.0f} MiB free there); free some space or choose another "
+                          "output folder and rerun: the files written are intact") from err
         raise
     return path
-
-
-def _free_bytes(folder: Path) -> int:
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return 0
 
 
 def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:

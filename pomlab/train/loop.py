@@ -270,12 +270,6 @@ class Trainer:
             dist.all_gather_object(gathered, obj)
         return gathered
 
-    def _any_rank(self, flag: Tensor) -> bool:
-        """Whether the device tensor `flag` is nonzero on any rank (one host sync)."""
-        if self.world_size > 1:
-            dist.all_reduce(flag)
-        return bool(flag.item())
-
     def state_dict(self) -> dict:
         """The full checkpoint (collective under DDP: every rank must call it)."""
         return {"format": CHECKPOINT_FORMAT, "step": self.step, "world_size": self.world_size,
@@ -316,8 +310,10 @@ class Trainer:
         if self.out is None:
             return None
         # one device reduction (not a host sync per parameter)
-        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
-        if self._any_rank((~finite).float()):
+        bad = torch.stack([~torch.isfinite(p).all() for p in self.model.parameters()]).any().float()
+        if self.world_size > 1:
+            dist.all_reduce(bad)
+        if bad.item():
             raise NonFiniteLossError(f"the weights are not finite at step {self.step}; not "
                                      "overwriting the last good checkpoint")
         state = self.state_dict()
@@ -353,14 +349,6 @@ class Trainer:
         warmup = self.config.warmup
         return self.lr * min(1.0, (step + 1) / warmup) if warmup else self.lr
 
-    def _check_finite(self, loss_sum: Tensor) -> None:
-        if self._any_rank((~torch.isfinite(loss_sum)).float()):
-            last = list_checkpoints(self.out) if self.out is not None else []
-            raise NonFiniteLossError(
-                f"the training loss became NaN/inf by step {self.step}; last good checkpoint: "
-                f"{str(last[-1]) if last else 'none'} (it is kept). Lower the learning rate, "
-                "enable grad clipping, or check the data for NaN")
-
     def run(self, until: int | None = None) -> TrainResult:
         """Train to step `until` (default config.steps); checkpoint and sample at the end."""
         cfg = self.config
@@ -391,7 +379,6 @@ class Trainer:
                     norm_sum += norm.detach().float()
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == until:
-                    self._check_finite(loss_sum)          # NaN/inf once any step's loss was
                     row = self._log_row(loss_sum / count, count, time.perf_counter() - tick)
                     if self.logger.writer is not None:
                         norm = {"grad_norm": norm_sum.item() / count} if cfg.grad_clip else {}
@@ -420,10 +407,18 @@ class Trainer:
                            checkpoint=ckpt, samples=samples, out=self.out)
 
     def _log_row(self, mean: Tensor, count: int, seconds: float) -> dict:
+        """The interval's row (mean loss over all ranks); NonFiniteLossError if it is NaN/inf,
+        which it is once any step's loss was."""
         if self.world_size > 1:
             dist.all_reduce(mean)
             mean /= self.world_size
-        row = {"step": self.step, "loss": mean.item(), "lr": self.lr_at(self.step - 1),
+        if not math.isfinite(loss := mean.item()):
+            last = list_checkpoints(self.out) if self.out is not None else []
+            raise NonFiniteLossError(
+                f"the training loss became NaN/inf by step {self.step}; last good checkpoint: "
+                f"{str(last[-1]) if last else 'none'} (it is kept). Lower the learning rate, "
+                "enable grad clipping, or check the data for NaN")
+        row = {"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
                "epoch": self.sampler.epoch,
                "images_per_s": count * self.config.batch_size / seconds if seconds > 0 else 0.0,
                "device": str(self.device), "world_size": self.world_size}
