@@ -62,8 +62,7 @@ def check_tokens(name: str, x, dim: int, batch: int | None = None) -> Tensor:
 
 
 def check_dtype_matches(name: str, x: Tensor, module: torch.nn.Module) -> None:
-    """Outside autocast, the input dtype must be the parameters' dtype."""
-    # meta tensors (shape-only runs, e.g. FLOP counting) have no autocast state to ask about
+    """Outside autocast (meta tensors have none), the input dtype must be the parameters'."""
     if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
         return
     param = next(module.parameters(), None)
@@ -86,8 +85,7 @@ def check_ids(name: str, ids: Tensor, n_ids: int, what: str) -> Tensor:
 
 @contextlib.contextmanager
 def as_setting_errors():
-    """Inside a config's validation, a wrong-type error (TypeError above) is a bad setting:
-    re-raised as ValueError, the one-line error class of the CLIs and config files."""
+    """A config's validation: TypeErrors become ValueErrors, the CLIs' one-line error class."""
     try:
         yield
     except TypeError as err:

@@ -30,8 +30,7 @@ EXIT_INTERRUPTED = 130        # 128 + SIGINT, the shell convention
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the module docstring's layout and appends "(default: X)" to every option whose
-    default is a value (not None, not a False flag) and whose help does not already say it."""
+    """Keeps the description's layout; appends "(default: X)" where the help does not say it."""
 
     def _format_action(self, action):
         value, text = action.default, action.help or ""

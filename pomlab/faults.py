@@ -4,10 +4,9 @@
     POMLAB_FAULT=checkpoint_write:2    # ... writing its 2nd checkpoint (temp file not renamed)
     POMLAB_FAULT=train_step:8:hang     # stop there forever instead (e.g. to kill its parent)
 
-Several faults may be given, comma-separated; counts are per process. The points: train_step
-(after the optimiser step, before the step counter moves), checkpoint_write, evaluation (between
-sample chunks), merge (results.csv written to its temp file, not renamed), finalize (fits
-written, figures not). Unset, `fault_point` costs one dict lookup.
+Several faults may be given, comma-separated; counts are per process. Points: train_step (after
+the optimiser step), checkpoint_write, evaluation (between sample chunks), merge (results.csv
+not yet renamed), finalize (fits written, figures not). Unset, it costs one dict lookup.
 """
 from __future__ import annotations
 

@@ -17,8 +17,7 @@ import torch
 
 from .faults import fault_point
 
-# Rows are read back and rewritten many times: floats must survive exactly. pandas >= 3 parses
-# them exactly by default (and deprecates the option); 2.x needs float_precision="round_trip".
+# Floats read back exactly: pandas >= 3 by default (the option deprecated), 2.x with round_trip
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 TEMP_SUFFIX = ".tmp"

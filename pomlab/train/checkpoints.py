@@ -39,8 +39,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        # mmap: the ranks of a DDP job resuming together share the file's pages instead of each
-        # reading its own copy (model + EMA + AdamW: 16 bytes per parameter, 11 GB at XL/2)
+        # mmap: resuming DDP ranks share the file's pages (model + EMA + AdamW: 11 GB at XL/2)
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except Exception as err:   # zip reader / unpickler errors differ between torch versions
         others = [p.name for p in list_checkpoints(path.parent.parent) if p != path]

@@ -13,8 +13,7 @@ from ..models.registry import SCALES
 PRECISIONS = ("auto", "fp32", "bf16")
 LOGGERS = ("csv", "tensorboard")
 SAMPLERS = ("euler", "heun", "ddim", "ddpm")
-# lr when TrainConfig.lr is None: DiT's constant 1e-4 at paper scale; 1e-2 for the micro models
-# on the digits (stable for micro S and XL at batch 16, grad clip 1: docs/training.md).
+# lr when TrainConfig.lr is None: DiT's at paper scale; micro: stable on the digits (training.md)
 DEFAULT_LR = {"paper": 1e-4, "micro": 1e-2}
 # fields renamed since checkpoints were first written: old name -> new name
 _RENAMED = {"sample_cfg": "cfg", "sample_guidance": "cfg_guidance"}

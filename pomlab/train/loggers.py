@@ -1,6 +1,5 @@
-"""What a run shows while it trains: PNG sample grids and, with logger="tensorboard", TensorBoard
-event files under out/tensorboard (loss, learning rate, gradient norm, throughput, sample grids,
-and the sweeps' FID/IS). metrics.csv is written by the Trainer whatever the logger."""
+"""What a run shows while it trains: PNG sample grids and, with logger="tensorboard", event files
+in out/tensorboard (loss, lr, gradient norm, throughput, sample grids, the sweeps' FID/IS)."""
 from __future__ import annotations
 
 import math

@@ -1,6 +1,5 @@
-"""The training loop: one optimisation step (plain or accumulated), the Trainer and train().
-Under torchrun each rank takes its slice of every epoch (batch_size is global; nccl on CUDA,
-gloo on CPU) and rank 0 writes every file."""
+"""The training loop: training_step, the Trainer and train(). Under torchrun each rank takes its
+slice of every epoch (batch_size is global) and rank 0 writes every file."""
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, ShardedBatchSampler, load_dataset
-from ..diffusion import EMA, generate, make_process, shift_for_side
+from ..diffusion import EMA, generate, make_process, paper_guidance_scale, shift_for_side
 from ..faults import fault_point
 from ..io import atomic_to_csv, atomic_torch_save, atomic_write_json, atomic_write_yaml
 from .checkpoints import (CHECKPOINT_FORMAT, checkpoint_path, list_checkpoints, load_checkpoint,
@@ -197,8 +196,7 @@ class Trainer:
         self._loader_iter = None
         self.step, self.history = 0, []
         self.ema.update_parameters(self.model)                  # EMA starts as a copy (DiT)
-        # per-rank noise and label dropout (torch.manual_seed seeds every CUDA device too)
-        seed_all(config.seed * 1000003 + 1 + self.rank)
+        seed_all(config.seed * 1000003 + 1 + self.rank)          # per-rank noise, label dropout
 
         ckpt = self._resume_checkpoint(resume)
         if ckpt is not None:
@@ -282,10 +280,9 @@ class Trainer:
 
     def load_state(self, ckpt: dict) -> None:
         where = ckpt.get("path", "the checkpoint")
-        theirs, mine = ckpt["model_config"], self.model_config
-        if theirs != mine:
-            diff = {k: (theirs.get(k), mine.get(k)) for k in theirs | mine
-                    if theirs.get(k) != mine.get(k)}
+        old, new = ckpt["model_config"], self.model_config
+        if old != new:
+            diff = {k: (old.get(k), new.get(k)) for k in old | new if old.get(k) != new.get(k)}
             raise ValueError(f"{where} was written for another model: (checkpoint, this run) "
                              f"differ in {diff}")
         if ckpt["process"] != self.process.config():
@@ -335,8 +332,7 @@ class Trainer:
             loader = torch.utils.data.DataLoader(
                 self.data, batch_sampler=self.sampler.remaining().tolist(),
                 num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
-                # its own generator: a loader made on resume must not draw from the global RNG
-                generator=torch.Generator().manual_seed(self.config.seed))
+                generator=torch.Generator().manual_seed(self.config.seed))  # not the global RNG
             self._loader_iter = iter(loader)
         x, y = next(self._loader_iter)
         self.sampler.advance()
@@ -427,8 +423,8 @@ class Trainer:
 
     def check_replicas(self) -> None:
         """Under DDP, raise if the ranks' weights differ (they must stay identical)."""
-        # Per-parameter float64 sums, compared exactly: small to gather, and no float64 copy of
-        # all weights at once (8 bytes per parameter of GPU memory, 5.4 GB at XL/2).
+        # per-parameter float64 sums, compared exactly: small to gather, no float64 copy of all
+        # weights at once (5.4 GB of GPU memory at XL/2)
         names, params = zip(*((n, p.detach()) for n, p in self.model.named_parameters()))
         summary = torch.stack([torch.stack([p.double().sum(), p.double().square().sum(),
                                             p.abs().max().double()]) for p in params]).cpu()
@@ -442,7 +438,6 @@ class Trainer:
     def sample_cfg(self) -> float:
         """The guidance scale of config.cfg ('paper': 4 * image side / 256)."""
         if self.config.cfg == "paper":
-            from ..diffusion import paper_guidance_scale
             return paper_guidance_scale(self.data.size * getattr(self.model, "latent_scale", 1))
         return float(self.config.cfg)
 
