@@ -44,11 +44,9 @@ def check_choice(name: str, value, choices: Iterable):
 
 def check_tokens(name: str, x, dim: int, batch: int | None = None) -> Tensor:
     """x must be a floating (batch, tokens, dim) tensor; batch must match when given."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, tokens, {dim}), "
-                        f"got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point torch.Tensor of shape (batch, tokens, "
+                        f"{dim}), got {x.dtype if isinstance(x, Tensor) else type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(f"{name} must have shape (batch, tokens, {dim}), got {tuple(x.shape)}")
     if x.shape[-1] != dim:

@@ -100,9 +100,8 @@ class TrainConfig:
             check_number("grad_clip", self.grad_clip, minimum=0, strict_minimum=True)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("logger", self.logger, LOGGERS)
-        if self.shift is not None and self.shift != "auto":
-            check_number("shift (None, 'auto' or a number)", self.shift, minimum=0,
-                         strict_minimum=True)
+        if self.shift not in (None, "auto"):
+            check_number("shift ('auto' or a number)", self.shift, minimum=0, strict_minimum=True)
         if self.loss != "flow" and self.shift is not None:
             raise ValueError("shift applies to the flow-matching loss only (loss='flow')")
         if self.cfg != "paper":

@@ -329,11 +329,10 @@ class Trainer:
             idx = self.sampler.next_batch().to(self.device)
             return self._in_memory[0][idx], self._in_memory[1][idx]
         if self._loader_iter is None:
-            loader = torch.utils.data.DataLoader(
+            self._loader_iter = iter(torch.utils.data.DataLoader(
                 self.data, batch_sampler=self.sampler.remaining().tolist(),
                 num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
-                generator=torch.Generator().manual_seed(self.config.seed))  # not the global RNG
-            self._loader_iter = iter(loader)
+                generator=torch.Generator().manual_seed(self.config.seed)))  # not the global RNG
         x, y = next(self._loader_iter)
         self.sampler.advance()
         if self.sampler.position == 0:                           # epoch done: next loader
