@@ -78,23 +78,18 @@ def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, 
     forward): the whole batch's draws first (draw_training_noise), each piece's loss weighted
     by its share (the full batch's gradient up to addition order); DDP syncs the last piece."""
     optimizer.zero_grad(set_to_none=True)
-    drawn, embedder = {}, None
-    if micro_batches > 1:
-        drawn, y = draw_training_noise(process, model, x, y)
-        embedder = getattr(model, "y_embedder", None)
+    drawn, y = draw_training_noise(process, model, x, y) if micro_batches > 1 else ({}, y)
+    embedder = getattr(model, "y_embedder", None) if micro_batches > 1 else None
     dropout = getattr(embedder, "dropout_prob", None)
-    pieces = list(zip(x.tensor_split(micro_batches), y.tensor_split(micro_batches),
-                      *(v.tensor_split(micro_batches) for v in drawn.values())))
+    split = [t.tensor_split(micro_batches) for t in (x, y, *drawn.values())]
+    pieces = [piece for piece in zip(*split) if len(piece[0])]       # no empty micro-batches
     losses = []
     try:
         if embedder is not None:
             embedder.dropout_prob = 0.0                          # labels were dropped above
         for i, (xi, yi, *noise) in enumerate(pieces):
-            if xi.shape[0] == 0:
-                continue
-            last = i == len(pieces) - 1
-            with (contextlib.nullcontext() if last or not hasattr(forward, "no_sync")
-                  else forward.no_sync()):
+            sync = i == len(pieces) - 1 or not hasattr(forward, "no_sync")   # DDP: the last one
+            with contextlib.nullcontext() if sync else forward.no_sync():
                 with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16,
                                     enabled=autocast_dtype is not None):
                     loss = process.loss(forward, xi, yi, **dict(zip(drawn, noise)))
