@@ -63,13 +63,11 @@ def run(main: Callable[[], object]) -> NoReturn:
     except (KeyboardInterrupt, *USER_ERRORS) as error:
         if debug:
             raise
-        if isinstance(error, KeyboardInterrupt):
-            print("interrupted (rerun the same command to resume where a script supports it)",
-                  file=sys.stderr)
-            sys.exit(EXIT_INTERRUPTED)
-        print(f"error: {one_line(error)}  (--debug or {DEBUG_ENV}=1 shows the traceback)",
-              file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        interrupted = isinstance(error, KeyboardInterrupt)
+        print("interrupted (rerun the same command to resume where a script supports it)"
+              if interrupted else f"error: {one_line(error)}  (--debug or {DEBUG_ENV}=1 shows the "
+              "traceback)", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_USAGE)
     sys.exit(status if isinstance(status, int) and not isinstance(status, bool) else 0)
 
 

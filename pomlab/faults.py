@@ -38,8 +38,7 @@ def parse_faults(spec: str) -> dict[str, tuple[int, str]]:
 
 def fault_point(name: str) -> None:
     """Kill (or freeze) this process here when POMLAB_FAULT asks for it (see module doc)."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
+    if not (spec := os.environ.get(FAULT_ENV)):
         return
     count, action = parse_faults(spec).get(name, (0, ""))
     _hits[name] += 1

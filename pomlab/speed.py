@@ -28,8 +28,7 @@ def crossover(tokens, dipom_train, dit_inference) -> float | None:
     between measured points, tokens ascending); None when it does not happen inside the range."""
     log_ratio = np.log(np.asarray(dipom_train, dtype=float) / np.asarray(dit_inference, dtype=float))
     log_n = np.log(np.asarray(tokens, dtype=float))
-    for i in range(len(log_ratio) - 1):
-        a, b = log_ratio[i], log_ratio[i + 1]
+    for i, (a, b) in enumerate(zip(log_ratio, log_ratio[1:])):
         if np.isfinite(a) and np.isfinite(b) and a > 0 >= b:
             return float(np.exp(log_n[i] + a / (a - b) * (log_n[i + 1] - log_n[i])))
     return None
@@ -81,8 +80,7 @@ def summarise_speed(df: pd.DataFrame) -> dict:
         train, infer = pivot[("DiPoM", "training")], pivot[("DiT", "inference")]
         ratio = train / infer
         summary["dipom_training_over_dit_inference"] = {int(k): float(v) for k, v in ratio.items()}
-        n_star = summary["crossover_tokens"] = crossover(pivot.index.to_numpy(), train.to_numpy(),
-                                                         infer.to_numpy())
+        n_star = summary["crossover_tokens"] = crossover(pivot.index, train, infer)
         # paper scale: latents at 1/8 of the image side, patch p -> side = 8 p sqrt(tokens)
         summary["crossover_resolution_px"] = (None if n_star is None
                                               else 8 * int(patch) * math.sqrt(n_star))

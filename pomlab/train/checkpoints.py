@@ -82,12 +82,11 @@ def load_trained(path: str | os.PathLike | dict, *, ema: bool = True, device="cp
 
 def rng_state(device: torch.device) -> dict:
     """Every generator's state, as tensors and plain types (weights_only checkpoints)."""
-    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    name, keys, pos, gauss, cached = np.random.get_state()
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
-                      "pos": int(pos), "has_gauss": int(has_gauss),
-                      "cached_gaussian": float(cached_gaussian)},
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                      "has_gauss": int(gauss), "cached_gaussian": float(cached)},
             "python": random.getstate()}
 
 
