@@ -53,8 +53,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
 
 
 def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Delete atomic_write's temp files in `folder` (left by a process killed mid-write). Only
-    while holding the lock of everything written there: a live writer's would go too."""
+    """Delete killed writers' atomic_write temp files in `folder`; only while holding its lock."""
     found = (Path(folder).rglob if recursive else Path(folder).glob)(f".*{TEMP_SUFFIX}")
     stale = [p for p in found if p.is_file()]
     for p in stale:

@@ -55,8 +55,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def verify_checkpoint(path: Path, step: int) -> None:
-    """Read a just-written checkpoint back (memory-mapped: the structure, not every byte); a
-    bad one is deleted and reported, so the previous checkpoints are kept."""
+    """Read a new checkpoint back (memory-mapped); a bad one is deleted and reported (OSError)."""
     try:
         ok, reason = load_checkpoint(path)["step"] == step, f"its step is not {step}"
     except (ValueError, FileNotFoundError) as err:

@@ -38,8 +38,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
 
 
 class Logger:
-    """logger.scalars(step, {"loss": ...}, "train/"), logger.image(tag, step, uint8 HWC grid);
-    no-ops for the csv logger and off rank 0."""
+    """scalars(step, values, prefix), image(tag, step, HWC uint8): no-ops for csv, off rank 0."""
 
     def __init__(self, kind: str, folder: str | os.PathLike | None):
         self.writer = None

@@ -57,8 +57,7 @@ def pick_device(pref: str, local_rank: int) -> torch.device:
 
 
 def join_process_group(device: torch.device) -> bool:
-    """Under torchrun, join the default process group unless one exists (nccl on CUDA, else
-    gloo); True when this call created it (its caller destroys it)."""
+    """Under torchrun, join (nccl/gloo) unless a group exists; True if created (caller destroys)."""
     if distributed_env()[1] == 1:
         return False
     if device.type == "cuda":
@@ -74,9 +73,8 @@ def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, 
                   autocast_dtype: torch.dtype | None = None, micro_batches: int = 1,
                   model: nn.Module | None = None) -> tuple[Tensor, Tensor | None]:
     """Loss, backward, clip, optimizer step; (loss, grad norm) as device tensors (no sync).
-    micro_batches > 1 accumulates gradients over pieces of the batch (model: the module behind
-    forward): the whole batch's draws first (draw_training_noise), each piece's loss weighted
-    by its share (the full batch's gradient up to addition order); DDP syncs the last piece."""
+    micro_batches > 1: gradient accumulation (model: the module behind forward), the whole
+    batch drawn first (draw_training_noise), pieces weighted by their share; DDP syncs the last."""
     optimizer.zero_grad(set_to_none=True)
     drawn, y = draw_training_noise(process, model, x, y) if micro_batches > 1 else ({}, y)
     embedder = getattr(model, "y_embedder", None) if micro_batches > 1 else None
@@ -236,8 +234,7 @@ class Trainer:
         return dict(getattr(self.model, "config", {"class": type(self.model).__name__}))
 
     def _resume_checkpoint(self, resume) -> dict | None:
-        """The checkpoint `resume` names; for True, out's newest readable one (a corrupt one is
-        reported and renamed *.corrupt, so the rotation never counts it as good)."""
+        """The checkpoint to resume from; True: out's newest readable one (bad ones: *.corrupt)."""
         if resume is False or resume is None:
             if self.out is not None and list_checkpoints(self.out):
                 raise FileExistsError(f"{str(self.out)!r} already holds checkpoints: pass "
@@ -397,8 +394,7 @@ class Trainer:
                            checkpoint=ckpt, samples=samples, out=self.out)
 
     def _log_row(self, mean: Tensor, count: int, seconds: float) -> dict:
-        """The interval's row (mean loss over all ranks); NonFiniteLossError if it is NaN/inf,
-        which it is once any step's loss was."""
+        """The interval's row (mean loss of all ranks); NonFiniteLossError if a loss was NaN/inf."""
         if self.world_size > 1:
             dist.all_reduce(mean)
             mean /= self.world_size
