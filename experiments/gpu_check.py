@@ -33,7 +33,6 @@ import contextlib
 import datetime
 import importlib.util
 import math
-import os
 import platform
 import socket
 import sys
