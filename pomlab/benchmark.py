@@ -44,9 +44,8 @@ def time_interleaved(variants: dict[str, Callable[[], object]], *, repeats: int 
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
-    """Peak bytes of tensor memory (not Python objects or cached pages) allocated above the
-    starting level while fn runs: CUDA's max_memory_allocated; on CPU, which keeps no peak, the
-    running totals of torch.profiler's allocation events (cpu_peak_memory_by_range)."""
+    """Peak bytes of tensor memory allocated above the starting level while fn runs: CUDA's
+    max_memory_allocated; on CPU, torch.profiler's allocation totals (cpu_peak_memory_by_range)."""
     device = torch.device(device)
     if device.type != "cuda":
         return cpu_peak_memory_by_range(fn)[0]

@@ -47,7 +47,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
             free = shutil.disk_usage(path.parent).free / 2**20      # statvfs works on full disks
             raise OSError(err.errno, f"no space left on the device writing {str(path)!r} "
                           f"({free:.0f} MiB free there); free some space or choose another "
-                          "output folder and rerun: the files written are intact") from err
+                          "output folder, then rerun: the files already written are intact"
+                          ) from err
         raise
     return path
 

@@ -15,8 +15,7 @@ WATCH_SECONDS = 0.5                 # the watch thread's polling interval
 
 
 def kill_self() -> None:
-    """SIGKILL this process: no exception, which a worker busy in a C kernel or on a queue would
-    not see, and nothing to clean (every file write is atomic)."""
+    """SIGKILL this process (a worker in a C kernel would miss an exception; writes are atomic)."""
     os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 

@@ -249,7 +249,8 @@ class Trainer:
                 return load_checkpoint(path)
             except (ValueError, FileNotFoundError) as err:
                 if self.is_main:
-                    print(f"warning: {err}; resuming from the one before it", file=sys.stderr)
+                    print(f"warning: {err}; resuming from the checkpoint before it",
+                          file=sys.stderr)
                     with contextlib.suppress(FileNotFoundError):
                         path.rename(path.with_name(path.name + ".corrupt"))
         return None
@@ -412,9 +413,8 @@ class Trainer:
         return row
 
     def check_replicas(self) -> None:
-        """Under DDP, raise if the ranks' weights differ (they must stay identical)."""
-        # per-parameter float64 sums, compared exactly: small to gather, no float64 copy of all
-        # weights at once (5.4 GB of GPU memory at XL/2)
+        """Under DDP, raise if the ranks' weights differ: per-parameter float64 sums compared
+        exactly (small to gather; no float64 copy of all weights, 5.4 GB at XL/2)."""
         names, params = zip(*((n, p.detach()) for n, p in self.model.named_parameters()))
         summary = torch.stack([torch.stack([p.double().sum(), p.double().square().sum(),
                                             p.abs().max().double()]) for p in params]).cpu()
