@@ -33,7 +33,6 @@ import contextlib
 import datetime
 import importlib.util
 import math
-import os
 import platform
 import socket
 import sys
@@ -62,8 +61,7 @@ BUDGET_S = 480          # 8 minutes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = ConfigParser(description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dry-run", action="store_true",
                    help="list what would run and check the arguments; needs no GPU")
     p.add_argument("--only", default=",".join(CHECKS),
@@ -341,21 +339,35 @@ def check_inception(args, device, scratch) -> dict:
             "seconds": time.perf_counter() - start, "device": str(backend.device)}
 
 
-def check_sweep(args, device, scratch) -> dict:
-    from pomlab.scaling import SweepConfig, run_sweep
+SWEEP_SUMMARY = ("scale", "dataset", "backend", "precision", "steps", "batch_size", "eval_steps")
 
-    data = synthetic_latents(scratch)
-    config = SweepConfig.for_scale(
+
+def sweep_config(device, scratch: Path, data: Path, inception: Path, vae: Path):
+    """The sweep check's SweepConfig: paper scale, a few steps, on the given files."""
+    from pomlab.scaling import SweepConfig
+
+    return SweepConfig.for_scale(
         "paper", sizes=("S",), steps=4, eval_steps=(2, 4), fid_samples=16, eval_chunk=16,
-        sample_steps=2, batch_size=16, data_path=str(data), backend_weights=str(
-            random_inception(scratch)), reference_samples=16, device=str(device),
-        vae=str(random_vae(scratch / "vae")), ckpt_every=2, out=str(scratch / "sweep"))
-    result = run_sweep(config, jobs=1, progress=False, log=lambda *_: None)
-    rows = result.results
-    return {"rows": len(rows), "columns": sorted(rows.columns)[:40],
-            "config": {k: v for k, v in config.to_dict().items()
-                       if k in ("scale", "dataset", "backend", "precision", "steps",
-                                "batch_size", "eval_steps")}}
+        sample_steps=2, batch_size=16, data_path=str(data), backend_weights=str(inception),
+        reference_samples=16, device=str(device), vae=str(vae), ckpt_every=2,
+        out=str(scratch / "sweep"))
+
+
+def sweep_summary(config) -> dict:
+    """SWEEP_SUMMARY's settings of a SweepConfig: its own fields, the training ones (scale,
+    dataset, precision, steps, batch_size) from its `train` section."""
+    d = config.to_dict()
+    flat = {**d.pop("train"), **d}
+    return {k: flat[k] for k in SWEEP_SUMMARY}
+
+
+def check_sweep(args, device, scratch) -> dict:
+    from pomlab.scaling import run_sweep
+
+    config = sweep_config(device, scratch, synthetic_latents(scratch), random_inception(scratch),
+                          random_vae(scratch / "vae"))
+    rows = run_sweep(config, jobs=1, progress=False, log=lambda *_: None).results
+    return {"rows": len(rows), "columns": sorted(rows.columns)[:40], "config": sweep_summary(config)}
 
 
 RUNNERS = {"triton": check_triton, "train": check_train, "memory": check_memory,
@@ -375,6 +387,11 @@ def main(argv=None) -> dict:
               "plan": plan(args), "budget_s": args.budget, "checks": {}}
     path = args.out / "gpu_check.json"
     if args.dry_run:
+        if "sweep" in args.checks:          # its settings, built from placeholder file names
+            scratch = Path("SCRATCH")
+            report["sweep_config"] = sweep_summary(sweep_config(
+                args.device, scratch, scratch / "latents", scratch / "inception.pth",
+                scratch / "vae"))
         total = sum(p["estimate_s"] for p in report["plan"])
         for p in report["plan"]:
             extra = f"  (missing here: {', '.join(p['missing'])})" if p["missing"] else ""

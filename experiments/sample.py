@@ -6,7 +6,7 @@ resumable.
     torchrun --nproc_per_node 2 experiments/sample.py --run-dir runs/s2 --num-samples 500 --out samples/s2
     torchrun --nproc_per_node 8 experiments/sample.py --dit-checkpoint DiT-XL-2-256x256.pt \\
         --vae stabilityai/sd-vae-ft-ema --num-samples 50000 --cfg 1.5 --guided-channels 3 \\
-        --method ddpm --steps 250 --out samples/dit_xl2_cfg1.5
+        --sample-method ddpm --sample-steps 250 --out samples/dit_xl2_cfg1.5
 
 Sample i has class i % num_classes and belongs to block i // block_size, whose noise comes from
 its own seed (seed, block): the set depends on --seed and --block-size, never on the number of
@@ -14,7 +14,9 @@ processes. Blocks go round-robin to the ranks; each finished block is one file u
 OUT/blocks/ (written atomically, with its PNGs first), so a rerun of the same command skips what
 is there and completes the set. Rank 0 then writes OUT/samples_N.npz (grey images repeated to
 RGB: the evaluator expects 3 channels). OUT/sample.json records everything that made the set;
-a rerun with other settings into the same OUT fails. See docs/metrics.md.
+a rerun with other settings into the same OUT fails. The sampler flags carry TrainConfig's field
+names (--cfg, --cfg-guidance, --sample-steps, --sample-method); the older --guidance, --steps and
+--method still work. See docs/metrics.md.
 """
 import argparse
 import json
@@ -34,8 +36,7 @@ BLOCKS_DIR, IMAGES_DIR, SETTINGS = "blocks", "images", "sample.json"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = ConfigParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", "--run-dir", dest="run",
                      help="a pomlab training run folder (or checkpoint file); EMA weights. Under "
@@ -45,13 +46,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True)
     p.add_argument("--cfg", type=float, default=None,
                    help="guidance scale (default: 1.5 for --dit-checkpoint, else 1 = none)")
-    p.add_argument("--guidance", choices=CONVENTIONS, default="standard",
+    p.add_argument("--cfg-guidance", "--guidance", dest="cfg_guidance", choices=CONVENTIONS,
+                   default="standard",
                    help="how --cfg reads: standard u + w(c - u), authors c + w(c - u)")
     p.add_argument("--guided-channels", type=int, default=None,
                    help="guide only the first K channels (DiT's forward_with_cfg: 3)")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--sample-steps", "--steps", dest="sample_steps", type=int, default=None,
                    help="sampler steps (default: 250 for --dit-checkpoint, else the run's)")
-    p.add_argument("--method", default=None,
+    p.add_argument("--sample-method", "--method", dest="sample_method", default=None,
                    help="sampler (default: ddpm for --dit-checkpoint, else the run's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--block-size", type=int, default=32, help="samples per seeded block/file")
@@ -60,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    for name in ("num_samples", "block_size", "steps"):
+    for name in ("num_samples", "block_size", "sample_steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
             fail(f"--{name.replace('_', '-')} must be a positive int, got {value}")
@@ -87,15 +89,15 @@ def load_source(args, device):
     if args.dit_checkpoint:
         model = models.load_dit_checkpoint(args.dit_checkpoint).to(device)
         process, kind = GaussianDiffusion(), "latents"
-        defaults = dict(cfg=1.5, steps=250, method="ddpm")
+        defaults = dict(cfg=1.5, sample_steps=250, sample_method="ddpm")
         source = {"dit_checkpoint": str(Path(args.dit_checkpoint).resolve())}
         vae = args.vae
         if vae is None:
             fail("--dit-checkpoint needs --vae (DiT used stabilityai/sd-vae-ft-ema or -mse)")
     else:
         model, process, config, step = load_trained(args.run, device=device)
-        defaults = dict(cfg=1.0, steps=config.sample_steps,
-                        method=config.sample_method or process.default_method)
+        defaults = dict(cfg=1.0, sample_steps=config.sample_steps,
+                        sample_method=config.sample_method or process.default_method)
         source = {"run": str(Path(args.run).resolve()), "step": step, "model": model.label}
         kind = "latents" if config.dataset == "latents" else "pixels"
         vae = args.vae
@@ -115,8 +117,9 @@ def load_source(args, device):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.method not in process.methods:
-        fail(f"--method must be one of {process.methods} for this model, got {args.method!r}")
+    if args.sample_method not in process.methods:
+        fail(f"--sample-method must be one of {process.methods} for this model, "
+             f"got {args.sample_method!r}")
     return model.eval(), process, to_pixels, source
 
 
@@ -166,10 +169,11 @@ def main(argv=None) -> Path | None:
         out = Path(args.out).expanduser()
         n, block = args.num_samples, args.block_size
         settings = {**source, "num_samples": n, "block_size": block, "seed": args.seed,
-                    "cfg": args.cfg, "guidance": args.guidance,
-                    "guided_channels": args.guided_channels, "steps": args.steps,
-                    "method": args.method, "labels": "i % num_classes",
-                    "guidance_label": guidance_label(args.cfg, args.guidance, args.guided_channels)}
+                    "cfg": args.cfg, "guidance": args.cfg_guidance,
+                    "guided_channels": args.guided_channels, "steps": args.sample_steps,
+                    "method": args.sample_method, "labels": "i % num_classes",
+                    "guidance_label": guidance_label(args.cfg, args.cfg_guidance,
+                                                     args.guided_channels)}
         if rank == 0:
             check_settings(out, settings)
         if world > 1:
@@ -184,8 +188,8 @@ def main(argv=None) -> Path | None:
                    desc=f"sampling ({world} process{'es' if world > 1 else ''})")
         for index, start, stop in mine:
             labels = torch.arange(start, stop) % model.num_classes
-            x = generate(model, process, labels, steps=args.steps, method=args.method,
-                         cfg=args.cfg, guidance=args.guidance,
+            x = generate(model, process, labels, steps=args.sample_steps, method=args.sample_method,
+                         cfg=args.cfg, guidance=args.cfg_guidance,
                          guided_channels=args.guided_channels,
                          seed=args.seed * 1_000_003 + index, batch_size=len(labels))
             images = to_uint8(to_pixels(x))
@@ -204,7 +208,7 @@ def main(argv=None) -> Path | None:
         path = out / f"samples_{n}.npz"
         atomic_write(path, lambda handle: np.savez(handle, arr_0=samples))
         print(f"{n} samples {samples.shape[1]}x{samples.shape[2]} ({settings['guidance_label']}, "
-              f"{args.method} {args.steps} steps, seed {args.seed}) -> {path} and "
+              f"{args.sample_method} {args.sample_steps} steps, seed {args.seed}) -> {path} and "
               f"{out / IMAGES_DIR}/")
         return path
     finally:

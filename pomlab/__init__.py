@@ -9,8 +9,7 @@ __all__ = ["PoM", "PoMState", "MHA", "MixerBlock", "Polymorpher", "masks"]
 
 # Heavier subpackages load on first use, so `import pomlab` stays cheap.
 _LAZY = {"models", "diffusion", "data", "metrics", "train", "scaling", "theory", "plotting",
-         "figures", "results", "speed", "benchmark", "io",
-         "video", "zoo", "properties", "testing"}
+         "figures", "results", "speed", "benchmark", "io", "video", "zoo", "properties", "testing"}
 
 
 def __getattr__(name):

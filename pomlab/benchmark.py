@@ -1,8 +1,5 @@
-"""Side-by-side timing (variants interleaved A B A B ..., medians), peak memory, device labels.
-
-Shared machines are noisy, so every comparison runs its variants in alternation within one
-process and reports medians and ratios; absolute times mean something only on a GPU.
-"""
+"""Side-by-side timing (variants interleaved A B A B ..., medians: shared machines are noisy;
+absolute times mean something only on a GPU), peak memory, device labels."""
 from __future__ import annotations
 
 import json
@@ -32,8 +29,7 @@ def synchronize(device: torch.device | str) -> None:
 
 def time_interleaved(variants: dict[str, Callable[[], object]], *, repeats: int = 7,
                      warmup: int = 2, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Median seconds per call of each variant, timed in alternation A B A B ... after
-    ``warmup`` untimed rounds."""
+    """Median seconds per call of each variant, timed A B A B ... after `warmup` untimed rounds."""
     check_positive_int("repeats", repeats)
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(warmup + repeats):
@@ -48,13 +44,8 @@ def time_interleaved(variants: dict[str, Callable[[], object]], *, repeats: int 
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
-    """Peak bytes of tensor memory allocated above the starting level while fn runs.
-
-    CUDA: the caching allocator's peak (torch.cuda.max_memory_allocated). CPU: torch's CPU
-    allocator keeps no peak, so fn runs under torch.profiler with profile_memory=True, whose
-    allocation events carry the allocator's running total (``cpu_peak_memory_by_range``). Only
-    tensor memory counts (not Python objects or cached pages), as on CUDA.
-    """
+    """Peak bytes of tensor memory allocated above the starting level while fn runs: CUDA's
+    max_memory_allocated; on CPU, torch.profiler's allocation totals (cpu_peak_memory_by_range)."""
     device = torch.device(device)
     if device.type != "cuda":
         return cpu_peak_memory_by_range(fn)[0]
@@ -68,21 +59,16 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> int:
 
 def cpu_peak_memory_by_range(fn: Callable[[], object], prefix: str | None = None
                              ) -> tuple[int, dict[str, int]]:
-    """(whole-call peak, {range name: peak}) in bytes above the level before fn, on CPU: the
-    peak inside each ``torch.profiler.record_function`` range whose name starts with
-    ``prefix`` (e.g. pomlab.video's per-frame ranges; none without a prefix)."""
+    """(whole-call peak, {range name: peak}) in bytes above the level before fn, on CPU; ranges:
+    the torch.profiler.record_function ranges whose name starts with `prefix` (none without)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    fd, path = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    try:
-        prof.export_chrome_trace(path)        # the only public view of the allocator totals
-        with open(path) as f:
+    with tempfile.TemporaryDirectory() as folder:
+        prof.export_chrome_trace(os.path.join(folder, "trace.json"))   # the allocator's totals
+        with open(os.path.join(folder, "trace.json")) as f:
             events = json.load(f)["traceEvents"]
-    finally:
-        os.unlink(path)
     memory = sorted((e for e in events if e.get("name") == "[memory]"
                      and e["args"].get("Device Type") == 0), key=lambda e: e["ts"])
     if not memory:

@@ -1,8 +1,6 @@
-"""Argument checks for pomlab's boundaries (public functions, configs, CLIs, file loads).
-
-One place for the errors a user sees: each names the argument and what was expected. Hot paths
-(a module's forward) do not call these; their callers validate once at the entry point.
-"""
+"""Argument checks for pomlab's boundaries (public functions, configs, CLIs, file loads): each
+error names the argument and what was expected. Hot paths (a module's forward) do not call
+these; their callers validate once at the entry point."""
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +19,7 @@ def check_int(name: str, value, *, minimum: int | None = 1) -> int:
     return value
 
 
-def check_positive_int(name: str, value) -> int:
-    return check_int(name, value, minimum=1)
+check_positive_int = check_int         # (name, value): minimum 1 is check_int's default
 
 
 def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
@@ -47,11 +44,9 @@ def check_choice(name: str, value, choices: Iterable):
 
 def check_tokens(name: str, x, dim: int, batch: int | None = None) -> Tensor:
     """x must be a floating (batch, tokens, dim) tensor; batch must match when given."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, tokens, {dim}), "
-                        f"got {type(x).__name__}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point torch.Tensor of shape (batch, tokens, "
+                        f"{dim}), got {x.dtype if isinstance(x, Tensor) else type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(f"{name} must have shape (batch, tokens, {dim}), got {tuple(x.shape)}")
     if x.shape[-1] != dim:
@@ -65,8 +60,7 @@ def check_tokens(name: str, x, dim: int, batch: int | None = None) -> Tensor:
 
 
 def check_dtype_matches(name: str, x: Tensor, module: torch.nn.Module) -> None:
-    """Outside autocast, the input dtype must be the parameters' dtype."""
-    # meta tensors (shape-only runs, e.g. FLOP counting) have no autocast state to ask about
+    """Outside autocast (meta tensors have none), the input dtype must be the parameters'."""
     if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
         return
     param = next(module.parameters(), None)
@@ -89,8 +83,7 @@ def check_ids(name: str, ids: Tensor, n_ids: int, what: str) -> Tensor:
 
 @contextlib.contextmanager
 def as_setting_errors():
-    """Inside a config's validation, a wrong-type error (TypeError above) is a bad setting:
-    re-raised as ValueError, the one-line error class of the CLIs and config files."""
+    """A config's validation: TypeErrors become ValueErrors, the CLIs' one-line error class."""
     try:
         yield
     except TypeError as err:

@@ -1,26 +1,19 @@
 """What every command-line script shares: one-line errors, `--help` that shows the defaults,
 `--config FILE.yaml`, and flags generated from a config dataclass's fields.
 
-    from pomlab.cli import ConfigParser, run
-
     def main(argv=None):
         p = ConfigParser(description=__doc__)
         p.add_fields(TrainConfig)               # --steps, --batch-size, ... from the fields
-        args = p.parse_args(argv)
-        config = TrainConfig(**p.given(args, TrainConfig))
+        config = TrainConfig(**p.given(p.parse_args(argv), TrainConfig))
 
     if __name__ == "__main__":
-        run(main)
-
-`run(main)`: bad input (ValueError, OSError, ImportError for a missing extra, RuntimeError)
-prints one line, `error: <message>`, and exits with status 2 (argparse's); `--debug` anywhere
-or POMLAB_DEBUG=1 shows the traceback; Ctrl-C exits with 130. Other exceptions are bugs and
-keep their traceback.
+        run(main)       # bad input: `error: <message>`, status 2; --debug: the traceback
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import os
 import sys
@@ -28,8 +21,7 @@ import types
 import typing
 from typing import Callable, NoReturn
 
-# Errors that mean "the input or the environment is wrong", not "pomlab has a bug": their
-# message is the whole story (pomlab's messages name the argument and what was expected).
+# "The input or the environment is wrong" (ImportError: a missing extra), not a bug in pomlab
 USER_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "POMLAB_DEBUG"
@@ -38,25 +30,14 @@ EXIT_INTERRUPTED = 130        # 128 + SIGINT, the shell convention
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the module docstring's layout and appends "(default: X)" to every option whose
-    default is a value (not None, not a False flag) and whose help does not already say it."""
+    """Keeps the description's layout; appends "(default: X)" where the help does not say it."""
 
     def _format_action(self, action):
-        if action.help is None and _shows_default(action):
-            action.help = "default: %(default)s"
+        value, text = action.default, action.help or ""
+        if (action.option_strings and value is not argparse.SUPPRESS and value is not None
+                and value is not False and value != [] and "default" not in text.lower()):
+            action.help = f"{text} (default: %(default)s)" if text else "default: %(default)s"
         return super()._format_action(action)
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if _shows_default(action) and "default" not in text.lower():
-            text += " (default: %(default)s)"
-        return text
-
-
-def _shows_default(action: argparse.Action) -> bool:
-    default = action.default
-    return (bool(action.option_strings) and default is not argparse.SUPPRESS
-            and default is not None and default is not False and default != [])
 
 
 def debug_requested(argv: list[str] | None = None) -> bool:
@@ -66,37 +47,29 @@ def debug_requested(argv: list[str] | None = None) -> bool:
 
 def one_line(error: BaseException) -> str:
     """The message of an error on one line (multi-line messages joined with '; ')."""
-    text = str(error).strip()
-    if isinstance(error, KeyError) and len(error.args) == 1:
-        text = str(error.args[0])
+    text = str(error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else error)
     parts = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(parts) or type(error).__name__
 
 
 def run(main: Callable[[], object]) -> NoReturn:
-    """Run a script's main() and exit: an int it returns is the exit status (None: 0); user
-    errors become `error: ...` and status 2 (see the module doc)."""
+    """Run main() and exit with the int it returns (None: 0). A user error prints `error: <one
+    line>` and exits with 2 (argparse's status), Ctrl-C with 130 (--debug anywhere or
+    POMLAB_DEBUG=1: their traceback); other exceptions are bugs and keep their traceback."""
     debug = debug_requested()
-    if DEBUG_FLAG in sys.argv[1:]:
-        sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != DEBUG_FLAG]
+    sys.argv = [sys.argv[0]] + [a for a in sys.argv[1:] if a != DEBUG_FLAG]
     try:
         status = main()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *USER_ERRORS) as error:
         if debug:
             raise
-        print("interrupted (rerun the same command to resume where a script supports it)",
-              file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except USER_ERRORS as error:
-        if debug:
-            raise
-        print(f"error: {one_line(error)}  (--debug or {DEBUG_ENV}=1 shows the traceback)",
-              file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        interrupted = isinstance(error, KeyboardInterrupt)
+        print("interrupted (rerun the same command to resume where a script supports it)"
+              if interrupted else f"error: {one_line(error)}  (--debug or {DEBUG_ENV}=1 shows the "
+              "traceback)", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_USAGE)
     sys.exit(status if isinstance(status, int) and not isinstance(status, bool) else 0)
 
-
-# --- config files and flags generated from dataclasses ---------------------------------------
 
 def key_value(text: str) -> tuple[str, object]:
     """"KEY=VALUE" -> (KEY, the Python literal VALUE, or the string when it is none)."""
@@ -130,12 +103,9 @@ def _converter(hint):
             return None
         if item is not None:
             return tuple(item(v.strip()) for v in text.split(","))
-        for kind in (int, float):
-            if kind in options:
-                try:
-                    return kind(text)
-                except ValueError:
-                    pass
+        for kind in (k for k in (int, float) if k in options):
+            with contextlib.suppress(ValueError):
+                return kind(text)
         if str in options:
             return text
         raise argparse.ArgumentTypeError(f"expected {' or '.join(t.__name__ for t in options)}, "
@@ -155,16 +125,15 @@ class ConfigParser(argparse.ArgumentParser):
                           "the flags' names); flags given as well override it")
 
     def add_fields(self, cls, *, skip=(), defaults: dict | None = None) -> None:
-        """One flag per field of dataclass `cls` (--batch-size for batch_size): help from the
-        field's metadata, bools as --x/--no-x, dicts as repeatable KEY=VALUE, tuples comma-
-        separated. Unset flags stay out of the namespace (see `given`); `defaults` replaces
-        the default shown in --help."""
+        """One flag per field of dataclass `cls` (--batch-size for batch_size; bools --x/--no-x,
+        dicts repeatable KEY=VALUE, tuples comma-separated), help from the field's metadata;
+        unset flags stay out of the namespace (see `given`); `defaults`: the defaults shown."""
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             hint = hints[f.name]
             if f.name in skip or dataclasses.is_dataclass(hint):
                 continue
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             shown = (defaults or {}).get(f.name, default)
             shown = ",".join(map(str, shown)) if isinstance(shown, tuple) else shown
             text = f.metadata.get("help", "") + (f" (default: {shown})" if shown not in (None, {}) else "")
@@ -195,7 +164,6 @@ class ConfigParser(argparse.ArgumentParser):
 
     def _file_defaults(self, path: str) -> None:
         import yaml
-
         try:
             with open(path) as handle:
                 values = yaml.safe_load(handle) or {}
@@ -214,7 +182,5 @@ class ConfigParser(argparse.ArgumentParser):
                 raise ValueError(f"--config {path}: unknown key {key!r} (not a setting of "
                                  f"{self.prog}; see --help)")
             action.default, action.required = value, False
-        named = {str(key).replace("-", "_") for key in flat}
-        for group in self._mutually_exclusive_groups:
-            if any(a.dest in named for a in group._group_actions):
-                group.required = False
+            for group in self._mutually_exclusive_groups:
+                group.required = group.required and action not in group._group_actions

@@ -1,23 +1,20 @@
 """Fault injection for tests: make a process kill itself at a named point of the code.
 
     POMLAB_FAULT=train_step:8          # SIGKILL at the 8th training step of each process
-    POMLAB_FAULT=checkpoint_write:2    # ... while writing its 2nd checkpoint (temp file written,
-                                       #     not yet renamed)
-    POMLAB_FAULT=train_step:8:hang     # stop there forever instead (a process that is still
-                                       #     alive, e.g. to kill its parent meanwhile)
+    POMLAB_FAULT=checkpoint_write:2    # ... writing its 2nd checkpoint (temp file not renamed)
+    POMLAB_FAULT=train_step:8:hang     # stop there forever instead (e.g. to kill its parent)
 
-Several faults may be given, comma-separated. Counts are per process (each sweep worker counts
-its own). The points: train_step (after the optimiser step, before the step counter moves),
-checkpoint_write, evaluation (between sample chunks), merge (results.csv written to its temp
-file, not renamed), finalize (fits written, figures not). Unset, `fault_point` costs one dict
-lookup; it is meant for tests only.
+Several faults may be given, comma-separated; counts are per process. Points: train_step (after
+the optimiser step), checkpoint_write, evaluation (between sample chunks), merge (results.csv
+not yet renamed), finalize (fits written, figures not). Unset, it costs one dict lookup.
 """
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from collections import Counter
+
+from .processes import kill_self
 
 FAULT_ENV = "POMLAB_FAULT"
 POINTS = ("train_step", "checkpoint_write", "evaluation", "merge", "finalize")
@@ -41,12 +38,11 @@ def parse_faults(spec: str) -> dict[str, tuple[int, str]]:
 
 def fault_point(name: str) -> None:
     """Kill (or freeze) this process here when POMLAB_FAULT asks for it (see module doc)."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
+    if not (spec := os.environ.get(FAULT_ENV)):
         return
     count, action = parse_faults(spec).get(name, (0, ""))
     _hits[name] += 1
     if _hits[name] == count:
         if action == "hang":
             threading.Event().wait()
-        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+        kill_self()

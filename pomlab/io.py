@@ -1,7 +1,5 @@
-"""Atomic file writes: write a temporary file beside the target, fsync, then os.replace.
-
-A crash mid-write leaves the previous file intact (never a truncated one under the real name).
-"""
+"""Atomic file writes: write a temporary file beside the target, fsync, then os.replace. A crash
+mid-write leaves the previous file intact (never a truncated one under the real name)."""
 from __future__ import annotations
 
 import errno
@@ -19,16 +17,16 @@ import torch
 
 from .faults import fault_point
 
-# Rows are read back and rewritten many times: floats must survive exactly. pandas >= 3 parses
-# them exactly by default (and deprecates the option); 2.x needs float_precision="round_trip".
+# Floats read back exactly: pandas >= 3 by default (the option deprecated), 2.x with round_trip
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+TEMP_SUFFIX = ".tmp"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode: str = "wb",
                  *, fault: str | None = None) -> Path:
-    """Call write(file_object) on a temp file in path's folder, then rename it onto path. A full
-    disk (ENOSPC, EDQUOT) is an OSError naming the file, the previous file untouched. `fault`: a
-    pomlab.faults point reached with the temp file written but not renamed (tests only)."""
+    """write(file_object) to a temp file in path's folder, renamed onto path; a full disk is an
+    OSError naming the file. `fault`: a pomlab.faults point before the rename (tests only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -44,33 +42,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None], mode:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            free = shutil.disk_usage(path.parent).free / 2**20      # statvfs works on full disks
             raise OSError(err.errno, f"no space left on the device writing {str(path)!r} "
-                          f"({_free_bytes(path.parent) / 2**20:.0f} MiB free there); free some "
-                          "space or choose another output folder, then rerun: the files "
-                          "already written are intact") from err
+                          f"({free:.0f} MiB free there); free some space or choose another "
+                          "output folder, then rerun: the files already written are intact"
+                          ) from err
         raise
     return path
 
 
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-TEMP_SUFFIX = ".tmp"
-
-
-def _free_bytes(folder: Path) -> int:
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return 0
-
-
 def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Delete atomic_write's temp files in `folder` (left by a process killed mid-write). Only
-    while holding the lock of everything written there: a live writer's would go too."""
-    pattern = f".*{TEMP_SUFFIX}"
-    found = Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern)
+    """Delete killed writers' atomic_write temp files in `folder`; only while holding its lock."""
+    found = (Path(folder).rglob if recursive else Path(folder).glob)(f".*{TEMP_SUFFIX}")
     stale = [p for p in found if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)

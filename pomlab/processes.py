@@ -1,11 +1,6 @@
-"""Child processes that die with the process that started them.
-
-A sweep's workers hold its run locks and write into its folder; when the main process is killed
-outright (SIGKILL, the OOM killer) they must notice by themselves, or they keep training as
-orphans holding locks that a rerun finds busy. `die_with_parent` arms Linux's parent-death
-signal (prctl PR_SET_PDEATHSIG) and, everywhere, a daemon thread watching the parent pid (POSIX
-re-parents an orphan, so getppid() changes).
-"""
+"""Child processes that die with the process that started them: a sweep's workers must notice
+when the main process is killed outright (SIGKILL, the OOM killer), or they keep training as
+orphans holding locks that a rerun finds busy."""
 from __future__ import annotations
 
 import ctypes
@@ -19,9 +14,8 @@ PR_SET_PDEATHSIG = 1                # <linux/prctl.h>
 WATCH_SECONDS = 0.5                 # the watch thread's polling interval
 
 
-def _kill_self() -> None:
-    # SIGKILL, not an exception: a worker busy in a C kernel or waiting on a queue would not see
-    # one, and there is nothing to clean (every file write is atomic).
+def kill_self() -> None:
+    """SIGKILL this process (a worker in a C kernel would miss an exception; writes are atomic)."""
     os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
@@ -38,19 +32,19 @@ def set_parent_death_signal(sig: int = getattr(signal, "SIGKILL", 9)) -> bool:
 
 
 def die_with_parent(parent_pid: int | None = None) -> None:
-    """End this process when `parent_pid` (default: the current parent) ends. Call it first
-    thing in a child; passing the pid the parent had when it started the child closes the race
-    where the parent died before this call."""
+    """End this process when `parent_pid` (default: the current parent) ends: Linux's parent-death
+    signal and a thread watching getppid() (POSIX re-parents orphans). Call it first thing in a
+    child; the parent's pid from before the start closes the race of a parent already dead."""
     parent_pid = os.getppid() if parent_pid is None else int(parent_pid)
     set_parent_death_signal()
     if os.name == "nt":                     # no re-parenting to watch for on Windows
         return
     if os.getppid() != parent_pid:          # the parent died before the signal was armed
-        _kill_self()
+        kill_self()
 
     def watch():
         while os.getppid() == parent_pid:
             threading.Event().wait(WATCH_SECONDS)
-        _kill_self()
+        kill_self()
 
     threading.Thread(target=watch, name="pomlab-parent-watch", daemon=True).start()

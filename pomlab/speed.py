@@ -1,6 +1,5 @@
-"""Analysis of the speed/memory measurements of experiments/speed.py (the paper's Figure 1),
-from the tidy speed.csv alone (one row per model x mode x resolution), so the summary, the
-figure and a notebook agree whether or not speed_summary.json was kept."""
+"""Analysis of experiments/speed.py's measurements (the paper's Figure 1) from the tidy speed.csv
+alone (one row per model x mode x resolution): the summary, figure and notebooks agree."""
 from __future__ import annotations
 
 import math
@@ -10,14 +9,13 @@ import pandas as pd
 
 from .results import KINDS
 
-# Columns that identify one measured configuration (with the model's size/patch; everything
-# but family, mode and resolution): --resume with other settings or --reference-pom add more.
+# With the model's size/patch, the columns that identify one measured configuration
 CONFIG_COLUMNS = ("depth", "batch", "dtype", "optimizer", "pom_path", "device")
 
 
 def loglog_slope(x, y) -> float:
-    """Least-squares slope of log y on log x over the finite positive points (NaN if < 2):
-    pomlab.scaling's log-log fit, skipping the points a variant did not measure."""
+    """pomlab.scaling's least-squares slope of log y on log x over the finite positive points
+    (NaN if < 2), skipping the points a variant did not measure."""
     from .scaling.fits import loglog_fit          # loads the training stack: only when fitting
 
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -30,8 +28,7 @@ def crossover(tokens, dipom_train, dit_inference) -> float | None:
     between measured points, tokens ascending); None when it does not happen inside the range."""
     log_ratio = np.log(np.asarray(dipom_train, dtype=float) / np.asarray(dit_inference, dtype=float))
     log_n = np.log(np.asarray(tokens, dtype=float))
-    for i in range(len(log_ratio) - 1):
-        a, b = log_ratio[i], log_ratio[i + 1]
+    for i, (a, b) in enumerate(zip(log_ratio, log_ratio[1:])):
         if np.isfinite(a) and np.isfinite(b) and a > 0 >= b:
             return float(np.exp(log_n[i] + a / (a - b) * (log_n[i + 1] - log_n[i])))
     return None
@@ -39,8 +36,7 @@ def crossover(tokens, dipom_train, dit_inference) -> float | None:
 
 def speed_configurations(df: pd.DataFrame) -> list[pd.DataFrame]:
     """Split a speed.csv frame into its measured configurations (see CONFIG_COLUMNS)."""
-    missing = [c for c in KINDS["speed"].columns if c not in df]
-    if missing:
+    if missing := [c for c in KINDS["speed"].columns if c not in df]:
         raise ValueError(f"speed results miss the columns {missing} (expected the speed.csv of "
                          "experiments/speed.py)")
     keys = [_size_patch(df)] + [df[c] for c in CONFIG_COLUMNS if c in df]
@@ -62,11 +58,10 @@ def configuration_label(df: pd.DataFrame) -> str:
 
 
 def summarise_speed(df: pd.DataFrame) -> dict:
-    """Slopes of log time on log tokens per (family, mode) (1 = linear, 2 = quadratic), the
-    DiPoM-training / DiT-inference ratios and their crossover, for ONE configuration (use
-    speed_configurations first): the speed_summary.json document."""
-    if len(speed_configurations(df)) != 1:
-        raise ValueError(f"speed results hold {len(speed_configurations(df))} configurations; "
+    """speed_summary.json of ONE configuration (see speed_configurations): slopes of log time on
+    log tokens per (family, mode), DiPoM-training / DiT-inference ratios and their crossover."""
+    if (configurations := len(speed_configurations(df))) != 1:
+        raise ValueError(f"speed results hold {configurations} configurations; "
                          "summarise each of speed_configurations(df) on its own")
     row = df.iloc[0]
     size, patch = _size_patch(df).iloc[0].split("/")
@@ -85,8 +80,7 @@ def summarise_speed(df: pd.DataFrame) -> dict:
         train, infer = pivot[("DiPoM", "training")], pivot[("DiT", "inference")]
         ratio = train / infer
         summary["dipom_training_over_dit_inference"] = {int(k): float(v) for k, v in ratio.items()}
-        n_star = summary["crossover_tokens"] = crossover(pivot.index.to_numpy(), train.to_numpy(),
-                                                         infer.to_numpy())
+        n_star = summary["crossover_tokens"] = crossover(pivot.index, train, infer)
         # paper scale: latents at 1/8 of the image side, patch p -> side = 8 p sqrt(tokens)
         summary["crossover_resolution_px"] = (None if n_star is None
                                               else 8 * int(patch) * math.sqrt(n_star))

@@ -22,10 +22,15 @@ def test_dry_run_lists_every_check_and_writes_the_report(gpu_check, tmp_path, ca
     # the estimates fit the 8-minute budget the script promises
     assert sum(seconds for seconds, _ in gpu_check.CHECKS.values()) <= gpu_check.BUDGET_S
     assert set(gpu_check.RUNNERS) == set(gpu_check.CHECKS)
+    # the sweep check's settings: the training ones come from SweepConfig.train
+    assert saved["sweep_config"] == {"scale": "paper", "dataset": "latents", "backend": "inception",
+                                     "precision": "auto", "steps": 4, "batch_size": 16,
+                                     "eval_steps": [2, 4]}
 
 def test_subset_and_bad_arguments(gpu_check, tmp_path, capsys):
     report = gpu_check.main(["--dry-run", "--only", "triton,nccl", "--out", str(tmp_path)])
     assert [p["check"] for p in report["plan"]] == ["triton", "nccl"]
+    assert "sweep_config" not in report
     for argv, message in [(["--only", "triton,warp"], "unknown check"),
                           (["--resolutions", "256,500"], "multiples of 16"),
                           (["--resolutions", "big"], "comma-separated integers"),

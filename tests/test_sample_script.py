@@ -35,7 +35,7 @@ def sample(args, nproc=1, **kw):
 @pytest.mark.slow
 def test_one_and_two_processes_write_the_same_npz(run_dir, tmp_path):
     common = ["--run-dir", str(run_dir), "--num-samples", "11", "--block-size", "3", "--cfg", "1.0",
-              "--guidance", "authors", "--no-progress"]
+              "--cfg-guidance", "authors", "--no-progress"]
     one = sample(common + ["--out", str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr[-3000:]
     two = sample(common + ["--out", str(tmp_path / "two")], nproc=2)
@@ -51,7 +51,8 @@ def test_one_and_two_processes_write_the_same_npz(run_dir, tmp_path):
     from PIL import Image
     assert np.array_equal(np.asarray(Image.open(pngs[4])), a["arr_0"][4, ..., 0])
     assert "cfg 1 (authors" in one.stdout
-    # another setting into the same folder is refused
+    # another setting into the same folder is refused (the old flag spelling still works, and
+    # sample.json keeps its key "guidance")
     again = sample(common[:-3] + ["--guidance", "standard", "--no-progress", "--out",
                                   str(tmp_path / "one")])
     assert again.returncode != 0 and "other settings (guidance" in again.stderr
@@ -59,7 +60,7 @@ def test_one_and_two_processes_write_the_same_npz(run_dir, tmp_path):
 
 @pytest.mark.slow
 def test_rerun_after_a_kill_completes_the_same_set(run_dir, tmp_path):
-    args = ["--run", str(run_dir), "--num-samples", "40", "--block-size", "2", "--steps", "40",
+    args = ["--run", str(run_dir), "--num-samples", "40", "--block-size", "2", "--sample-steps", "40",
             "--no-progress"]
     full = sample(args + ["--out", str(tmp_path / "full")])
     assert full.returncode == 0, full.stderr[-3000:]
@@ -96,3 +97,20 @@ def test_bad_input_gives_one_line_errors(tmp_path):
     missing = sample(["--run", str(tmp_path / "nothing"), "--num-samples", "2",
                       "--out", str(tmp_path / "o")])
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_sampler_flags_are_the_train_config_names_with_the_old_ones_as_aliases(
+        experiment_script, tmp_path):
+    script = experiment_script("sample")
+    base = ["--run", "r", "--num-samples", "2", "--out", "o"]
+    new = script.parse_args(base + ["--cfg-guidance", "authors", "--sample-steps", "7",
+                                    "--sample-method", "ddim"])
+    old = script.parse_args(base + ["--guidance", "authors", "--steps", "7", "--method", "ddim"])
+    assert vars(new) == vars(old)
+    assert (new.cfg_guidance, new.sample_steps, new.sample_method) == ("authors", 7, "ddim")
+    config = tmp_path / "sample.yaml"       # a config file takes the field names as keys too
+    config.write_text("cfg_guidance: authors\nsample_steps: 7\nsample_method: ddim\n")
+    from_file = script.parse_args(base + ["--config", str(config)])
+    assert vars(from_file) == {**vars(new), "config": str(config)}
+    with pytest.raises(ValueError, match="--sample-steps must be a positive int"):
+        script.parse_args(base + ["--steps", "0"])

@@ -1,18 +1,9 @@
 """The training loop every experiment uses: flow matching or diffusion, EMA, checkpoints, DDP.
 
-    from pomlab.train import TrainConfig, Trainer, train
     result = train(TrainConfig(model="DiPoM-S/2", scale="micro", steps=2000, out="runs/s2"))
+    trainer = Trainer(config, resume=True)      # sweeps: run(until=N), evaluate, run(until=M)
 
-For sweeps (train to step N, evaluate, continue to step M):
-
-    trainer = Trainer(TrainConfig(..., out=dir), resume=True)   # resume=True: continue if dir has a checkpoint
-    for budget in (1000, 4000, 16000):
-        result = trainer.run(until=budget)                       # checkpoint written at `budget`
-        x = trainer.generate(labels, steps=50)                   # EMA weights, model space
-    trainer.close()
-
-config (TrainConfig), checkpoints (files, RNG states, load_trained), loop (Trainer, train),
-loggers (sample grids, TensorBoard). See docs/training.md.
+Modules: config, checkpoints (with RNG states, load_trained), loop, loggers. See docs/training.md.
 """
 from .checkpoints import (CHECKPOINT_DIR, CHECKPOINT_FORMAT, checkpoint_path, list_checkpoints,
                           load_checkpoint, load_trained)

@@ -25,7 +25,7 @@ def checkpoint_path(out: str | os.PathLike, step: int) -> Path:
 def list_checkpoints(out: str | os.PathLike) -> list[Path]:
     """The checkpoints in out/checkpoints, oldest first."""
     folder = Path(out) / CHECKPOINT_DIR
-    return sorted(p for p in folder.iterdir() if _CKPT_NAME.match(p.name)) if folder.is_dir() else []
+    return sorted(p for p in folder.glob("step_*.pt") if _CKPT_NAME.match(p.name))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -39,8 +39,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        # mmap: the ranks of a DDP job resuming together share the file's pages instead of each
-        # reading its own copy (model + EMA + AdamW: 16 bytes per parameter, 11 GB at XL/2)
+        # mmap: resuming DDP ranks share the file's pages (model + EMA + AdamW: 11 GB at XL/2)
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except Exception as err:   # zip reader / unpickler errors differ between torch versions
         others = [p.name for p in list_checkpoints(path.parent.parent) if p != path]
@@ -56,10 +55,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def verify_checkpoint(path: Path, step: int) -> None:
-    """Read a just-written checkpoint back (memory-mapped: the structure, not every byte); a
-    bad one is deleted and reported, so the previous checkpoints are kept."""
+    """Read a new checkpoint back (memory-mapped); a bad one is deleted and reported (OSError)."""
     try:
-        ok, reason = load_checkpoint(path)["step"] == step, f"it reads back with another step than {step}"
+        ok, reason = load_checkpoint(path)["step"] == step, f"its step is not {step}"
     except (ValueError, FileNotFoundError) as err:
         ok, reason = False, str(err)
     if not ok:
@@ -75,24 +73,20 @@ def load_trained(path: str | os.PathLike | dict, *, ema: bool = True, device="cp
 
     ckpt = path if isinstance(path, dict) else load_checkpoint(path)
     model = models.create(**ckpt["model_config"])
-    state = ckpt["ema"] if ema else ckpt["model"]
-    if ema:
-        state = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
-    model.load_state_dict(state)
+    model.load_state_dict({k.removeprefix("module."): v for k, v in ckpt["ema"].items()
+                           if k.startswith("module.")} if ema else ckpt["model"])
     return (model.to(device).eval(), make_process(**ckpt["process"]),
             TrainConfig.from_dict(ckpt["train_config"]), ckpt["step"])
 
 
 def rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
-        "python": random.getstate(),
-    }
+    """Every generator's state, as tensors and plain types (weights_only checkpoints)."""
+    name, keys, pos, gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                      "has_gauss": int(gauss), "cached_gaussian": float(cached)},
+            "python": random.getstate()}
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:

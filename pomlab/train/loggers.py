@@ -1,6 +1,5 @@
-"""What a run shows while it trains: PNG sample grids and, with logger="tensorboard", TensorBoard
-event files under out/tensorboard (loss, learning rate, gradient norm, throughput, sample grids,
-and the sweeps' FID/IS). metrics.csv is written by the Trainer whatever the logger."""
+"""What a run shows while it trains: PNG sample grids and, with logger="tensorboard", event files
+in out/tensorboard (loss, lr, gradient norm, throughput, sample grids, the sweeps' FID/IS)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import from_model_range
@@ -16,23 +15,17 @@ from ..data import from_model_range
 
 def grid_image(samples: Tensor, rows: int, kind: str = "pixels", min_tile: int = 64) -> np.ndarray:
     """(rows*cols, C, H, W) model-space samples -> uint8 (H', W', 3) grid, one row per class.
-
-    Latents (no VAE here) show their first three channels mapped from [-3, 3] to [0, 1].
-    """
+    Latents (no VAE here) show their first three channels mapped from [-3, 3] to [0, 1]."""
     x = from_model_range(samples) if kind == "pixels" else ((samples[:, :3] + 3) / 6).clamp(0, 1)
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    elif x.shape[1] == 2:
-        x = torch.cat([x, x[:, :1]], 1)
-    scale = max(1, math.ceil(min_tile / x.shape[-1]))
-    x = x.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    if x.shape[1] < 3:                                        # grey; 2 channels: add the first
+        x = x[:, [0, 0, 0] if x.shape[1] == 1 else [0, 1, 0]]
+    x = x.float().cpu()
+    pad = max(1, math.ceil(min_tile / x.shape[-1]))          # the upscaling factor, and the gap
+    x = x.repeat_interleave(pad, -1).repeat_interleave(pad, -2)
     n, c, h, w = x.shape
-    cols, pad = n // rows, max(1, scale)
-    canvas = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h,
-               pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
+    tiles = F.pad(x, (pad, 0, pad, 0), value=1.0)            # white gap left of and above each
+    grid = tiles.reshape(rows, n // rows, c, h + pad, w + pad).permute(2, 0, 3, 1, 4)
+    canvas = F.pad(grid.reshape(c, rows * (h + pad), -1), (0, pad, 0, pad), value=1.0)
     return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
@@ -45,8 +38,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
 
 
 class Logger:
-    """logger.scalars(step, {"loss": ...}, "train/"), logger.image(tag, step, uint8 HWC grid);
-    no-ops for the csv logger and off rank 0."""
+    """scalars(step, values, prefix), image(tag, step, HWC uint8): no-ops for csv, off rank 0."""
 
     def __init__(self, kind: str, folder: str | os.PathLike | None):
         self.writer = None

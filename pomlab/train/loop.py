@@ -1,9 +1,9 @@
-"""The training loop: one optimisation step (plain or accumulated), the Trainer and train().
-Under torchrun each rank takes its slice of every epoch (batch_size is global; nccl on CUDA,
-gloo on CPU) and rank 0 writes every file."""
+"""The training loop: training_step, the Trainer and train(). Under torchrun each rank takes its
+slice of every epoch (batch_size is global) and rank 0 writes every file."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import statistics
 import sys
@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..data import ImageDataset, ShardedBatchSampler, load_dataset
-from ..diffusion import EMA, generate, make_process, shift_for_side
+from ..diffusion import EMA, generate, make_process, paper_guidance_scale, shift_for_side
 from ..faults import fault_point
 from ..io import atomic_to_csv, atomic_torch_save, atomic_write_json, atomic_write_yaml
 from .checkpoints import (CHECKPOINT_FORMAT, checkpoint_path, list_checkpoints, load_checkpoint,
@@ -43,21 +45,19 @@ class NonFiniteLossError(FloatingPointError):
 
 def distributed_env() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+    env = os.environ.get
+    return int(env("RANK", "0")), int(env("WORLD_SIZE", "1")), int(env("LOCAL_RANK", "0"))
 
 
 def pick_device(pref: str, local_rank: int) -> torch.device:
     """"auto" -> cuda:LOCAL_RANK when CUDA is available, else cpu; "cuda" -> cuda:LOCAL_RANK."""
     if pref == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(pref)
-    return torch.device(f"cuda:{local_rank}") if device.type == "cuda" and device.index is None else device
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device("cuda", local_rank) if pref == "cuda" else torch.device(pref)
 
 
 def join_process_group(device: torch.device) -> bool:
-    """Under torchrun (WORLD_SIZE > 1), join the default process group unless one exists: nccl on
-    CUDA, gloo on CPU. True when this call created it (its caller destroys it)."""
+    """Under torchrun, join (nccl/gloo) unless a group exists; True if created (caller destroys)."""
     if distributed_env()[1] == 1:
         return False
     if device.type == "cuda":
@@ -68,20 +68,46 @@ def join_process_group(device: torch.device) -> bool:
     return True
 
 
-# --- one optimisation step ------------------------------------------------------------------
-
 def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, x: Tensor,
                   y: Tensor, *, params: Sequence[Tensor], grad_clip: float | None = None,
-                  autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
-    """Loss, backward, clip, optimizer step. Returns (loss, grad norm) as device tensors (no sync)."""
+                  autocast_dtype: torch.dtype | None = None, micro_batches: int = 1,
+                  model: nn.Module | None = None) -> tuple[Tensor, Tensor | None]:
+    """Loss, backward, clip, optimizer step; (loss, grad norm) as device tensors (no sync).
+    micro_batches > 1: gradient accumulation (model: the module behind forward), the whole
+    batch drawn first (draw_training_noise), pieces weighted by their share; DDP syncs the last."""
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16,
-                        enabled=autocast_dtype is not None):
-        loss = process.loss(forward, x, y)
-    loss.backward()
+    drawn, y = draw_training_noise(process, model, x, y) if micro_batches > 1 else ({}, y)
+    embedder = getattr(model, "y_embedder", None) if micro_batches > 1 else None
+    dropout = getattr(embedder, "dropout_prob", None)
+    split = [t.tensor_split(micro_batches) for t in (x, y, *drawn.values())]
+    pieces = [piece for piece in zip(*split) if len(piece[0])]       # no empty micro-batches
+    losses = []
+    try:
+        if embedder is not None:
+            embedder.dropout_prob = 0.0                          # labels were dropped above
+        for i, (xi, yi, *noise) in enumerate(pieces):
+            sync = i == len(pieces) - 1 or not hasattr(forward, "no_sync")   # DDP: the last one
+            with contextlib.nullcontext() if sync else forward.no_sync():
+                with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16,
+                                    enabled=autocast_dtype is not None):
+                    loss = process.loss(forward, xi, yi, **dict(zip(drawn, noise)))
+                    loss = loss * (xi.shape[0] / x.shape[0])
+                loss.backward()
+            losses.append(loss.detach())
+    finally:
+        if embedder is not None:
+            embedder.dropout_prob = dropout
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip is not None else None
     optimizer.step()
-    return loss.detach(), norm
+    return sum(losses), norm
+
+
+def accumulated_step(forward: Callable, model: nn.Module, process,
+                     optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, micro_batches: int,
+                     **options) -> tuple[Tensor, Tensor | None]:
+    """training_step(..., micro_batches=micro_batches, model=model): gradient accumulation."""
+    return training_step(forward, process, optimizer, x, y, micro_batches=micro_batches,
+                         model=model, **options)
 
 
 def draw_training_noise(process, model: nn.Module, x: Tensor, y: Tensor) -> tuple[dict, Tensor]:
@@ -97,47 +123,6 @@ def draw_training_noise(process, model: nn.Module, x: Tensor, y: Tensor) -> tupl
         y = embedder.drop_labels(y)
     return {"noise": noise, **times}, y
 
-
-def accumulated_step(forward: Callable, model: nn.Module, process,
-                     optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, micro_batches: int, *,
-                     params: Sequence[Tensor], grad_clip: float | None = None,
-                     autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
-    """training_step for a batch cut into micro_batches pieces (gradient accumulation): the
-    whole batch's draws first (draw_training_noise), each piece's loss weighted by its share, so
-    the summed gradient is the full batch's up to addition order. Under DDP the last piece
-    all-reduces."""
-    optimizer.zero_grad(set_to_none=True)
-    kwargs, y = draw_training_noise(process, model, x, y)
-    embedder = getattr(model, "y_embedder", None)
-    dropout = None if embedder is None else embedder.dropout_prob
-    pieces = list(zip(x.tensor_split(micro_batches), y.tensor_split(micro_batches),
-                      *(v.tensor_split(micro_batches) for v in kwargs.values())))
-    total = torch.zeros((), device=x.device)
-    try:
-        if embedder is not None:
-            embedder.dropout_prob = 0.0                          # labels were dropped above
-        for i, (xi, yi, *drawn) in enumerate(pieces):
-            if xi.shape[0] == 0:
-                continue
-            last = i == len(pieces) - 1
-            sync = contextlib.nullcontext() if last or not hasattr(forward, "no_sync") \
-                else forward.no_sync()
-            with sync:
-                with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16,
-                                    enabled=autocast_dtype is not None):
-                    loss = process.loss(forward, xi, yi, **dict(zip(kwargs, drawn)))
-                    loss = loss * (xi.shape[0] / x.shape[0])
-                loss.backward()
-            total += loss.detach()
-    finally:
-        if embedder is not None:
-            embedder.dropout_prob = dropout
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip is not None else None
-    optimizer.step()
-    return total, norm
-
-
-# --- the trainer ------------------------------------------------------------------------------
 
 Callback = Callable[["Trainer", dict], None]
 
@@ -155,14 +140,18 @@ class Trainer:
         self.progress, self.callbacks = progress, list(callbacks)
         self.rank, self.world_size, local_rank = distributed_env()
         self.device = pick_device(config.device, local_rank)
-        if self.device.type == "cuda":      # collectives, kernels, contexts: never cuda:0 by default
+        cuda = self.device.type == "cuda"
+        if cuda:                    # collectives, kernels, contexts: never cuda:0 by default
             torch.cuda.set_device(self.device)
         self._owns_group = join_process_group(self.device)
-        if config.batch_size % self.world_size:
+        per_rank, rest = divmod(config.batch_size, self.world_size)
+        if rest:
             raise ValueError(f"batch_size {config.batch_size} (global) is not divisible by the "
                              f"{self.world_size} ranks")
-        self.out = Path(config.out) if config.out else None
-        self.is_main = self.rank == 0
+        if per_rank < config.accumulate:
+            raise ValueError(f"accumulate {config.accumulate} exceeds the per-rank batch "
+                             f"{per_rank}")
+        self.out, self.is_main = Path(config.out) if config.out else None, self.rank == 0
 
         self.data = dataset if dataset is not None else load_dataset(
             config.dataset, root=config.data_path, split="train", image_size=config.image_size,
@@ -176,53 +165,43 @@ class Trainer:
                 raise ValueError(f"checkpointing: model {type(self.model).__name__} has no "
                                  "per-block checkpointing switch (pomlab.models' image models do)")
             self.model.checkpointing = True
-        if config.batch_size // self.world_size < config.accumulate:
-            raise ValueError(f"accumulate {config.accumulate} exceeds the per-rank batch "
-                             f"{config.batch_size // self.world_size}")
-        self.process = self._build_process()
-        self.autocast_dtype = (torch.bfloat16 if config.precision == "bf16" or
-                               (config.precision == "auto" and self.device.type == "cuda") else None)
+        shift = shift_for_side(self.data.size) if config.shift == "auto" else config.shift
+        self.process = make_process("flow", shift=shift) if config.loss == "flow" else \
+            make_process(config.loss)
+        bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+        self.autocast_dtype = torch.bfloat16 if bf16 else None
         self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
         self.lr = config.lr                                     # resolved by validate
-        fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr,
-                                           betas=tuple(config.betas),
-                                           weight_decay=config.weight_decay, fused=fused or None)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.lr, betas=tuple(config.betas),
+            weight_decay=config.weight_decay, fused=cuda or None)
         self.forward = self.model
         if self.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.forward = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if cuda else None)
         if config.compile:
             self.forward = torch.compile(self.forward)
 
-        self.sampler = ShardedBatchSampler(len(self.data), config.batch_size // self.world_size,
-                                           rank=self.rank, world_size=self.world_size,
-                                           seed=config.seed)
-        self._in_memory = self.data.tensors
-        if self._in_memory is not None:
-            self._in_memory = tuple(t.to(self.device) for t in self._in_memory)
+        self.sampler = ShardedBatchSampler(len(self.data), per_rank, rank=self.rank,
+                                           world_size=self.world_size, seed=config.seed)
+        tensors = self.data.tensors
+        self._in_memory = None if tensors is None else tuple(t.to(self.device) for t in tensors)
         self._loader_iter = None
         self.step, self.history = 0, []
         self.ema.update_parameters(self.model)                  # EMA starts as a copy (DiT)
-        # per-rank noise and label dropout (torch.manual_seed seeds every CUDA device too)
-        seed_all(config.seed * 1000003 + 1 + self.rank)
+        seed_all(config.seed * 1000003 + 1 + self.rank)          # per-rank noise, label dropout
 
-        resume_from = self._resume_source(resume)
-        ckpt = (load_checkpoint(resume_from) if resume_from is not None else
-                self._latest_good_checkpoint() if resume is True else None)
+        ckpt = self._resume_checkpoint(resume)
         if ckpt is not None:
             self.load_state(ckpt)
-        elif self.out is not None and self.is_main:
-            atomic_write_json(self.out / "config.json", {"train": config.to_dict(),
-                                                         "model": self.model_config,
-                                                         "process": self.process.config()})
-        if self.out is not None and self.is_main:   # this invocation's resolved settings:
-            # `--config out/config.yaml` repeats the run (into a new --out)
+        if self.out is not None and self.is_main:
+            if ckpt is None:
+                atomic_write_json(self.out / "config.json", {"train": config.to_dict(), "model":
+                                  self.model_config, "process": self.process.config()})
+            # this invocation's resolved settings: `--config out/config.yaml` repeats the run
             atomic_write_yaml(self.out / "config.yaml",
                               {k: v for k, v in config.to_dict().items() if k != "out"})
         self.logger = Logger(config.logger, self.out if self.is_main else None)
-
-    # --- construction helpers ---
 
     def _build_model(self) -> nn.Module:
         from .. import models
@@ -247,35 +226,24 @@ class Trainer:
         learned = self.config.loss == "hybrid"
         if getattr(m, "out_channels", m.in_channels) != m.in_channels * (2 if learned else 1):
             raise ValueError("loss='hybrid' needs a learn_sigma=True model (epsilon and variance)"
-                             if learned else "the model predicts extra channels (learn_sigma=True): "
-                             "only loss='hybrid' trains them; build it with learn_sigma=False")
-
-    def _build_process(self):
-        cfg = self.config
-        if cfg.loss == "flow":
-            shift = shift_for_side(self.data.size) if cfg.shift == "auto" else cfg.shift
-            return make_process("flow", shift=shift)
-        return make_process(cfg.loss)
+                             if learned else "the model predicts extra channels (learn_sigma=True):"
+                             " only loss='hybrid' trains them; build it with learn_sigma=False")
 
     @property
     def model_config(self) -> dict:
         return dict(getattr(self.model, "config", {"class": type(self.model).__name__}))
 
-    def _resume_source(self, resume) -> Path | None:
+    def _resume_checkpoint(self, resume) -> dict | None:
+        """The checkpoint to resume from; True: out's newest readable one (bad ones: *.corrupt)."""
         if resume is False or resume is None:
             if self.out is not None and list_checkpoints(self.out):
                 raise FileExistsError(f"{str(self.out)!r} already holds checkpoints: pass "
                                       "resume=True (--resume) to continue, or choose a new --out")
             return None
-        if resume is True:
-            if self.out is None:
-                raise ValueError("resume=True needs config.out (the run folder)")
-            return None
-        return Path(resume)
-
-    def _latest_good_checkpoint(self) -> dict | None:
-        """out's newest readable checkpoint; a corrupt one is reported and renamed *.corrupt (the
-        rotation never counts it as good), and the one before it used."""
+        if resume is not True:
+            return load_checkpoint(resume)
+        if self.out is None:
+            raise ValueError("resume=True needs config.out (the run folder)")
         for path in reversed(list_checkpoints(self.out)):
             try:
                 return load_checkpoint(path)
@@ -287,33 +255,27 @@ class Trainer:
                         path.rename(path.with_name(path.name + ".corrupt"))
         return None
 
-    # --- state ---
-
     def _gather(self, obj) -> list:
-        if self.world_size == 1:
-            return [obj]
-        gathered = [None] * self.world_size
-        dist.all_gather_object(gathered, obj)
+        gathered = [obj] * self.world_size
+        if self.world_size > 1:
+            dist.all_gather_object(gathered, obj)
         return gathered
 
     def state_dict(self) -> dict:
         """The full checkpoint (collective under DDP: every rank must call it)."""
-        return {
-            "format": CHECKPOINT_FORMAT, "step": self.step, "world_size": self.world_size,
-            "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self._gather(rng_state(self.device)),
-            "sampler": self._gather(self.sampler.state_dict()),
-            "model_config": self.model_config, "train_config": self.config.to_dict(),
-            "process": self.process.config(), "history": list(self.history),
-        }
+        return {"format": CHECKPOINT_FORMAT, "step": self.step, "world_size": self.world_size,
+                "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": self._gather(rng_state(self.device)),
+                "sampler": self._gather(self.sampler.state_dict()),
+                "model_config": self.model_config, "train_config": self.config.to_dict(),
+                "process": self.process.config(), "history": list(self.history)}
 
     def load_state(self, ckpt: dict) -> None:
         where = ckpt.get("path", "the checkpoint")
-        if ckpt["model_config"] != self.model_config:
-            diff = {k: (ckpt["model_config"].get(k), self.model_config.get(k))
-                    for k in set(ckpt["model_config"]) | set(self.model_config)
-                    if ckpt["model_config"].get(k) != self.model_config.get(k)}
+        old, new = ckpt["model_config"], self.model_config
+        if old != new:
+            diff = {k: (old.get(k), new.get(k)) for k in old | new if old.get(k) != new.get(k)}
             raise ValueError(f"{where} was written for another model: (checkpoint, this run) "
                              f"differ in {diff}")
         if ckpt["process"] != self.process.config():
@@ -338,8 +300,7 @@ class Trainer:
         if self.out is None:
             return None
         # one device reduction (not a host sync per parameter)
-        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()
-        bad = (~finite).float()
+        bad = torch.stack([~torch.isfinite(p).all() for p in self.model.parameters()]).any().float()
         if self.world_size > 1:
             dist.all_reduce(bad)
         if bad.item():
@@ -352,105 +313,69 @@ class Trainer:
             verify_checkpoint(path, self.step)      # the older ones stay until it reads back
             for old in list_checkpoints(self.out)[:-self.config.keep_checkpoints]:
                 old.unlink()
-            self._write_metrics()
+            if self.history:
+                atomic_to_csv(pd.DataFrame(self.history), self.out / "metrics.csv")
         return path
-
-    def _write_metrics(self) -> None:
-        import pandas as pd
-        if self.history:
-            atomic_to_csv(pd.DataFrame(self.history), self.out / "metrics.csv")
-
-    # --- data ---
 
     def _next_batch(self) -> tuple[Tensor, Tensor]:
         if self._in_memory is not None:
             idx = self.sampler.next_batch().to(self.device)
             return self._in_memory[0][idx], self._in_memory[1][idx]
         if self._loader_iter is None:
-            loader = torch.utils.data.DataLoader(
+            self._loader_iter = iter(torch.utils.data.DataLoader(
                 self.data, batch_sampler=self.sampler.remaining().tolist(),
                 num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
-                # its own generator: a loader made on resume must not draw from the global RNG
-                generator=torch.Generator().manual_seed(self.config.seed))
-            self._loader_iter = iter(loader)
+                generator=torch.Generator().manual_seed(self.config.seed)))  # not the global RNG
         x, y = next(self._loader_iter)
         self.sampler.advance()
         if self.sampler.position == 0:                           # epoch done: next loader
             self._loader_iter = None
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    # --- training ---
-
     def lr_at(self, step: int) -> float:
         """Linear warm-up over `warmup` steps, then constant (DiT)."""
-        if self.config.warmup == 0:
-            return self.lr
-        return self.lr * min(1.0, (step + 1) / self.config.warmup)
-
-    def _check_finite(self, bad: Tensor) -> None:
-        if self.world_size > 1:
-            dist.all_reduce(bad)
-        if bad.item():
-            last = list_checkpoints(self.out) if self.out is not None else []
-            raise NonFiniteLossError(
-                f"the training loss became NaN/inf by step {self.step}; last good checkpoint: "
-                f"{str(last[-1]) if last else 'none'} (it is kept). Lower the learning rate, "
-                "enable grad clipping, or check the data for NaN")
+        warmup = self.config.warmup
+        return self.lr * min(1.0, (step + 1) / warmup) if warmup else self.lr
 
     def run(self, until: int | None = None) -> TrainResult:
-        """Train until `self.step == until` (default config.steps); checkpoint and sample at the end."""
+        """Train to step `until` (default config.steps); checkpoint and sample at the end."""
         cfg = self.config
         until = cfg.steps if until is None else until
         if isinstance(until, bool) or not isinstance(until, int) or until < self.step:
             raise ValueError(f"until must be an int >= the current step {self.step}, got {until!r}")
-        per_rank = cfg.batch_size // self.world_size
         params = [p for p in self.model.parameters() if p.requires_grad]
-        bar = None
-        if self.progress and self.is_main:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=until, initial=self.step, desc=getattr(self.model, "name", "train"),
-                       unit="step", dynamic_ncols=True)
+        bar = tqdm(total=until, initial=self.step, desc=getattr(self.model, "name", "train"),
+                   unit="step", dynamic_ncols=True, disable=not (self.progress and self.is_main))
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        bad = torch.zeros((), device=self.device)
-        norm_sum = torch.zeros((), device=self.device)   # the clipped steps' gradient norms
+        # device accumulators (no host sync per step); norm_sum: the clipped steps' gradient norms
+        loss_sum, norm_sum = (torch.zeros((), device=self.device) for _ in range(2))
         count, tick = 0, time.perf_counter()
         try:
             while self.step < until:
                 x, y = self._next_batch()
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(self.step)
-                if cfg.accumulate > 1:
-                    loss, norm = accumulated_step(self.forward, self.model, self.process,
-                                               self.optimizer, x, y, cfg.accumulate,
-                                               params=params, grad_clip=cfg.grad_clip,
-                                               autocast_dtype=self.autocast_dtype)
-                else:
-                    loss, norm = training_step(self.forward, self.process, self.optimizer, x, y,
-                                            params=params, grad_clip=cfg.grad_clip,
-                                            autocast_dtype=self.autocast_dtype)
+                loss, norm = training_step(self.forward, self.process, self.optimizer, x, y,
+                                           params=params, grad_clip=cfg.grad_clip,
+                                           autocast_dtype=self.autocast_dtype,
+                                           micro_batches=cfg.accumulate, model=self.model)
                 fault_point("train_step")
                 self.ema.update_parameters(self.model)
-                self.step += 1
-                count += 1
+                self.step, count = self.step + 1, count + 1
                 loss_sum += loss
                 if norm is not None:
                     norm_sum += norm.detach().float()
-                bad += (~torch.isfinite(loss)).float()
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == until:
-                    self._check_finite(bad)
-                    row = self._log_row(loss_sum, count, per_rank, time.perf_counter() - tick)
+                    row = self._log_row(loss_sum / count, count, time.perf_counter() - tick)
                     if self.logger.writer is not None:
                         norm = {"grad_norm": norm_sum.item() / count} if cfg.grad_clip else {}
                         self.logger.scalars(self.step, {**row, **norm}, "train/")
-                    norm_sum.zero_()
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
                     for callback in self.callbacks:
                         callback(self, row)
                     loss_sum.zero_()
+                    norm_sum.zero_()
                     count, tick = 0, None
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step != until:
                     self.save_checkpoint()
@@ -459,40 +384,40 @@ class Trainer:
                 if tick is None:                                 # time only the training steps
                     tick = time.perf_counter()
         finally:
-            if bar is not None:
-                bar.close()
-        self._check_finite(bad)
+            bar.close()
         ckpt = self.save_checkpoint()
         samples = self.save_samples() if cfg.sample_at_end else None
         if self.world_size > 1:
             self.check_replicas()
         rates = [r["images_per_s"] for r in self.history if r["images_per_s"] > 0]
-        return TrainResult(step=self.step, final_loss=self.history[-1]["loss"] if self.history
-                           else float("nan"), images_per_s=statistics.median(rates) if rates
-                           else float("nan"), history=list(self.history), checkpoint=ckpt,
-                           samples=samples, out=self.out)
+        return TrainResult(self.step, self.history[-1]["loss"] if self.history else math.nan,
+                           statistics.median(rates) if rates else math.nan, list(self.history),
+                           checkpoint=ckpt, samples=samples, out=self.out)
 
-    def _log_row(self, loss_sum: Tensor, count: int, per_rank: int, seconds: float) -> dict:
-        mean = loss_sum / max(count, 1)
+    def _log_row(self, mean: Tensor, count: int, seconds: float) -> dict:
+        """The interval's row (mean loss of all ranks); NonFiniteLossError if a loss was NaN/inf."""
         if self.world_size > 1:
             dist.all_reduce(mean)
             mean /= self.world_size
-        row = {"step": self.step, "loss": mean.item(), "lr": self.lr_at(self.step - 1),
+        if not math.isfinite(loss := mean.item()):
+            last = list_checkpoints(self.out) if self.out is not None else []
+            raise NonFiniteLossError(
+                f"the training loss became NaN/inf by step {self.step}; last good checkpoint: "
+                f"{str(last[-1]) if last else 'none'} (it is kept). Lower the learning rate, "
+                "enable grad clipping, or check the data for NaN")
+        row = {"step": self.step, "loss": loss, "lr": self.lr_at(self.step - 1),
                "epoch": self.sampler.epoch,
-               "images_per_s": count * per_rank * self.world_size / seconds if seconds > 0 else 0.0,
+               "images_per_s": count * self.config.batch_size / seconds if seconds > 0 else 0.0,
                "device": str(self.device), "world_size": self.world_size}
         self.history.append(row)
         return row
 
     def check_replicas(self) -> None:
-        """Under DDP, raise if the ranks' weights differ (they must stay identical)."""
-        # Per-parameter float64 sums, compared exactly: small to gather, and no float64 copy of
-        # all weights at once (8 bytes per parameter of GPU memory, 5.4 GB at XL/2).
-        names = [name for name, _ in self.model.named_parameters()]
-        summary = torch.stack([torch.stack([p.detach().double().sum(),
-                                            p.detach().double().square().sum(),
-                                            p.detach().abs().max().double()])
-                               for p in self.model.parameters()]).cpu()
+        """Under DDP, raise if the ranks' weights differ: per-parameter float64 sums compared
+        exactly (small to gather; no float64 copy of all weights, 5.4 GB at XL/2)."""
+        names, params = zip(*((n, p.detach()) for n, p in self.model.named_parameters()))
+        summary = torch.stack([torch.stack([p.double().sum(), p.double().square().sum(),
+                                            p.abs().max().double()]) for p in params]).cpu()
         gathered = self._gather(summary)
         for rank, other in enumerate(gathered[1:], start=1):
             if not torch.equal(gathered[0], other):
@@ -500,12 +425,9 @@ class Trainer:
                 raise RuntimeError(f"DDP replicas diverged at step {self.step}: rank {rank}'s "
                                    f"{names[first]} differs from rank 0's")
 
-    # --- sampling ---
-
     def sample_cfg(self) -> float:
         """The guidance scale of config.cfg ('paper': 4 * image side / 256)."""
         if self.config.cfg == "paper":
-            from ..diffusion import paper_guidance_scale
             return paper_guidance_scale(self.data.size * getattr(self.model, "latent_scale", 1))
         return float(self.config.cfg)
 
@@ -518,23 +440,22 @@ class Trainer:
     def generate(self, labels: Tensor, *, steps: int | None = None, method: str | None = None,
                  cfg: float | None = None, seed: int = 0, ema: bool = True,
                  batch_size: int = 256, guidance: str | None = None) -> Tensor:
-        """Samples for these labels in model space (pixels in [-1, 1], or scaled latents) like
-        pomlab.diffusion.generate; the config's sampler settings by default (cfg reads in the
-        `guidance` convention)."""
+        """Samples for these labels in model space like pomlab.diffusion.generate; the config's
+        sampler settings by default (cfg reads in the `guidance` convention)."""
+        c = self.config
         return generate(self.ema.module if ema else self.model, self.process, labels,
-                        steps=steps or self.config.sample_steps,
-                        method=method or self.config.sample_method,
+                        steps=steps or c.sample_steps, method=method or c.sample_method,
                         cfg=self.sample_cfg() if cfg is None else cfg, seed=seed,
                         batch_size=batch_size, autocast_dtype=self.autocast_dtype,
-                        guidance=guidance or self.config.cfg_guidance)
+                        guidance=guidance or c.cfg_guidance)
 
     def save_samples(self) -> Path | None:
-        """A class-conditional grid (EMA weights, fixed noise) at out/samples/step_N.png (rank 0)."""
+        """A class-conditional grid (EMA weights, fixed noise): out/samples/step_N.png (rank 0)."""
         if self.out is None or not self.is_main:
             return None
         labels = self.grid_labels()
         x = self.generate(labels, seed=self.config.seed)
-        image = grid_image(x, rows=len(labels) // self.config.samples_per_class, kind=self.data.kind)
+        image = grid_image(x, len(labels) // self.config.samples_per_class, kind=self.data.kind)
         self.logger.image("samples", self.step, image)
         return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
 
