@@ -76,6 +76,14 @@ def _scale(y: Tensor) -> float:
     return s if s > 0 else 1.0
 
 
+def _setup(mixer, dim, dtype, tolerance, seed, default_tol=None):
+    """(float ``dtype`` copy of the mixer, its dim, the tolerance, a seeded generator)."""
+    m, dim = prepare(mixer, dim, dtype)
+    if tolerance is None:
+        tolerance = default_tolerance(dtype) if default_tol is None else default_tol
+    return m, dim, tolerance, torch.Generator().manual_seed(seed)
+
+
 def _randn(gen, *shape, dtype):
     return torch.randn(*shape, dtype=dtype, generator=gen)
 
@@ -97,29 +105,49 @@ def _padding(gen, batch: int, n: int) -> Tensor:
 
 # --- permutation equivariance and context-order invariance -----------------------------------
 
-def _worst_permutation(gen, trials: int, padding: bool, batch: int, n: int, draw, pair):
-    """Largest relative deviation of ``pair(inputs, perm, mask) -> (got, ref)`` over ``trials``
-    draws of inputs and non-identity permutations of n tokens, without and (``padding``) with a
-    padding mask over them: ((deviation, trial, perm, masked, batch, token, abs), skipped)."""
+def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials, padding, batch,
+                       tokens, queries=None) -> PropertyReport:
+    """Worst relative deviation over ``trials`` draws of inputs and non-identity permutations of
+    the ``tokens`` tokens (self-mixing), or of the context tokens when ``queries`` is given
+    (cross-mixing), without and (``padding``) with a padding mask permuted alongside."""
+    m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
+    cross = queries is not None
     worst, skipped = None, []
     for trial in range(trials):
-        inputs = draw()
-        perm = _permutation(gen, n)
-        pad = _padding(gen, batch, n)
+        x = _randn(gen, batch, queries if cross else tokens, dim, dtype=dtype)
+        c = _randn(gen, batch, tokens, dim, dtype=dtype) if cross else None
+        perm, pad = _permutation(gen, tokens), _padding(gen, batch, tokens)
         for mask in ((None, pad) if padding else (None,)):
+            permuted = None if mask is None else mask[:, perm]
             try:
-                got, ref = pair(inputs, perm, mask)
+                if cross:
+                    ref = call(m, x, context=c, mask=mask)
+                    got = call(m, x, context=c[:, perm], mask=permuted)
+                else:
+                    ref = call(m, x, mask=mask)[:, perm]
+                    got = call(m, x[:, perm], mask=permuted)
             except NotApplicable as e:
-                if mask is None:
+                if mask is not None:
+                    skipped.append(f"padding mask: {e}")
+                    continue
+                if not cross:
                     raise
-                skipped.append(f"padding mask: {e}")
-                continue
+                return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
             err = (got - ref).abs().amax(-1)                      # (B, M)
             dev = err.max().item() / _scale(ref)
             if worst is None or dev > worst[0]:
                 b, j = divmod(int(err.argmax()), err.shape[1])
                 worst = (dev, trial, perm, mask is not None, b, j, err.max().item())
-    return worst, "; ".join(dict.fromkeys(skipped))
+    dev, trial, perm, masked, b, j, abs_err = worst
+    token = j if cross else int(perm[j])
+    who = f"query {j}" if cross else f"the output of input token {token}"
+    case = (f"{'context' if cross else 'tokens'} permuted as {perm.tolist()}"
+            f"{' with a padding mask' if masked else ''}: {who} is off by {abs_err:.3g} (trial "
+            f"{trial}, batch {b})")
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
+                          reason="; ".join(dict.fromkeys(skipped)),
+                          details={"trial": trial, "permutation": perm.tolist(), "masked": masked,
+                                   "query" if cross else "token": token})
 
 
 def check_equivariance(mixer, dim: int | None = None, *, batch: int = 2, tokens: int = 9,
@@ -127,24 +155,8 @@ def check_equivariance(mixer, dim: int | None = None, *, batch: int = 2, tokens:
                        tolerance: float | None = None, seed: int = 0) -> PropertyReport:
     """Permutation equivariance of self-mixing (Prop. 1): f(XP) = f(X)P, and with a padding
     mask permuted alongside, f(XP; mP) = f(X; m)P. ``trials`` random X and permutations."""
-    prop, measure = "permutation equivariance", "max |f(XP) - f(X)P| / max |f(X)|"
-    m, dim = prepare(mixer, dim, dtype)
-    tol = default_tolerance(dtype) if tolerance is None else tolerance
-    gen = torch.Generator().manual_seed(seed)
-
-    def pair(x, perm, mask):
-        ref = call(m, x, mask=mask)[:, perm]
-        return call(m, x[:, perm], mask=None if mask is None else mask[:, perm]), ref
-
-    worst, skipped = _worst_permutation(gen, trials, padding, batch, tokens,
-                                        lambda: _randn(gen, batch, tokens, dim, dtype=dtype), pair)
-    dev, trial, perm, masked, b, j, abs_err = worst
-    case = (f"tokens permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
-            f"the output of input token {int(perm[j])} is off by {abs_err:.3g} (trial {trial}, "
-            f"batch {b})")
-    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
-                          details={"trial": trial, "permutation": perm.tolist(),
-                                   "masked": masked, "token": int(perm[j])})
+    return _permutation_check("permutation equivariance", "max |f(XP) - f(X)P| / max |f(X)|",
+                              mixer, dim, dtype, tolerance, seed, trials, padding, batch, tokens)
 
 
 def check_context_invariance(mixer, dim: int | None = None, *, batch: int = 2, queries: int = 4,
@@ -152,48 +164,21 @@ def check_context_invariance(mixer, dim: int | None = None, *, batch: int = 2, q
                              dtype: torch.dtype = F64, tolerance: float | None = None,
                              seed: int = 0) -> PropertyReport:
     """Cross-mixing ignores the order of the context tokens: f(X, CP; mP) = f(X, C; m)."""
-    prop, measure = "context-order invariance", "max |f(X, CP) - f(X, C)| / max |f(X, C)|"
-    m, dim = prepare(mixer, dim, dtype)
-    tol = default_tolerance(dtype) if tolerance is None else tolerance
-    gen = torch.Generator().manual_seed(seed)
-
-    def draw():
-        return (_randn(gen, batch, queries, dim, dtype=dtype),
-                _randn(gen, batch, context_tokens, dim, dtype=dtype))
-
-    def pair(inputs, perm, mask):
-        x, c = inputs
-        ref = call(m, x, context=c, mask=mask)
-        return call(m, x, context=c[:, perm], mask=None if mask is None else mask[:, perm]), ref
-
-    try:
-        worst, skipped = _worst_permutation(gen, trials, padding, batch, context_tokens, draw,
-                                            pair)
-    except NotApplicable as e:
-        return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
-    dev, trial, perm, masked, b, j, abs_err = worst
-    case = (f"context permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
-            f"query {j} is off by {abs_err:.3g} (trial {trial}, batch {b})")
-    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
-                          details={"trial": trial, "permutation": perm.tolist(),
-                                   "masked": masked, "query": j})
+    return _permutation_check("context-order invariance",
+                              "max |f(X, CP) - f(X, C)| / max |f(X, C)|", mixer, dim, dtype,
+                              tolerance, seed, trials, padding, batch, context_tokens, queries)
 
 
 # --- mask causality -----------------------------------------------------------------------
 
 def _mask_for(kind: str, gen, batch: int, n_query: int, n_context: int, frames: int):
     """(mask as given to the mixer, dense bool (batch, M, N)) for one mask kind."""
-    if kind == "padding":
-        mask = _padding(gen, batch, n_context)
-    elif kind == "per_query":
-        mask = torch.rand(batch, n_query, n_context, generator=gen) < 0.5
-    elif kind == "causal":
-        mask = "causal"
-    else:
-        mask = masks.block_causal(frames, n_context // frames)[None]
-    dense = masks.canonical(mask, batch, n_query, n_context, "cpu").expand(batch, n_query,
-                                                                            n_context)
-    return mask, dense
+    mask = {"padding": lambda: _padding(gen, batch, n_context),
+            "per_query": lambda: torch.rand(batch, n_query, n_context, generator=gen) < 0.5,
+            "causal": lambda: "causal",
+            "block_causal": lambda: masks.block_causal(frames, n_context // frames)[None]}[kind]()
+    dense = masks.canonical(mask, batch, n_query, n_context, "cpu")
+    return mask, dense.expand(batch, n_query, n_context)
 
 
 def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS,
@@ -205,13 +190,11 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
     cross-mixing (``queries`` queries on ``tokens`` context tokens) except block-causal. Kinds
     the mixer refuses with NotImplementedError are listed in ``reason``."""
     prop, measure = "mask causality", "max |change of a query's output| / max |output|"
-    m, dim = prepare(mixer, dim, dtype)
-    tol = default_tolerance(dtype) if tolerance is None else tolerance
+    m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
     for kind in kinds:
         check_choice("kinds", kind, CAUSALITY_MASK_KINDS)
     if "block_causal" in kinds and tokens % frames:
         raise ValueError(f"tokens ({tokens}) must be a multiple of frames ({frames})")
-    gen = torch.Generator().manual_seed(seed)
     settings = [("self-mixing", k) for k in kinds]
     if cross:
         settings += [("cross-mixing", k) for k in kinds if k != "block_causal"]
@@ -234,8 +217,7 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
             if not hidden.any():
                 continue
             x2, c2 = (x.clone(), c) if self_mixing else (x, c.clone())
-            changed = x2 if self_mixing else c2
-            changed[:, i] = 1.0 + 2.0 * _randn(gen, batch, dim, dtype=dtype)
+            (x2 if self_mixing else c2)[:, i] = 1.0 + 2.0 * _randn(gen, batch, dim, dtype=dtype)
             perturbations += 1
             change = (call(m, x2, context=c2, mask=mask) - y).abs().amax(-1) * hidden
             dev = change.max().item() / scale
@@ -268,22 +250,18 @@ def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4
     eps + count and the recurrence by count (a relative change of at most eps = 1e-7)."""
     prop = "step = block-causal forward"
     measure = "max |step outputs - block-causal forward| / max |forward|"
-    tol = (1e-6 if dtype == F64 else default_tolerance(dtype)) if tolerance is None else tolerance
-    m, dim = prepare(mixer, dim, dtype)
+    m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed, 1e-6 if dtype == F64 else None)
     step = getattr(m, "step", None)
     if not callable(step):
         return _not_applicable(prop, measure, f"{mixer_name(mixer)} has no step(x, state=None) "
                                f"method", tol)
-    gen = torch.Generator().manual_seed(seed)
-    n = frames * tokens_per_frame
-    x = _randn(gen, batch, n, dim, dtype=dtype)
+    x = _randn(gen, batch, frames * tokens_per_frame, dim, dtype=dtype)
     try:
         parallel = call(m, x, mask=masks.block_causal(frames, tokens_per_frame)[None])
     except NotApplicable as e:
         return _not_applicable(prop, measure, f"no block-causal mask: {e}", tol)
-    state, outs = None, []
-    for t in range(frames):
-        block = x[:, t * tokens_per_frame:(t + 1) * tokens_per_frame]
+    state, errs = None, []
+    for block, expected in zip(x.split(tokens_per_frame, 1), parallel.split(tokens_per_frame, 1)):
         try:
             with torch.no_grad():
                 result = step(block, state)
@@ -292,39 +270,32 @@ def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4
         if not (isinstance(result, tuple) and len(result) == 2 and
                 isinstance(result[0], Tensor) and result[0].shape == block.shape):
             raise MixerError(f"{mixer_name(mixer)}.step(x, state) must return (y, state) with "
-                             f"y of x's shape {tuple(block.shape)}, got "
-                             f"{_describe(result)}")
+                             f"y of x's shape {tuple(block.shape)}, got {_describe(result)}")
         y, state = result
-        outs.append(y)
+        errs.append((y - expected).abs().max().item())
     scale = _scale(parallel)
-    errs = [(o - parallel[:, t * tokens_per_frame:(t + 1) * tokens_per_frame]).abs().max().item()
-            for t, o in enumerate(outs)]
     t = max(range(frames), key=errs.__getitem__)
     dev = errs[t] / scale
-    case = (f"frame {t} of {frames} (tokens {t * tokens_per_frame}..{(t + 1) * tokens_per_frame - 1})"
-            f" is off by {errs[t]:.3g}")
+    first, last = t * tokens_per_frame, (t + 1) * tokens_per_frame - 1
+    case = f"frame {t} of {frames} (tokens {first}..{last}) is off by {errs[t]:.3g}"
     return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
                           details={"frame": t, "per_frame": [e / scale for e in errs]})
 
 
 def _describe(result) -> str:
     if isinstance(result, tuple):
-        return "(" + ", ".join(_describe(r) for r in result) + ")"
-    if isinstance(result, Tensor):
-        return f"tensor {tuple(result.shape)}"
-    return type(result).__name__
+        return "(" + ", ".join(map(_describe, result)) + ")"
+    return f"tensor {tuple(result.shape)}" if isinstance(result, Tensor) else type(result).__name__
 
 
 # --- contextual mapping -------------------------------------------------------------------
 
 def _contextual_report(values, ids, positional):
     """Definition 3.1 on keys; an order-dependent mixer is checked with positions (auto)."""
-    if positional is None:
-        report = check_keys(values, ids, positional=False)
-        if report.well_defined:
-            return report
-        positional = True
-    return check_keys(values, ids, positional=positional)
+    report = check_keys(values, ids, positional=bool(positional))
+    if positional is None and not report.well_defined:
+        report = check_keys(values, ids, positional=True)
+    return report
 
 
 def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable | None = None,
@@ -338,9 +309,8 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
     ``factory`` (else copies of ``mixer``) is trained to fit the keys (reseeding torch with
     ``seed``) and its features are checked."""
     prop, measure = "contextual mapping", "smallest distance between values of different keys"
-    m, dim = prepare(mixer, dim, F64)
+    m, dim, _, gen = _setup(mixer, dim, F64, None, seed)
     grid = sequence_grid(levels, tokens, 1)
-    gen = torch.Generator().manual_seed(seed)
     weight, bias = _randn(gen, 1, dim, dtype=F64), 0.5 * _randn(gen, dim, dtype=F64)
     h = grid.points @ weight + bias
     report = _contextual_report(h + call(m, h), grid.ids, positional)
@@ -443,12 +413,10 @@ def _assert_twin(check):
     return assert_property
 
 
-assert_equivariance = _assert_twin(check_equivariance)
-assert_context_invariance = _assert_twin(check_context_invariance)
-assert_causality = _assert_twin(check_causality)
-assert_step = _assert_twin(check_step)
-assert_contextual_mapping = _assert_twin(check_contextual_mapping)
-assert_universal_approximation = _assert_twin(check_universal_approximation)
+(assert_equivariance, assert_context_invariance, assert_causality, assert_step,
+ assert_contextual_mapping, assert_universal_approximation) = map(_assert_twin, (
+    check_equivariance, check_context_invariance, check_causality, check_step,
+    check_contextual_mapping, check_universal_approximation))
 
 
 # --- every check, as `python -m pomlab.properties` runs them --------------------------------
