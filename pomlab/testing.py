@@ -114,23 +114,16 @@ def masks(draw, batch: int, n_query: int, n_context: int | None = None,
     kind = draw(st.sampled_from(allowed))
     gen = torch.Generator().manual_seed(draw(seeds()))
     density = draw(st.sampled_from([0.3, 0.6, 0.9]))
-    if kind == "none":
-        mask = None
-    elif kind == "causal":
-        mask = "causal"
-    elif kind in ("padding", "int"):
-        mask = torch.rand(batch, n_context, generator=gen) < density
-        mask = mask.long() if kind == "int" else mask
-    elif kind == "per_query":
-        mask = torch.rand(batch, n_query, n_context, generator=gen) < density
-    elif kind == "per_query_shared":
-        mask = torch.rand(1, n_query, n_context, generator=gen) < density
-    elif kind == "blind":
-        mask = torch.zeros(batch, n_context, dtype=torch.bool)
-    else:
-        frames, per_frame = draw(block_splits(n_query))
-        mask = (_masks.block_causal(frames, per_frame)[None] if kind == "block_causal"
-                else _masks.BlockCausal(frames, per_frame))
+    if kind in ("block_causal", "BlockCausal"):
+        split = draw(block_splits(n_query))
+    mask = {"none": lambda: None, "causal": lambda: "causal",
+            "padding": lambda: torch.rand(batch, n_context, generator=gen) < density,
+            "int": lambda: (torch.rand(batch, n_context, generator=gen) < density).long(),
+            "per_query": lambda: torch.rand(batch, n_query, n_context, generator=gen) < density,
+            "per_query_shared": lambda: torch.rand(1, n_query, n_context, generator=gen) < density,
+            "blind": lambda: torch.zeros(batch, n_context, dtype=torch.bool),
+            "block_causal": lambda: _masks.block_causal(*split)[None],
+            "BlockCausal": lambda: _masks.BlockCausal(*split)}[kind]()
     dense = _masks.canonical(mask, batch, n_query, n_context, "cpu")
     dense = (torch.ones(batch, n_query, n_context, dtype=torch.bool) if dense is None
              else dense.expand(batch, n_query, n_context))

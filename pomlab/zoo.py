@@ -24,17 +24,13 @@ def model_row(name: str, scale: str, image_size: int | None, **overrides) -> dic
     side = image_side(model, image_size)
     frames = getattr(model, "num_frames", 1)          # video models: one clip
     clip = f"{frames}x" if hasattr(model, "num_frames") else ""
-    return {
-        "model": model.label,
-        "scale": scale,
-        "mixer": model.mixer,
-        "image_px": side * model.latent_scale,
-        "input": f"{clip}{side}x{side}x{model.in_channels}" + (" latent" if model.latent_scale > 1
-                                                               else " pixels"),
-        "tokens": frames * (side // model.patch_size) ** 2,
-        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-        "gflops": M.gflops(model, image_size),
-    }
+    kind = " latent" if model.latent_scale > 1 else " pixels"
+    return {"model": model.label, "scale": scale, "mixer": model.mixer,
+            "image_px": side * model.latent_scale,
+            "input": f"{clip}{side}x{side}x{model.in_channels}{kind}",
+            "tokens": frames * (side // model.patch_size) ** 2,
+            "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+            "gflops": M.gflops(model, image_size)}
 
 
 def zoo_table(image_size: int = 256, micro: bool = True, names: list[str] | None = None,
@@ -45,14 +41,9 @@ def zoo_table(image_size: int = 256, micro: bool = True, names: list[str] | None
     if names is None:
         names = M.names() + (M.video_names() if video else [])
     image = set(M.names())
-
-    def row(name, scale, size):
-        return model_row(name, scale, size, **(overrides if name in image else {}))
-
-    rows = [row(n, "paper", image_size) for n in names]
-    if micro:
-        rows += [row(n, "micro", None) for n in names]
-    return pd.DataFrame(rows)
+    scales = [("paper", image_size)] + ([("micro", None)] if micro else [])
+    return pd.DataFrame([model_row(n, scale, size, **(overrides if n in image else {}))
+                         for scale, size in scales for n in names])
 
 
 def main(argv=None) -> pd.DataFrame:

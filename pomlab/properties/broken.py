@@ -12,8 +12,10 @@ from ..nn.pom import PoM
 class _Wrapped(nn.Module):
     def __init__(self, dim: int, **pom_kwargs):
         super().__init__()
-        self.dim = dim
-        self.pom = PoM(dim, **pom_kwargs)
+        self.dim, self.pom = dim, PoM(dim, **pom_kwargs)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
+        return self.pom(x, context=context, mask=mask)
 
 
 class PositionalBias(_Wrapped):
@@ -48,18 +50,15 @@ class PositionWeightedContext(_Wrapped):
     """Cross-mixing on context tokens scaled by 1 + position / N: order matters."""
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
-        if context is None:
-            return self.pom(x, mask=mask)
-        n = context.shape[1]
-        weights = 1 + torch.arange(n, dtype=context.dtype, device=context.device) / n
-        return self.pom(x, context=context * weights[:, None], mask=mask)
+        if context is not None:
+            n = context.shape[1]
+            weights = 1 + torch.arange(n, dtype=context.dtype, device=context.device) / n
+            context = context * weights[:, None]
+        return self.pom(x, context=context, mask=mask)
 
 
 class ForgetfulStep(_Wrapped):
     """Correct forward; ``step`` mixes each block as if it were the first (state dropped)."""
-
-    def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
-        return self.pom(x, context=context, mask=mask)
 
     def step(self, x: Tensor, state=None):
         return self.pom.step(x, None)

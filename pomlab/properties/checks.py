@@ -72,8 +72,7 @@ def _not_applicable(prop: str, measure: str, reason: str, tolerance: float) -> P
 
 
 def _scale(y: Tensor) -> float:
-    s = y.abs().max().item()
-    return s if s > 0 else 1.0
+    return y.abs().max().item() or 1.0
 
 
 def _setup(mixer, dim, dtype, tolerance, seed, default_tol=None):
@@ -324,20 +323,18 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
         report = _contextual_report(values, grid.ids, report.positional)
         stage = (f"after training a mixer block and read-out ({steps} steps, fit relative MSE "
                  f"{info['fit_rel_mse']:.3g})")
-    ids = grid.ids.tolist()
-    if report.closest is None:
-        case = "no two keys to compare"
-    else:
+    ids, case = grid.ids.tolist(), "no two keys to compare"
+    if report.closest is not None:
         a, i, b, j = report.closest
         case = (f"token {i} of sequence {ids[a]} and token {j} of sequence {ids[b]} are "
                 f"{report.separation:.3g} apart")
-    mode = "with positions" if report.positional else "up to permutations"
     if not report.well_defined:
         case = f"values not a function of the keys (spread {report.spread:.3g}); " + case
+    mode = "with positions" if report.positional else "up to permutations"
     return PropertyReport(
         prop, report.holds, report.separation, report.tolerance, f"{case} ({stage})", measure,
         passes_when=">", reason=f"{levels} levels, {tokens} tokens, {len(grid)} sequences, keys "
-        f"{mode}",
+                                f"{mode}",
         details={"report": report, "stage": stage, "positional": report.positional,
                  "relative_separation": report.relative_separation})
 
@@ -384,10 +381,8 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
     table = pd.DataFrame(rows).pivot(index="task", columns="mixer", values="test_rel_mse")
     table = table.loc[list(tasks), [label] + [BASELINES.get(b, b) for b in baselines]]
     table.columns.name = None
-    floor = table[BASELINES["none"]]
-    ratios = table[label] / floor
-    worst_task = ratios.idxmax()
-    dev = float(ratios.max())
+    ratios = table[label] / table[BASELINES["none"]]
+    worst_task, dev = ratios.idxmax(), float(ratios.max())
     others = ", ".join(f"{c} {table.loc[worst_task, c]:.3g}" for c in table.columns[1:])
     case = f"task {worst_task}: {label} {table.loc[worst_task, label]:.3g} ({others})"
     return PropertyReport(

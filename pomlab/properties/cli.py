@@ -37,16 +37,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="dtype of the exactness checks (default float64)")
     p.add_argument("--seed", type=int, default=0, help="torch seed before building the mixer")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the checks' models are tiny, where more "
-                        "threads only add hand-off overhead)")
+                   help="torch CPU threads (default 1: more only add overhead on tiny models)")
     p.add_argument("--json", type=Path, default=None, help="also write the reports to this file")
     p.add_argument("--traceback", action="store_true", help="show tracebacks of bad input")
     return p
 
 
 def _fmt(value: float) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value:.2e}"
+    return "-" if value is None or math.isnan(value) else f"{value:.2e}"
 
 
 def format_table(reports, width: int = 100) -> str:
@@ -54,11 +52,11 @@ def format_table(reports, width: int = 100) -> str:
     head = f"{'property':<30} {'result':<6} {'measured':>9}    {'tolerance':<9}  worst case / note"
     lines = [head, "-" * len(head)]
     for r in reports:
-        note = r.worst_case if r.applies else f"does not apply: {r.reason}"
-        if r.applies and r.reason:
-            note += f" [{r.reason}]"
+        note = (f"does not apply: {r.reason}" if not r.applies else
+                r.worst_case + (f" [{r.reason}]" if r.reason else ""))
         compare = f"{r.passes_when:>2}" if r.applies else "  "
-        first = f"{r.property:<30} {r.verdict:<6} {_fmt(r.measured):>9} {compare} {_fmt(r.tolerance):<9}  "
+        first = (f"{r.property:<30} {r.verdict:<6} {_fmt(r.measured):>9} {compare} "
+                 f"{_fmt(r.tolerance):<9}  ")
         wrapped = textwrap.wrap(note, max(40, width - len(first))) or [""]
         lines.append(first + wrapped[0])
         lines += [" " * len(first) + w for w in wrapped[1:]]

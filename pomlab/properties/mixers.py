@@ -1,7 +1,5 @@
 """What a token mixer is to the property checks (docs/properties.md), and the clear errors when
-something is not one. A mixer raises NotImplementedError for a feature it lacks (cross-mixing,
-a kind of mask): the checks that need it then report that they do not apply.
-"""
+something is not one; NotImplementedError from a mixer makes the checks that need it n/a."""
 from __future__ import annotations
 
 import copy
@@ -27,9 +25,8 @@ class NotApplicable(Exception):
 
 
 def mixer_name(mixer) -> str:
-    if isinstance(mixer, nn.Module) or not hasattr(mixer, "__name__"):
-        return type(mixer).__name__
-    return mixer.__name__
+    named = not isinstance(mixer, nn.Module) and hasattr(mixer, "__name__")
+    return mixer.__name__ if named else type(mixer).__name__
 
 
 def load_factory(spec: str) -> Callable:

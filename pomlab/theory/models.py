@@ -21,8 +21,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def default_heads(width: int) -> int:
-    """MHA heads when none are given: heads of 16 features, at least one."""
-    return max(1, width // 16)
+    """MHA heads when none are given: the most heads of at least 16 features that divide width
+    (at least one)."""
+    return max(h for h in range(1, max(1, width // 16) + 1) if width % h == 0)
 
 
 class ToySeqModel(nn.Module):

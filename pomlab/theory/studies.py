@@ -10,7 +10,7 @@ from ..benchmark import device_label
 from ..nn.blocks import MIXERS
 from .construction import ConstructedContextualMap, lemma_degree
 from .contextual import check_contextual_mapping, sequence_grid
-from .models import ToySeqModel, count_parameters
+from .models import count_parameters
 from .tasks import TASKS
 from .training import ToyRun, train_context_model
 
@@ -19,7 +19,7 @@ def _row(grid, positional, model_name, report, **extra) -> dict:
     return {"levels": grid.levels, "tokens": grid.tokens, "dim": grid.dim,
             "positional": positional, "alphabet": grid.alphabet, "sequences": len(grid),
             "exhaustive_grid": grid.exhaustive, "model": model_name, **report.as_dict(),
-            "closest": str(report.closest), **extra}
+            "closest": str(report.closest), **extra, "device": device_label("cpu")}
 
 
 def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: bool = False,
@@ -48,12 +48,10 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
                          degree=k, params=count_parameters(constructed), trained_steps=0))
     for mixer in MIXERS:
         label = MIXER_LABELS[mixer]
-        torch.manual_seed(seed)
-        init = ToySeqModel(dim, 8, mixer=mixer, width=width, depth=1, degree=degree,
-                           expand=expand, heads=heads, positional=positional, tokens=tokens)
+        settings = dict(width=width, degree=degree, expand=expand, heads=heads, seed=seed)
+        init, _ = train_context_model(grid, mixer, positional, steps=0, **settings)
         start = time.perf_counter()
-        trained, info = train_context_model(grid, mixer, positional, width=width, degree=degree,
-                                            expand=expand, heads=heads, steps=steps, seed=seed)
+        trained, info = train_context_model(grid, mixer, positional, steps=steps, **settings)
         seconds = time.perf_counter() - start
         for name, model, fit, n_steps in ((f"{label} random init", init, float("nan"), 0),
                                           (f"{label} trained", trained, info["fit_rel_mse"],
@@ -66,8 +64,6 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
                              width=width, params=count_parameters(model), trained_steps=n_steps,
                              fit_rel_mse=fit, train_seconds=seconds if n_steps else 0.0,
                              seed=seed))
-    for row in rows:
-        row["device"] = device_label("cpu")
     return rows
 
 
@@ -78,16 +74,11 @@ def capacity_sweep(tasks=None, *, ladder=((8, 1), (16, 1), (32, 1), (32, 2)),
     mixer (PoM at degree 2), then PoM at every degree of ``degrees`` at (degree_width,
     degree_depth); every task gets its small models first."""
     tasks = list(TASKS) if tasks is None else list(tasks)
-    runs = []
-    for width, depth in ladder:
-        for task in tasks:
-            for mixer in MIXERS:
-                runs.append(ToyRun(task, mixer, width=width, depth=depth, steps=steps,
-                                   tokens=tokens, seed=seed))
-    for degree in degrees:
-        for task in tasks:
-            runs.append(ToyRun(task, "pom", width=degree_width, depth=degree_depth,
-                               degree=degree, steps=steps, tokens=tokens, seed=seed))
+    common = dict(steps=steps, tokens=tokens, seed=seed)
+    runs = [ToyRun(task, mixer, width=width, depth=depth, **common)
+            for width, depth in ladder for task in tasks for mixer in MIXERS]
+    runs += [ToyRun(task, "pom", width=degree_width, depth=degree_depth, degree=degree, **common)
+             for degree in degrees for task in tasks]
     return list(dict.fromkeys(runs))                    # degree 2 may repeat a ladder run
 
 

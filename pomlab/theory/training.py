@@ -76,14 +76,6 @@ def _fit(model: nn.Module, batch: Callable[[], tuple[Tensor, Tensor]], steps: in
     return losses
 
 
-def _held_out(run: ToyRun) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    task = get_task(run.task)
-    gen = torch.Generator().manual_seed(TEST_SEED + run.tokens)
-    x, y = task.sample(run.test_size, run.tokens, gen)
-    mean, std = y.mean((0, 1)), y.std((0, 1)).clamp_min(1e-8)
-    return x, y, mean, std
-
-
 def train_toy(run: ToyRun, progress: bool = False,
               mixer_factory: Callable[[int], nn.Module] | None = None) -> dict:
     """Train one model on one toy task; returns a labelled result row. mixer_factory: a user's
@@ -91,7 +83,9 @@ def train_toy(run: ToyRun, progress: bool = False,
     if mixer_factory is None:
         check_choice("mixer", run.mixer, MIXERS)
     task = get_task(run.task)
-    x_test, y_test, mean, std = _held_out(run)
+    x_test, y_test = task.sample(run.test_size, run.tokens,
+                                 torch.Generator().manual_seed(TEST_SEED + run.tokens))
+    mean, std = y_test.mean((0, 1)), y_test.std((0, 1)).clamp_min(1e-8)
     torch.manual_seed(run.seed)
     model = ToySeqModel(task.in_dim, task.out_dim,
                         mixer=run.mixer if mixer_factory is None else mixer_factory,
