@@ -1,12 +1,7 @@
-"""Lemma 3's constructed contextual mapping, as torch modules (proofs/lemma3_contextual_mapping.md).
-
-    x (grid points)  --RampQuantiser-->  levels  --id projection-->  token id a
-      --InterpolationNet (Lemma A)-->  c_a = GELU^{-1}(a + 1) / alpha
-      --residual PoM (degree k >= n-1, constructed weights)-->  q = c_a + Phi_k(multiset)
-
-Every piece is a token-wise ReLU network or the reference ``pomlab.PoM``; nothing here
-computes the multiset directly. Run it in float64: Phi grows like T^(k(k+1)/2).
-"""
+"""Lemma 3's constructed contextual mapping as torch modules (proofs/lemma3_contextual_mapping.md):
+quantiser -> token id a -> c_a = GELU^{-1}(a + 1) / alpha (a ReLU net, Lemma A) -> q = c_a + one
+residual PoM of degree k >= n-1 with constructed weights. Only token-wise ReLU networks and the
+reference ``pomlab.PoM``; run it in float64 (the PoM term grows like T^(k(k+1)/2))."""
 from __future__ import annotations
 
 import math
@@ -23,10 +18,8 @@ G_STAR = (1 + math.erf(1.0)) / 2 + 1 / (math.e * math.sqrt(math.pi))
 
 
 def gelu_inverse(y: Tensor, iterations: int = 80) -> Tensor:
-    """v >= 0 with GELU(v) = y, for y >= 0 (GELU is an increasing bijection of [0, inf)).
-
-    Bisection on [0, 2y + 1] (GELU(v) >= v/2 there) then two Newton steps (GELU' >= 1/2).
-    """
+    """v >= 0 with GELU(v) = y, for y >= 0 (GELU is an increasing bijection of [0, inf)):
+    bisection on [0, 2y + 1] (GELU(v) >= v/2 there) then two Newton steps (GELU' >= 1/2)."""
     if (y < 0).any():
         raise ValueError("gelu_inverse needs y >= 0 (GELU is invertible on [0, inf) only)")
     lo, hi = torch.zeros_like(y), 2 * y + 1
@@ -42,10 +35,8 @@ def gelu_inverse(y: Tensor, iterations: int = 80) -> Tensor:
 
 
 class InterpolationNet(nn.Module):
-    """Lemma A: one hidden ReLU layer of width N - 1 through N points (s_m, y_m) exactly.
-
-    psi(s) = y_1 + sum_m (sigma_m - sigma_{m-1}) ReLU(s - s_m), sigma the slopes (sigma_0 = 0).
-    """
+    """Lemma A: one hidden ReLU layer of width N - 1 through N points (s_m, y_m) exactly:
+    psi(s) = y_1 + sum_m (sigma_m - sigma_{m-1}) ReLU(s - s_m), sigma the slopes (sigma_0 = 0)."""
 
     def __init__(self, points: Tensor, values: Tensor):
         super().__init__()
@@ -73,11 +64,9 @@ class InterpolationNet(nn.Module):
 
 
 class RampQuantiser(nn.Module):
-    """Token-wise ReLU quantiser Q(x) = step * sum_b ramp((x - b step + eta) / eta), b = 1..L-1.
-
-    Equals step * min(floor(x / step), L - 1) for x in [0, L step] outside the boundary layers
-    (b step - eta, b step) (proofs/check_tokenwise.py); grid points are mapped exactly.
-    """
+    """Token-wise ReLU quantiser Q(x) = step * sum_b ramp((x - b step + eta) / eta), b = 1..L-1:
+    step * min(floor(x / step), L - 1) on [0, L step] outside the boundary layers (b step - eta,
+    b step) (proofs/check_tokenwise.py); grid points are mapped exactly."""
 
     def __init__(self, n_levels: int, step: float, eta: float):
         super().__init__()
@@ -107,11 +96,8 @@ def readout_place_values(tokens: int, alphabet: int, degree: int) -> list[int]:
 
 class ConstructedContextualMap(nn.Module):
     """q(L)_i = c_{a_i} + PoM(c)_i of Lemma 3, for sequences of `tokens` points of [0, 1)^dim.
-
-    positional=True first adds the position i to every coordinate of token i (the encoding
-    E of Theorem 2') and quantises on [0, tokens)^dim, so ids of different positions differ.
-    ``proven_separation`` is Lemma 3's lower bound gamma = 1 / (G* alpha).
-    """
+    positional=True adds the position i to every coordinate of token i (Theorem 2''s encoding E)
+    and quantises on [0, tokens)^dim. ``proven_separation``: Lemma 3's bound 1 / (G* alpha)."""
 
     def __init__(self, levels: int, tokens: int, dim: int = 1, positional: bool = False,
                  degree: int | None = None, eta: float | None = None):

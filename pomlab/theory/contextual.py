@@ -1,11 +1,7 @@
-"""Yun et al.'s (2020) Definition 3.1 checked on finite grids of token sequences.
-
-q is a contextual mapping when (1) the entries of q(L) are distinct and (2) those of q(L) and
-q(L') are distinct for L != L'. Without positions (``positional=False``) the key of token i is
-(multiset of L, id of L_i): an equivariant map cannot tell a sequence from its permutations nor
-equal tokens apart (Yun et al.'s Lemma 6), so q must instead be well defined on keys. With
-positions the key is (L, i): the definition verbatim. Details: docs/theory.md.
-"""
+"""Yun et al.'s (2020) Definition 3.1 checked on finite grids of token sequences: values of
+different keys must be distinct. Without positions the key of token i is (multiset of L, id of
+L_i), as an equivariant map cannot tell permutations or equal tokens apart (their Lemma 6), so
+q must be well defined on keys; with positions it is (L, i). Details: docs/theory.md."""
 from __future__ import annotations
 
 import itertools
@@ -107,11 +103,8 @@ def _as_numpy(name: str, x, integer: bool) -> np.ndarray:
 
 
 def context_keys(token_ids, positional: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(context (N,), key (N, n)) integer labels: what Definition 3.1 must tell apart.
-
-    positional=False: context = multiset of ids, key = (multiset, id).
-    positional=True:  context = the sequence,    key = (sequence, position).
-    """
+    """(context (N,), key (N, n)) integer labels: what Definition 3.1 must tell apart; context
+    and key are (multiset of ids, (multiset, id)), or with positional (sequence, (sequence, i))."""
     ids = _as_numpy("token_ids", token_ids, integer=True)
     if ids.ndim != 2:
         raise ValueError(f"token_ids must have shape (sequences, tokens), got {ids.shape}")
@@ -140,13 +133,10 @@ def _min_distance_across(reps: Tensor, ctx: Tensor, chunk: int = 512):
 
 def check_contextual_mapping(values, token_ids, positional: bool = False,
                              tolerance: float | None = None) -> ContextualMappingReport:
-    """Check Definition 3.1 on a finite grid.
-
-    values: (N, n) scalars or (N, n, m) vectors, the context value of every token of every
-    sequence; token_ids: (N, n) integer ids of the (quantised) input tokens.
-    tolerance: distances <= tolerance count as equal; default 64 machine epsilons of the
-    values' dtype times max(1, largest |value|).
-    """
+    """Check Definition 3.1 on a finite grid. values: (N, n) scalars or (N, n, m) vectors, the
+    context value of every token of every sequence; token_ids: (N, n) integer ids of the input
+    tokens. Distances <= tolerance count as equal (default: 64 machine epsilons of the values'
+    dtype times max(1, largest |value|))."""
     vals = _as_numpy("values", values, integer=False)
     ids = _as_numpy("token_ids", token_ids, integer=True)
     if vals.ndim == 2:

@@ -1,10 +1,6 @@
-"""Small sequence-to-sequence models for the theory studies: a mixer slot in residual blocks.
-
-    x -> Linear embed (+ learned positional embedding) -> depth x MixerBlock(mixer) -> LN -> Linear
-
-mixer = "pom", "mha", "none" (token-wise MLP blocks: the control that cannot compute anything
-contextual), or a factory ``width -> module`` with pomlab's mixer signature (a user's mixer).
-"""
+"""Small sequence-to-sequence models for the theory studies: embed (+ positions), ``depth``
+residual MixerBlocks around "pom", "mha", "none" (token-wise MLP blocks, the control that can
+compute nothing contextual) or a user's factory ``width -> mixer``, LayerNorm, linear head."""
 from __future__ import annotations
 
 from typing import Callable
