@@ -1,7 +1,5 @@
-"""Hypothesis strategies for token-mixer tests: token batches, dims, permutations, every mask
-kind, block splits and mixer configurations (docs/properties.md has a worked example).
-Tensors come from torch generators seeded by hypothesis: fast, and every failure reports the
-seed; shapes, kinds and configurations shrink."""
+"""Hypothesis strategies for token-mixer tests (docs/properties.md): tensors come from torch
+generators seeded by hypothesis, so failures report the seed; shapes, kinds and configs shrink."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

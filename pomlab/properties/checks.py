@@ -1,6 +1,5 @@
-"""The property checks: each takes a mixer (or factory) and returns a ``PropertyReport``.
-Deviations are relative to the largest |output|, so that one tolerance fits mixers of any size
-(docs/properties.md lists the checks and their tolerances)."""
+"""The property checks (docs/properties.md): each takes a mixer (or factory) and returns a
+``PropertyReport``; deviations are relative to the largest |output|, for mixers of any size."""
 from __future__ import annotations
 
 import copy
@@ -20,8 +19,7 @@ from ..theory.training import ToyRun, train_context_model, train_toy
 from .mixers import MixerError, NotApplicable, build_mixer, call, mixer_name, prepare
 
 F64 = torch.float64
-# the kinds check_causality perturbs (pomlab.testing.MASK_KINDS also draws the ways of writing
-# them: no mask, int, shared, all hidden, the BlockCausal description)
+# the kinds check_causality perturbs (pomlab.testing.MASK_KINDS adds other ways to write them)
 CAUSALITY_MASK_KINDS = ("padding", "per_query", "causal", "block_causal")
 
 
@@ -83,6 +81,15 @@ def _setup(mixer, dim, dtype, tolerance, seed, default_tol=None):
     return m, dim, tolerance, torch.Generator().manual_seed(seed)
 
 
+def _worse(worst, change: Tensor, scale: float, *where):
+    """``worst`` or, when ``change`` (B, M) beats it, (deviation, *where, batch, query, change)."""
+    dev = change.max().item() / scale
+    if worst is None or dev > worst[0]:
+        b, j = divmod(int(change.argmax()), change.shape[1])
+        return (dev, *where, b, j, change.max().item())
+    return worst
+
+
 def _randn(gen, *shape, dtype):
     return torch.randn(*shape, dtype=dtype, generator=gen)
 
@@ -132,11 +139,8 @@ def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials
                 if not cross:
                     raise
                 return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
-            err = (got - ref).abs().amax(-1)                      # (B, M)
-            dev = err.max().item() / _scale(ref)
-            if worst is None or dev > worst[0]:
-                b, j = divmod(int(err.argmax()), err.shape[1])
-                worst = (dev, trial, perm, mask is not None, b, j, err.max().item())
+            worst = _worse(worst, (got - ref).abs().amax(-1), _scale(ref), trial, perm,
+                           mask is not None)
     dev, trial, perm, masked, b, j, abs_err = worst
     token = j if cross else int(perm[j])
     who = f"query {j}" if cross else f"the output of input token {token}"
@@ -184,10 +188,9 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
                     batch: int = 2, tokens: int = 8, frames: int = 4, cross: bool = True,
                     queries: int = 5, dtype: torch.dtype = F64, tolerance: float | None = None,
                     seed: int = 0) -> PropertyReport:
-    """Masks hide what they say: each token in turn is replaced by a fresh random one and no
-    query whose mask hides it may change; self-mixing with every mask kind, and with ``cross``
-    cross-mixing (``queries`` queries on ``tokens`` context tokens) except block-causal. Kinds
-    the mixer refuses with NotImplementedError are listed in ``reason``."""
+    """Masks hide what they say: each token in turn is replaced by a fresh one and no query whose
+    mask hides it may change; self-mixing with every mask kind and (``cross``) cross-mixing with
+    all but block-causal. Kinds the mixer refuses are listed in ``reason``."""
     prop, measure = "mask causality", "max |change of a query's output| / max |output|"
     m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
     for kind in kinds:
@@ -219,15 +222,12 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
             (x2 if self_mixing else c2)[:, i] = 1.0 + 2.0 * _randn(gen, batch, dim, dtype=dtype)
             perturbations += 1
             change = (call(m, x2, context=c2, mask=mask) - y).abs().amax(-1) * hidden
-            dev = change.max().item() / scale
-            kind_worst = max(kind_worst, dev)
-            if worst is None or dev > worst[0]:
-                b, j = divmod(int(change.argmax()), change.shape[1])
-                worst = (dev, setting, kind, b, j, i, change.max().item())
+            kind_worst = max(kind_worst, change.max().item() / scale)
+            worst = _worse(worst, change, scale, setting, kind, i)
         per_kind[f"{kind} ({setting})"] = kind_worst
     if worst is None:
         return _not_applicable(prop, measure, "; ".join(skipped) or "no mask kind given", tol)
-    dev, setting, kind, b, j, i, abs_change = worst
+    dev, setting, kind, i, b, j, abs_change = worst
     case = (f"{kind} mask ({setting}): query {j} changes by {abs_change:.3g} when token {i}, "
             f"which its mask hides, changes (batch {b})")
     if abs_change == 0:
@@ -245,8 +245,7 @@ def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4
                tokens_per_frame: int = 3, dtype: torch.dtype = F64,
                tolerance: float | None = None, seed: int = 0) -> PropertyReport:
     """``step(x, state=None) -> (y, state)`` over frames gives ``f(X, mask=block_causal(T,
-    P)[None])``. Default tolerance in float64: 1e-6 relative, as PoM's parallel path divides by
-    eps + count and the recurrence by count (a relative change of at most eps = 1e-7)."""
+    P)[None])``; float64 tolerance 1e-6, as PoM's parallel path divides by eps + count."""
     prop = "step = block-causal forward"
     measure = "max |step outputs - block-causal forward| / max |forward|"
     m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed, 1e-6 if dtype == F64 else None)
@@ -301,12 +300,10 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
                              levels: int = 3, tokens: int = 3, positional: bool | None = None,
                              train: bool = True, steps: int = 300, seed: int = 0
                              ) -> PropertyReport:
-    """Contextual mapping (Lemma 3; Yun et al.'s Definition 3.1) of one residual layer
-    ``h + mixer(h)`` on a quantised grid embedded token by token (a fixed random affine map);
-    keys are positional when the mixer depends on order (``positional=None`` decides). If the
-    mixer at initialisation fails and ``train``, a one-block model with the mixer built by
-    ``factory`` (else copies of ``mixer``) is trained to fit the keys (reseeding torch with
-    ``seed``) and its features are checked."""
+    """Contextual mapping (Lemma 3; Yun et al.'s Def. 3.1) of ``h + mixer(h)`` on a quantised
+    grid embedded by a random affine map, with positional keys when the mixer depends on order;
+    failing that and with ``train``, of a trained block of ``factory`` (else copies of
+    ``mixer``; torch reseeded with ``seed``). Details: docs/properties.md."""
     prop, measure = "contextual mapping", "smallest distance between values of different keys"
     m, dim, _, gen = _setup(mixer, dim, F64, None, seed)
     grid = sequence_grid(levels, tokens, 1)
@@ -341,8 +338,7 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
 
 # --- universal approximation --------------------------------------------------------------
 
-# quick: seconds on a CPU (the `center` task with n = 4: any token-wise map has relative MSE
-# >= 1/n = 0.25; PoM reaches ~0.002). full: four tasks that need mixing, n = 8.
+# quick: seconds on a CPU (`center`, n = 4: a token-wise map has relative MSE >= 1/n = 0.25)
 UA_QUICK = dict(tasks=("center",), tokens=4, width=16, depth=1, steps=150, batch_size=64,
                 lr=1e-2, test_size=1024)
 UA_FULL = dict(tasks=("center", "count", "rank", "pairwise"), tokens=8, width=32, depth=1,
@@ -355,10 +351,9 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
                                   quick: bool = False, baselines=("pom", "mha", "none"),
                                   ratio: float = 0.5, seed: int = 0, progress: bool = False,
                                   **settings) -> PropertyReport:
-    """Train ``factory(width)`` mixers on toy seq2seq tasks beside the ``baselines`` with the
-    same settings (``UA_QUICK`` or ``UA_FULL``, each overridable); holds when on every task the
-    held-out error is at most ``ratio`` times the token-wise MLP's (the best without mixing).
-    ``details["table"]``: task x mixer errors; ``details["rows"]``: the labelled rows."""
+    """Train ``factory(width)`` mixers on toy seq2seq tasks beside the ``baselines`` (settings
+    ``UA_QUICK`` or ``UA_FULL``, each overridable); holds when on every task the held-out error
+    is at most ``ratio`` times the token-wise MLP's. details: "table" (task x mixer), "rows"."""
     prop = "universal approximation"
     measure = "held-out rel. MSE / token-wise MLP's (worst task)"
     unknown = set(settings) - set(UA_FULL)
@@ -432,9 +427,8 @@ CHECKS = {
 def run_all(factory, dim: int = 64, *, quick: bool = False, only=None,
             dtype: torch.dtype = torch.float64, name: str | None = None,
             progress: bool = False) -> list[PropertyReport]:
-    """Run every check (or those named in ``only``) on ``factory(dim)``; the universal
-    approximation check trains mixers built by ``factory`` at its own width. A check that
-    raises (the mixer crashes on some input) is reported as failing, with the error."""
+    """Run every check (or those in ``only``) on ``factory(dim)`` (universal approximation at its
+    own width); a check that raises is reported as failing, with the error."""
     only = list(CHECKS) if only is None else list(only)
     unknown = [c for c in only if c not in CHECKS]
     if unknown:

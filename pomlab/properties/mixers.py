@@ -80,8 +80,7 @@ def load_factory(spec: str) -> Callable:
 def check_signature(mixer) -> None:
     """The mixer must take (x, context=None, mask=None); raise MixerError naming what it takes."""
     if not callable(mixer):
-        raise MixerError(f"a mixer must be an nn.Module or a callable, got "
-                         f"{type(mixer).__name__}")
+        raise MixerError(f"a mixer must be an nn.Module or a callable, got {type(mixer).__name__}")
     try:
         sig = inspect.signature(mixer.forward if isinstance(mixer, nn.Module) else mixer)
     except (TypeError, ValueError):

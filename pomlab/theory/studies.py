@@ -26,10 +26,8 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
                             *, width: int = 32, degree: int = 2, expand: int = 2, heads: int = 2,
                             steps: int = 600, seed: int = 0, extra_degrees: tuple = ()
                             ) -> list[dict]:
-    """Check Definition 3.1 on one grid for: Lemma 3's constructed PoM (and, for each degree
-    in ``extra_degrees``, the same construction at that degree), and PoM, MHA and the
-    token-wise MLP at random initialisation and after ``steps`` of training to fit a random
-    function of the contextual keys. Context values are evaluated in float64."""
+    """Definition 3.1 on one grid for Lemma 3's constructed PoM (also at ``extra_degrees``) and
+    PoM, MHA and the token-wise MLP at initialisation and trained ``steps`` to fit the keys."""
     from .plots import MIXER_LABELS         # the figures' names (plots loads matplotlib)
     grid = sequence_grid(levels, tokens, dim)
     x = grid.points                                    # float64
