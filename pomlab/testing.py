@@ -44,8 +44,7 @@ def dims(min_dim: int = 1, max_dim: int = 8) -> st.SearchStrategy[int]:
 @st.composite
 def token_batches(draw, dim=dims(), batch=st.integers(1, 3), tokens=st.integers(1, 9),
                   dtype: torch.dtype = torch.float64, scale: float = 1.0) -> Tensor:
-    """(batch, tokens, dim) N(0, scale^2) tokens; dim, batch and tokens are ints or
-    strategies."""
+    """(batch, tokens, dim) N(0, scale^2) tokens; each size an int or a strategy."""
     d, b, n = draw(_strategy(dim)), draw(_strategy(batch)), draw(_strategy(tokens))
     gen = torch.Generator().manual_seed(draw(seeds()))
     return scale * torch.randn(b, n, d, dtype=dtype, generator=gen)
@@ -61,8 +60,7 @@ def block_splits(n: int | None = None, max_frames: int = 6,
     """(frames, tokens_per_frame). With n: the splits of n tokens into equal frames."""
     if n is None:
         return st.tuples(st.integers(1, max_frames), st.integers(1, max_tokens_per_frame))
-    divisors = [f for f in range(1, n + 1) if n % f == 0]
-    return st.sampled_from(divisors).map(lambda f: (f, n // f))
+    return st.sampled_from([f for f in range(1, n + 1) if n % f == 0]).map(lambda f: (f, n // f))
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,7 @@ def masks(draw, batch: int, n_query: int, n_context: int | None = None,
     context tokens (default: self-mixing); "blind" hides every token, "int" is a 0/1 int64
     padding mask, the two block-causal kinds are drawn only for self-mixing."""
     n_context = n_query if n_context is None else n_context
-    square = n_context == n_query
-    allowed = [k for k in kinds if square or k not in ("block_causal", "BlockCausal")]
+    allowed = [k for k in kinds if n_context == n_query or k not in ("block_causal", "BlockCausal")]
     if not allowed:
         raise ValueError(f"no mask kind of {kinds} fits {n_query} queries on {n_context} "
                          f"context tokens")

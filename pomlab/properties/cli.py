@@ -1,6 +1,7 @@
-"""``python -m pomlab.properties MODULE:FACTORY [--dim 64] [--quick]``: every property check on
-a user's mixer, as a table. Exit status 0 when every property that applies holds, 1 when one
-fails, 2 on bad input (one line on stderr, no traceback)."""
+"""Check a token mixer for the properties the PoM paper proves (permutation equivariance,
+context-order invariance, mask causality, step = block-causal forward, contextual mapping,
+universal approximation), as a table. Exit status 0 when every property that applies holds,
+1 when one fails, 2 on bad input (one line on stderr, no traceback)."""
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pomlab.properties",
-        description="Check a token mixer for the properties the PoM paper proves: permutation "
-                    "equivariance, context-order invariance, mask causality, step = block-causal "
-                    "forward, contextual mapping, universal approximation.")
+    p = argparse.ArgumentParser(prog="python -m pomlab.properties", description=__doc__)
     p.add_argument("factory", metavar="MODULE:FACTORY",
                    help="a callable dim -> mixer; MODULE is a dotted module or a path to a .py "
                         "file (e.g. my_mixer.py:make_mixer)")
