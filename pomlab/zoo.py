@@ -1,11 +1,7 @@
-"""Every registered model with its parameters and forward GFLOPs (``python -m pomlab.zoo``).
-
-Paper-scale models are counted at --image-size pixels (VAE latents at 1/8 of it); the micro
-family at its own 16x16 pixel input, labelled "micro". GFLOPs follow the DiT paper's
-convention (forward, batch 1, one multiply-add = one FLOP; see pomlab.models.flops); video
-models per clip of their configured frame count (16 paper, 8 micro) with a 16-word caption.
-Models are built on the meta device, so nothing is allocated or computed.
-"""
+"""Every registered model with its parameters and forward GFLOPs (DiT's convention: forward,
+batch 1, one multiply-add = one FLOP; pomlab.models.flops), built on the meta device: paper
+scale at --image-size pixels (VAE latents at 1/8), the micro family at its own 16x16 pixels,
+video models per clip (16 frames paper, 8 micro) with a 16-word caption (docs/models.md)."""
 from __future__ import annotations
 
 import argparse

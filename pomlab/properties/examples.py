@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..nn import MHA, Polymorpher, PoM
-from ..theory.models import default_heads
+from ..theory.tasks import default_heads
 
 
 def pom(dim: int) -> PoM:

@@ -13,6 +13,7 @@ from .studies import ladder_rows
 # "none" is the token-wise control of the studies; a bare "no mixing" would not say what it is
 MIXER_LABELS = {**plotting.MIXER_NAMES, "none": "token-wise MLP (no mixing)"}
 PALETTE = {MIXER_LABELS[m]: plotting.MIXER_COLORS[m] for m in MIXER_LABELS}
+NO_DEVICE = "device not recorded"           # rows of CSVs written before devices were recorded
 
 
 def plot_error_vs_params(df: pd.DataFrame, stem: str | Path) -> list[Path]:
@@ -29,7 +30,7 @@ def plot_error_vs_params(df: pd.DataFrame, stem: str | Path) -> list[Path]:
         ladder = sorted(set(zip(rows.width, rows.depth)))
         grid.figure.suptitle("Toy seq2seq tasks: held-out error vs parameters; models (width, "
                              f"depth) = {', '.join(map(str, ladder))}; synthetic data, "
-                             f"{_devices(rows)}", y=1.03)
+                             f"{plotting.distinct(rows, 'device', NO_DEVICE)}", y=1.03)
         return plotting.save(grid.figure, stem)
 
 
@@ -44,7 +45,8 @@ def plot_error_vs_degree(df: pd.DataFrame, stem: str | Path, width: int = 16,
         ax = axes[0, 0]
         sns.lineplot(data=rows, x="degree", y="test_rel_mse", hue="task", marker="o", ax=ax)
         ax.set(yscale="log", xlabel="PoM degree k", ylabel="held-out relative MSE",
-               title=f"PoM, width {width}, depth {depth}; synthetic data, {_devices(rows)}")
+               title=f"PoM, width {width}, depth {depth}; synthetic data, "
+                     f"{plotting.distinct(rows, 'device', NO_DEVICE)}")
         ax.set_xticks(sorted(rows.degree.unique()))
         return plotting.save(fig, stem)
 
@@ -71,8 +73,3 @@ def plot_contextual_separation(df: pd.DataFrame, stem: str | Path) -> list[Path]
         ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
         ax.set_title("Contextual mapping check (Yun et al. Def. 3.1) on quantised grids")
         return plotting.save(fig, stem)
-
-
-def _devices(rows: pd.DataFrame) -> str:
-    """The device label(s) the rows were measured on (the CSVs carry one per row)."""
-    return plotting.distinct(rows, "device", missing="device not recorded")

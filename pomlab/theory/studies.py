@@ -10,8 +10,7 @@ from ..benchmark import device_label
 from ..nn.blocks import MIXERS
 from .construction import ConstructedContextualMap, lemma_degree
 from .contextual import check_contextual_mapping, sequence_grid
-from .models import count_parameters
-from .tasks import TASKS
+from .tasks import TASKS, count_parameters
 from .training import ToyRun, train_context_model
 
 

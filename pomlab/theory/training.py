@@ -18,8 +18,7 @@ from ..checks import check_choice
 from ..io import atomic_to_csv, read_csv_exact
 from ..nn.blocks import MIXERS
 from .contextual import SequenceGrid, context_keys
-from .models import ToySeqModel, count_parameters, default_heads
-from .tasks import get_task
+from .tasks import ToySeqModel, count_parameters, default_heads, get_task
 
 TEST_SEED = 20_241_119           # the held-out set is the same for every run of a task
 
