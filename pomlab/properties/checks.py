@@ -441,13 +441,12 @@ def run_all(factory, dim: int = 64, *, quick: bool = False, only=None,
         bar.set_postfix_str(check_name)
         check, quick_settings, full_settings = CHECKS[check_name]
         settings = quick_settings if quick else full_settings
+        # universal approximation trains factory-built mixers; contextual mapping may too
+        args = (factory,) if check_name == "universal_approximation" else (mixer, dim)
+        extra = {"universal_approximation": dict(name=name, progress=progress),
+                 "contextual_mapping": dict(factory=factory)}.get(check_name, dict(dtype=dtype))
         try:
-            if check_name == "universal_approximation":
-                report = check(factory, name=name, progress=progress, **settings)
-            elif check_name == "contextual_mapping":
-                report = check(mixer, dim, factory=factory, **settings)
-            else:
-                report = check(mixer, dim, dtype=dtype, **settings)
+            report = check(*args, **extra, **settings)
         except MixerError:
             raise
         except Exception as e:

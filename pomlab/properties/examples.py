@@ -1,7 +1,5 @@
 """Factories ``dim -> mixer`` for pomlab's own mixers, to run the command on them:
-
-    python -m pomlab.properties pomlab.properties.examples:pom --quick
-"""
+``python -m pomlab.properties pomlab.properties.examples:pom --quick``."""
 from __future__ import annotations
 
 from ..nn import MHA, Polymorpher, PoM
