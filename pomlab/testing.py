@@ -65,8 +65,7 @@ def block_splits(n: int | None = None, max_frames: int = 6,
 
 @dataclass(frozen=True)
 class MaskCase:
-    """A mask as a mixer gets it (``mask``) and what it means (``dense``: bool (batch, M, N),
-    True = the query may see that context token)."""
+    """A mask as a mixer gets it and what it means (``dense`` (batch, M, N): True = visible)."""
 
     kind: str
     mask: object
@@ -135,8 +134,7 @@ class MixerConfig:
     options: tuple = ()
 
     def build(self, dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Module:
-        """The module, seeded, in ``dtype``. The "powers" polynomial gets N(0, 1) weights alpha
-        (its initial ones are ~1e-3, which would hide the mixing from any check)."""
+        """The module, seeded, in ``dtype``; "powers" gets N(0, 1) alpha (~1e-3 hides mixing)."""
         build = MIXER_KINDS[check_choice("kind", self.kind, MIXER_KINDS)]
         torch.manual_seed(seed)
         module = build(self.dim, **dict(self.options)).to(dtype)

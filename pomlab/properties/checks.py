@@ -113,9 +113,8 @@ def _padding(gen, batch: int, n: int) -> Tensor:
 
 def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials, padding, batch,
                        tokens, queries=None) -> PropertyReport:
-    """Worst relative deviation over ``trials`` draws of inputs and non-identity permutations of
-    the ``tokens`` tokens (self-mixing), or of the context tokens when ``queries`` is given
-    (cross-mixing), without and (``padding``) with a padding mask permuted alongside."""
+    """Worst relative deviation over ``trials`` permutations of the tokens, or of the context
+    tokens when ``queries`` is given, without and (``padding``) with a padding mask."""
     m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
     cross = queries is not None
     worst, skipped = None, []

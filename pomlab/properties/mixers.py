@@ -104,8 +104,7 @@ def check_signature(mixer) -> None:
 
 
 def prepare(mixer, dim: int | None, dtype: torch.dtype):
-    """(a float ``dtype`` copy of the mixer in eval mode, its dim). The user's module is left
-    as it was. dim defaults to ``mixer.dim``."""
+    """(an eval-mode ``dtype`` copy of the mixer (the user's is left as it was), dim or .dim)."""
     check_signature(mixer)
     if dim is None:
         dim = getattr(mixer, "dim", None)
@@ -118,8 +117,7 @@ def prepare(mixer, dim: int | None, dtype: torch.dtype):
 
 
 def call(mixer, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
-    """One forward: NotImplementedError means the feature does not apply; the output must be a
-    tensor of x's shape (MixerError otherwise)."""
+    """One forward (NotImplementedError: NotApplicable; output not of x's shape: MixerError)."""
     name = mixer_name(mixer)
     try:
         with torch.no_grad():
@@ -139,8 +137,7 @@ def call(mixer, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
 
 
 def build_mixer(factory, dim: int, dtype: torch.dtype = torch.float64):
-    """factory(dim), checked: a mixer with the right signature that mixes (2, 5, dim) tokens
-    into finite (2, 5, dim) outputs. Raises MixerError with one clear line otherwise."""
+    """factory(dim), checked to mix (2, 5, dim) tokens into finite outputs (else MixerError)."""
     try:
         mixer = factory(dim)
     except Exception as e:

@@ -28,21 +28,17 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
     """Definition 3.1 on one grid for Lemma 3's constructed PoM (also at ``extra_degrees``) and
     PoM, MHA and the token-wise MLP at initialisation and trained ``steps`` to fit the keys."""
     from .plots import MIXER_LABELS         # the figures' names (plots loads matplotlib)
-    grid = sequence_grid(levels, tokens, dim)
-    x = grid.points                                    # float64
-    rows = []
-    for k in (lemma_degree(tokens),) + tuple(extra_degrees):
-        constructed = ConstructedContextualMap(levels, tokens, dim, positional=positional,
-                                               degree=k)
+    grid, lemma, rows = sequence_grid(levels, tokens, dim), lemma_degree(tokens), []
+    for k in (lemma,) + tuple(extra_degrees):
+        constructed = ConstructedContextualMap(levels, tokens, dim, positional, k)
         with torch.no_grad():
-            report = check_contextual_mapping(constructed(x), grid.ids, positional)
-        name = ("PoM constructed (Lemma 3, degree n-1)" if k == lemma_degree(tokens) else
-                f"PoM constructed (degree n{k - tokens:+d}, below Lemma 3)" if k < tokens - 1
-                else f"PoM constructed (degree n{k - tokens:+d})")
-        rows.append(_row(grid, positional, name, report,
-                         proven_lower_bound=constructed.proven_separation if
-                         k >= lemma_degree(tokens) else float("nan"),
-                         degree=k, params=count_parameters(constructed), trained_steps=0))
+            report = check_contextual_mapping(constructed(grid.points), grid.ids, positional)
+        name = ("Lemma 3, degree n-1" if k == lemma else
+                f"degree n{k - tokens:+d}" + (", below Lemma 3" if k < lemma else ""))
+        bound = constructed.proven_separation if k >= lemma else float("nan")
+        rows.append(_row(grid, positional, f"PoM constructed ({name})", report,
+                         proven_lower_bound=bound, degree=k,
+                         params=count_parameters(constructed), trained_steps=0))
     for mixer in MIXERS:
         label = MIXER_LABELS[mixer]
         settings = dict(width=width, degree=degree, expand=expand, heads=heads, seed=seed)
@@ -54,7 +50,7 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
                                           (f"{label} trained", trained, info["fit_rel_mse"],
                                            steps)):
             with torch.no_grad():
-                values = model.double().features(x)
+                values = model.double().features(grid.points)
             report = check_contextual_mapping(values, grid.ids, positional)
             rows.append(_row(grid, positional, name, report, proven_lower_bound=float("nan"),
                              degree=degree if mixer == "pom" else float("nan"),
