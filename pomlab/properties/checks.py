@@ -109,8 +109,6 @@ def _padding(gen, batch: int, n: int) -> Tensor:
     return mask
 
 
-# --- permutation equivariance and context-order invariance -----------------------------------
-
 def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials, padding, batch,
                        tokens, queries=None) -> PropertyReport:
     """Worst relative deviation over ``trials`` permutations of the tokens, or of the context
@@ -170,8 +168,6 @@ def check_context_invariance(mixer, dim: int | None = None, *, batch: int = 2, q
                               "max |f(X, CP) - f(X, C)| / max |f(X, C)|", mixer, dim, dtype,
                               tolerance, seed, trials, padding, batch, context_tokens, queries)
 
-
-# --- mask causality -----------------------------------------------------------------------
 
 def _mask_for(kind: str, gen, batch: int, n_query: int, n_context: int, frames: int):
     """(mask as given to the mixer, dense bool (batch, M, N)) for one mask kind."""
@@ -238,8 +234,6 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
                                    "batch": b, "per_kind": per_kind})
 
 
-# --- step over blocks ---------------------------------------------------------------------
-
 def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4,
                tokens_per_frame: int = 3, dtype: torch.dtype = F64,
                tolerance: float | None = None, seed: int = 0) -> PropertyReport:
@@ -284,8 +278,6 @@ def _describe(result) -> str:
         return "(" + ", ".join(map(_describe, result)) + ")"
     return f"tensor {tuple(result.shape)}" if isinstance(result, Tensor) else type(result).__name__
 
-
-# --- contextual mapping -------------------------------------------------------------------
 
 def _contextual_report(values, ids, positional):
     """Definition 3.1 on keys; an order-dependent mixer is checked with positions (auto)."""
@@ -334,8 +326,6 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
         details={"report": report, "stage": stage, "positional": report.positional,
                  "relative_separation": report.relative_separation})
 
-
-# --- universal approximation --------------------------------------------------------------
 
 # quick: seconds on a CPU (`center`, n = 4: a token-wise map has relative MSE >= 1/n = 0.25)
 UA_QUICK = dict(tasks=("center",), tokens=4, width=16, depth=1, steps=150, batch_size=64,
@@ -386,8 +376,6 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
         details={"table": table, "rows": rows, "ratios": ratios.to_dict()})
 
 
-# --- assert_ twins ------------------------------------------------------------------------
-
 def _assert_twin(check):
     def assert_property(*args, **kwargs) -> PropertyReport:
         report = check(*args, **kwargs)
@@ -408,9 +396,7 @@ def _assert_twin(check):
     check_contextual_mapping, check_universal_approximation))
 
 
-# --- every check, as `python -m pomlab.properties` runs them --------------------------------
-
-# name -> (check, settings in quick mode, settings otherwise)
+# every check as `python -m pomlab.properties` runs them: name -> (check, quick settings, full)
 CHECKS = {
     "equivariance": (check_equivariance, dict(trials=2), dict(trials=3)),
     "context_invariance": (check_context_invariance, dict(trials=2), dict(trials=3)),

@@ -20,26 +20,6 @@ from .mixers import MixerError, load_factory
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pomlab.properties", description=__doc__)
-    p.add_argument("factory", metavar="MODULE:FACTORY",
-                   help="a callable dim -> mixer; MODULE is a dotted module or a path to a .py "
-                        "file (e.g. my_mixer.py:make_mixer)")
-    p.add_argument("--dim", type=int, default=64, help="token feature size (default 64)")
-    p.add_argument("--quick", action="store_true",
-                   help="small settings: seconds (universal approximation on one task)")
-    p.add_argument("--only", default=None,
-                   help=f"comma-separated checks among {','.join(CHECKS)} (default: all)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
-                   help="dtype of the exactness checks (default float64)")
-    p.add_argument("--seed", type=int, default=0, help="torch seed before building the mixer")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: more only add overhead on tiny models)")
-    p.add_argument("--json", type=Path, default=None, help="also write the reports to this file")
-    p.add_argument("--traceback", action="store_true", help="show tracebacks of bad input")
-    return p
-
-
 def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2e}"
 
@@ -61,7 +41,23 @@ def format_table(reports, width: int = 100) -> str:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    p = argparse.ArgumentParser(prog="python -m pomlab.properties", description=__doc__)
+    p.add_argument("factory", metavar="MODULE:FACTORY",
+                   help="a callable dim -> mixer; MODULE is a dotted module or a path to a .py "
+                        "file (e.g. my_mixer.py:make_mixer)")
+    p.add_argument("--dim", type=int, default=64, help="token feature size (default 64)")
+    p.add_argument("--quick", action="store_true",
+                   help="small settings: seconds (universal approximation on one task)")
+    p.add_argument("--only", default=None,
+                   help=f"comma-separated checks among {','.join(CHECKS)} (default: all)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
+                   help="dtype of the exactness checks (default float64)")
+    p.add_argument("--seed", type=int, default=0, help="torch seed before building the mixer")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: more only add overhead on tiny models)")
+    p.add_argument("--json", type=Path, default=None, help="also write the reports to this file")
+    p.add_argument("--traceback", action="store_true", help="show tracebacks of bad input")
+    args = p.parse_args(argv)
     try:
         for flag, value in (("--dim", args.dim), ("--threads", args.threads)):
             if value < 1:
