@@ -72,16 +72,14 @@ class MaskCase:
     dense: Tensor = field(repr=False)
 
     def permuted(self, perm: Tensor) -> "MaskCase":
-        """Self-mixing with tokens permuted by ``perm``: the mask P^T M P, as a per-query
-        tensor (Prop. 1: f(XP; P^T M P) = f(X; M) P); no mask stays no mask."""
+        """The mask P^T M P of tokens permuted by ``perm`` (Prop. 1: f(XP; P^T M P) = f(X; M) P)."""
         if self.mask is None:
             return self
         dense = self.dense[:, perm][:, :, perm]
         return MaskCase(f"{self.kind} (permuted)", dense, dense)
 
     def context_permuted(self, perm: Tensor) -> "MaskCase":
-        """Cross-mixing with the context tokens permuted by ``perm``: the mask's columns
-        permuted, as a per-query tensor (a padding mask stays a padding mask)."""
+        """The mask of context tokens permuted by ``perm`` (a padding mask stays one)."""
         if self.mask is None:
             return self
         dense = self.dense[:, :, perm]
@@ -97,9 +95,8 @@ class MaskCase:
 @st.composite
 def masks(draw, batch: int, n_query: int, n_context: int | None = None,
           kinds=MASK_KINDS) -> MaskCase:
-    """A mask of one of ``kinds`` for ``batch`` x ``n_query`` queries on ``n_context``
-    context tokens (default: self-mixing); "blind" hides every token, "int" is a 0/1 int64
-    padding mask, the two block-causal kinds are drawn only for self-mixing."""
+    """A mask of one of ``kinds`` for ``n_query`` queries on ``n_context`` tokens (default: self-
+    mixing): "blind" hides all, "int" is a 0/1 padding mask, block-causal is self-mixing only."""
     n_context = n_query if n_context is None else n_context
     allowed = [k for k in kinds if n_context == n_query or k not in ("block_causal", "BlockCausal")]
     if not allowed:
@@ -126,8 +123,7 @@ def masks(draw, batch: int, n_query: int, n_context: int | None = None,
 
 @dataclass(frozen=True)
 class MixerConfig:
-    """One of pomlab's mixers: ``kind`` ("pom", "mha", "polymorpher"), ``dim`` and the
-    constructor's other arguments (``options``, sorted (name, value) pairs)."""
+    """One of pomlab's MIXER_KINDS, ``dim`` and its other arguments (sorted (name, value) pairs)."""
 
     kind: str
     dim: int

@@ -31,9 +31,8 @@ def model_row(name: str, scale: str, image_size: int | None, **overrides) -> dic
 
 def zoo_table(image_size: int = 256, micro: bool = True, names: list[str] | None = None,
               video: bool = True, **overrides) -> pd.DataFrame:
-    """One row per model: paper scale at ``image_size`` px, then (optionally) the micro family
-    at its own input size; the video family after the image family unless ``video`` is False.
-    ``overrides`` go to every image model's ``create`` (e.g. learn_sigma=True)."""
+    """One row per model at paper scale (``image_size`` px), then micro; video models last unless
+    ``video`` is False. ``overrides`` go to every image model's ``create`` (learn_sigma=True)."""
     if names is None:
         names = M.names() + (M.video_names() if video else [])
     image = set(M.names())

@@ -1,5 +1,4 @@
-"""Mixers built to break one property each (a wrapped ``pomlab.PoM``, everything else correct):
-the checks must catch every one of them (docs/properties.md)."""
+"""Mixers that each break one property of a wrapped ``pomlab.PoM`` (docs/properties.md)."""
 from __future__ import annotations
 
 import torch
@@ -30,8 +29,7 @@ class PositionalBias(_Wrapped):
 
 
 class LeakyCausal(_Wrapped):
-    """PoM whose masks all let the token at position ``leak`` through (one future token
-    leaks into every earlier query under a causal mask)."""
+    """PoM whose masks all let the token at position ``leak`` through."""
 
     def __init__(self, dim: int, leak: int = 5, **pom_kwargs):
         super().__init__(dim, **pom_kwargs)

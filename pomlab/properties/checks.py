@@ -111,8 +111,7 @@ def _padding(gen, batch: int, n: int) -> Tensor:
 
 def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials, padding, batch,
                        tokens, queries=None) -> PropertyReport:
-    """Worst relative deviation over ``trials`` permutations of the tokens, or of the context
-    tokens when ``queries`` is given, without and (``padding``) with a padding mask."""
+    """Worst deviation over ``trials`` permutations of the tokens (context tokens with queries)."""
     m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
     cross = queries is not None
     worst, skipped = None, []
@@ -153,8 +152,7 @@ def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials
 def check_equivariance(mixer, dim: int | None = None, *, batch: int = 2, tokens: int = 9,
                        trials: int = 3, padding: bool = True, dtype: torch.dtype = F64,
                        tolerance: float | None = None, seed: int = 0) -> PropertyReport:
-    """Permutation equivariance of self-mixing (Prop. 1): f(XP) = f(X)P, and with a padding
-    mask permuted alongside, f(XP; mP) = f(X; m)P. ``trials`` random X and permutations."""
+    """Permutation equivariance of self-mixing (Prop. 1): f(XP; mP) = f(X; m)P, m padding/none."""
     return _permutation_check("permutation equivariance", "max |f(XP) - f(X)P| / max |f(X)|",
                               mixer, dim, dtype, tolerance, seed, trials, padding, batch, tokens)
 
@@ -183,9 +181,8 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
                     batch: int = 2, tokens: int = 8, frames: int = 4, cross: bool = True,
                     queries: int = 5, dtype: torch.dtype = F64, tolerance: float | None = None,
                     seed: int = 0) -> PropertyReport:
-    """Masks hide what they say: each token in turn is replaced by a fresh one and no query whose
-    mask hides it may change; self-mixing with every mask kind and (``cross``) cross-mixing with
-    all but block-causal. Kinds the mixer refuses are listed in ``reason``."""
+    """Masks hide what they say: no query may change when a token its mask hides changes (every
+    kind in self-mixing, all but block-causal in cross-mixing); refused kinds go in ``reason``."""
     prop, measure = "mask causality", "max |change of a query's output| / max |output|"
     m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
     for kind in kinds:
@@ -292,9 +289,8 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
                              train: bool = True, steps: int = 300, seed: int = 0
                              ) -> PropertyReport:
     """Contextual mapping (Lemma 3; Yun et al.'s Def. 3.1) of ``h + mixer(h)`` on a quantised
-    grid embedded by a random affine map, with positional keys when the mixer depends on order;
-    failing that and with ``train``, of a trained block of ``factory`` (else copies of
-    ``mixer``; torch reseeded with ``seed``). Details: docs/properties.md."""
+    grid, positional keys when the mixer depends on order; failing that and with ``train``, of a
+    trained block of ``factory`` (else copies of ``mixer``; docs/properties.md)."""
     prop, measure = "contextual mapping", "smallest distance between values of different keys"
     m, dim, _, gen = _setup(mixer, dim, F64, None, seed)
     grid = sequence_grid(levels, tokens, 1)

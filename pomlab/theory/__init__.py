@@ -1,5 +1,4 @@
-"""Theory of the Polynomial Mixer, by machine: contextual mapping and universal approximation
-(docs/theory.md; the proofs and their sympy checks are in proofs/). Figures are in
+"""Theory of the Polynomial Mixer by machine (docs/theory.md, proofs/); figures are in
 ``pomlab.theory.plots``, not imported here: it loads matplotlib."""
 from .construction import (G_STAR, ConstructedContextualMap, InterpolationNet, RampQuantiser,
                            gelu_inverse, lemma_degree, readout_place_values)

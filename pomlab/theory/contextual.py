@@ -39,8 +39,7 @@ class SequenceGrid:
 
 def sequence_grid(levels: int, tokens: int, dim: int = 1, max_sequences: int = 20000,
                   seed: int = 0, dtype: torch.dtype = torch.float64) -> SequenceGrid:
-    """Every sequence of `tokens` grid points of [0, 1)^dim, or a seeded random sample of
-    `max_sequences` of them when there are more (then `exhaustive` is False)."""
+    """Every sequence of `tokens` points of the grid of [0, 1)^dim, or a sample of max_sequences."""
     for name, value in (("levels", levels), ("tokens", tokens), ("dim", dim),
                         ("max_sequences", max_sequences)):
         check_positive_int(name, value)

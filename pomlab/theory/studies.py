@@ -1,5 +1,4 @@
-"""The two theory studies behind experiments/contextual_mapping.py and
-experiments/universal_approximation.py: what is run and how rows are labelled."""
+"""The theory studies of experiments/contextual_mapping.py and universal_approximation.py."""
 from __future__ import annotations
 
 import time
@@ -64,8 +63,7 @@ def capacity_sweep(tasks=None, *, ladder=((8, 1), (16, 1), (32, 1), (32, 2)),
                    degrees=(1, 2, 3, 4), degree_width: int = 16, degree_depth: int = 1,
                    steps: int = 800, tokens: int = 8, seed: int = 0) -> list[ToyRun]:
     """Runs of the universal-approximation study: each (width, depth) of ``ladder`` for every
-    mixer (PoM at degree 2), then PoM at every degree of ``degrees`` at (degree_width,
-    degree_depth); every task gets its small models first."""
+    mixer, then PoM at every degree of ``degrees`` at (degree_width, degree_depth)."""
     tasks = list(TASKS) if tasks is None else list(tasks)
     common = dict(steps=steps, tokens=tokens, seed=seed)
     runs = [ToyRun(task, mixer, width=width, depth=depth, **common)
@@ -76,13 +74,11 @@ def capacity_sweep(tasks=None, *, ladder=((8, 1), (16, 1), (32, 1), (32, 2)),
 
 
 def ladder_rows(df):
-    """The capacity-ladder rows of the universal-approximation CSV: every MHA and MLP row,
-    PoM at the ladder's degree 2 (the degree sweep's other rows left out)."""
+    """The capacity-ladder rows of the universal-approximation CSV (PoM at degree 2 only)."""
     return df[(df.mixer != "pom") | (df.degree == 2)]
 
 
 def largest_model_errors(df):
-    """Held-out relative MSE of each mixer's largest ladder model (PoM at degree 2), per task:
-    a (task x mixer) table from the universal-approximation CSV."""
+    """Held-out relative MSE of each mixer's largest ladder model: a (task x mixer) table."""
     biggest = ladder_rows(df).sort_values("params").groupby(["task", "mixer"]).tail(1)
     return biggest.pivot(index="task", columns="mixer", values="test_rel_mse")

@@ -85,14 +85,12 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def default_heads(width: int) -> int:
-    """MHA heads when none are given: the most heads of at least 16 features that divide width
-    (at least one)."""
+    """MHA heads when none are given: the most heads of >= 16 features dividing width, or 1."""
     return max(h for h in range(1, max(1, width // 16) + 1) if width % h == 0)
 
 
 class ToySeqModel(nn.Module):
-    """Token-wise embed, ``depth`` residual mixer blocks (``mixer(width)`` once per block when
-    ``mixer`` is a factory), token-wise head. ``tokens`` is needed only with ``positional``."""
+    """Embed, ``depth`` residual mixer blocks, head; ``tokens`` is needed with ``positional``."""
 
     def __init__(self, in_dim: int, out_dim: int, *,
                  mixer: str | Callable[[int], nn.Module] = "pom", width: int = 32, depth: int = 2,

@@ -50,8 +50,7 @@ class ToyRun:
 
 def _fit(model: nn.Module, batch: Callable[[], tuple[Tensor, Tensor]], steps: int, lr: float,
          clip: float | None = None, progress: str | None = None) -> list[float]:
-    """MSE regression on ``steps`` batches (x, target) = batch(): AdamW, a linear warm-up over
-    the first 5% of the steps, then cosine decay to 0. Returns the losses."""
+    """MSE regression on ``steps`` batch()es: AdamW, 5% linear warm-up, cosine decay; losses."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, steps // 20)
 
@@ -137,9 +136,8 @@ def train_context_model(grid: SequenceGrid, mixer: str | Callable[[int], nn.Modu
                         width: int = 32, degree: int = 2, expand: int = 2, heads: int = 2,
                         out_dim: int = 8, steps: int = 600, lr: float = 3e-3, seed: int = 0
                         ) -> tuple[ToySeqModel, dict]:
-    """Train one mixer block (full batch) to fit a random N(0, 1) target per contextual key
-    of ``grid``: a token-wise head fits it only if the block's output is a contextual mapping.
-    Returns the model (context values: ``model.features(grid.points)``) and an info dict."""
+    """Train one mixer block (full batch) to fit a random N(0, 1) target per contextual key of
+    ``grid`` (possible only if its output is a contextual mapping); (model, info)."""
     torch.manual_seed(seed)
     _, key = context_keys(grid.ids, positional)
     table = torch.randn(int(key.max()) + 1, out_dim, generator=torch.Generator().manual_seed(seed))
