@@ -4,9 +4,9 @@ from .construction import (G_STAR, ConstructedContextualMap, InterpolationNet, R
                            gelu_inverse, lemma_degree, readout_place_values)
 from .contextual import (ContextualMappingReport, SequenceGrid, check_contextual_mapping,
                          context_keys, sequence_grid)
-from .studies import capacity_sweep, contextual_mapping_rows, largest_model_errors
 from .tasks import TASKS, ToySeqModel, ToyTask, count_parameters, get_task
-from .training import ToyRun, train_context_model, train_toy, train_toy_runs
+from .training import (ToyRun, capacity_sweep, contextual_mapping_rows, largest_model_errors,
+                       train_context_model, train_toy, train_toy_runs)
 
 __all__ = [
     "check_contextual_mapping", "ContextualMappingReport", "context_keys", "sequence_grid",

@@ -8,10 +8,8 @@ import pandas as pd
 import seaborn as sns
 
 from .. import plotting
-from .studies import ladder_rows
+from .training import MIXER_LABELS, ladder_rows
 
-# "none" is the token-wise control of the studies; a bare "no mixing" would not say what it is
-MIXER_LABELS = {**plotting.MIXER_NAMES, "none": "token-wise MLP (no mixing)"}
 PALETTE = {MIXER_LABELS[m]: plotting.MIXER_COLORS[m] for m in MIXER_LABELS}
 NO_DEVICE = "device not recorded"           # rows of CSVs written before devices were recorded
 
