@@ -87,8 +87,7 @@ def check_signature(mixer) -> None:
         return                              # a builtin: nothing to read, calls will tell
     P = inspect.Parameter
     params = list(sig.parameters.values())
-    takes_x = any(p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD, P.VAR_POSITIONAL)
-                  for p in params)
+    takes_x = any(p.kind not in (P.KEYWORD_ONLY, P.VAR_KEYWORD) for p in params)
     by_name = {p.name for p in params if p.kind != P.POSITIONAL_ONLY}
     any_name = any(p.kind == P.VAR_KEYWORD for p in params)
     missing = [n for n in ("context", "mask") if n not in by_name and not any_name]

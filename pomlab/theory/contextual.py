@@ -43,8 +43,7 @@ def sequence_grid(levels: int, tokens: int, dim: int = 1, max_sequences: int = 2
     for name, value in (("levels", levels), ("tokens", tokens), ("dim", dim),
                         ("max_sequences", max_sequences)):
         check_positive_int(name, value)
-    alphabet = levels ** dim
-    total = alphabet ** tokens
+    alphabet, total = levels ** dim, levels ** (dim * tokens)
     if total <= max_sequences:
         ids = torch.tensor(list(itertools.product(range(alphabet), repeat=tokens)),
                            dtype=torch.long).reshape(total, tokens)

@@ -57,8 +57,7 @@ def _count(x: Tensor) -> Tensor:
 
 
 def _pairwise(x: Tensor) -> Tensor:
-    sq = torch.cdist(x, x) ** 2
-    return torch.exp(-sq / (2 * KERNEL_WIDTH ** 2)).mean(-1, keepdim=True)
+    return torch.exp(-torch.cdist(x, x) ** 2 / (2 * KERNEL_WIDTH ** 2)).mean(-1, keepdim=True)
 
 
 TASKS: dict[str, ToyTask] = {t.name: t for t in [

@@ -186,17 +186,15 @@ def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: 
         start = time.perf_counter()
         trained, info = train_context_model(grid, mixer, positional, steps=steps, **settings)
         seconds = time.perf_counter() - start
-        for name, model, fit, n_steps in ((f"{label} random init", init, float("nan"), 0),
-                                          (f"{label} trained", trained, info["fit_rel_mse"],
-                                           steps)):
+        for name, model, fit, n in ((f"{label} random init", init, float("nan"), 0),
+                                    (f"{label} trained", trained, info["fit_rel_mse"], steps)):
             with torch.no_grad():
                 values = model.double().features(grid.points)
             report = check_contextual_mapping(values, grid.ids, positional)
             rows.append(_row(grid, positional, name, report, proven_lower_bound=float("nan"),
-                             degree=degree if mixer == "pom" else float("nan"),
-                             width=width, params=count_parameters(model), trained_steps=n_steps,
-                             fit_rel_mse=fit, train_seconds=seconds if n_steps else 0.0,
-                             seed=seed))
+                             degree=degree if mixer == "pom" else float("nan"), width=width,
+                             params=count_parameters(model), trained_steps=n, fit_rel_mse=fit,
+                             train_seconds=seconds if n else 0.0, seed=seed))
     return rows
 
 
