@@ -1,9 +1,9 @@
 """Theory of the Polynomial Mixer by machine (docs/theory.md, proofs/); figures are in
 ``pomlab.theory.plots``, not imported here: it loads matplotlib."""
-from .construction import (G_STAR, ConstructedContextualMap, InterpolationNet, RampQuantiser,
-                           gelu_inverse, lemma_degree, readout_place_values)
-from .contextual import (ContextualMappingReport, SequenceGrid, check_contextual_mapping,
-                         context_keys, sequence_grid)
+from .contextual import (G_STAR, ConstructedContextualMap, ContextualMappingReport,
+                         InterpolationNet, RampQuantiser, SequenceGrid, check_contextual_mapping,
+                         context_keys, gelu_inverse, lemma_degree, readout_place_values,
+                         sequence_grid)
 from .tasks import TASKS, ToySeqModel, ToyTask, count_parameters, get_task
 from .training import (ToyRun, capacity_sweep, contextual_mapping_rows, largest_model_errors,
                        train_context_model, train_toy, train_toy_runs)

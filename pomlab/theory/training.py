@@ -18,8 +18,8 @@ from ..benchmark import device_label
 from ..checks import check_choice
 from ..io import atomic_to_csv, read_csv_exact
 from ..nn.blocks import MIXERS
-from .construction import ConstructedContextualMap, lemma_degree
-from .contextual import SequenceGrid, check_contextual_mapping, context_keys, sequence_grid
+from .contextual import (ConstructedContextualMap, SequenceGrid, check_contextual_mapping,
+                         context_keys, lemma_degree, sequence_grid)
 from .tasks import TASKS, ToySeqModel, count_parameters, default_heads, get_task
 
 TEST_SEED = 20_241_119           # the held-out set is the same for every run of a task
