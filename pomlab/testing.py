@@ -73,10 +73,8 @@ class MaskCase:
 
     def permuted(self, perm: Tensor) -> "MaskCase":
         """The mask P^T M P of tokens permuted by ``perm`` (Prop. 1: f(XP; P^T M P) = f(X; M) P)."""
-        if self.mask is None:
-            return self
         dense = self.dense[:, perm][:, :, perm]
-        return MaskCase(f"{self.kind} (permuted)", dense, dense)
+        return self if self.mask is None else MaskCase(f"{self.kind} (permuted)", dense, dense)
 
     def context_permuted(self, perm: Tensor) -> "MaskCase":
         """The mask of context tokens permuted by ``perm`` (a padding mask stays one)."""

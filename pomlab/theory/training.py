@@ -59,9 +59,8 @@ def _fit(model: nn.Module, batch: Callable[[], tuple[Tensor, Tensor]], steps: in
     warmup = max(1, steps // 20)
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        cosine = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        return (step + 1) / warmup if step < warmup else cosine
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     losses = []
     for _ in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
