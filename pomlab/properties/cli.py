@@ -42,14 +42,11 @@ def format_table(reports, width: int = 100) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pomlab.properties", description=__doc__)
-    p.add_argument("factory", metavar="MODULE:FACTORY",
-                   help="a callable dim -> mixer; MODULE is a dotted module or a path to a .py "
-                        "file (e.g. my_mixer.py:make_mixer)")
+    p.add_argument("factory", metavar="MODULE:FACTORY", help="a callable dim -> mixer in MODULE, "
+                   "a dotted module or a path to a .py file (e.g. my_mixer.py:make_mixer)")
     p.add_argument("--dim", type=int, default=64, help="token feature size (default 64)")
-    p.add_argument("--quick", action="store_true",
-                   help="small settings: seconds (universal approximation on one task)")
-    p.add_argument("--only", default=None,
-                   help=f"comma-separated checks among {','.join(CHECKS)} (default: all)")
+    p.add_argument("--quick", action="store_true", help="small settings: seconds, one toy task")
+    p.add_argument("--only", help=f"comma-separated checks among {','.join(CHECKS)} (default: all)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
                    help="dtype of the exactness checks (default float64)")
     p.add_argument("--seed", type=int, default=0, help="torch seed before building the mixer")
