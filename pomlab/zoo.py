@@ -42,22 +42,20 @@ def zoo_table(image_size: int = 256, micro: bool = True, names: list[str] | None
 
 
 def main(argv=None) -> pd.DataFrame:
-    p = argparse.ArgumentParser(prog="python -m pomlab.zoo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m pomlab.zoo", description=__doc__)
     p.add_argument("--image-size", type=int, default=256, help="pixels, paper-scale models")
     p.add_argument("--learn-sigma", action="store_true",
                    help="count the DiT paper's 2x output channels (learned variance)")
     p.add_argument("--no-micro", action="store_true", help="leave out the micro family")
     p.add_argument("--no-video", action="store_true", help="leave out the video family")
-    p.add_argument("--models", default=None, help="comma-separated names (default: all)")
+    p.add_argument("--models", type=lambda text: text.split(","),
+                   help="comma-separated names (default: all)")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = p.parse_args(argv)
-    names = None if args.models is None else args.models.split(",")
-    for name in names or []:
+    for name in args.models or []:
         if name not in M.all_names():
             p.error(f"unknown model {name!r}; valid names: {', '.join(M.all_names())}")
-
-    df = zoo_table(args.image_size, micro=not args.no_micro, names=names,
+    df = zoo_table(args.image_size, micro=not args.no_micro, names=args.models,
                    video=not args.no_video, learn_sigma=args.learn_sigma)
     print(f"pomlab model zoo: parameters (M) and forward GFLOPs (DiT convention: batch 1, "
           f"1 multiply-add = 1 FLOP); paper scale at {args.image_size}x{args.image_size} px "
