@@ -339,8 +339,7 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
     """Train ``factory(width)`` mixers on toy seq2seq tasks beside the ``baselines`` (settings
     ``UA_QUICK`` or ``UA_FULL``, each overridable); holds when on every task the held-out error
     is at most ``ratio`` times the token-wise MLP's. details: "table" (task x mixer), "rows"."""
-    prop = "universal approximation"
-    measure = "held-out rel. MSE / token-wise MLP's (worst task)"
+    prop, measure = "universal approximation", "held-out rel. MSE / token-wise MLP's (worst task)"
     unknown = set(settings) - set(UA_FULL)
     if unknown:
         raise TypeError(f"unknown settings {sorted(unknown)}; expected some of {sorted(UA_FULL)}")

@@ -83,11 +83,10 @@ class ContextualMappingReport:
 
     def summary(self) -> str:
         mode = "positional" if self.positional else "permutation"
-        verdict = "holds" if self.holds else "FAILS"
-        return (f"contextual mapping {verdict} ({mode}): separation {self.separation:.4g} "
-                f"(within {self.separation_within:.4g}, across {self.separation_across:.4g}, "
-                f"relative {self.relative_separation:.3g}), spread {self.spread:.2g}, "
-                f"tolerance {self.tolerance:.2g}; {self.n_sequences} sequences, "
+        return (f"contextual mapping {'holds' if self.holds else 'FAILS'} ({mode}): separation "
+                f"{self.separation:.4g} (within {self.separation_within:.4g}, across "
+                f"{self.separation_across:.4g}, relative {self.relative_separation:.3g}), spread "
+                f"{self.spread:.2g}, tolerance {self.tolerance:.2g}; {self.n_sequences} sequences, "
                 f"{self.n_contexts} contexts, {self.n_keys} keys")
 
 
