@@ -298,12 +298,10 @@ class ConstructedContextualMap(nn.Module):
         self.token_id = nn.Linear(dim, 1, bias=False).double()
         with torch.no_grad():
             self.token_id.weight.copy_(levels * self.base ** torch.arange(dim, dtype=torch.float64))
-
         T = self.alphabet
         self.alpha = 4 * T + 2
         ids = torch.arange(T, dtype=torch.float64)
         self.embed = InterpolationNet(ids, gelu_inverse(ids + 1) / self.alpha)
-
         self.place_values = readout_place_values(tokens, T, self.degree)
         self.pom = PoM(1, degree=self.degree, expand=1).double()
         with torch.no_grad():
@@ -325,7 +323,6 @@ class ConstructedContextualMap(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, n, dim) points of [0, 1)^dim -> (B, n) context values q."""
         if x.shape[1] != self.tokens:
-            raise ValueError(f"x must hold {self.tokens} tokens (the readout's n), "
-                             f"got {x.shape[1]}")
+            raise ValueError(f"x must hold {self.tokens} tokens (readout's n), got {x.shape[1]}")
         c = self.token_values(x)
         return (c + self.pom(c))[..., 0]
