@@ -154,7 +154,6 @@ def mixer_configs(draw, kinds=tuple(MIXER_KINDS), dim=None,
         heads = draw(st.sampled_from([h for h in range(1, min(d, 8) + 1) if d % h == 0]))
         return MixerConfig("mha", d, (("heads", heads),))
     d = draw(_strategy(dim if dim is not None else dims(1, 6) if kind == "pom" else dims(2, 8)))
-    degree = draw(st.integers(1, 4 if kind == "pom" else 3))
-    options = {"degree": degree, "expand": draw(st.integers(1, 3)),
-               "polynomial": draw(st.sampled_from(polynomials))}
+    options = {"degree": draw(st.integers(1, 4 if kind == "pom" else 3)),
+               "expand": draw(st.integers(1, 3)), "polynomial": draw(st.sampled_from(polynomials))}
     return MixerConfig(kind, d, tuple(sorted(options.items())))

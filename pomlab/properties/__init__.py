@@ -12,8 +12,8 @@ from .mixers import MixerError, build_mixer, check_signature, load_factory
 __all__ = [
     "PropertyReport", "default_tolerance", "CAUSALITY_MASK_KINDS", "UA_QUICK", "UA_FULL",
     "check_equivariance", "check_context_invariance", "check_causality", "check_step",
-    "check_contextual_mapping", "check_universal_approximation",
-    "assert_equivariance", "assert_context_invariance", "assert_causality", "assert_step",
-    "assert_contextual_mapping", "assert_universal_approximation",
-    "run_all", "build_mixer", "CHECKS", "MixerError", "check_signature", "load_factory",
+    "check_contextual_mapping", "check_universal_approximation", "assert_equivariance",
+    "assert_context_invariance", "assert_causality", "assert_step", "assert_contextual_mapping",
+    "assert_universal_approximation", "run_all", "build_mixer", "CHECKS", "MixerError",
+    "check_signature", "load_factory",
 ]

@@ -50,8 +50,7 @@ class PropertyReport:
         if not self.applies:
             return f"{self.property}: does not apply ({self.reason})"
         text = (f"{self.property} {self.verdict}: {self.measure} = {self.measured:.3g} "
-                f"(must be {self.passes_when} {self.tolerance:.3g}); worst case: "
-                f"{self.worst_case}")
+                f"(must be {self.passes_when} {self.tolerance:.3g}); worst case: {self.worst_case}")
         return text + (f" [{self.reason}]" if self.reason else "")
 
     def as_row(self) -> dict:
@@ -189,9 +188,8 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
         check_choice("kinds", kind, CAUSALITY_MASK_KINDS)
     if "block_causal" in kinds and tokens % frames:
         raise ValueError(f"tokens ({tokens}) must be a multiple of frames ({frames})")
-    settings = [("self-mixing", k) for k in kinds]
-    if cross:
-        settings += [("cross-mixing", k) for k in kinds if k != "block_causal"]
+    settings = ([("self-mixing", k) for k in kinds] +
+                [("cross-mixing", k) for k in kinds if cross and k != "block_causal"])
     worst, per_kind, skipped, perturbations = None, {}, [], 0
     for setting, kind in settings:
         self_mixing = setting == "self-mixing"

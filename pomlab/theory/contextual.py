@@ -111,12 +111,10 @@ def context_keys(token_ids, positional: bool = False) -> tuple[np.ndarray, np.nd
         raise ValueError(f"token_ids must have shape (sequences, tokens), got {ids.shape}")
     n_seq, n_tok = ids.shape
     canonical = ids if positional else np.sort(ids, axis=1)
-    _, context = np.unique(canonical, axis=0, return_inverse=True)
-    context = context.reshape(-1)
+    context = np.unique(canonical, axis=0, return_inverse=True)[1].reshape(-1)
     second = np.broadcast_to(np.arange(n_tok), ids.shape) if positional else ids
     pairs = np.stack([np.repeat(context, n_tok), second.reshape(-1)], axis=1)
-    _, key = np.unique(pairs, axis=0, return_inverse=True)
-    return context, key.reshape(n_seq, n_tok)
+    return context, np.unique(pairs, axis=0, return_inverse=True)[1].reshape(n_seq, n_tok)
 
 
 def _min_distance_across(reps: Tensor, ctx: Tensor, chunk: int = 512):

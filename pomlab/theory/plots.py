@@ -39,8 +39,7 @@ def plot_error_vs_degree(df: pd.DataFrame, stem: str | Path, width: int = 16,
     if rows.empty:
         raise ValueError(f"no PoM rows at width {width}, depth {depth} to plot against degree")
     with plotting.style():
-        fig, axes = plotting.figure(width=4.0, height=2.9)
-        ax = axes[0, 0]
+        fig, [[ax]] = plotting.figure(width=4.0, height=2.9)
         sns.lineplot(data=rows, x="degree", y="test_rel_mse", hue="task", marker="o", ax=ax)
         ax.set(yscale="log", xlabel="PoM degree k", ylabel="held-out relative MSE",
                title=f"PoM, width {width}, depth {depth}; synthetic data, "
@@ -59,8 +58,7 @@ def plot_contextual_separation(df: pd.DataFrame, stem: str | Path) -> list[Path]
     rows["shown"] = np.where(rows.holds, rows.relative_separation, floor)
     rows["verdict"] = np.where(rows.holds, "contextual mapping", "fails")
     with plotting.style():
-        fig, axes = plotting.figure(width=7.0, height=3.6)
-        ax = axes[0, 0]
+        fig, [[ax]] = plotting.figure(width=7.0, height=3.6)
         sns.scatterplot(data=rows, y="model", x="shown", hue="grid", style="verdict",
                         markers={"contextual mapping": "o", "fails": "X"}, s=55, ax=ax)
         ax.set(xscale="log", xlabel="relative separation (min distance / radius of values)",
