@@ -22,8 +22,7 @@ __all__ = ["seeds", "dims", "token_batches", "permutations", "MASK_KINDS", "Mask
 
 MASK_KINDS = ("none", "causal", "padding", "per_query", "per_query_shared", "int", "blind",
               "block_causal", "BlockCausal")
-# kind -> module. Not pomlab.nn.blocks.MIXERS: "none" mixes nothing to test, and the
-# Polymorpher block must keep the properties of the PoM inside it.
+# not nn.blocks.MIXERS: "none" mixes nothing, the Polymorpher block must keep its PoM's properties
 MIXER_KINDS = {"pom": PoM, "mha": MHA, "polymorpher": Polymorpher}
 
 

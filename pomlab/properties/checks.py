@@ -68,10 +68,6 @@ def _not_applicable(prop: str, measure: str, reason: str, tolerance: float) -> P
     return PropertyReport(prop, None, math.nan, tolerance, "", measure, reason=reason)
 
 
-def _scale(y: Tensor) -> float:
-    return y.abs().max().item() or 1.0
-
-
 def _setup(mixer, dim, dtype, tolerance, seed, default_tol=None):
     """(float ``dtype`` copy of the mixer, its dim, the tolerance, a seeded generator)."""
     m, dim = prepare(mixer, dim, dtype)
@@ -134,8 +130,8 @@ def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials
                 if not cross:
                     raise
                 return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
-            worst = _worse(worst, (got - ref).abs().amax(-1), _scale(ref), trial, perm,
-                           mask is not None)
+            worst = _worse(worst, (got - ref).abs().amax(-1), ref.abs().max().item() or 1.0,
+                           trial, perm, mask is not None)
     dev, trial, perm, masked, b, j, abs_err = worst
     token = j if cross else int(perm[j])
     who = f"query {j}" if cross else f"the output of input token {token}"
@@ -201,7 +197,7 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
         except NotApplicable as e:
             skipped.append(f"{kind} ({setting}): {e}")
             continue
-        scale, kind_worst = _scale(y), 0.0
+        scale, kind_worst = y.abs().max().item() or 1.0, 0.0           # deviations are relative
         for i in range(tokens):
             hidden = ~dense[:, :, i]                               # (B, M): must not see i
             if self_mixing:
@@ -259,7 +255,7 @@ def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4
                              f"y of x's shape {tuple(block.shape)}, got {_describe(result)}")
         y, state = result
         errs.append((y - expected).abs().max().item())
-    scale = _scale(parallel)
+    scale = parallel.abs().max().item() or 1.0
     t = max(range(frames), key=errs.__getitem__)
     dev = errs[t] / scale
     first, last = t * tokens_per_frame, (t + 1) * tokens_per_frame - 1
@@ -377,9 +373,8 @@ def _assert_twin(check):
         return report
     assert_property.__name__ = "assert_" + check.__name__.removeprefix("check_")
     assert_property.__qualname__ = assert_property.__name__
-    assert_property.__doc__ = (f"``{check.__name__}`` for pytest: returns the report when the "
-                               f"property holds, raises AssertionError with its summary when it "
-                               f"fails or does not apply.")
+    assert_property.__doc__ = (f"``{check.__name__}`` for pytest: the report if the property "
+                               f"holds, else AssertionError with its summary.")
     return assert_property
 
 

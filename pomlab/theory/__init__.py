@@ -1,5 +1,4 @@
-"""Theory of the Polynomial Mixer by machine (docs/theory.md, proofs/); figures are in
-``pomlab.theory.plots``, not imported here: it loads matplotlib."""
+"""Theory of the Polynomial Mixer by machine (docs/theory.md); figures: ``.plots`` (matplotlib)."""
 from .contextual import (G_STAR, ConstructedContextualMap, ContextualMappingReport,
                          InterpolationNet, RampQuantiser, SequenceGrid, check_contextual_mapping,
                          context_keys, gelu_inverse, lemma_degree, readout_place_values,

@@ -29,8 +29,7 @@ MIXER_LABELS = {"pom": "PoM", "mha": "MHA", "none": "token-wise MLP (no mixing)"
 
 @dataclass(frozen=True)
 class ToyRun:
-    """One training run: task, model capacity and optimisation settings. ``mixer`` is one of
-    pomlab's MIXERS, or the label of a user's mixer passed as ``train_toy(mixer_factory=...)``."""
+    """One toy training run; ``mixer``: one of MIXERS, or the label of train_toy's mixer_factory."""
 
     task: str
     mixer: str
