@@ -7,13 +7,12 @@ Grids are given as LEVELS:TOKENS:DIM[:pos] (pos = with positional encoding).
 """
 import _bootstrap  # noqa: F401  (makes `import pomlab` work from a checkout)
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from pomlab.cli import ConfigParser, HelpFormatter, run
+from pomlab.cli import ConfigParser, run
 from pomlab.io import atomic_to_csv
 from pomlab.theory import contextual_mapping_rows
 from pomlab.theory.plots import plot_contextual_separation
@@ -30,8 +29,7 @@ def parse_grid(text: str) -> tuple[int, int, int, bool]:
 
 
 def main(argv=None) -> pd.DataFrame:
-    ap = ConfigParser(description=__doc__,
-                                 formatter_class=HelpFormatter)
+    ap = ConfigParser(description=__doc__)
     ap.add_argument("--grids", default=DEFAULT_GRIDS,
                     help=f"comma-separated LEVELS:TOKENS:DIM[:pos] (default {DEFAULT_GRIDS})")
     ap.add_argument("--width", type=int, default=32)

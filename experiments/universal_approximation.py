@@ -9,21 +9,19 @@ and universal_approximation_degree.{png,pdf} (PoM error vs degree).
 """
 import _bootstrap  # noqa: F401  (makes `import pomlab` work from a checkout)
 
-import argparse
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from pomlab.cli import ConfigParser, HelpFormatter, run
+from pomlab.cli import ConfigParser, run
 from pomlab.theory import TASKS, capacity_sweep, largest_model_errors, train_toy_runs
 from pomlab.theory.plots import plot_error_vs_degree, plot_error_vs_params
 
 
 def main(argv=None) -> pd.DataFrame:
-    ap = ConfigParser(description=__doc__,
-                                 formatter_class=HelpFormatter)
+    ap = ConfigParser(description=__doc__)
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     ap.add_argument("--steps", type=int, default=800, help="training steps per run")
     ap.add_argument("--tokens", type=int, default=8, help="sequence length")

@@ -1,7 +1,5 @@
-"""Hypothesis strategies for token-mixer tests: token batches, dims, permutations, every mask
-kind, block splits and mixer configurations (docs/properties.md has a worked example).
-Tensors come from torch generators seeded by hypothesis: fast, and every failure reports the
-seed; shapes, kinds and configurations shrink."""
+"""Hypothesis strategies for token-mixer tests (docs/properties.md): tensors come from torch
+generators seeded by hypothesis, so failures report the seed; shapes, kinds and configs shrink."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,8 +22,7 @@ __all__ = ["seeds", "dims", "token_batches", "permutations", "MASK_KINDS", "Mask
 
 MASK_KINDS = ("none", "causal", "padding", "per_query", "per_query_shared", "int", "blind",
               "block_causal", "BlockCausal")
-# kind -> module. Not pomlab.nn.blocks.MIXERS: "none" mixes nothing to test, and the
-# Polymorpher block must keep the properties of the PoM inside it.
+# not nn.blocks.MIXERS: "none" mixes nothing, the Polymorpher block must keep its PoM's properties
 MIXER_KINDS = {"pom": PoM, "mha": MHA, "polymorpher": Polymorpher}
 
 
@@ -46,8 +43,7 @@ def dims(min_dim: int = 1, max_dim: int = 8) -> st.SearchStrategy[int]:
 @st.composite
 def token_batches(draw, dim=dims(), batch=st.integers(1, 3), tokens=st.integers(1, 9),
                   dtype: torch.dtype = torch.float64, scale: float = 1.0) -> Tensor:
-    """(batch, tokens, dim) N(0, scale^2) tokens; dim, batch and tokens are ints or
-    strategies."""
+    """(batch, tokens, dim) N(0, scale^2) tokens; each size an int or a strategy."""
     d, b, n = draw(_strategy(dim)), draw(_strategy(batch)), draw(_strategy(tokens))
     gen = torch.Generator().manual_seed(draw(seeds()))
     return scale * torch.randn(b, n, d, dtype=dtype, generator=gen)
@@ -63,30 +59,24 @@ def block_splits(n: int | None = None, max_frames: int = 6,
     """(frames, tokens_per_frame). With n: the splits of n tokens into equal frames."""
     if n is None:
         return st.tuples(st.integers(1, max_frames), st.integers(1, max_tokens_per_frame))
-    divisors = [f for f in range(1, n + 1) if n % f == 0]
-    return st.sampled_from(divisors).map(lambda f: (f, n // f))
+    return st.sampled_from([f for f in range(1, n + 1) if n % f == 0]).map(lambda f: (f, n // f))
 
 
 @dataclass(frozen=True)
 class MaskCase:
-    """A mask as a mixer gets it (``mask``) and what it means (``dense``: bool (batch, M, N),
-    True = the query may see that context token)."""
+    """A mask as a mixer gets it and what it means (``dense`` (batch, M, N): True = visible)."""
 
     kind: str
     mask: object
     dense: Tensor = field(repr=False)
 
     def permuted(self, perm: Tensor) -> "MaskCase":
-        """Self-mixing with tokens permuted by ``perm``: the mask P^T M P, as a per-query
-        tensor (Prop. 1: f(XP; P^T M P) = f(X; M) P); no mask stays no mask."""
-        if self.mask is None:
-            return self
+        """The mask P^T M P of tokens permuted by ``perm`` (Prop. 1: f(XP; P^T M P) = f(X; M) P)."""
         dense = self.dense[:, perm][:, :, perm]
-        return MaskCase(f"{self.kind} (permuted)", dense, dense)
+        return self if self.mask is None else MaskCase(f"{self.kind} (permuted)", dense, dense)
 
     def context_permuted(self, perm: Tensor) -> "MaskCase":
-        """Cross-mixing with the context tokens permuted by ``perm``: the mask's columns
-        permuted, as a per-query tensor (a padding mask stays a padding mask)."""
+        """The mask of context tokens permuted by ``perm`` (a padding mask stays one)."""
         if self.mask is None:
             return self
         dense = self.dense[:, :, perm]
@@ -102,35 +92,26 @@ class MaskCase:
 @st.composite
 def masks(draw, batch: int, n_query: int, n_context: int | None = None,
           kinds=MASK_KINDS) -> MaskCase:
-    """A mask of one of ``kinds`` for ``batch`` x ``n_query`` queries on ``n_context``
-    context tokens (default: self-mixing); "blind" hides every token, "int" is a 0/1 int64
-    padding mask, the two block-causal kinds are drawn only for self-mixing."""
+    """A mask of one of ``kinds`` for ``n_query`` queries on ``n_context`` tokens (default: self-
+    mixing): "blind" hides all, "int" is a 0/1 padding mask, block-causal is self-mixing only."""
     n_context = n_query if n_context is None else n_context
-    square = n_context == n_query
-    allowed = [k for k in kinds if square or k not in ("block_causal", "BlockCausal")]
+    allowed = [k for k in kinds if n_context == n_query or k not in ("block_causal", "BlockCausal")]
     if not allowed:
         raise ValueError(f"no mask kind of {kinds} fits {n_query} queries on {n_context} "
                          f"context tokens")
     kind = draw(st.sampled_from(allowed))
     gen = torch.Generator().manual_seed(draw(seeds()))
     density = draw(st.sampled_from([0.3, 0.6, 0.9]))
-    if kind == "none":
-        mask = None
-    elif kind == "causal":
-        mask = "causal"
-    elif kind in ("padding", "int"):
-        mask = torch.rand(batch, n_context, generator=gen) < density
-        mask = mask.long() if kind == "int" else mask
-    elif kind == "per_query":
-        mask = torch.rand(batch, n_query, n_context, generator=gen) < density
-    elif kind == "per_query_shared":
-        mask = torch.rand(1, n_query, n_context, generator=gen) < density
-    elif kind == "blind":
-        mask = torch.zeros(batch, n_context, dtype=torch.bool)
-    else:
-        frames, per_frame = draw(block_splits(n_query))
-        mask = (_masks.block_causal(frames, per_frame)[None] if kind == "block_causal"
-                else _masks.BlockCausal(frames, per_frame))
+    if kind in ("block_causal", "BlockCausal"):
+        split = draw(block_splits(n_query))
+    mask = {"none": lambda: None, "causal": lambda: "causal",
+            "padding": lambda: torch.rand(batch, n_context, generator=gen) < density,
+            "int": lambda: (torch.rand(batch, n_context, generator=gen) < density).long(),
+            "per_query": lambda: torch.rand(batch, n_query, n_context, generator=gen) < density,
+            "per_query_shared": lambda: torch.rand(1, n_query, n_context, generator=gen) < density,
+            "blind": lambda: torch.zeros(batch, n_context, dtype=torch.bool),
+            "block_causal": lambda: _masks.block_causal(*split)[None],
+            "BlockCausal": lambda: _masks.BlockCausal(*split)}[kind]()
     dense = _masks.canonical(mask, batch, n_query, n_context, "cpu")
     dense = (torch.ones(batch, n_query, n_context, dtype=torch.bool) if dense is None
              else dense.expand(batch, n_query, n_context))
@@ -139,16 +120,14 @@ def masks(draw, batch: int, n_query: int, n_context: int | None = None,
 
 @dataclass(frozen=True)
 class MixerConfig:
-    """One of pomlab's mixers: ``kind`` ("pom", "mha", "polymorpher"), ``dim`` and the
-    constructor's other arguments (``options``, sorted (name, value) pairs)."""
+    """One of pomlab's MIXER_KINDS, ``dim`` and its other arguments (sorted (name, value) pairs)."""
 
     kind: str
     dim: int
     options: tuple = ()
 
     def build(self, dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Module:
-        """The module, seeded, in ``dtype``. The "powers" polynomial gets N(0, 1) weights alpha
-        (its initial ones are ~1e-3, which would hide the mixing from any check)."""
+        """The module, seeded, in ``dtype``; "powers" gets N(0, 1) alpha (~1e-3 hides mixing)."""
         build = MIXER_KINDS[check_choice("kind", self.kind, MIXER_KINDS)]
         torch.manual_seed(seed)
         module = build(self.dim, **dict(self.options)).to(dtype)
@@ -174,7 +153,6 @@ def mixer_configs(draw, kinds=tuple(MIXER_KINDS), dim=None,
         heads = draw(st.sampled_from([h for h in range(1, min(d, 8) + 1) if d % h == 0]))
         return MixerConfig("mha", d, (("heads", heads),))
     d = draw(_strategy(dim if dim is not None else dims(1, 6) if kind == "pom" else dims(2, 8)))
-    degree = draw(st.integers(1, 4 if kind == "pom" else 3))
-    options = {"degree": degree, "expand": draw(st.integers(1, 3)),
-               "polynomial": draw(st.sampled_from(polynomials))}
+    options = {"degree": draw(st.integers(1, 4 if kind == "pom" else 3)),
+               "expand": draw(st.integers(1, 3)), "polynomial": draw(st.sampled_from(polynomials))}
     return MixerConfig(kind, d, tuple(sorted(options.items())))

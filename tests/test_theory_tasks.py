@@ -8,8 +8,8 @@ from hypothesis import given, strategies as st
 
 
 from pomlab.testing import permutations, seeds, token_batches
-from pomlab.theory import TASKS, ToyRun, ToySeqModel, get_task, train_toy, train_toy_runs
-from pomlab.theory.studies import capacity_sweep
+from pomlab.theory import (TASKS, ToyRun, ToySeqModel, capacity_sweep, get_task, train_toy,
+                           train_toy_runs)
 
 
 def brute_force(name, x):

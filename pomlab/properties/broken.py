@@ -1,5 +1,4 @@
-"""Mixers built to break one property each (a wrapped ``pomlab.PoM``, everything else correct):
-the checks must catch every one of them (docs/properties.md)."""
+"""Mixers that each break one property of a wrapped ``pomlab.PoM`` (docs/properties.md)."""
 from __future__ import annotations
 
 import torch
@@ -12,8 +11,10 @@ from ..nn.pom import PoM
 class _Wrapped(nn.Module):
     def __init__(self, dim: int, **pom_kwargs):
         super().__init__()
-        self.dim = dim
-        self.pom = PoM(dim, **pom_kwargs)
+        self.dim, self.pom = dim, PoM(dim, **pom_kwargs)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
+        return self.pom(x, context=context, mask=mask)
 
 
 class PositionalBias(_Wrapped):
@@ -28,8 +29,7 @@ class PositionalBias(_Wrapped):
 
 
 class LeakyCausal(_Wrapped):
-    """PoM whose masks all let the token at position ``leak`` through (one future token
-    leaks into every earlier query under a causal mask)."""
+    """PoM whose masks all let the token at position ``leak`` through."""
 
     def __init__(self, dim: int, leak: int = 5, **pom_kwargs):
         super().__init__(dim, **pom_kwargs)
@@ -48,18 +48,15 @@ class PositionWeightedContext(_Wrapped):
     """Cross-mixing on context tokens scaled by 1 + position / N: order matters."""
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
-        if context is None:
-            return self.pom(x, mask=mask)
-        n = context.shape[1]
-        weights = 1 + torch.arange(n, dtype=context.dtype, device=context.device) / n
-        return self.pom(x, context=context * weights[:, None], mask=mask)
+        if context is not None:
+            n = context.shape[1]
+            weights = 1 + torch.arange(n, dtype=context.dtype, device=context.device) / n
+            context = context * weights[:, None]
+        return self.pom(x, context=context, mask=mask)
 
 
 class ForgetfulStep(_Wrapped):
     """Correct forward; ``step`` mixes each block as if it were the first (state dropped)."""
-
-    def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
-        return self.pom(x, context=context, mask=mask)
 
     def step(self, x: Tensor, state=None):
         return self.pom.step(x, None)

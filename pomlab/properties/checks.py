@@ -1,6 +1,5 @@
-"""The property checks: each takes a mixer (or factory) and returns a ``PropertyReport``.
-Deviations are relative to the largest |output|, so that one tolerance fits mixers of any size
-(docs/properties.md lists the checks and their tolerances)."""
+"""The property checks (docs/properties.md): each takes a mixer (or factory) and returns a
+``PropertyReport``; deviations are relative to the largest |output|, for mixers of any size."""
 from __future__ import annotations
 
 import copy
@@ -20,8 +19,7 @@ from ..theory.training import ToyRun, train_context_model, train_toy
 from .mixers import MixerError, NotApplicable, build_mixer, call, mixer_name, prepare
 
 F64 = torch.float64
-# the kinds check_causality perturbs (pomlab.testing.MASK_KINDS also draws the ways of writing
-# them: no mask, int, shared, all hidden, the BlockCausal description)
+# the kinds check_causality perturbs (pomlab.testing.MASK_KINDS adds other ways to write them)
 CAUSALITY_MASK_KINDS = ("padding", "per_query", "causal", "block_causal")
 
 
@@ -52,8 +50,7 @@ class PropertyReport:
         if not self.applies:
             return f"{self.property}: does not apply ({self.reason})"
         text = (f"{self.property} {self.verdict}: {self.measure} = {self.measured:.3g} "
-                f"(must be {self.passes_when} {self.tolerance:.3g}); worst case: "
-                f"{self.worst_case}")
+                f"(must be {self.passes_when} {self.tolerance:.3g}); worst case: {self.worst_case}")
         return text + (f" [{self.reason}]" if self.reason else "")
 
     def as_row(self) -> dict:
@@ -71,9 +68,21 @@ def _not_applicable(prop: str, measure: str, reason: str, tolerance: float) -> P
     return PropertyReport(prop, None, math.nan, tolerance, "", measure, reason=reason)
 
 
-def _scale(y: Tensor) -> float:
-    s = y.abs().max().item()
-    return s if s > 0 else 1.0
+def _setup(mixer, dim, dtype, tolerance, seed, default_tol=None):
+    """(float ``dtype`` copy of the mixer, its dim, the tolerance, a seeded generator)."""
+    m, dim = prepare(mixer, dim, dtype)
+    if tolerance is None:
+        tolerance = default_tolerance(dtype) if default_tol is None else default_tol
+    return m, dim, tolerance, torch.Generator().manual_seed(seed)
+
+
+def _worse(worst, change: Tensor, scale: float, *where):
+    """``worst`` or, when ``change`` (B, M) beats it, (deviation, *where, batch, query, change)."""
+    dev = change.max().item() / scale
+    if worst is None or dev > worst[0]:
+        b, j = divmod(int(change.argmax()), change.shape[1])
+        return (dev, *where, b, j, change.max().item())
+    return worst
 
 
 def _randn(gen, *shape, dtype):
@@ -95,56 +104,52 @@ def _padding(gen, batch: int, n: int) -> Tensor:
     return mask
 
 
-# --- permutation equivariance and context-order invariance -----------------------------------
-
-def _worst_permutation(gen, trials: int, padding: bool, batch: int, n: int, draw, pair):
-    """Largest relative deviation of ``pair(inputs, perm, mask) -> (got, ref)`` over ``trials``
-    draws of inputs and non-identity permutations of n tokens, without and (``padding``) with a
-    padding mask over them: ((deviation, trial, perm, masked, batch, token, abs), skipped)."""
+def _permutation_check(prop, measure, mixer, dim, dtype, tolerance, seed, trials, padding, batch,
+                       tokens, queries=None) -> PropertyReport:
+    """Worst deviation over ``trials`` permutations of the tokens (context tokens with queries)."""
+    m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
+    cross = queries is not None
     worst, skipped = None, []
     for trial in range(trials):
-        inputs = draw()
-        perm = _permutation(gen, n)
-        pad = _padding(gen, batch, n)
+        x = _randn(gen, batch, queries if cross else tokens, dim, dtype=dtype)
+        c = _randn(gen, batch, tokens, dim, dtype=dtype) if cross else None
+        perm, pad = _permutation(gen, tokens), _padding(gen, batch, tokens)
         for mask in ((None, pad) if padding else (None,)):
+            permuted = None if mask is None else mask[:, perm]
             try:
-                got, ref = pair(inputs, perm, mask)
+                if cross:
+                    ref = call(m, x, context=c, mask=mask)
+                    got = call(m, x, context=c[:, perm], mask=permuted)
+                else:
+                    ref = call(m, x, mask=mask)[:, perm]
+                    got = call(m, x[:, perm], mask=permuted)
             except NotApplicable as e:
-                if mask is None:
+                if mask is not None:
+                    skipped.append(f"padding mask: {e}")
+                    continue
+                if not cross:
                     raise
-                skipped.append(f"padding mask: {e}")
-                continue
-            err = (got - ref).abs().amax(-1)                      # (B, M)
-            dev = err.max().item() / _scale(ref)
-            if worst is None or dev > worst[0]:
-                b, j = divmod(int(err.argmax()), err.shape[1])
-                worst = (dev, trial, perm, mask is not None, b, j, err.max().item())
-    return worst, "; ".join(dict.fromkeys(skipped))
+                return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
+            worst = _worse(worst, (got - ref).abs().amax(-1), ref.abs().max().item() or 1.0,
+                           trial, perm, mask is not None)
+    dev, trial, perm, masked, b, j, abs_err = worst
+    token = j if cross else int(perm[j])
+    who = f"query {j}" if cross else f"the output of input token {token}"
+    case = (f"{'context' if cross else 'tokens'} permuted as {perm.tolist()}"
+            f"{' with a padding mask' if masked else ''}: {who} is off by {abs_err:.3g} (trial "
+            f"{trial}, batch {b})")
+    return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
+                          reason="; ".join(dict.fromkeys(skipped)),
+                          details={"trial": trial, "permutation": perm.tolist(), "masked": masked,
+                                   "query" if cross else "token": token})
 
 
 def check_equivariance(mixer, dim: int | None = None, *, batch: int = 2, tokens: int = 9,
                        trials: int = 3, padding: bool = True, dtype: torch.dtype = F64,
                        tolerance: float | None = None, seed: int = 0) -> PropertyReport:
-    """Permutation equivariance of self-mixing (Prop. 1): f(XP) = f(X)P, and with a padding
-    mask permuted alongside, f(XP; mP) = f(X; m)P. ``trials`` random X and permutations."""
-    prop, measure = "permutation equivariance", "max |f(XP) - f(X)P| / max |f(X)|"
-    m, dim = prepare(mixer, dim, dtype)
-    tol = default_tolerance(dtype) if tolerance is None else tolerance
-    gen = torch.Generator().manual_seed(seed)
-
-    def pair(x, perm, mask):
-        ref = call(m, x, mask=mask)[:, perm]
-        return call(m, x[:, perm], mask=None if mask is None else mask[:, perm]), ref
-
-    worst, skipped = _worst_permutation(gen, trials, padding, batch, tokens,
-                                        lambda: _randn(gen, batch, tokens, dim, dtype=dtype), pair)
-    dev, trial, perm, masked, b, j, abs_err = worst
-    case = (f"tokens permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
-            f"the output of input token {int(perm[j])} is off by {abs_err:.3g} (trial {trial}, "
-            f"batch {b})")
-    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
-                          details={"trial": trial, "permutation": perm.tolist(),
-                                   "masked": masked, "token": int(perm[j])})
+    """Permutation equivariance of self-mixing (Prop. 1): f(XP; mP) = f(X; m)P, m padding/none."""
+    return _permutation_check("permutation equivariance", "max |f(XP) - f(X)P| / max |f(X)|",
+                              mixer, dim, dtype, tolerance, seed, trials, padding, batch, tokens)
 
 
 def check_context_invariance(mixer, dim: int | None = None, *, batch: int = 2, queries: int = 4,
@@ -152,69 +157,35 @@ def check_context_invariance(mixer, dim: int | None = None, *, batch: int = 2, q
                              dtype: torch.dtype = F64, tolerance: float | None = None,
                              seed: int = 0) -> PropertyReport:
     """Cross-mixing ignores the order of the context tokens: f(X, CP; mP) = f(X, C; m)."""
-    prop, measure = "context-order invariance", "max |f(X, CP) - f(X, C)| / max |f(X, C)|"
-    m, dim = prepare(mixer, dim, dtype)
-    tol = default_tolerance(dtype) if tolerance is None else tolerance
-    gen = torch.Generator().manual_seed(seed)
+    return _permutation_check("context-order invariance",
+                              "max |f(X, CP) - f(X, C)| / max |f(X, C)|", mixer, dim, dtype,
+                              tolerance, seed, trials, padding, batch, context_tokens, queries)
 
-    def draw():
-        return (_randn(gen, batch, queries, dim, dtype=dtype),
-                _randn(gen, batch, context_tokens, dim, dtype=dtype))
-
-    def pair(inputs, perm, mask):
-        x, c = inputs
-        ref = call(m, x, context=c, mask=mask)
-        return call(m, x, context=c[:, perm], mask=None if mask is None else mask[:, perm]), ref
-
-    try:
-        worst, skipped = _worst_permutation(gen, trials, padding, batch, context_tokens, draw,
-                                            pair)
-    except NotApplicable as e:
-        return _not_applicable(prop, measure, f"no cross-mixing: {e}", tol)
-    dev, trial, perm, masked, b, j, abs_err = worst
-    case = (f"context permuted as {perm.tolist()}{' with a padding mask' if masked else ''}: "
-            f"query {j} is off by {abs_err:.3g} (trial {trial}, batch {b})")
-    return PropertyReport(prop, dev <= tol, dev, tol, case, measure, reason=skipped,
-                          details={"trial": trial, "permutation": perm.tolist(),
-                                   "masked": masked, "query": j})
-
-
-# --- mask causality -----------------------------------------------------------------------
 
 def _mask_for(kind: str, gen, batch: int, n_query: int, n_context: int, frames: int):
     """(mask as given to the mixer, dense bool (batch, M, N)) for one mask kind."""
-    if kind == "padding":
-        mask = _padding(gen, batch, n_context)
-    elif kind == "per_query":
-        mask = torch.rand(batch, n_query, n_context, generator=gen) < 0.5
-    elif kind == "causal":
-        mask = "causal"
-    else:
-        mask = masks.block_causal(frames, n_context // frames)[None]
-    dense = masks.canonical(mask, batch, n_query, n_context, "cpu").expand(batch, n_query,
-                                                                            n_context)
-    return mask, dense
+    mask = {"padding": lambda: _padding(gen, batch, n_context),
+            "per_query": lambda: torch.rand(batch, n_query, n_context, generator=gen) < 0.5,
+            "causal": lambda: "causal",
+            "block_causal": lambda: masks.block_causal(frames, n_context // frames)[None]}[kind]()
+    dense = masks.canonical(mask, batch, n_query, n_context, "cpu")
+    return mask, dense.expand(batch, n_query, n_context)
 
 
 def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS,
                     batch: int = 2, tokens: int = 8, frames: int = 4, cross: bool = True,
                     queries: int = 5, dtype: torch.dtype = F64, tolerance: float | None = None,
                     seed: int = 0) -> PropertyReport:
-    """Masks hide what they say: each token in turn is replaced by a fresh random one and no
-    query whose mask hides it may change; self-mixing with every mask kind, and with ``cross``
-    cross-mixing (``queries`` queries on ``tokens`` context tokens) except block-causal. Kinds
-    the mixer refuses with NotImplementedError are listed in ``reason``."""
+    """Masks hide what they say: no query may change when a token its mask hides changes (every
+    kind in self-mixing, all but block-causal in cross-mixing); refused kinds go in ``reason``."""
     prop, measure = "mask causality", "max |change of a query's output| / max |output|"
-    m, dim = prepare(mixer, dim, dtype)
-    tol = default_tolerance(dtype) if tolerance is None else tolerance
+    m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed)
     for kind in kinds:
         check_choice("kinds", kind, CAUSALITY_MASK_KINDS)
     if "block_causal" in kinds and tokens % frames:
         raise ValueError(f"tokens ({tokens}) must be a multiple of frames ({frames})")
-    gen = torch.Generator().manual_seed(seed)
-    settings = [("self-mixing", k) for k in kinds]
-    if cross:
-        settings += [("cross-mixing", k) for k in kinds if k != "block_causal"]
+    settings = ([("self-mixing", k) for k in kinds] +
+                [("cross-mixing", k) for k in kinds if cross and k != "block_causal"])
     worst, per_kind, skipped, perturbations = None, {}, [], 0
     for setting, kind in settings:
         self_mixing = setting == "self-mixing"
@@ -226,7 +197,7 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
         except NotApplicable as e:
             skipped.append(f"{kind} ({setting}): {e}")
             continue
-        scale, kind_worst = _scale(y), 0.0
+        scale, kind_worst = y.abs().max().item() or 1.0, 0.0           # deviations are relative
         for i in range(tokens):
             hidden = ~dense[:, :, i]                               # (B, M): must not see i
             if self_mixing:
@@ -234,19 +205,15 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
             if not hidden.any():
                 continue
             x2, c2 = (x.clone(), c) if self_mixing else (x, c.clone())
-            changed = x2 if self_mixing else c2
-            changed[:, i] = 1.0 + 2.0 * _randn(gen, batch, dim, dtype=dtype)
+            (x2 if self_mixing else c2)[:, i] = 1.0 + 2.0 * _randn(gen, batch, dim, dtype=dtype)
             perturbations += 1
             change = (call(m, x2, context=c2, mask=mask) - y).abs().amax(-1) * hidden
-            dev = change.max().item() / scale
-            kind_worst = max(kind_worst, dev)
-            if worst is None or dev > worst[0]:
-                b, j = divmod(int(change.argmax()), change.shape[1])
-                worst = (dev, setting, kind, b, j, i, change.max().item())
+            kind_worst = max(kind_worst, change.max().item() / scale)
+            worst = _worse(worst, change, scale, setting, kind, i)
         per_kind[f"{kind} ({setting})"] = kind_worst
     if worst is None:
         return _not_applicable(prop, measure, "; ".join(skipped) or "no mask kind given", tol)
-    dev, setting, kind, b, j, i, abs_change = worst
+    dev, setting, kind, i, b, j, abs_change = worst
     case = (f"{kind} mask ({setting}): query {j} changes by {abs_change:.3g} when token {i}, "
             f"which its mask hides, changes (batch {b})")
     if abs_change == 0:
@@ -258,32 +225,25 @@ def check_causality(mixer, dim: int | None = None, *, kinds=CAUSALITY_MASK_KINDS
                                    "batch": b, "per_kind": per_kind})
 
 
-# --- step over blocks ---------------------------------------------------------------------
-
 def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4,
                tokens_per_frame: int = 3, dtype: torch.dtype = F64,
                tolerance: float | None = None, seed: int = 0) -> PropertyReport:
     """``step(x, state=None) -> (y, state)`` over frames gives ``f(X, mask=block_causal(T,
-    P)[None])``. Default tolerance in float64: 1e-6 relative, as PoM's parallel path divides by
-    eps + count and the recurrence by count (a relative change of at most eps = 1e-7)."""
+    P)[None])``; float64 tolerance 1e-6, as PoM's parallel path divides by eps + count."""
     prop = "step = block-causal forward"
     measure = "max |step outputs - block-causal forward| / max |forward|"
-    tol = (1e-6 if dtype == F64 else default_tolerance(dtype)) if tolerance is None else tolerance
-    m, dim = prepare(mixer, dim, dtype)
+    m, dim, tol, gen = _setup(mixer, dim, dtype, tolerance, seed, 1e-6 if dtype == F64 else None)
     step = getattr(m, "step", None)
     if not callable(step):
         return _not_applicable(prop, measure, f"{mixer_name(mixer)} has no step(x, state=None) "
                                f"method", tol)
-    gen = torch.Generator().manual_seed(seed)
-    n = frames * tokens_per_frame
-    x = _randn(gen, batch, n, dim, dtype=dtype)
+    x = _randn(gen, batch, frames * tokens_per_frame, dim, dtype=dtype)
     try:
         parallel = call(m, x, mask=masks.block_causal(frames, tokens_per_frame)[None])
     except NotApplicable as e:
         return _not_applicable(prop, measure, f"no block-causal mask: {e}", tol)
-    state, outs = None, []
-    for t in range(frames):
-        block = x[:, t * tokens_per_frame:(t + 1) * tokens_per_frame]
+    state, errs = None, []
+    for block, expected in zip(x.split(tokens_per_frame, 1), parallel.split(tokens_per_frame, 1)):
         try:
             with torch.no_grad():
                 result = step(block, state)
@@ -292,55 +252,42 @@ def check_step(mixer, dim: int | None = None, *, batch: int = 2, frames: int = 4
         if not (isinstance(result, tuple) and len(result) == 2 and
                 isinstance(result[0], Tensor) and result[0].shape == block.shape):
             raise MixerError(f"{mixer_name(mixer)}.step(x, state) must return (y, state) with "
-                             f"y of x's shape {tuple(block.shape)}, got "
-                             f"{_describe(result)}")
+                             f"y of x's shape {tuple(block.shape)}, got {_describe(result)}")
         y, state = result
-        outs.append(y)
-    scale = _scale(parallel)
-    errs = [(o - parallel[:, t * tokens_per_frame:(t + 1) * tokens_per_frame]).abs().max().item()
-            for t, o in enumerate(outs)]
+        errs.append((y - expected).abs().max().item())
+    scale = parallel.abs().max().item() or 1.0
     t = max(range(frames), key=errs.__getitem__)
     dev = errs[t] / scale
-    case = (f"frame {t} of {frames} (tokens {t * tokens_per_frame}..{(t + 1) * tokens_per_frame - 1})"
-            f" is off by {errs[t]:.3g}")
+    first, last = t * tokens_per_frame, (t + 1) * tokens_per_frame - 1
+    case = f"frame {t} of {frames} (tokens {first}..{last}) is off by {errs[t]:.3g}"
     return PropertyReport(prop, dev <= tol, dev, tol, case, measure,
                           details={"frame": t, "per_frame": [e / scale for e in errs]})
 
 
 def _describe(result) -> str:
     if isinstance(result, tuple):
-        return "(" + ", ".join(_describe(r) for r in result) + ")"
-    if isinstance(result, Tensor):
-        return f"tensor {tuple(result.shape)}"
-    return type(result).__name__
+        return "(" + ", ".join(map(_describe, result)) + ")"
+    return f"tensor {tuple(result.shape)}" if isinstance(result, Tensor) else type(result).__name__
 
-
-# --- contextual mapping -------------------------------------------------------------------
 
 def _contextual_report(values, ids, positional):
     """Definition 3.1 on keys; an order-dependent mixer is checked with positions (auto)."""
-    if positional is None:
-        report = check_keys(values, ids, positional=False)
-        if report.well_defined:
-            return report
-        positional = True
-    return check_keys(values, ids, positional=positional)
+    report = check_keys(values, ids, positional=bool(positional))
+    if positional is None and not report.well_defined:
+        report = check_keys(values, ids, positional=True)
+    return report
 
 
 def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable | None = None,
                              levels: int = 3, tokens: int = 3, positional: bool | None = None,
                              train: bool = True, steps: int = 300, seed: int = 0
                              ) -> PropertyReport:
-    """Contextual mapping (Lemma 3; Yun et al.'s Definition 3.1) of one residual layer
-    ``h + mixer(h)`` on a quantised grid embedded token by token (a fixed random affine map);
-    keys are positional when the mixer depends on order (``positional=None`` decides). If the
-    mixer at initialisation fails and ``train``, a one-block model with the mixer built by
-    ``factory`` (else copies of ``mixer``) is trained to fit the keys (reseeding torch with
-    ``seed``) and its features are checked."""
+    """Contextual mapping (Lemma 3; Yun et al.'s Def. 3.1) of ``h + mixer(h)`` on a quantised
+    grid, positional keys when the mixer depends on order; failing that and with ``train``, of a
+    trained block of ``factory`` (else copies of ``mixer``; docs/properties.md)."""
     prop, measure = "contextual mapping", "smallest distance between values of different keys"
-    m, dim = prepare(mixer, dim, F64)
+    m, dim, _, gen = _setup(mixer, dim, F64, None, seed)
     grid = sequence_grid(levels, tokens, 1)
-    gen = torch.Generator().manual_seed(seed)
     weight, bias = _randn(gen, 1, dim, dtype=F64), 0.5 * _randn(gen, dim, dtype=F64)
     h = grid.points @ weight + bias
     report = _contextual_report(h + call(m, h), grid.ids, positional)
@@ -354,28 +301,23 @@ def check_contextual_mapping(mixer, dim: int | None = None, *, factory: Callable
         report = _contextual_report(values, grid.ids, report.positional)
         stage = (f"after training a mixer block and read-out ({steps} steps, fit relative MSE "
                  f"{info['fit_rel_mse']:.3g})")
-    ids = grid.ids.tolist()
-    if report.closest is None:
-        case = "no two keys to compare"
-    else:
+    ids, case = grid.ids.tolist(), "no two keys to compare"
+    if report.closest is not None:
         a, i, b, j = report.closest
         case = (f"token {i} of sequence {ids[a]} and token {j} of sequence {ids[b]} are "
                 f"{report.separation:.3g} apart")
-    mode = "with positions" if report.positional else "up to permutations"
     if not report.well_defined:
         case = f"values not a function of the keys (spread {report.spread:.3g}); " + case
+    mode = "with positions" if report.positional else "up to permutations"
     return PropertyReport(
         prop, report.holds, report.separation, report.tolerance, f"{case} ({stage})", measure,
         passes_when=">", reason=f"{levels} levels, {tokens} tokens, {len(grid)} sequences, keys "
-        f"{mode}",
+                                f"{mode}",
         details={"report": report, "stage": stage, "positional": report.positional,
                  "relative_separation": report.relative_separation})
 
 
-# --- universal approximation --------------------------------------------------------------
-
-# quick: seconds on a CPU (the `center` task with n = 4: any token-wise map has relative MSE
-# >= 1/n = 0.25; PoM reaches ~0.002). full: four tasks that need mixing, n = 8.
+# quick: seconds on a CPU (`center`, n = 4: a token-wise map has relative MSE >= 1/n = 0.25)
 UA_QUICK = dict(tasks=("center",), tokens=4, width=16, depth=1, steps=150, batch_size=64,
                 lr=1e-2, test_size=1024)
 UA_FULL = dict(tasks=("center", "count", "rank", "pairwise"), tokens=8, width=32, depth=1,
@@ -388,12 +330,10 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
                                   quick: bool = False, baselines=("pom", "mha", "none"),
                                   ratio: float = 0.5, seed: int = 0, progress: bool = False,
                                   **settings) -> PropertyReport:
-    """Train ``factory(width)`` mixers on toy seq2seq tasks beside the ``baselines`` with the
-    same settings (``UA_QUICK`` or ``UA_FULL``, each overridable); holds when on every task the
-    held-out error is at most ``ratio`` times the token-wise MLP's (the best without mixing).
-    ``details["table"]``: task x mixer errors; ``details["rows"]``: the labelled rows."""
-    prop = "universal approximation"
-    measure = "held-out rel. MSE / token-wise MLP's (worst task)"
+    """Train ``factory(width)`` mixers on toy seq2seq tasks beside the ``baselines`` (settings
+    ``UA_QUICK`` or ``UA_FULL``, each overridable); holds when on every task the held-out error
+    is at most ``ratio`` times the token-wise MLP's. details: "table" (task x mixer), "rows"."""
+    prop, measure = "universal approximation", "held-out rel. MSE / token-wise MLP's (worst task)"
     unknown = set(settings) - set(UA_FULL)
     if unknown:
         raise TypeError(f"unknown settings {sorted(unknown)}; expected some of {sorted(UA_FULL)}")
@@ -414,10 +354,8 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
     table = pd.DataFrame(rows).pivot(index="task", columns="mixer", values="test_rel_mse")
     table = table.loc[list(tasks), [label] + [BASELINES.get(b, b) for b in baselines]]
     table.columns.name = None
-    floor = table[BASELINES["none"]]
-    ratios = table[label] / floor
-    worst_task = ratios.idxmax()
-    dev = float(ratios.max())
+    ratios = table[label] / table[BASELINES["none"]]
+    worst_task, dev = ratios.idxmax(), float(ratios.max())
     others = ", ".join(f"{c} {table.loc[worst_task, c]:.3g}" for c in table.columns[1:])
     case = f"task {worst_task}: {label} {table.loc[worst_task, label]:.3g} ({others})"
     return PropertyReport(
@@ -427,8 +365,6 @@ def check_universal_approximation(factory: Callable, *, name: str | None = None,
         details={"table": table, "rows": rows, "ratios": ratios.to_dict()})
 
 
-# --- assert_ twins ------------------------------------------------------------------------
-
 def _assert_twin(check):
     def assert_property(*args, **kwargs) -> PropertyReport:
         report = check(*args, **kwargs)
@@ -437,23 +373,18 @@ def _assert_twin(check):
         return report
     assert_property.__name__ = "assert_" + check.__name__.removeprefix("check_")
     assert_property.__qualname__ = assert_property.__name__
-    assert_property.__doc__ = (f"``{check.__name__}`` for pytest: returns the report when the "
-                               f"property holds, raises AssertionError with its summary when it "
-                               f"fails or does not apply.")
+    assert_property.__doc__ = (f"``{check.__name__}`` for pytest: the report if the property "
+                               f"holds, else AssertionError with its summary.")
     return assert_property
 
 
-assert_equivariance = _assert_twin(check_equivariance)
-assert_context_invariance = _assert_twin(check_context_invariance)
-assert_causality = _assert_twin(check_causality)
-assert_step = _assert_twin(check_step)
-assert_contextual_mapping = _assert_twin(check_contextual_mapping)
-assert_universal_approximation = _assert_twin(check_universal_approximation)
+(assert_equivariance, assert_context_invariance, assert_causality, assert_step,
+ assert_contextual_mapping, assert_universal_approximation) = map(_assert_twin, (
+    check_equivariance, check_context_invariance, check_causality, check_step,
+    check_contextual_mapping, check_universal_approximation))
 
 
-# --- every check, as `python -m pomlab.properties` runs them --------------------------------
-
-# name -> (check, settings in quick mode, settings otherwise)
+# every check as `python -m pomlab.properties` runs them: name -> (check, quick settings, full)
 CHECKS = {
     "equivariance": (check_equivariance, dict(trials=2), dict(trials=3)),
     "context_invariance": (check_context_invariance, dict(trials=2), dict(trials=3)),
@@ -469,9 +400,8 @@ CHECKS = {
 def run_all(factory, dim: int = 64, *, quick: bool = False, only=None,
             dtype: torch.dtype = torch.float64, name: str | None = None,
             progress: bool = False) -> list[PropertyReport]:
-    """Run every check (or those named in ``only``) on ``factory(dim)``; the universal
-    approximation check trains mixers built by ``factory`` at its own width. A check that
-    raises (the mixer crashes on some input) is reported as failing, with the error."""
+    """Run every check (or those in ``only``) on ``factory(dim)`` (universal approximation at its
+    own width); a check that raises is reported as failing, with the error."""
     only = list(CHECKS) if only is None else list(only)
     unknown = [c for c in only if c not in CHECKS]
     if unknown:
@@ -484,13 +414,12 @@ def run_all(factory, dim: int = 64, *, quick: bool = False, only=None,
         bar.set_postfix_str(check_name)
         check, quick_settings, full_settings = CHECKS[check_name]
         settings = quick_settings if quick else full_settings
+        # universal approximation trains factory-built mixers; contextual mapping may too
+        args = (factory,) if check_name == "universal_approximation" else (mixer, dim)
+        extra = {"universal_approximation": dict(name=name, progress=progress),
+                 "contextual_mapping": dict(factory=factory)}.get(check_name, dict(dtype=dtype))
         try:
-            if check_name == "universal_approximation":
-                report = check(factory, name=name, progress=progress, **settings)
-            elif check_name == "contextual_mapping":
-                report = check(mixer, dim, factory=factory, **settings)
-            else:
-                report = check(mixer, dim, dtype=dtype, **settings)
+            report = check(*args, **extra, **settings)
         except MixerError:
             raise
         except Exception as e:

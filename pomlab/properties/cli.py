@@ -1,6 +1,7 @@
-"""``python -m pomlab.properties MODULE:FACTORY [--dim 64] [--quick]``: every property check on
-a user's mixer, as a table. Exit status 0 when every property that applies holds, 1 when one
-fails, 2 on bad input (one line on stderr, no traceback)."""
+"""Check a token mixer for the properties the PoM paper proves (permutation equivariance,
+context-order invariance, mask causality, step = block-causal forward, contextual mapping,
+universal approximation), as a table. Exit status 0 when every property that applies holds,
+1 when one fails, 2 on bad input (one line on stderr, no traceback)."""
 from __future__ import annotations
 
 import argparse
@@ -19,34 +20,8 @@ from .mixers import MixerError, load_factory
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pomlab.properties",
-        description="Check a token mixer for the properties the PoM paper proves: permutation "
-                    "equivariance, context-order invariance, mask causality, step = block-causal "
-                    "forward, contextual mapping, universal approximation.")
-    p.add_argument("factory", metavar="MODULE:FACTORY",
-                   help="a callable dim -> mixer; MODULE is a dotted module or a path to a .py "
-                        "file (e.g. my_mixer.py:make_mixer)")
-    p.add_argument("--dim", type=int, default=64, help="token feature size (default 64)")
-    p.add_argument("--quick", action="store_true",
-                   help="small settings: seconds (universal approximation on one task)")
-    p.add_argument("--only", default=None,
-                   help=f"comma-separated checks among {','.join(CHECKS)} (default: all)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
-                   help="dtype of the exactness checks (default float64)")
-    p.add_argument("--seed", type=int, default=0, help="torch seed before building the mixer")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the checks' models are tiny, where more "
-                        "threads only add hand-off overhead)")
-    p.add_argument("--json", type=Path, default=None, help="also write the reports to this file")
-    p.add_argument("--traceback", action="store_true", help="show tracebacks of bad input")
-    return p
-
-
 def _fmt(value: float) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value:.2e}"
+    return "-" if value is None or math.isnan(value) else f"{value:.2e}"
 
 
 def format_table(reports, width: int = 100) -> str:
@@ -54,11 +29,11 @@ def format_table(reports, width: int = 100) -> str:
     head = f"{'property':<30} {'result':<6} {'measured':>9}    {'tolerance':<9}  worst case / note"
     lines = [head, "-" * len(head)]
     for r in reports:
-        note = r.worst_case if r.applies else f"does not apply: {r.reason}"
-        if r.applies and r.reason:
-            note += f" [{r.reason}]"
+        note = (f"does not apply: {r.reason}" if not r.applies else
+                r.worst_case + (f" [{r.reason}]" if r.reason else ""))
         compare = f"{r.passes_when:>2}" if r.applies else "  "
-        first = f"{r.property:<30} {r.verdict:<6} {_fmt(r.measured):>9} {compare} {_fmt(r.tolerance):<9}  "
+        first = (f"{r.property:<30} {r.verdict:<6} {_fmt(r.measured):>9} {compare} "
+                 f"{_fmt(r.tolerance):<9}  ")
         wrapped = textwrap.wrap(note, max(40, width - len(first))) or [""]
         lines.append(first + wrapped[0])
         lines += [" " * len(first) + w for w in wrapped[1:]]
@@ -66,7 +41,20 @@ def format_table(reports, width: int = 100) -> str:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    p = argparse.ArgumentParser(prog="python -m pomlab.properties", description=__doc__)
+    p.add_argument("factory", metavar="MODULE:FACTORY", help="a callable dim -> mixer in MODULE, "
+                   "a dotted module or a path to a .py file (e.g. my_mixer.py:make_mixer)")
+    p.add_argument("--dim", type=int, default=64, help="token feature size (default 64)")
+    p.add_argument("--quick", action="store_true", help="small settings: seconds, one toy task")
+    p.add_argument("--only", help=f"comma-separated checks among {','.join(CHECKS)} (default: all)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
+                   help="dtype of the exactness checks (default float64)")
+    p.add_argument("--seed", type=int, default=0, help="torch seed before building the mixer")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: more only add overhead on tiny models)")
+    p.add_argument("--json", type=Path, default=None, help="also write the reports to this file")
+    p.add_argument("--traceback", action="store_true", help="show tracebacks of bad input")
+    args = p.parse_args(argv)
     try:
         for flag, value in (("--dim", args.dim), ("--threads", args.threads)):
             if value < 1:

@@ -1,10 +1,9 @@
 """Factories ``dim -> mixer`` for pomlab's own mixers, to run the command on them:
-
-    python -m pomlab.properties pomlab.properties.examples:pom --quick
-"""
+``python -m pomlab.properties pomlab.properties.examples:pom --quick``."""
 from __future__ import annotations
 
 from ..nn import MHA, Polymorpher, PoM
+from ..theory.tasks import default_heads
 
 
 def pom(dim: int) -> PoM:
@@ -18,11 +17,8 @@ def pom_powers(dim: int) -> PoM:
 
 
 def mha(dim: int) -> MHA:
-    """Multi-head attention, heads of 16 features (at least one)."""
-    heads = max(1, dim // 16)
-    while dim % heads:
-        heads -= 1
-    return MHA(dim, heads)
+    """Multi-head attention, heads of about 16 features (at least one)."""
+    return MHA(dim, default_heads(dim))
 
 
 def polymorpher(dim: int) -> Polymorpher:

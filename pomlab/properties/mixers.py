@@ -1,7 +1,5 @@
 """What a token mixer is to the property checks (docs/properties.md), and the clear errors when
-something is not one. A mixer raises NotImplementedError for a feature it lacks (cross-mixing,
-a kind of mask): the checks that need it then report that they do not apply.
-"""
+something is not one; NotImplementedError from a mixer makes the checks that need it n/a."""
 from __future__ import annotations
 
 import copy
@@ -27,9 +25,8 @@ class NotApplicable(Exception):
 
 
 def mixer_name(mixer) -> str:
-    if isinstance(mixer, nn.Module) or not hasattr(mixer, "__name__"):
-        return type(mixer).__name__
-    return mixer.__name__
+    named = not isinstance(mixer, nn.Module) and hasattr(mixer, "__name__")
+    return mixer.__name__ if named else type(mixer).__name__
 
 
 def load_factory(spec: str) -> Callable:
@@ -83,16 +80,14 @@ def load_factory(spec: str) -> Callable:
 def check_signature(mixer) -> None:
     """The mixer must take (x, context=None, mask=None); raise MixerError naming what it takes."""
     if not callable(mixer):
-        raise MixerError(f"a mixer must be an nn.Module or a callable, got "
-                         f"{type(mixer).__name__}")
+        raise MixerError(f"a mixer must be an nn.Module or a callable, got {type(mixer).__name__}")
     try:
         sig = inspect.signature(mixer.forward if isinstance(mixer, nn.Module) else mixer)
     except (TypeError, ValueError):
         return                              # a builtin: nothing to read, calls will tell
     P = inspect.Parameter
     params = list(sig.parameters.values())
-    takes_x = any(p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD, P.VAR_POSITIONAL)
-                  for p in params)
+    takes_x = any(p.kind not in (P.KEYWORD_ONLY, P.VAR_KEYWORD) for p in params)
     by_name = {p.name for p in params if p.kind != P.POSITIONAL_ONLY}
     any_name = any(p.kind == P.VAR_KEYWORD for p in params)
     missing = [n for n in ("context", "mask") if n not in by_name and not any_name]
@@ -108,8 +103,7 @@ def check_signature(mixer) -> None:
 
 
 def prepare(mixer, dim: int | None, dtype: torch.dtype):
-    """(a float ``dtype`` copy of the mixer in eval mode, its dim). The user's module is left
-    as it was. dim defaults to ``mixer.dim``."""
+    """(an eval-mode ``dtype`` copy of the mixer (the user's is left as it was), dim or .dim)."""
     check_signature(mixer)
     if dim is None:
         dim = getattr(mixer, "dim", None)
@@ -122,8 +116,7 @@ def prepare(mixer, dim: int | None, dtype: torch.dtype):
 
 
 def call(mixer, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
-    """One forward: NotImplementedError means the feature does not apply; the output must be a
-    tensor of x's shape (MixerError otherwise)."""
+    """One forward (NotImplementedError: NotApplicable; output not of x's shape: MixerError)."""
     name = mixer_name(mixer)
     try:
         with torch.no_grad():
@@ -143,8 +136,7 @@ def call(mixer, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
 
 
 def build_mixer(factory, dim: int, dtype: torch.dtype = torch.float64):
-    """factory(dim), checked: a mixer with the right signature that mixes (2, 5, dim) tokens
-    into finite (2, 5, dim) outputs. Raises MixerError with one clear line otherwise."""
+    """factory(dim), checked to mix (2, 5, dim) tokens into finite outputs (else MixerError)."""
     try:
         mixer = factory(dim)
     except Exception as e:

@@ -1,21 +1,16 @@
-"""Theory of the Polynomial Mixer, by machine: contextual mapping and universal approximation
-(docs/theory.md; the proofs and their sympy checks are in proofs/). Figures are in
-``pomlab.theory.plots``, not imported here: it loads matplotlib."""
-from .construction import (G_STAR, ConstructedContextualMap, InterpolationNet, RampQuantiser,
-                           gelu_inverse, lemma_degree, readout_place_values)
-from .contextual import (ContextualMappingReport, SequenceGrid, check_contextual_mapping,
-                         context_keys, sequence_grid)
-from .models import ToySeqModel, count_parameters
-from .studies import capacity_sweep, contextual_mapping_rows, largest_model_errors
-from .tasks import TASKS, ToyTask, get_task
-from .training import ToyRun, train_context_model, train_toy, train_toy_runs
+"""Theory of the Polynomial Mixer by machine (docs/theory.md); figures: ``.plots`` (matplotlib)."""
+from .contextual import (G_STAR, ConstructedContextualMap, ContextualMappingReport,
+                         InterpolationNet, RampQuantiser, SequenceGrid, check_contextual_mapping,
+                         context_keys, gelu_inverse, lemma_degree, readout_place_values,
+                         sequence_grid)
+from .tasks import TASKS, ToySeqModel, ToyTask, count_parameters, get_task
+from .training import (ToyRun, capacity_sweep, contextual_mapping_rows, largest_model_errors,
+                       train_context_model, train_toy, train_toy_runs)
 
 __all__ = [
-    "check_contextual_mapping", "ContextualMappingReport", "context_keys",
-    "sequence_grid", "SequenceGrid",
-    "ConstructedContextualMap", "InterpolationNet", "RampQuantiser", "gelu_inverse",
-    "lemma_degree", "readout_place_values", "G_STAR",
-    "ToySeqModel", "count_parameters", "TASKS", "ToyTask", "get_task",
-    "ToyRun", "train_toy", "train_toy_runs", "train_context_model",
-    "contextual_mapping_rows", "capacity_sweep", "largest_model_errors",
+    "check_contextual_mapping", "ContextualMappingReport", "context_keys", "sequence_grid",
+    "SequenceGrid", "ConstructedContextualMap", "InterpolationNet", "RampQuantiser",
+    "gelu_inverse", "lemma_degree", "readout_place_values", "G_STAR", "ToySeqModel",
+    "count_parameters", "TASKS", "ToyTask", "get_task", "ToyRun", "train_toy", "train_toy_runs",
+    "train_context_model", "contextual_mapping_rows", "capacity_sweep", "largest_model_errors",
 ]

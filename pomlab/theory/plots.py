@@ -8,11 +8,10 @@ import pandas as pd
 import seaborn as sns
 
 from .. import plotting
-from .studies import ladder_rows
+from .training import MIXER_LABELS, ladder_rows
 
-# "none" is the token-wise control of the studies; a bare "no mixing" would not say what it is
-MIXER_LABELS = {**plotting.MIXER_NAMES, "none": "token-wise MLP (no mixing)"}
 PALETTE = {MIXER_LABELS[m]: plotting.MIXER_COLORS[m] for m in MIXER_LABELS}
+NO_DEVICE = "device not recorded"           # rows of CSVs written before devices were recorded
 
 
 def plot_error_vs_params(df: pd.DataFrame, stem: str | Path) -> list[Path]:
@@ -29,7 +28,7 @@ def plot_error_vs_params(df: pd.DataFrame, stem: str | Path) -> list[Path]:
         ladder = sorted(set(zip(rows.width, rows.depth)))
         grid.figure.suptitle("Toy seq2seq tasks: held-out error vs parameters; models (width, "
                              f"depth) = {', '.join(map(str, ladder))}; synthetic data, "
-                             f"{_devices(rows)}", y=1.03)
+                             f"{plotting.distinct(rows, 'device', NO_DEVICE)}", y=1.03)
         return plotting.save(grid.figure, stem)
 
 
@@ -40,11 +39,11 @@ def plot_error_vs_degree(df: pd.DataFrame, stem: str | Path, width: int = 16,
     if rows.empty:
         raise ValueError(f"no PoM rows at width {width}, depth {depth} to plot against degree")
     with plotting.style():
-        fig, axes = plotting.figure(width=4.0, height=2.9)
-        ax = axes[0, 0]
+        fig, [[ax]] = plotting.figure(width=4.0, height=2.9)
         sns.lineplot(data=rows, x="degree", y="test_rel_mse", hue="task", marker="o", ax=ax)
         ax.set(yscale="log", xlabel="PoM degree k", ylabel="held-out relative MSE",
-               title=f"PoM, width {width}, depth {depth}; synthetic data, {_devices(rows)}")
+               title=f"PoM, width {width}, depth {depth}; synthetic data, "
+                     f"{plotting.distinct(rows, 'device', NO_DEVICE)}")
         ax.set_xticks(sorted(rows.degree.unique()))
         return plotting.save(fig, stem)
 
@@ -59,8 +58,7 @@ def plot_contextual_separation(df: pd.DataFrame, stem: str | Path) -> list[Path]
     rows["shown"] = np.where(rows.holds, rows.relative_separation, floor)
     rows["verdict"] = np.where(rows.holds, "contextual mapping", "fails")
     with plotting.style():
-        fig, axes = plotting.figure(width=7.0, height=3.6)
-        ax = axes[0, 0]
+        fig, [[ax]] = plotting.figure(width=7.0, height=3.6)
         sns.scatterplot(data=rows, y="model", x="shown", hue="grid", style="verdict",
                         markers={"contextual mapping": "o", "fails": "X"}, s=55, ax=ax)
         ax.set(xscale="log", xlabel="relative separation (min distance / radius of values)",
@@ -71,8 +69,3 @@ def plot_contextual_separation(df: pd.DataFrame, stem: str | Path) -> list[Path]
         ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
         ax.set_title("Contextual mapping check (Yun et al. Def. 3.1) on quantised grids")
         return plotting.save(fig, stem)
-
-
-def _devices(rows: pd.DataFrame) -> str:
-    """The device label(s) the rows were measured on (the CSVs carry one per row)."""
-    return plotting.distinct(rows, "device", missing="device not recorded")

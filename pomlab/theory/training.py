@@ -1,6 +1,6 @@
-"""Training for the theory studies: toy seq2seq runs, resumable sets of runs, context models.
-Toy runs report the relative MSE on a fixed held-out set: the MSE of targets standardised by
-its mean and standard deviation (1 = predicting the mean)."""
+"""The theory studies (experiments/contextual_mapping.py, universal_approximation.py) and their
+training: toy seq2seq runs (relative MSE on a fixed held-out set, of standardised targets: 1 =
+predicting the mean), resumable sets of runs, context models."""
 from __future__ import annotations
 
 import math
@@ -18,17 +18,18 @@ from ..benchmark import device_label
 from ..checks import check_choice
 from ..io import atomic_to_csv, read_csv_exact
 from ..nn.blocks import MIXERS
-from .contextual import SequenceGrid, context_keys
-from .models import ToySeqModel, count_parameters, default_heads
-from .tasks import get_task
+from .contextual import (ConstructedContextualMap, SequenceGrid, check_contextual_mapping,
+                         context_keys, lemma_degree, sequence_grid)
+from .tasks import TASKS, ToySeqModel, count_parameters, default_heads, get_task
 
 TEST_SEED = 20_241_119           # the held-out set is the same for every run of a task
+# the studies' and figures' names: "none" is the token-wise control, not just "no mixing"
+MIXER_LABELS = {"pom": "PoM", "mha": "MHA", "none": "token-wise MLP (no mixing)"}
 
 
 @dataclass(frozen=True)
 class ToyRun:
-    """One training run: task, model capacity and optimisation settings. ``mixer`` is one of
-    pomlab's MIXERS, or the label of a user's mixer passed as ``train_toy(mixer_factory=...)``."""
+    """One toy training run; ``mixer``: one of MIXERS, or the label of train_toy's mixer_factory."""
 
     task: str
     mixer: str
@@ -52,15 +53,13 @@ class ToyRun:
 
 def _fit(model: nn.Module, batch: Callable[[], tuple[Tensor, Tensor]], steps: int, lr: float,
          clip: float | None = None, progress: str | None = None) -> list[float]:
-    """MSE regression on ``steps`` batches (x, target) = batch(): AdamW, a linear warm-up over
-    the first 5% of the steps, then cosine decay to 0. Returns the losses."""
+    """MSE regression on ``steps`` batch()es: AdamW, 5% linear warm-up, cosine decay; losses."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, steps // 20)
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        cosine = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        return (step + 1) / warmup if step < warmup else cosine
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     losses = []
     for _ in tqdm(range(steps), desc=progress, leave=False, disable=progress is None):
@@ -76,14 +75,6 @@ def _fit(model: nn.Module, batch: Callable[[], tuple[Tensor, Tensor]], steps: in
     return losses
 
 
-def _held_out(run: ToyRun) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    task = get_task(run.task)
-    gen = torch.Generator().manual_seed(TEST_SEED + run.tokens)
-    x, y = task.sample(run.test_size, run.tokens, gen)
-    mean, std = y.mean((0, 1)), y.std((0, 1)).clamp_min(1e-8)
-    return x, y, mean, std
-
-
 def train_toy(run: ToyRun, progress: bool = False,
               mixer_factory: Callable[[int], nn.Module] | None = None) -> dict:
     """Train one model on one toy task; returns a labelled result row. mixer_factory: a user's
@@ -91,7 +82,9 @@ def train_toy(run: ToyRun, progress: bool = False,
     if mixer_factory is None:
         check_choice("mixer", run.mixer, MIXERS)
     task = get_task(run.task)
-    x_test, y_test, mean, std = _held_out(run)
+    x_test, y_test = task.sample(run.test_size, run.tokens,
+                                 torch.Generator().manual_seed(TEST_SEED + run.tokens))
+    mean, std = y_test.mean((0, 1)), y_test.std((0, 1)).clamp_min(1e-8)
     torch.manual_seed(run.seed)
     model = ToySeqModel(task.in_dim, task.out_dim,
                         mixer=run.mixer if mixer_factory is None else mixer_factory,
@@ -145,9 +138,8 @@ def train_context_model(grid: SequenceGrid, mixer: str | Callable[[int], nn.Modu
                         width: int = 32, degree: int = 2, expand: int = 2, heads: int = 2,
                         out_dim: int = 8, steps: int = 600, lr: float = 3e-3, seed: int = 0
                         ) -> tuple[ToySeqModel, dict]:
-    """Train one mixer block (full batch) to fit a random N(0, 1) target per contextual key
-    of ``grid``: a token-wise head fits it only if the block's output is a contextual mapping.
-    Returns the model (context values: ``model.features(grid.points)``) and an info dict."""
+    """Train one mixer block (full batch) to fit a random N(0, 1) target per contextual key of
+    ``grid`` (possible only if its output is a contextual mapping); (model, info)."""
     torch.manual_seed(seed)
     _, key = context_keys(grid.ids, positional)
     table = torch.randn(int(key.max()) + 1, out_dim, generator=torch.Generator().manual_seed(seed))
@@ -159,3 +151,71 @@ def train_context_model(grid: SequenceGrid, mixer: str | Callable[[int], nn.Modu
         fit = ((model(x) - y) ** 2).mean().item() / y.var().item()
     return model, {"fit_rel_mse": fit, "steps": steps, "width": width, "mixer": model.mixer_kind,
                    "params": count_parameters(model)}
+
+
+def _row(grid, positional, model_name, report, **extra) -> dict:
+    return {"levels": grid.levels, "tokens": grid.tokens, "dim": grid.dim,
+            "positional": positional, "alphabet": grid.alphabet, "sequences": len(grid),
+            "exhaustive_grid": grid.exhaustive, "model": model_name, **report.as_dict(),
+            "closest": str(report.closest), **extra, "device": device_label("cpu")}
+
+
+def contextual_mapping_rows(levels: int, tokens: int, dim: int = 1, positional: bool = False,
+                            *, width: int = 32, degree: int = 2, expand: int = 2, heads: int = 2,
+                            steps: int = 600, seed: int = 0, extra_degrees: tuple = ()
+                            ) -> list[dict]:
+    """Definition 3.1 on one grid for Lemma 3's constructed PoM (also at ``extra_degrees``) and
+    PoM, MHA and the token-wise MLP at initialisation and trained ``steps`` to fit the keys."""
+    grid, lemma, rows = sequence_grid(levels, tokens, dim), lemma_degree(tokens), []
+    for k in (lemma,) + tuple(extra_degrees):
+        constructed = ConstructedContextualMap(levels, tokens, dim, positional, k)
+        with torch.no_grad():
+            report = check_contextual_mapping(constructed(grid.points), grid.ids, positional)
+        name = ("Lemma 3, degree n-1" if k == lemma else
+                f"degree n{k - tokens:+d}" + (", below Lemma 3" if k < lemma else ""))
+        bound = constructed.proven_separation if k >= lemma else float("nan")
+        rows.append(_row(grid, positional, f"PoM constructed ({name})", report,
+                         proven_lower_bound=bound, degree=k,
+                         params=count_parameters(constructed), trained_steps=0))
+    for mixer in MIXERS:
+        label = MIXER_LABELS[mixer]
+        settings = dict(width=width, degree=degree, expand=expand, heads=heads, seed=seed)
+        init, _ = train_context_model(grid, mixer, positional, steps=0, **settings)
+        start = time.perf_counter()
+        trained, info = train_context_model(grid, mixer, positional, steps=steps, **settings)
+        seconds = time.perf_counter() - start
+        for name, model, fit, n in ((f"{label} random init", init, float("nan"), 0),
+                                    (f"{label} trained", trained, info["fit_rel_mse"], steps)):
+            with torch.no_grad():
+                values = model.double().features(grid.points)
+            report = check_contextual_mapping(values, grid.ids, positional)
+            rows.append(_row(grid, positional, name, report, proven_lower_bound=float("nan"),
+                             degree=degree if mixer == "pom" else float("nan"), width=width,
+                             params=count_parameters(model), trained_steps=n, fit_rel_mse=fit,
+                             train_seconds=seconds if n else 0.0, seed=seed))
+    return rows
+
+
+def capacity_sweep(tasks=None, *, ladder=((8, 1), (16, 1), (32, 1), (32, 2)),
+                   degrees=(1, 2, 3, 4), degree_width: int = 16, degree_depth: int = 1,
+                   steps: int = 800, tokens: int = 8, seed: int = 0) -> list[ToyRun]:
+    """Runs of the universal-approximation study: each (width, depth) of ``ladder`` for every
+    mixer, then PoM at every degree of ``degrees`` at (degree_width, degree_depth)."""
+    tasks = list(TASKS) if tasks is None else list(tasks)
+    common = dict(steps=steps, tokens=tokens, seed=seed)
+    runs = [ToyRun(task, mixer, width=width, depth=depth, **common)
+            for width, depth in ladder for task in tasks for mixer in MIXERS]
+    runs += [ToyRun(task, "pom", width=degree_width, depth=degree_depth, degree=degree, **common)
+             for degree in degrees for task in tasks]
+    return list(dict.fromkeys(runs))                    # degree 2 may repeat a ladder run
+
+
+def ladder_rows(df):
+    """The capacity-ladder rows of the universal-approximation CSV (PoM at degree 2 only)."""
+    return df[(df.mixer != "pom") | (df.degree == 2)]
+
+
+def largest_model_errors(df):
+    """Held-out relative MSE of each mixer's largest ladder model: a (task x mixer) table."""
+    biggest = ladder_rows(df).sort_values("params").groupby(["task", "mixer"]).tail(1)
+    return biggest.pivot(index="task", columns="mixer", values="test_rel_mse")
