@@ -26,24 +26,11 @@ MIXER_COLORS = {"pom": "#d62728", "mha": "#1f77b4", "none": "#7f7f7f"}
 MIXER_NAMES = {"pom": "PoM", "mha": "MHA", "none": "no mixing"}
 MIXER_DASHES = {"pom": "-", "mha": "--", "none": ":"}
 
-RC = {
-    "figure.dpi": 110,
-    "savefig.dpi": 200,
-    "savefig.bbox": "tight",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "legend.fontsize": 8,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "lines.linewidth": 1.6,
-    "lines.markersize": 4.5,
-    "axes.grid": True,
-    "grid.alpha": 0.35,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "pdf.fonttype": 42,      # editable text in the PDFs
-}
+RC = {"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight", "font.size": 9,
+      "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
+      "ytick.labelsize": 8, "lines.linewidth": 1.6, "lines.markersize": 4.5, "axes.grid": True,
+      "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False,
+      "pdf.fonttype": 42}      # 42: editable text in the PDFs
 
 
 @contextlib.contextmanager
@@ -59,13 +46,28 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2
                         squeeze=False, **kwargs)
 
 
+@contextlib.contextmanager
+def styled_figure(ncols: int = 1, nrows: int = 1, **kwargs):
+    """``with styled_figure(...) as (fig, axes):`` figure(...) drawn in the paper style; end the
+    block with finish(fig, stem, title)."""
+    with style():
+        yield figure(ncols, nrows, **kwargs)
+
+
+def finish(fig, stem: str | os.PathLike, title: str | None = None, fontsize: float = 8,
+           layout: bool = True, formats=("png", "pdf"), **title_kwargs) -> list[Path]:
+    """The end of every figure: its suptitle (what produced the numbers), tight_layout, save."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize, **title_kwargs)
+    if layout:
+        fig.tight_layout()
+    return save(fig, stem, formats=formats)
+
+
 def loglog(ax, xlabel: str | None = None, ylabel: str | None = None) -> None:
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
+    """Log scales on both axes, the labels given, a grid at the minor ticks too."""
+    labels = {k: v for k, v in (("xlabel", xlabel), ("ylabel", ylabel)) if v}
+    ax.set(xscale="log", yscale="log", **labels)
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -75,10 +77,9 @@ def log_ticks(ax, values, labels=None, axis: str = "x", base: int = 2) -> None:
     values = sorted(set(values))
     labels = [str(v) for v in values] if labels is None else list(labels)
     if len(labels) != len(values):
-        raise ValueError(f"labels: expected {len(values)} (one per distinct value), got {len(labels)}")
-    scale, ticks = (ax.set_xscale, ax.set_xticks) if axis == "x" else (ax.set_yscale, ax.set_yticks)
-    scale("log", base=base)
-    ticks(values, labels)
+        raise ValueError(f"labels: expected {len(values)} (one per value), got {len(labels)}")
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    getattr(ax, f"set_{axis}ticks")(values, labels)
     getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
 
 
@@ -131,8 +132,7 @@ def plain_log_labels(ax, axis: str = "y", minor: bool = True) -> None:
     """Plain numbers (900, 0.03) instead of powers of ten on a log axis; with ``minor``, over up
     to two decades some minor ticks (all, under half a decade) are labelled too, so a short axis
     keeps several labels (leave it off on a wide axis whose minor labels would collide)."""
-    check_choice("axis", axis, ("x", "y"))
-    target = ax.yaxis if axis == "y" else ax.xaxis
+    target = getattr(ax, f"{check_choice('axis', axis, ('x', 'y'))}axis")
     target.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
                                if minor else NullFormatter())
@@ -144,37 +144,27 @@ LEGEND_LOCATIONS = ("upper right", "lower left", "upper left", "lower right", "c
 
 
 def _marked_lines(ax) -> list:
-    return [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "", " ", ",")]
+    return [ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "", " ", ",")]
 
 
 def data_points(ax) -> np.ndarray:
     """(n, 2) display coordinates of every plotted marker of ax (lines drawn with a marker and
     scatter collections): the measured data a legend must not hide."""
-    points = [np.empty((0, 2))]
-    for line in _marked_lines(ax):
-        if line.get_visible():
-            x, y = (np.asarray(v, dtype=float) for v in line.get_data())
-            points.append(ax.transData.transform(np.column_stack([x, y])))
-    for collection in ax.collections:
-        offsets = np.asarray(collection.get_offsets(), dtype=float)
-        if collection.get_visible() and offsets.size:
-            points.append(collection.get_offset_transform().transform(offsets))
-    xy = np.concatenate(points)
+    points = [ax.transData.transform(np.column_stack(line.get_data()).astype(float))
+              for line in _marked_lines(ax) if line.get_visible()]
+    points += [c.get_offset_transform().transform(np.asarray(c.get_offsets(), dtype=float))
+               for c in ax.collections if c.get_visible() and len(c.get_offsets())]
+    xy = np.concatenate([np.empty((0, 2)), *points])
     return xy[np.isfinite(xy).all(axis=1)]
-
-
-def _marker_radius_px(ax) -> float:
-    sizes = [line.get_markersize() for line in _marked_lines(ax)]
-    return (max(sizes, default=0.0) / 2) * ax.figure.dpi / 72
 
 
 def hidden_points(ax, legend, renderer) -> int:
     """How many of ax's markers the legend's box covers (any part of the marker)."""
     box = legend.get_window_extent(renderer)
-    pad = _marker_radius_px(ax)
-    xy = data_points(ax)
-    inside = ((xy[:, 0] > box.x0 - pad) & (xy[:, 0] < box.x1 + pad) &
-              (xy[:, 1] > box.y0 - pad) & (xy[:, 1] < box.y1 + pad))
+    radius = max((line.get_markersize() for line in _marked_lines(ax)), default=0.0) / 2
+    pad = radius * ax.figure.dpi / 72                 # any part of a marker counts
+    x, y = data_points(ax).T
+    inside = (x > box.x0 - pad) & (x < box.x1 + pad) & (y > box.y0 - pad) & (y < box.y1 + pad)
     return int(inside.sum())
 
 
@@ -250,9 +240,9 @@ def legibility_problems(fig) -> list[str]:
         for a, b in overlapping_tick_labels(ax, renderer):
             problems.append(f"{name}: tick labels {a!r} and {b!r} overlap")
         legend = ax.get_legend()
-        if legend is not None and legend.get_visible() and hidden_points(ax, legend, renderer):
-            problems.append(f"{name}: the legend hides {hidden_points(ax, legend, renderer)} "
-                            "data point(s)")
+        hidden = legend is not None and legend.get_visible() and hidden_points(ax, legend, renderer)
+        if hidden:
+            problems.append(f"{name}: the legend hides {hidden} data point(s)")
         for legend in fig.legends:
             if hidden_points(ax, legend, renderer):
                 problems.append(f"{name}: the figure legend hides data points")
