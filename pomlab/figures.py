@@ -38,10 +38,8 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
     against the image side, log-log, with slopes in the legend and the crossover where DiPoM
     training gets cheaper than DiT inference. ``df``: one configuration of speed.csv."""
     summary = summary or summarise_speed(df)
-    resolutions = sorted(df.resolution.unique())
-    tokens = [int(df[df.resolution == r].tokens.iloc[0]) for r in resolutions]
-    with plotting.style():
-        fig, axes = plotting.figure(ncols=2, width=3.7, height=3.0)
+    tokens = df.groupby("resolution").tokens.first()          # sorted by resolution
+    with plotting.styled_figure(ncols=2, width=3.7, height=3.0) as (fig, axes):
         time_ax, memory_ax = axes[0]
         for (family, mode), part in df.groupby(["family", "mode"], sort=False):
             part = part.sort_values("resolution")
@@ -57,18 +55,17 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
             time_ax.axvline(r, color="grey", lw=0.8, ls=":")
             time_ax.text(r, 0.02, f" DiPoM training <\n DiT inference\n beyond ~{r:.0f} px",
                          transform=time_ax.get_xaxis_transform(), fontsize=7, color="dimgrey")
-        labels = [f"{r}\n{n} tok" for r, n in zip(resolutions, tokens)]
+        labels = [f"{r}\n{int(n)} tok" for r, n in tokens.items()]
         for ax, ylabel in ((time_ax, "seconds per image"),
                            (memory_ax, "peak memory above start (MiB)")):
             plotting.loglog(ax, "image side (pixels) / tokens", ylabel)
-            plotting.log_ticks(ax, resolutions, labels)
+            plotting.log_ticks(ax, tokens.index, labels)
         fig.suptitle(f"DiPoM vs DiT {summary['model_size']}/{summary['patch']} (paper scale, "
-                     f"depth {summary['depth']}), "
-                     f"batch {summary['batch']}, {summary['dtype']}, {summary['device']}; "
-                     "experiments/speed.py", fontsize=8)
+                     f"depth {summary['depth']}), batch {summary['batch']}, {summary['dtype']}, "
+                     f"{summary['device']}; experiments/speed.py", fontsize=8)
         plotting.legends_and_layout(fig, [time_ax], title="slope: log time vs log tokens",
                                     title_fontsize=7, fontsize=7)
-        return plotting.save(fig, stem)
+        return plotting.finish(fig, stem, layout=False)
 
 
 def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict) -> list[Path]:
@@ -76,8 +73,7 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
     image side, with the budget line and each variant's largest fitting side
     (experiments/speed.py --memory-budget)."""
     finite = df[df.training_bytes.astype(float) < float("inf")]
-    with plotting.style():
-        fig, axes = plotting.figure(width=4.2, height=3.0)
+    with plotting.styled_figure(width=4.2, height=3.0) as (fig, axes):
         ax = axes[0][0]
         for variant, part in finite.groupby("variant", sort=False):
             part = part.sort_values("resolution")
@@ -96,11 +92,10 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
         plotting.loglog(ax, "image side (pixels)", "training memory (GiB)")
         plotting.log_ticks(ax, finite.resolution)
         ax.legend(fontsize=7)
-        fig.suptitle(f"{summary['model_size']}/{summary['patch']} paper scale, depth "
-                     f"{summary['depth']}, batch {summary['batch']}, {summary['dtype']}, "
-                     f"{summary['device']}; speed.py --memory-budget", fontsize=7)
-        fig.tight_layout()
-        return plotting.save(fig, stem)
+        return plotting.finish(fig, stem, f"{summary['model_size']}/{summary['patch']} paper "
+                               f"scale, depth {summary['depth']}, batch {summary['batch']}, "
+                               f"{summary['dtype']}, {summary['device']}; speed.py "
+                               "--memory-budget", fontsize=7)
 
 
 # --- frame-by-frame memory --------------------------------------------------------------------
@@ -108,8 +103,7 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
 def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -> list[Path]:
     """Two log-log panels against frames: peak memory (peak_mib) and time per frame
     (seconds_per_frame), one line per method of ``method_column``."""
-    with plotting.style():
-        fig, axes = plotting.figure(ncols=2, width=3.5, height=2.8)
+    with plotting.styled_figure(ncols=2, width=3.5, height=2.8) as (fig, axes):
         memory_ax, time_ax = axes[0]
         for method, style in SCHEDULES.items():
             part = df[df[method_column] == method].sort_values("frames")
@@ -126,10 +120,9 @@ def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -
             plotting.plain_log_labels(ax, "y")
         fig.suptitle(title, fontsize=8)
         fig.tight_layout()
-        handles, labels = memory_ax.get_legend_handles_labels()   # below the panels: no overlap
-        fig.legend(handles, labels, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.0),
-                   frameon=False, fontsize=7)
-        return plotting.save(fig, stem)
+        fig.legend(*memory_ax.get_legend_handles_labels(), loc="upper center", ncol=2,
+                   bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=7)   # below: no overlap
+        return plotting.finish(fig, stem, layout=False)
 
 
 def state_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
@@ -163,22 +156,18 @@ def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = 
     if not rows:
         raise ValueError("rows: expected at least one clip")
     frames = next(iter(rows.values())).shape[0]
-    with plotting.style():
-        fig, axes = plotting.figure(ncols=frames, nrows=len(rows), width=0.62, height=0.62)
+    with plotting.styled_figure(frames, len(rows), width=0.62, height=0.62) as (fig, axes):
         for r, (name, clip) in enumerate(rows.items()):
-            for f in range(frames):
-                ax = axes[r, f]
+            for f, ax in enumerate(axes[r]):
                 ax.imshow(clip[f, 0].detach().cpu().float().numpy(), cmap="gray", vmin=0,
                           vmax=1, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
+                ax.set(xticks=[], yticks=[])
                 ax.grid(False)
                 if r == 0:
                     ax.set_title(f"t={f}", fontsize=7)
             axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-        if title:
-            fig.suptitle(title, fontsize=9, y=1.04)
-        return plotting.save(fig, stem, formats=formats)
+        return plotting.finish(fig, stem, title, fontsize=9, layout=False, formats=formats,
+                               y=1.04)
 
 
 # --- PoM vs attention per layer -----------------------------------------------------------------
@@ -198,9 +187,8 @@ def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
     if not variants or "tokens" not in df or "mode" not in df:
         raise ValueError("expected experiments/bench_pom.py's CSV (mode, tokens, <variant>_ms)")
     modes = list(dict.fromkeys(df["mode"]))
-    with plotting.style():
-        fig, axes = plotting.figure(ncols=len(modes), width=3.5 if len(modes) > 1 else 4.2,
-                                    height=2.8, sharey=True)
+    with plotting.styled_figure(len(modes), width=3.5 if len(modes) > 1 else 4.2, height=2.8,
+                                sharey=True) as (fig, axes):
         for ax, mode in zip(axes[0], modes):
             part = df[df["mode"] == mode].sort_values("tokens")
             for v in variants:
@@ -212,11 +200,9 @@ def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
             plotting.log_ticks(ax, part.tokens)
             ax.set_title({"forward": "forward", "train": "forward + backward"}.get(mode, mode))
             ax.legend(fontsize=6.5)
-        fig.suptitle(f"one layer, D={_one(df, 'dim')}, batch {_one(df, 'batch')}, "
-                     f"{_one(df, 'dtype')}, {_one(df, 'device')}; experiments/bench_pom.py",
-                     fontsize=8)
-        fig.tight_layout()
-        return plotting.save(fig, stem)
+        return plotting.finish(fig, stem, f"one layer, D={_one(df, 'dim')}, batch "
+                               f"{_one(df, 'batch')}, {_one(df, 'dtype')}, {_one(df, 'device')}; "
+                               "experiments/bench_pom.py")
 
 
 # --- every figure from a results folder -------------------------------------------------------
@@ -313,5 +299,4 @@ def figure_paths(report: pd.DataFrame, suffix: str = ".png") -> list[Path]:
 
 
 __all__ = ["speed_figure", "state_memory_figure", "video_memory_figure", "video_strip_figure",
-           "mixer_cost_figure", "make_figures",
-           "figure_paths", "FIGURES", "PaperFigure", "SCHEDULES"]
+           "mixer_cost_figure", "make_figures", "figure_paths", "FIGURES", "PaperFigure", "SCHEDULES"]
