@@ -299,4 +299,5 @@ def figure_paths(report: pd.DataFrame, suffix: str = ".png") -> list[Path]:
 
 
 __all__ = ["speed_figure", "state_memory_figure", "video_memory_figure", "video_strip_figure",
-           "mixer_cost_figure", "make_figures", "figure_paths", "FIGURES", "PaperFigure", "SCHEDULES"]
+           "mixer_cost_figure", "make_figures", "figure_paths", "FIGURES", "PaperFigure",
+           "SCHEDULES"]
