@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 
@@ -98,31 +99,21 @@ class _PlainLogFormatter(LogFormatter):
 
     def set_locs(self, locs=None):
         super().set_locs(locs)
-        room = self._pixels_per_decade()
-        if room is None:
+        axis = self.axis
+        if axis is None or axis.axes is None:
             return
-        needed = self._label_pixels()
+        low, high = sorted(axis.get_view_interval())
+        if not (low > 0 and high > low):
+            return
+        box, name = axis.axes.bbox, axis.axis_name
+        room = (box.width if name == "x" else box.height) / np.log10(high / low)  # px per decade
+        # what one label needs along its axis: a line's height (y), four digits' width (x)
+        points = FontProperties(size=plt.rcParams[f"{name}tick.labelsize"]).get_size_in_points()
+        needed = (1.3 if name == "y" else 2.6) * points * axis.axes.figure.dpi / 72
         for labels in (self._sublabels, *self.THINNER):
             if len(labels) == 1 or _smallest_log_gap(labels) * room >= needed:
                 self._sublabels = set(labels)
                 return
-
-    def _pixels_per_decade(self):
-        axis = self.axis
-        if axis is None or axis.axes is None:
-            return None
-        low, high = sorted(axis.get_view_interval())
-        if not (low > 0 and high > low):
-            return None
-        box = axis.axes.bbox
-        length = box.width if axis.axis_name == "x" else box.height
-        return length / np.log10(high / low)
-
-    def _label_pixels(self) -> float:
-        """Room one label needs along its axis: a line's height (y), four digits' width (x)."""
-        size = FontProperties(size=matplotlib.rcParams[f"{self.axis.axis_name}tick.labelsize"])
-        pixels = size.get_size_in_points() * self.axis.axes.figure.dpi / 72
-        return 1.3 * pixels if self.axis.axis_name == "y" else 2.6 * pixels
 
     def __call__(self, x, pos=None):
         return f"{x:g}" if super().__call__(x, pos) else ""
@@ -202,12 +193,8 @@ def legends_and_layout(fig, axes, **kwargs) -> None:
     fig.tight_layout()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    moved = False
-    for ax in axes:
-        legend = ax.get_legend()
-        if legend is not None and hidden_points(ax, legend, renderer):
-            place_legend(ax, **{**kwargs, "inside": False})
-            moved = True
+    moved = [place_legend(ax, **{**kwargs, "inside": False}) for ax in axes   # one at a time
+             if ax.get_legend() is not None and hidden_points(ax, ax.get_legend(), renderer)]
     if moved:
         fig.tight_layout()
 
@@ -221,11 +208,9 @@ def overlapping_tick_labels(ax, renderer) -> list[tuple[str, str]]:
                   if tick.label1.get_visible() and tick.label1.get_text()
                   and low <= tick.get_loc() <= high]
         boxes = [(label.get_text(), label.get_window_extent(renderer)) for label in labels]
-        for i, (text_a, a) in enumerate(boxes):
-            for text_b, b in boxes[i + 1:]:
-                if (min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5 and
-                        min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5):
-                    pairs.append((text_a, text_b))
+        pairs += [(text_a, text_b) for (text_a, a), (text_b, b) in itertools.combinations(boxes, 2)
+                  if min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5
+                  and min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5]
     return pairs
 
 
@@ -263,8 +248,7 @@ def save(fig, path_stem: str | os.PathLike, formats=("png", "pdf")) -> list[Path
     """Write the figure as PNG and PDF next to each other and close it (also when a write fails);
     returns the paths. Plain writes: a torn figure loses nothing, it is redrawn from results."""
     stem = Path(path_stem)
-    if stem.suffix in {".png", ".pdf"}:
-        stem = stem.with_suffix("")
+    stem = stem.with_suffix("") if stem.suffix in {".png", ".pdf"} else stem
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
     try:
