@@ -39,7 +39,8 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
     training gets cheaper than DiT inference. ``df``: one configuration of speed.csv."""
     summary = summary or summarise_speed(df)
     tokens = df.groupby("resolution").tokens.first()          # sorted by resolution
-    with plotting.styled_figure(ncols=2, width=3.7, height=3.0) as (fig, axes):
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=2, width=3.7, height=3.0)
         time_ax, memory_ax = axes[0]
         for (family, mode), part in df.groupby(["family", "mode"], sort=False):
             part = part.sort_values("resolution")
@@ -73,19 +74,19 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
     image side, with the budget line and each variant's largest fitting side
     (experiments/speed.py --memory-budget)."""
     finite = df[df.training_bytes.astype(float) < float("inf")]
-    with plotting.styled_figure(width=4.2, height=3.0) as (fig, axes):
+    with plotting.style():
+        fig, axes = plotting.figure(width=4.2, height=3.0)
         ax = axes[0][0]
         for variant, part in finite.groupby("variant", sort=False):
             part = part.sort_values("resolution")
-            best = summary["largest_resolution_px"].get(variant)
-            recompute = bool(part.get("pom_recompute", pd.Series([False])).iloc[0])
+            best, first = summary["largest_resolution_px"].get(variant), part.iloc[0]
+            recompute = bool(first.get("pom_recompute", False))
             ax.plot(part.resolution, part.training_bytes.astype(float) / 2**30,
-                    color=plotting.MIXER_COLORS[FAMILIES.get(part.family.iloc[0], "none")],
-                    ls=("-." if recompute else "--") if part.checkpointing.iloc[0]
+                    color=plotting.MIXER_COLORS[FAMILIES.get(first.family, "none")],
+                    ls=("-." if recompute else "--") if first.checkpointing
                     else (":" if recompute else "-"),
-                    marker="s" if part.get("attention", pd.Series([""])).iloc[0] == "math"
-                    else "o", ms=3,
-                    label=f"{part.variant.iloc[0]} (largest {best or 'none'} px)")
+                    marker="s" if first.get("attention") == "math" else "o", ms=3,
+                    label=f"{variant} (largest {best or 'none'} px)")
         ax.axhline(summary["budget_gib"], color="grey", lw=0.8, ls=":")
         ax.text(0.02, summary["budget_gib"], f" budget {summary['budget_gib']:g} GiB",
                 transform=ax.get_yaxis_transform(), fontsize=7, va="bottom", color="dimgrey")
@@ -100,10 +101,12 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
 
 # --- frame-by-frame memory --------------------------------------------------------------------
 
-def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -> list[Path]:
+def _schedule_panels(df, method_column, memory_label, title, stem) -> list[Path]:
     """Two log-log panels against frames: peak memory (peak_mib) and time per frame
-    (seconds_per_frame), one line per method of ``method_column``."""
-    with plotting.styled_figure(ncols=2, width=3.5, height=2.8) as (fig, axes):
+    (seconds_per_frame), one line per method of ``method_column`` (and the working memory of the
+    sequential one when the table has it)."""
+    with plotting.style():
+        fig, axes = plotting.figure(ncols=2, width=3.5, height=2.8)
         memory_ax, time_ax = axes[0]
         for method, style in SCHEDULES.items():
             part = df[df[method_column] == method].sort_values("frames")
@@ -111,8 +114,9 @@ def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -
                 continue
             memory_ax.plot(part.frames, part.peak_mib, **style)
             time_ax.plot(part.frames, part.seconds_per_frame * 1e3, **style)
-            if extra is not None:
-                extra(memory_ax, method, part)
+            if method == "sequential" and "working_mib" in part:
+                memory_ax.plot(part.frames, part.working_mib, color=style["color"], ls=":",
+                               label="frame by frame, without noise + output clip")
         plotting.loglog(memory_ax, "frames", memory_label)
         plotting.loglog(time_ax, "frames", "time per frame (ms)")
         for ax in (memory_ax, time_ax):
@@ -139,14 +143,9 @@ def video_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]
     """Peak tensor memory and time per frame of video generation (pomlab.video.sample) frame
     by frame vs in parallel, from video_memory.csv; the dotted line leaves out the noise and
     output clip (O(frames) but tiny) to show the working memory."""
-    def working(ax, method, part):
-        if method == "sequential":
-            ax.plot(part.frames, part.working_mib, color=SCHEDULES[method]["color"], ls=":",
-                    label="frame by frame, without noise + output clip")
-
     title = (f"{_one(df, 'model')}, batch 1, {_one(df, 'steps')} {_one(df, 'sampler')} steps, "
              f"{_one(df, 'device')}; experiments/video_memory.py")
-    return _schedule_panels(df, "mode", "peak tensor memory (MiB)", title, stem, working)
+    return _schedule_panels(df, "mode", "peak tensor memory (MiB)", title, stem)
 
 
 def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = None,
@@ -156,7 +155,8 @@ def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = 
     if not rows:
         raise ValueError("rows: expected at least one clip")
     frames = next(iter(rows.values())).shape[0]
-    with plotting.styled_figure(frames, len(rows), width=0.62, height=0.62) as (fig, axes):
+    with plotting.style():
+        fig, axes = plotting.figure(frames, len(rows), width=0.62, height=0.62)
         for r, (name, clip) in enumerate(rows.items()):
             for f, ax in enumerate(axes[r]):
                 ax.imshow(clip[f, 0].detach().cpu().float().numpy(), cmap="gray", vmin=0,
@@ -187,8 +187,9 @@ def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
     if not variants or "tokens" not in df or "mode" not in df:
         raise ValueError("expected experiments/bench_pom.py's CSV (mode, tokens, <variant>_ms)")
     modes = list(dict.fromkeys(df["mode"]))
-    with plotting.styled_figure(len(modes), width=3.5 if len(modes) > 1 else 4.2, height=2.8,
-                                sharey=True) as (fig, axes):
+    with plotting.style():
+        fig, axes = plotting.figure(len(modes), width=3.5 if len(modes) > 1 else 4.2, height=2.8,
+                                    sharey=True)
         for ax, mode in zip(axes[0], modes):
             part = df[df["mode"] == mode].sort_values("tokens")
             for v in variants:

@@ -47,14 +47,6 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2
                         squeeze=False, **kwargs)
 
 
-@contextlib.contextmanager
-def styled_figure(ncols: int = 1, nrows: int = 1, **kwargs):
-    """``with styled_figure(...) as (fig, axes):`` figure(...) drawn in the paper style; end the
-    block with finish(fig, stem, title)."""
-    with style():
-        yield figure(ncols, nrows, **kwargs)
-
-
 def finish(fig, stem: str | os.PathLike, title: str | None = None, fontsize: float = 8,
            layout: bool = True, formats=("png", "pdf"), **title_kwargs) -> list[Path]:
     """The end of every figure: its suptitle (what produced the numbers), tight_layout, save."""

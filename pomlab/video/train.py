@@ -101,11 +101,12 @@ class VideoTrainer(Trainer):
         """Clips (B, T, C, H, W) float32 on the CPU in model space ([-1, 1] pixels or latents,
         like ``pomlab.diffusion.generate``); the config's sampler settings by default."""
         return sample(self.ema.module if ema else self.model, list(captions),
-                   frames or self.data.frames, mode=mode, steps=steps or self.config.sample_steps,
-                   method=method or self.config.sample_method or "heun",
-                   cfg=self.sample_cfg() if cfg is None else cfg,
-                   generator=torch.Generator().manual_seed(seed), process=self.process,
-                   text_encoder=self.text_encoder).float().cpu()
+                      frames or self.data.frames, mode=mode,
+                      steps=steps or self.config.sample_steps,
+                      method=method or self.config.sample_method or "heun",
+                      cfg=self.sample_cfg() if cfg is None else cfg,
+                      generator=torch.Generator().manual_seed(seed), process=self.process,
+                      text_encoder=self.text_encoder).float().cpu()
 
     def generate(self, labels, **kwargs):
         raise TypeError("VideoTrainer samples from captions: use generate_for_captions(captions, ...)")
