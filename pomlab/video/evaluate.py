@@ -41,8 +41,7 @@ def motion_directions(clips: Tensor) -> list[str]:
     """(B, T, 1, H, W) in [0, 1] -> the direction each clip's content moves (first -> last)."""
     com = centre_of_mass(clips[:, :, 0])
     shift = com[:, -1] - com[:, 0]
-    axes = torch.tensor([DIRECTIONS[d] for d in DIRECTION_NAMES], dtype=shift.dtype,
-                        device=shift.device)
+    axes = shift.new_tensor([DIRECTIONS[d] for d in DIRECTION_NAMES])
     return [DIRECTION_NAMES[i] for i in (shift @ axes.T).argmax(1).tolist()]
 
 
