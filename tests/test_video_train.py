@@ -144,7 +144,7 @@ def test_video_experiment_trains_evaluates_and_writes_its_files(tmp_path):
               "--steps", "2", "--num-videos", "16", "--batch-size", "8", "--frames", "2",
               "--clips-per-caption", "1", "--sample-steps", "1", "--ckpt-every", "0",
               "--logger", "tensorboard" if tensorboard else "csv", "--no-progress"])
-    assert load_checkpoint(tmp_path)["config"]["model_overrides"] == {"depth": 1}
+    assert load_checkpoint(tmp_path)["train_config"]["model_overrides"] == {"depth": 1}
     if tensorboard:
         assert "samples" in tensorboard_events(tmp_path).Tags()["images"]
     table = pd.read_csv(tmp_path / "caption_following.csv")

@@ -75,18 +75,18 @@ class VideoTrainer(Trainer):
     def _check_model_fits_data(self) -> None:
         """Nothing to check: _build_model takes the sizes from the data, load_state the vocabulary."""
 
-    def encoder_spec(self) -> dict | None:
+    def _encoder_spec(self) -> dict | None:
         return None if self.text_encoder is None else self.text_encoder.spec()
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "vocab": list(self.data.vocab.words[1:]),
-                "text_encoder": self.encoder_spec()}
+                "text_encoder": self._encoder_spec()}
 
     def load_state(self, ckpt: dict) -> None:
         if Vocabulary(ckpt.get("vocab", ())) != self.data.vocab:
             raise ValueError(f"{ckpt.get('path', 'the checkpoint')} was trained with another "
                              f"vocabulary than this data's ({self.data.vocab})")
-        if ckpt.get("text_encoder") != (mine := self.encoder_spec()):
+        if ckpt.get("text_encoder") != (mine := self._encoder_spec()):
             raise ValueError(f"{ckpt.get('path', 'the checkpoint')} was trained with text "
                              f"encoder {ckpt.get('text_encoder')}, this run has {mine}")
         super().load_state(ckpt)
