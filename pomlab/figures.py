@@ -20,14 +20,18 @@ MiB = 2 ** 20
 _one = plotting.distinct        # a label column's distinct values, for titles
 MODE_LINES = {"training": dict(ls="-", marker="o"), "inference": dict(ls="--", marker="s")}
 # Frame-by-frame generation (PoM's carried state) against all frames at once.
-SCHEDULES = {
-    "sequential": dict(color=plotting.MIXER_COLORS["pom"], marker="o", ls="-",
-                       label="frame by frame (PoM state carried)"),
-    "parallel": dict(color=plotting.MIXER_COLORS["mha"], marker="s", ls="--",
-                     label="parallel, block-causal mask"),
-    "parallel_reference": dict(color=plotting.MIXER_COLORS["none"], marker="^", ls=":",
-                               label="parallel, reference pom.py (dense mask)"),
-}
+SCHEDULES = {name: dict(color=plotting.MIXER_COLORS[mixer], marker=marker, ls=ls, label=label)
+             for name, mixer, marker, ls, label in (
+                 ("sequential", "pom", "o", "-", "frame by frame (PoM state carried)"),
+                 ("parallel", "mha", "s", "--", "parallel, block-causal mask"),
+                 ("parallel_reference", "none", "^", ":",
+                  "parallel, reference pom.py (dense mask)"))}
+
+
+def _speed_setup(summary: dict) -> str:
+    """What produced a speed.py summary's numbers, for titles."""
+    return (f"{summary['model_size']}/{summary['patch']} paper scale, depth {summary['depth']}, "
+            f"batch {summary['batch']}, {summary['dtype']}, {summary['device']}")
 
 
 # --- Figure 1 ---------------------------------------------------------------------------------
@@ -61,9 +65,7 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
                            (memory_ax, "peak memory above start (MiB)")):
             plotting.loglog(ax, "image side (pixels) / tokens", ylabel)
             plotting.log_ticks(ax, tokens.index, labels)
-        fig.suptitle(f"DiPoM vs DiT {summary['model_size']}/{summary['patch']} (paper scale, "
-                     f"depth {summary['depth']}), batch {summary['batch']}, {summary['dtype']}, "
-                     f"{summary['device']}; experiments/speed.py", fontsize=8)
+        fig.suptitle(f"DiPoM vs DiT {_speed_setup(summary)}; experiments/speed.py", fontsize=8)
         plotting.legends_and_layout(fig, [time_ax], title="slope: log time vs log tokens",
                                     title_fontsize=7, fontsize=7)
         return plotting.finish(fig, stem, layout=False)
@@ -93,10 +95,8 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
         plotting.loglog(ax, "image side (pixels)", "training memory (GiB)")
         plotting.log_ticks(ax, finite.resolution)
         ax.legend(fontsize=7)
-        return plotting.finish(fig, stem, f"{summary['model_size']}/{summary['patch']} paper "
-                               f"scale, depth {summary['depth']}, batch {summary['batch']}, "
-                               f"{summary['dtype']}, {summary['device']}; speed.py "
-                               "--memory-budget", fontsize=7)
+        return plotting.finish(fig, stem, f"{_speed_setup(summary)}; speed.py --memory-budget",
+                               fontsize=7)
 
 
 # --- frame-by-frame memory --------------------------------------------------------------------
@@ -166,8 +166,7 @@ def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = 
                 if r == 0:
                     ax.set_title(f"t={f}", fontsize=7)
             axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-        return plotting.finish(fig, stem, title, fontsize=9, layout=False, formats=formats,
-                               y=1.04)
+        return plotting.finish(fig, stem, title, fontsize=9, layout=False, formats=formats, y=1.04)
 
 
 # --- PoM vs attention per layer -----------------------------------------------------------------

@@ -196,10 +196,10 @@ def overlapping_tick_labels(ax, renderer) -> list[tuple[str, str]]:
     pairs = []
     for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
         low, high = min(low, high), max(low, high)
-        labels = [tick.label1 for tick in axis.get_major_ticks() + axis.get_minor_ticks()
-                  if tick.label1.get_visible() and tick.label1.get_text()
-                  and low <= tick.get_loc() <= high]
-        boxes = [(label.get_text(), label.get_window_extent(renderer)) for label in labels]
+        boxes = [(tick.label1.get_text(), tick.label1.get_window_extent(renderer))
+                 for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+                 if tick.label1.get_visible() and tick.label1.get_text()
+                 and low <= tick.get_loc() <= high]
         pairs += [(text_a, text_b) for (text_a, a), (text_b, b) in itertools.combinations(boxes, 2)
                   if min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5
                   and min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5]

@@ -109,5 +109,4 @@ def load_video_latents(root: str | os.PathLike, captions_file: str = "captions.c
                              "of one shape")
     captions = table["caption"].tolist()
     vocab = Vocabulary.from_captions(captions) if vocab is None else vocab
-    return VideoDataset(torch.stack(clips), captions, vocab, kind="latents",
-                        name=f"latents:{root}")
+    return VideoDataset(torch.stack(clips), captions, vocab, kind="latents", name=f"latents:{root}")

@@ -26,8 +26,7 @@ def model_vocabulary(model: nn.Module, vocab: Vocabulary | None = None) -> Vocab
         vocab = getattr(model, "vocab", None) or TOY_VOCABULARY
     if len(vocab) != model.vocab_size:
         raise ValueError(f"the model has vocab_size {model.vocab_size} but its vocabulary has "
-                         f"{len(vocab)} words; set model.vocab (or pass vocab=) to the "
-                         "Vocabulary it was trained with")
+                         f"{len(vocab)} words; set model.vocab (or vocab=) to its training one")
     return vocab
 
 
@@ -40,8 +39,7 @@ def encode_captions(model: nn.Module, captions: Sequence[str], vocab: Vocabulary
     encoder = text_encoder if text_encoder is not None else getattr(model, "text_encoder", None)
     if encoder is None:
         raise ValueError(f"this model reads text-encoder embeddings (text_dim={model.text_dim}); "
-                         "pass text_encoder= (a pomlab.video.text.TextEncoder) or set "
-                         "model.text_encoder")
+                         "pass text_encoder= (a TextEncoder) or set model.text_encoder")
     if encoder.dim != model.text_dim:
         raise ValueError(f"text_encoder gives {encoder.dim}-dim embeddings but the model has "
                          f"text_dim={model.text_dim}")

@@ -40,15 +40,13 @@ class VideoTrainer(Trainer):
             raise TypeError(f"text_encoder must be a pomlab.video.text.TextEncoder, got "
                             f"{type(text_encoder).__name__}")
         self.text_encoder = text_encoder
-        if text_encoder is not None:           # items point at their caption's row of the table
-            row_of = {caption: i for i, caption in enumerate(dict.fromkeys(data.captions))}
-            caption_rows = torch.tensor([row_of[c] for c in data.captions])
-            caption_table = text_encoder.encode(list(row_of))
         super().__init__(config, dataset=data, resume=resume, progress=progress,
                          callbacks=callbacks)
-        if text_encoder is not None:
-            self._in_memory = (self._in_memory[0], caption_rows.to(self.device))
-            self._caption_table = caption_table.to(self.device)
+        if text_encoder is not None:           # items point at their caption's row of the table
+            row_of = {caption: i for i, caption in enumerate(dict.fromkeys(data.captions))}
+            rows = torch.tensor([row_of[c] for c in data.captions], device=self.device)
+            self._in_memory = (self._in_memory[0], rows)
+            self._caption_table = text_encoder.encode(list(row_of)).to(self.device)
             self.model.text_encoder = self.ema.module.text_encoder = text_encoder
 
     def _next_batch(self):
