@@ -62,13 +62,9 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
            vocab: Vocabulary | None = None, process: FlowMatching | None = None,
            text_encoder=None, on_frame=None, guidance: str = "standard") -> Tensor:
     """One clip per caption: (B, frames, C, H, W) in model space ([-1, 1] pixels or latents).
-
-    "sequential" needs the block-causal model. noise: None (drawn from ``generator``) or
-    (B, frames, C, H, W). steps of ``method`` from t = 1 to 0; cfg in the ``guidance``
-    convention (the null caption is all pad). process: the FlowMatching the model was trained
-    with (its shift sets the grid). on_frame(f, frame): sequential only, called with each
-    finished frame (frame f runs in the profiler range FRAME_RANGE + f). docs/video.md has
-    every argument."""
+    "sequential" needs the block-causal model; noise: None (from ``generator``) or (B, frames,
+    C, H, W); process: the FlowMatching the model was trained with (its shift sets the grid);
+    on_frame(f, frame): sequential only, each finished frame. More in docs/video.md."""
     check_choice("mode", mode, MODES)
     check_choice("method", method, ODE_METHODS)
     check_positive_int("frames", frames)

@@ -20,10 +20,9 @@ VIDEO_PREFIX = "VideoDiPoM-"
 
 
 class VideoTrainer(Trainer):
-    """``Trainer`` for text-to-video. config.model: a video name ("VideoDiPoM-S/4"); the model's
-    sizes and vocabulary come from the data; config.samples_per_class: captions in the sample
-    strips. text_encoder: None (word ids) or a ``TextEncoder`` (every distinct caption encoded
-    once before training; the model gets text_dim = its width)."""
+    """``Trainer`` for text-to-video: config.model a video name ("VideoDiPoM-S/4"), the model's
+    sizes and vocabulary from the data, config.samples_per_class captions per sample strip;
+    text_encoder: None (word ids) or a ``TextEncoder`` (each distinct caption encoded once)."""
 
     def __init__(self, config: TrainConfig, data: VideoDataset, *,
                  resume: bool | str | os.PathLike = False, progress: bool = True,
