@@ -281,7 +281,8 @@ def make_figures(results_dir: str | os.PathLike, out: str | os.PathLike | None =
     for figure in FIGURES:
         kind = KINDS[figure.kind]
         if not found[figure.kind]:
-            report(figure, None, "skipped", f"no {kind.file} under {root} (written by {kind.command})")
+            report(figure, None, "skipped",
+                   f"no {kind.file} under {root} (written by {kind.command})")
         for source in found[figure.kind]:
             try:
                 paths = figure.make(source, out / source.relative_to(root))
