@@ -46,10 +46,9 @@ class TextEncoder:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.max_length, self.name = tokenizer, limit, name
         config = getattr(model, "config", None)
-        dim = getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
-        if not isinstance(dim, int):
+        self.dim = getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
+        if not isinstance(self.dim, int):
             raise ValueError("the model's config names no width (d_model or hidden_size)")
-        self.dim = dim
         self.cache: dict[str, Tensor] = {}
 
     @classmethod
