@@ -34,16 +34,15 @@ import _bootstrap  # noqa: F401
 import numpy as np
 import pandas as pd
 import torch
-from pomlab.cli import key_value as _override
 
 from pomlab import models
 from pomlab.benchmark import device_label
-from pomlab.cli import ConfigParser, HelpFormatter, run
+from pomlab.cli import ConfigParser, HelpFormatter, _KeyValues, run
 from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos
 from pomlab.figures import video_strip_figure
 from pomlab.io import atomic_to_csv, atomic_write, atomic_write_json
-from pomlab.train import TrainConfig
+from pomlab.train import LOGGERS, TrainConfig
 from pomlab.video import MODES, VideoTrainer, sample
 from pomlab.video.evaluate import MEASURES, caption_following, summarize
 
@@ -58,8 +57,10 @@ def parse_args(argv=None):
     a("--resume", action="store_true", help="continue from --out's last checkpoint")
     a("--model", default="VideoDiPoM-B/4", help="a video model name (VideoDiPoM-S..XL/2,4,8)")
     a("--scale", default="micro", choices=["micro", "paper"])
-    a("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
-      help="model override for pomlab.models.create, e.g. depth=2 (repeatable)")
+    # TrainConfig's flag (as in train.py and the sweep); --override is its older name
+    a("--model-overrides", "--override", dest="model_overrides", action=_KeyValues, default={},
+      metavar="KEY=VALUE", help="model override for pomlab.models.create, e.g. depth=2 "
+      "(repeatable; --override is an alias)")
     a("--steps", type=int, default=3000)
     a("--batch-size", type=int, default=32)
     a("--lr", type=float, default=1e-2, help="the micro scale's learning rate (pomlab.train)")
@@ -75,6 +76,8 @@ def parse_args(argv=None):
     a("--modes", default="sequential,parallel",
       help="comma-separated generation modes to evaluate (sequential, parallel)")
     a("--clips-per-caption", type=int, default=2)
+    a("--logger", default="csv", choices=LOGGERS, help="csv (metrics.csv), or tensorboard: "
+      "event files in OUT/tensorboard too (scalars and the sample strips)")
     a("--threads", type=int, default=2, help="torch CPU threads (use 1 on a busy machine)")
     a("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -130,12 +133,12 @@ def main(argv=None):
     out = Path(args.out)
     cfgs = [float(c) for c in args.cfg.split(",")]
     data = make_toy_videos(args.num_videos, frames=args.frames, split="train", seed=args.seed)
-    config = TrainConfig(model=args.model, scale=args.scale, model_overrides=dict(args.override),
+    config = TrainConfig(model=args.model, scale=args.scale, model_overrides=args.model_overrides,
                          dataset=data.name, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay,
                          seed=args.seed, out=str(out), log_every=25, ckpt_every=args.ckpt_every,
                          sample_steps=args.sample_steps, sample_method=args.method,
-                         samples_per_class=8)
+                         samples_per_class=8, logger=args.logger)
     trainer = VideoTrainer(config, data, resume=args.resume, progress=not args.no_progress)
     tick = time.perf_counter()
     result = trainer.run()

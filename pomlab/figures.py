@@ -20,14 +20,18 @@ MiB = 2 ** 20
 _one = plotting.distinct        # a label column's distinct values, for titles
 MODE_LINES = {"training": dict(ls="-", marker="o"), "inference": dict(ls="--", marker="s")}
 # Frame-by-frame generation (PoM's carried state) against all frames at once.
-SCHEDULES = {
-    "sequential": dict(color=plotting.MIXER_COLORS["pom"], marker="o", ls="-",
-                       label="frame by frame (PoM state carried)"),
-    "parallel": dict(color=plotting.MIXER_COLORS["mha"], marker="s", ls="--",
-                     label="parallel, block-causal mask"),
-    "parallel_reference": dict(color=plotting.MIXER_COLORS["none"], marker="^", ls=":",
-                               label="parallel, reference pom.py (dense mask)"),
-}
+SCHEDULES = {name: dict(color=plotting.MIXER_COLORS[mixer], marker=marker, ls=ls, label=label)
+             for name, mixer, marker, ls, label in (
+                 ("sequential", "pom", "o", "-", "frame by frame (PoM state carried)"),
+                 ("parallel", "mha", "s", "--", "parallel, block-causal mask"),
+                 ("parallel_reference", "none", "^", ":",
+                  "parallel, reference pom.py (dense mask)"))}
+
+
+def _speed_setup(summary: dict) -> str:
+    """What produced a speed.py summary's numbers, for titles."""
+    return (f"{summary['model_size']}/{summary['patch']} paper scale, depth {summary['depth']}, "
+            f"batch {summary['batch']}, {summary['dtype']}, {summary['device']}")
 
 
 # --- Figure 1 ---------------------------------------------------------------------------------
@@ -38,8 +42,7 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
     against the image side, log-log, with slopes in the legend and the crossover where DiPoM
     training gets cheaper than DiT inference. ``df``: one configuration of speed.csv."""
     summary = summary or summarise_speed(df)
-    resolutions = sorted(df.resolution.unique())
-    tokens = [int(df[df.resolution == r].tokens.iloc[0]) for r in resolutions]
+    tokens = df.groupby("resolution").tokens.first()          # sorted by resolution
     with plotting.style():
         fig, axes = plotting.figure(ncols=2, width=3.7, height=3.0)
         time_ax, memory_ax = axes[0]
@@ -57,18 +60,15 @@ def speed_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict | None
             time_ax.axvline(r, color="grey", lw=0.8, ls=":")
             time_ax.text(r, 0.02, f" DiPoM training <\n DiT inference\n beyond ~{r:.0f} px",
                          transform=time_ax.get_xaxis_transform(), fontsize=7, color="dimgrey")
-        labels = [f"{r}\n{n} tok" for r, n in zip(resolutions, tokens)]
+        labels = [f"{r}\n{int(n)} tok" for r, n in tokens.items()]
         for ax, ylabel in ((time_ax, "seconds per image"),
                            (memory_ax, "peak memory above start (MiB)")):
             plotting.loglog(ax, "image side (pixels) / tokens", ylabel)
-            plotting.log_ticks(ax, resolutions, labels)
-        fig.suptitle(f"DiPoM vs DiT {summary['model_size']}/{summary['patch']} (paper scale, "
-                     f"depth {summary['depth']}), "
-                     f"batch {summary['batch']}, {summary['dtype']}, {summary['device']}; "
-                     "experiments/speed.py", fontsize=8)
+            plotting.log_ticks(ax, tokens.index, labels)
+        fig.suptitle(f"DiPoM vs DiT {_speed_setup(summary)}; experiments/speed.py", fontsize=8)
         plotting.legends_and_layout(fig, [time_ax], title="slope: log time vs log tokens",
                                     title_fontsize=7, fontsize=7)
-        return plotting.save(fig, stem)
+        return plotting.finish(fig, stem, layout=False)
 
 
 def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dict) -> list[Path]:
@@ -81,33 +81,30 @@ def memory_budget_figure(df: pd.DataFrame, stem: str | os.PathLike, summary: dic
         ax = axes[0][0]
         for variant, part in finite.groupby("variant", sort=False):
             part = part.sort_values("resolution")
-            best = summary["largest_resolution_px"].get(variant)
-            recompute = bool(part.get("pom_recompute", pd.Series([False])).iloc[0])
+            best, first = summary["largest_resolution_px"].get(variant), part.iloc[0]
+            recompute = bool(first.get("pom_recompute", False))
             ax.plot(part.resolution, part.training_bytes.astype(float) / 2**30,
-                    color=plotting.MIXER_COLORS[FAMILIES.get(part.family.iloc[0], "none")],
-                    ls=("-." if recompute else "--") if part.checkpointing.iloc[0]
+                    color=plotting.MIXER_COLORS[FAMILIES.get(first.family, "none")],
+                    ls=("-." if recompute else "--") if first.checkpointing
                     else (":" if recompute else "-"),
-                    marker="s" if part.get("attention", pd.Series([""])).iloc[0] == "math"
-                    else "o", ms=3,
-                    label=f"{part.variant.iloc[0]} (largest {best or 'none'} px)")
+                    marker="s" if first.get("attention") == "math" else "o", ms=3,
+                    label=f"{variant} (largest {best or 'none'} px)")
         ax.axhline(summary["budget_gib"], color="grey", lw=0.8, ls=":")
         ax.text(0.02, summary["budget_gib"], f" budget {summary['budget_gib']:g} GiB",
                 transform=ax.get_yaxis_transform(), fontsize=7, va="bottom", color="dimgrey")
         plotting.loglog(ax, "image side (pixels)", "training memory (GiB)")
         plotting.log_ticks(ax, finite.resolution)
         ax.legend(fontsize=7)
-        fig.suptitle(f"{summary['model_size']}/{summary['patch']} paper scale, depth "
-                     f"{summary['depth']}, batch {summary['batch']}, {summary['dtype']}, "
-                     f"{summary['device']}; speed.py --memory-budget", fontsize=7)
-        fig.tight_layout()
-        return plotting.save(fig, stem)
+        return plotting.finish(fig, stem, f"{_speed_setup(summary)}; speed.py --memory-budget",
+                               fontsize=7)
 
 
 # --- frame-by-frame memory --------------------------------------------------------------------
 
-def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -> list[Path]:
+def _schedule_panels(df, method_column, memory_label, title, stem) -> list[Path]:
     """Two log-log panels against frames: peak memory (peak_mib) and time per frame
-    (seconds_per_frame), one line per method of ``method_column``."""
+    (seconds_per_frame), one line per method of ``method_column`` (and the working memory of the
+    sequential one when the table has it)."""
     with plotting.style():
         fig, axes = plotting.figure(ncols=2, width=3.5, height=2.8)
         memory_ax, time_ax = axes[0]
@@ -117,8 +114,9 @@ def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -
                 continue
             memory_ax.plot(part.frames, part.peak_mib, **style)
             time_ax.plot(part.frames, part.seconds_per_frame * 1e3, **style)
-            if extra is not None:
-                extra(memory_ax, method, part)
+            if method == "sequential" and "working_mib" in part:
+                memory_ax.plot(part.frames, part.working_mib, color=style["color"], ls=":",
+                               label="frame by frame, without noise + output clip")
         plotting.loglog(memory_ax, "frames", memory_label)
         plotting.loglog(time_ax, "frames", "time per frame (ms)")
         for ax in (memory_ax, time_ax):
@@ -126,10 +124,9 @@ def _schedule_panels(df, method_column, memory_label, title, stem, extra=None) -
             plotting.plain_log_labels(ax, "y")
         fig.suptitle(title, fontsize=8)
         fig.tight_layout()
-        handles, labels = memory_ax.get_legend_handles_labels()   # below the panels: no overlap
-        fig.legend(handles, labels, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.0),
-                   frameon=False, fontsize=7)
-        return plotting.save(fig, stem)
+        fig.legend(*memory_ax.get_legend_handles_labels(), loc="upper center", ncol=2,
+                   bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=7)   # below: no overlap
+        return plotting.finish(fig, stem, layout=False)
 
 
 def state_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
@@ -146,14 +143,9 @@ def video_memory_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]
     """Peak tensor memory and time per frame of video generation (pomlab.video.sample) frame
     by frame vs in parallel, from video_memory.csv; the dotted line leaves out the noise and
     output clip (O(frames) but tiny) to show the working memory."""
-    def working(ax, method, part):
-        if method == "sequential":
-            ax.plot(part.frames, part.working_mib, color=SCHEDULES[method]["color"], ls=":",
-                    label="frame by frame, without noise + output clip")
-
     title = (f"{_one(df, 'model')}, batch 1, {_one(df, 'steps')} {_one(df, 'sampler')} steps, "
              f"{_one(df, 'device')}; experiments/video_memory.py")
-    return _schedule_panels(df, "mode", "peak tensor memory (MiB)", title, stem, working)
+    return _schedule_panels(df, "mode", "peak tensor memory (MiB)", title, stem)
 
 
 def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = None,
@@ -164,21 +156,17 @@ def video_strip_figure(rows: dict, stem: str | os.PathLike, title: str | None = 
         raise ValueError("rows: expected at least one clip")
     frames = next(iter(rows.values())).shape[0]
     with plotting.style():
-        fig, axes = plotting.figure(ncols=frames, nrows=len(rows), width=0.62, height=0.62)
+        fig, axes = plotting.figure(frames, len(rows), width=0.62, height=0.62)
         for r, (name, clip) in enumerate(rows.items()):
-            for f in range(frames):
-                ax = axes[r, f]
+            for f, ax in enumerate(axes[r]):
                 ax.imshow(clip[f, 0].detach().cpu().float().numpy(), cmap="gray", vmin=0,
                           vmax=1, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
+                ax.set(xticks=[], yticks=[])
                 ax.grid(False)
                 if r == 0:
                     ax.set_title(f"t={f}", fontsize=7)
             axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-        if title:
-            fig.suptitle(title, fontsize=9, y=1.04)
-        return plotting.save(fig, stem, formats=formats)
+        return plotting.finish(fig, stem, title, fontsize=9, layout=False, formats=formats, y=1.04)
 
 
 # --- PoM vs attention per layer -----------------------------------------------------------------
@@ -199,8 +187,8 @@ def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
         raise ValueError("expected experiments/bench_pom.py's CSV (mode, tokens, <variant>_ms)")
     modes = list(dict.fromkeys(df["mode"]))
     with plotting.style():
-        fig, axes = plotting.figure(ncols=len(modes), width=3.5 if len(modes) > 1 else 4.2,
-                                    height=2.8, sharey=True)
+        fig, axes = plotting.figure(len(modes), width=3.5 if len(modes) > 1 else 4.2, height=2.8,
+                                    sharey=True)
         for ax, mode in zip(axes[0], modes):
             part = df[df["mode"] == mode].sort_values("tokens")
             for v in variants:
@@ -212,11 +200,9 @@ def mixer_cost_figure(df: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
             plotting.log_ticks(ax, part.tokens)
             ax.set_title({"forward": "forward", "train": "forward + backward"}.get(mode, mode))
             ax.legend(fontsize=6.5)
-        fig.suptitle(f"one layer, D={_one(df, 'dim')}, batch {_one(df, 'batch')}, "
-                     f"{_one(df, 'dtype')}, {_one(df, 'device')}; experiments/bench_pom.py",
-                     fontsize=8)
-        fig.tight_layout()
-        return plotting.save(fig, stem)
+        return plotting.finish(fig, stem, f"one layer, D={_one(df, 'dim')}, batch "
+                               f"{_one(df, 'batch')}, {_one(df, 'dtype')}, {_one(df, 'device')}; "
+                               "experiments/bench_pom.py")
 
 
 # --- every figure from a results folder -------------------------------------------------------
@@ -313,5 +299,5 @@ def figure_paths(report: pd.DataFrame, suffix: str = ".png") -> list[Path]:
 
 
 __all__ = ["speed_figure", "state_memory_figure", "video_memory_figure", "video_strip_figure",
-           "mixer_cost_figure", "make_figures",
-           "figure_paths", "FIGURES", "PaperFigure", "SCHEDULES"]
+           "mixer_cost_figure", "make_figures", "figure_paths", "FIGURES", "PaperFigure",
+           "SCHEDULES"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 
@@ -26,24 +27,11 @@ MIXER_COLORS = {"pom": "#d62728", "mha": "#1f77b4", "none": "#7f7f7f"}
 MIXER_NAMES = {"pom": "PoM", "mha": "MHA", "none": "no mixing"}
 MIXER_DASHES = {"pom": "-", "mha": "--", "none": ":"}
 
-RC = {
-    "figure.dpi": 110,
-    "savefig.dpi": 200,
-    "savefig.bbox": "tight",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "legend.fontsize": 8,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "lines.linewidth": 1.6,
-    "lines.markersize": 4.5,
-    "axes.grid": True,
-    "grid.alpha": 0.35,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "pdf.fonttype": 42,      # editable text in the PDFs
-}
+RC = {"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight", "font.size": 9,
+      "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
+      "ytick.labelsize": 8, "lines.linewidth": 1.6, "lines.markersize": 4.5, "axes.grid": True,
+      "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False,
+      "pdf.fonttype": 42}      # 42: editable text in the PDFs
 
 
 @contextlib.contextmanager
@@ -59,13 +47,20 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2
                         squeeze=False, **kwargs)
 
 
+def finish(fig, stem: str | os.PathLike, title: str | None = None, fontsize: float = 8,
+           layout: bool = True, formats=("png", "pdf"), **title_kwargs) -> list[Path]:
+    """The end of every figure: its suptitle (what produced the numbers), tight_layout, save."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize, **title_kwargs)
+    if layout:
+        fig.tight_layout()
+    return save(fig, stem, formats=formats)
+
+
 def loglog(ax, xlabel: str | None = None, ylabel: str | None = None) -> None:
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
+    """Log scales on both axes, the labels given, a grid at the minor ticks too."""
+    labels = {k: v for k, v in (("xlabel", xlabel), ("ylabel", ylabel)) if v}
+    ax.set(xscale="log", yscale="log", **labels)
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -75,10 +70,9 @@ def log_ticks(ax, values, labels=None, axis: str = "x", base: int = 2) -> None:
     values = sorted(set(values))
     labels = [str(v) for v in values] if labels is None else list(labels)
     if len(labels) != len(values):
-        raise ValueError(f"labels: expected {len(values)} (one per distinct value), got {len(labels)}")
-    scale, ticks = (ax.set_xscale, ax.set_xticks) if axis == "x" else (ax.set_yscale, ax.set_yticks)
-    scale("log", base=base)
-    ticks(values, labels)
+        raise ValueError(f"labels: expected {len(values)} (one per value), got {len(labels)}")
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    getattr(ax, f"set_{axis}ticks")(values, labels)
     getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
 
 
@@ -97,31 +91,21 @@ class _PlainLogFormatter(LogFormatter):
 
     def set_locs(self, locs=None):
         super().set_locs(locs)
-        room = self._pixels_per_decade()
-        if room is None:
+        axis = self.axis
+        if axis is None or axis.axes is None:
             return
-        needed = self._label_pixels()
+        low, high = sorted(axis.get_view_interval())
+        if not (low > 0 and high > low):
+            return
+        box, name = axis.axes.bbox, axis.axis_name
+        room = (box.width if name == "x" else box.height) / np.log10(high / low)  # px per decade
+        # what one label needs along its axis: a line's height (y), four digits' width (x)
+        points = FontProperties(size=plt.rcParams[f"{name}tick.labelsize"]).get_size_in_points()
+        needed = (1.3 if name == "y" else 2.6) * points * axis.axes.figure.dpi / 72
         for labels in (self._sublabels, *self.THINNER):
             if len(labels) == 1 or _smallest_log_gap(labels) * room >= needed:
                 self._sublabels = set(labels)
                 return
-
-    def _pixels_per_decade(self):
-        axis = self.axis
-        if axis is None or axis.axes is None:
-            return None
-        low, high = sorted(axis.get_view_interval())
-        if not (low > 0 and high > low):
-            return None
-        box = axis.axes.bbox
-        length = box.width if axis.axis_name == "x" else box.height
-        return length / np.log10(high / low)
-
-    def _label_pixels(self) -> float:
-        """Room one label needs along its axis: a line's height (y), four digits' width (x)."""
-        size = FontProperties(size=matplotlib.rcParams[f"{self.axis.axis_name}tick.labelsize"])
-        pixels = size.get_size_in_points() * self.axis.axes.figure.dpi / 72
-        return 1.3 * pixels if self.axis.axis_name == "y" else 2.6 * pixels
 
     def __call__(self, x, pos=None):
         return f"{x:g}" if super().__call__(x, pos) else ""
@@ -131,8 +115,7 @@ def plain_log_labels(ax, axis: str = "y", minor: bool = True) -> None:
     """Plain numbers (900, 0.03) instead of powers of ten on a log axis; with ``minor``, over up
     to two decades some minor ticks (all, under half a decade) are labelled too, so a short axis
     keeps several labels (leave it off on a wide axis whose minor labels would collide)."""
-    check_choice("axis", axis, ("x", "y"))
-    target = ax.yaxis if axis == "y" else ax.xaxis
+    target = getattr(ax, f"{check_choice('axis', axis, ('x', 'y'))}axis")
     target.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     target.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
                                if minor else NullFormatter())
@@ -144,37 +127,27 @@ LEGEND_LOCATIONS = ("upper right", "lower left", "upper left", "lower right", "c
 
 
 def _marked_lines(ax) -> list:
-    return [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "", " ", ",")]
+    return [ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "", " ", ",")]
 
 
 def data_points(ax) -> np.ndarray:
     """(n, 2) display coordinates of every plotted marker of ax (lines drawn with a marker and
     scatter collections): the measured data a legend must not hide."""
-    points = [np.empty((0, 2))]
-    for line in _marked_lines(ax):
-        if line.get_visible():
-            x, y = (np.asarray(v, dtype=float) for v in line.get_data())
-            points.append(ax.transData.transform(np.column_stack([x, y])))
-    for collection in ax.collections:
-        offsets = np.asarray(collection.get_offsets(), dtype=float)
-        if collection.get_visible() and offsets.size:
-            points.append(collection.get_offset_transform().transform(offsets))
-    xy = np.concatenate(points)
+    points = [ax.transData.transform(np.column_stack(line.get_data()).astype(float))
+              for line in _marked_lines(ax) if line.get_visible()]
+    points += [c.get_offset_transform().transform(np.asarray(c.get_offsets(), dtype=float))
+               for c in ax.collections if c.get_visible() and len(c.get_offsets())]
+    xy = np.concatenate([np.empty((0, 2)), *points])
     return xy[np.isfinite(xy).all(axis=1)]
-
-
-def _marker_radius_px(ax) -> float:
-    sizes = [line.get_markersize() for line in _marked_lines(ax)]
-    return (max(sizes, default=0.0) / 2) * ax.figure.dpi / 72
 
 
 def hidden_points(ax, legend, renderer) -> int:
     """How many of ax's markers the legend's box covers (any part of the marker)."""
     box = legend.get_window_extent(renderer)
-    pad = _marker_radius_px(ax)
-    xy = data_points(ax)
-    inside = ((xy[:, 0] > box.x0 - pad) & (xy[:, 0] < box.x1 + pad) &
-              (xy[:, 1] > box.y0 - pad) & (xy[:, 1] < box.y1 + pad))
+    radius = max((line.get_markersize() for line in _marked_lines(ax)), default=0.0) / 2
+    pad = radius * ax.figure.dpi / 72                 # any part of a marker counts
+    x, y = data_points(ax).T
+    inside = (x > box.x0 - pad) & (x < box.x1 + pad) & (y > box.y0 - pad) & (y < box.y1 + pad)
     return int(inside.sum())
 
 
@@ -212,12 +185,8 @@ def legends_and_layout(fig, axes, **kwargs) -> None:
     fig.tight_layout()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    moved = False
-    for ax in axes:
-        legend = ax.get_legend()
-        if legend is not None and hidden_points(ax, legend, renderer):
-            place_legend(ax, **{**kwargs, "inside": False})
-            moved = True
+    moved = [place_legend(ax, **{**kwargs, "inside": False}) for ax in axes   # one at a time
+             if ax.get_legend() is not None and hidden_points(ax, ax.get_legend(), renderer)]
     if moved:
         fig.tight_layout()
 
@@ -227,15 +196,13 @@ def overlapping_tick_labels(ax, renderer) -> list[tuple[str, str]]:
     pairs = []
     for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
         low, high = min(low, high), max(low, high)
-        labels = [tick.label1 for tick in axis.get_major_ticks() + axis.get_minor_ticks()
-                  if tick.label1.get_visible() and tick.label1.get_text()
-                  and low <= tick.get_loc() <= high]
-        boxes = [(label.get_text(), label.get_window_extent(renderer)) for label in labels]
-        for i, (text_a, a) in enumerate(boxes):
-            for text_b, b in boxes[i + 1:]:
-                if (min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5 and
-                        min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5):
-                    pairs.append((text_a, text_b))
+        boxes = [(tick.label1.get_text(), tick.label1.get_window_extent(renderer))
+                 for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+                 if tick.label1.get_visible() and tick.label1.get_text()
+                 and low <= tick.get_loc() <= high]
+        pairs += [(text_a, text_b) for (text_a, a), (text_b, b) in itertools.combinations(boxes, 2)
+                  if min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5
+                  and min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5]
     return pairs
 
 
@@ -250,9 +217,9 @@ def legibility_problems(fig) -> list[str]:
         for a, b in overlapping_tick_labels(ax, renderer):
             problems.append(f"{name}: tick labels {a!r} and {b!r} overlap")
         legend = ax.get_legend()
-        if legend is not None and legend.get_visible() and hidden_points(ax, legend, renderer):
-            problems.append(f"{name}: the legend hides {hidden_points(ax, legend, renderer)} "
-                            "data point(s)")
+        hidden = legend is not None and legend.get_visible() and hidden_points(ax, legend, renderer)
+        if hidden:
+            problems.append(f"{name}: the legend hides {hidden} data point(s)")
         for legend in fig.legends:
             if hidden_points(ax, legend, renderer):
                 problems.append(f"{name}: the figure legend hides data points")
@@ -273,8 +240,7 @@ def save(fig, path_stem: str | os.PathLike, formats=("png", "pdf")) -> list[Path
     """Write the figure as PNG and PDF next to each other and close it (also when a write fails);
     returns the paths. Plain writes: a torn figure loses nothing, it is redrawn from results."""
     stem = Path(path_stem)
-    if stem.suffix in {".png", ".pdf"}:
-        stem = stem.with_suffix("")
+    stem = stem.with_suffix("") if stem.suffix in {".png", ".pdf"} else stem
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
     try:

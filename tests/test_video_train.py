@@ -1,13 +1,16 @@
 """VideoTrainer (flow matching on whole clips, checkpoints with the vocabulary, exact resume)
 and the caption-following measurement."""
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from pomlab.benchmark import device_label
 from pomlab.data.text import TOY_VOCABULARY, Vocabulary
@@ -19,6 +22,14 @@ from pomlab.video.evaluate import caption_following, centre_of_mass, digit_crops
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def tensorboard_events(run_folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(run_folder) / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    return events
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +139,14 @@ def test_video_experiment_trains_evaluates_and_writes_its_files(tmp_path):
     spec = importlib.util.spec_from_file_location("video_cli", ROOT / "experiments" / "video.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    cli.main(["--out", str(tmp_path), "--model", "VideoDiPoM-S/8", "--override", "depth=1",
+    tensorboard = importlib.util.find_spec("tensorboard") is not None     # an optional extra
+    cli.main(["--out", str(tmp_path), "--model", "VideoDiPoM-S/8", "--model-overrides", "depth=1",
               "--steps", "2", "--num-videos", "16", "--batch-size", "8", "--frames", "2",
               "--clips-per-caption", "1", "--sample-steps", "1", "--ckpt-every", "0",
-              "--no-progress"])
+              "--logger", "tensorboard" if tensorboard else "csv", "--no-progress"])
+    assert load_checkpoint(tmp_path)["train_config"]["model_overrides"] == {"depth": 1}
+    if tensorboard:
+        assert "samples" in tensorboard_events(tmp_path).Tags()["images"]
     table = pd.read_csv(tmp_path / "caption_following.csv")
     # trained: 2 cfgs x 2 modes; untrained; real
     assert len(table) == 6 * 40 and set(table.variant) == {"trained", "untrained", "real"}
@@ -150,3 +165,28 @@ def test_video_experiment_trains_evaluates_and_writes_its_files(tmp_path):
     assert summary["wall_seconds_this_call"] >= summary["train_seconds_this_call"] > 0
     assert len(list((tmp_path / "strips").glob("*.png"))) == 40
     assert len(list((tmp_path / "gifs").glob("*.gif"))) == 41          # + captions.gif
+
+
+def test_video_cli_takes_model_overrides_by_the_train_name_and_the_old_alias(experiment_script):
+    cli = experiment_script("video")
+    for flag in ("--model-overrides", "--override"):
+        args = cli.parse_args(["--out", "x", flag, "depth=2", flag, "text_modulation=True"])
+        assert args.model_overrides == {"depth": 2, "text_modulation": True}
+    assert cli.parse_args(["--out", "x"]).model_overrides == {}
+    assert cli.parse_args(["--out", "x"]).logger == "csv"
+
+
+def test_video_trainer_sends_its_sample_strips_to_tensorboard(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    trainer = VideoTrainer(config(tmp_path, logger="tensorboard", sample_every=1), data,
+                           progress=False)
+    result = trainer.run()
+    trainer.close()
+    events = tensorboard_events(tmp_path)
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+    strips = events.Images("samples")
+    assert [e.step for e in strips] == [1, 2]                # one strip per sampling step
+    png = Image.open(result.samples)                         # the same strip as the PNG
+    assert (strips[-1].width, strips[-1].height) == png.size
+    decoded = Image.open(io.BytesIO(strips[-1].encoded_image_string))
+    assert np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(png.convert("RGB")))

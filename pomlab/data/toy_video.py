@@ -44,25 +44,19 @@ def all_toy_captions() -> list[str]:
 def toy_trajectory(direction: str, frames: int, travel: int, cross: int) -> list[tuple[int, int]]:
     """Top-left (row, col) of the digit in each frame: it crosses ``travel`` pixels evenly
     along ``direction`` (start at the far side), at ``cross`` on the other axis."""
-    d_row, d_col = DIRECTIONS[check_choice("direction", direction, DIRECTIONS)]
+    steps = DIRECTIONS[check_choice("direction", direction, DIRECTIONS)]
     along = np.rint(np.linspace(0, travel, frames)).astype(int) if frames > 1 else np.zeros(1, int)
-
-    def coordinate(step, a):
-        return cross if step == 0 else (a if step > 0 else travel - a)
-
-    return [(int(coordinate(d_row, a)), int(coordinate(d_col, a))) for a in along]
+    return [tuple(int(cross if step == 0 else a if step > 0 else travel - a) for step in steps)
+            for a in along]
 
 
 def make_toy_videos(num_videos: int, frames: int = 8, size: int = 16, digit_size: int = 8,
                     split: str = "train", seed: int = 0,
                     captions: Sequence[str] | None = None) -> VideoDataset:
-    """``num_videos`` toy clips (N, frames, 1, size, size) in [0, 1] with their captions.
-
-    Digits come from ``load_digits(split, digit_size)``; the digit image, the direction and
-    the position across the motion are drawn from ``seed``, unless ``captions`` (toy captions,
-    one per clip) fix each clip's digit class and direction. The digit moves
-    (size - digit_size) / (frames - 1) pixels per frame (rounded to whole pixels).
-    """
+    """``num_videos`` toy clips (N, frames, 1, size, size) in [0, 1] with their captions: digits
+    of ``load_digits(split, digit_size)``; image, direction and position across the motion
+    drawn from ``seed`` (``captions``, one per clip, fix the digit class and direction); the
+    digit moves (size - digit_size) / (frames - 1) pixels per frame, rounded."""
     for name, value in (("num_videos", num_videos), ("frames", frames), ("size", size),
                         ("digit_size", digit_size)):
         check_positive_int(name, value)

@@ -21,11 +21,8 @@ LATENT_SUFFIXES = (".npy", ".pt")
 @dataclass(eq=False)
 class VideoDataset(Dataset):
     """Videos (N, T, C, H, W) float32 with one caption each; items are (video, word ids) as the
-    model sees them, so the image trainer's in-memory path (``tensors``) works unchanged.
-
-    kind "pixels": values in [0, 1] (the model sees 2x - 1); "latents": used as they are.
-    digits/directions: the toy set's ground truth (None for user data).
-    """
+    model sees them (kind "pixels": [0, 1] seen as 2x - 1; "latents": as they are), so the image
+    trainer's in-memory path (``tensors``) works unchanged. digits/directions: the toy set's."""
 
     videos: Tensor
     captions: list[str]
@@ -74,16 +71,6 @@ class VideoDataset(Dataset):
                 f"{self.channels}x{self.size}x{self.size}, {len(self.vocab)}-word vocabulary")
 
 
-def _load_clip(path: Path) -> Tensor:
-    clip = (torch.from_numpy(np.load(path, allow_pickle=False)) if path.suffix == ".npy"
-            else torch.load(path, map_location="cpu", weights_only=True))
-    if not isinstance(clip, Tensor) or clip.dim() != 4 or not clip.dtype.is_floating_point:
-        got = (f"{clip.dtype} of shape {tuple(clip.shape)}" if isinstance(clip, Tensor)
-               else type(clip).__name__)
-        raise ValueError(f"{str(path)!r} must hold a float (T, C, H, W) clip, got {got}")
-    return clip.float()
-
-
 def load_video_latents(root: str | os.PathLike, captions_file: str = "captions.csv",
                        vocab: Vocabulary | None = None) -> VideoDataset:
     """User latents: ``root/captions.csv`` (columns file, caption) lists the clips, each a
@@ -109,12 +96,17 @@ def load_video_latents(root: str | os.PathLike, captions_file: str = "captions.c
         if not path.is_file():
             raise FileNotFoundError(f"clip {name!r} listed in {captions_file} is missing from "
                                     f"{str(root)!r}")
-        clips.append(_load_clip(path))
+        clip = (torch.from_numpy(np.load(path, allow_pickle=False)) if path.suffix == ".npy"
+                else torch.load(path, map_location="cpu", weights_only=True))
+        if not isinstance(clip, Tensor) or clip.dim() != 4 or not clip.dtype.is_floating_point:
+            got = (f"{clip.dtype} of shape {tuple(clip.shape)}" if isinstance(clip, Tensor)
+                   else type(clip).__name__)
+            raise ValueError(f"{str(path)!r} must hold a float (T, C, H, W) clip, got {got}")
+        clips.append(clip.float())
         if clips[-1].shape != clips[0].shape:
             raise ValueError(f"clip {name!r} has shape {tuple(clips[-1].shape)}, but the first "
                              f"clip has {tuple(clips[0].shape)}; every clip must be (T, C, H, W) "
                              "of one shape")
     captions = table["caption"].tolist()
     vocab = Vocabulary.from_captions(captions) if vocab is None else vocab
-    return VideoDataset(torch.stack(clips), captions, vocab, kind="latents",
-                        name=f"latents:{root}")
+    return VideoDataset(torch.stack(clips), captions, vocab, kind="latents", name=f"latents:{root}")

@@ -1,12 +1,9 @@
-"""Does a generated toy clip follow its caption, and is it one coherent clip? Per clip
-(docs/video.md, "Measuring a toy clip"): digit_accuracy (the digits classifier on an 8x8
-window around each frame's centre of mass), direction_correct (first -> last centre),
-digit_consistency (frames showing the clip's most frequent digit), motion_error_px (distance
-of the centre from the caption's trajectory, one offset per clip removed), centre_jerk_px
-and frame_change (smoothness). The same measurement on real toy clips is its ceiling.
-"""
+"""Does a generated toy clip follow its caption, and is it one coherent clip? The per-clip
+MEASURES are defined in docs/video.md, "Measuring a toy clip"; the same measurement on real toy
+clips is its ceiling."""
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -14,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.images import from_model_range
 from ..data.toy_video import DIRECTIONS, parse_toy_caption, toy_trajectory
+from .sampling import sample
 
 DIRECTION_NAMES = tuple(DIRECTIONS)
 BACKGROUND = 0.2          # pixel values below this are background for the centre of mass
@@ -42,8 +41,7 @@ def motion_directions(clips: Tensor) -> list[str]:
     """(B, T, 1, H, W) in [0, 1] -> the direction each clip's content moves (first -> last)."""
     com = centre_of_mass(clips[:, :, 0])
     shift = com[:, -1] - com[:, 0]
-    axes = torch.tensor([DIRECTIONS[d] for d in DIRECTION_NAMES], dtype=shift.dtype,
-                        device=shift.device)
+    axes = shift.new_tensor([DIRECTIONS[d] for d in DIRECTION_NAMES])
     return [DIRECTION_NAMES[i] for i in (shift @ axes.T).argmax(1).tolist()]
 
 
@@ -112,7 +110,6 @@ def digit_crops(clips: Tensor, digit_size: int = DIGIT_SIZE, out_size: int = 16)
 def default_classifier() -> Callable[[Tensor], Tensor]:
     """The project's digits classifier (pomlab.metrics): (N, 1, 16, 16) in [0, 1] -> logits."""
     from ..metrics.digits_classifier import load_classifier
-
     return load_classifier()
 
 
@@ -125,17 +122,15 @@ def caption_following(clips: Tensor, captions: Sequence[str],
     _check_clips(clips, captions)
     classifier = default_classifier() if classifier is None else classifier
     truth = [parse_toy_caption(c) for c in captions]
-    b, t = clips.shape[:2]
     clips = clips.float().cpu()
-    predicted_digits = classifier(digit_crops(clips, digit_size)).argmax(1).view(b, t)
-    modal = predicted_digits.mode(1).values
-    consistency = (predicted_digits == modal[:, None]).float().mean(1)
+    predicted = classifier(digit_crops(clips, digit_size)).argmax(1).view(clips.shape[:2])
+    consistency = (predicted == predicted.mode(1).values[:, None]).float().mean(1)
     moves = motion_directions(clips)
     digits = torch.tensor([d for d, _ in truth])
     return pd.DataFrame({
         "caption": list(captions), "digit": digits.numpy(),
         "direction": [direction for _, direction in truth], "predicted_direction": moves,
-        "digit_accuracy": (predicted_digits == digits[:, None]).float().mean(1).double().numpy(),
+        "digit_accuracy": (predicted == digits[:, None]).float().mean(1).double().numpy(),
         "direction_correct": [float(m == d) for m, (_, d) in zip(moves, truth)],
         "digit_consistency": consistency.double().numpy(),
         "motion_error_px": motion_errors(clips, captions, digit_size).numpy(),
@@ -162,11 +157,6 @@ def compare_modes(model, captions: Sequence[str], frames: int, *, seed: int = 0,
     """caption_following of ``pomlab.video.sample``'s clips (toy pixels) in each of ``modes``
     from the same noise (``seed``), rows tagged with ``mode`` and its generation ``seconds``;
     sample_kwargs go to ``sample``."""
-    import time
-
-    from ..data.images import from_model_range
-    from .sampling import sample
-
     classifier = default_classifier() if classifier is None else classifier
     tables = []
     for mode in modes:

@@ -1,11 +1,7 @@
-"""Text-to-video sampling: all frames in parallel, or frame by frame through PoM's state.
-
-The sequential sampler keeps, for every velocity evaluation k of the ODE solve and every
-layer, the PoMState of the frames generated so far at their evaluation k; frame f's
-evaluation k steps from those states, so it sees what the parallel block-causal model shows
-it, and nothing earlier is recomputed (docs/video.md, "the design of the sequential sampler").
-Both modes draw the whole noise (B, frames, C, H, W) up front: one seed, one clip either way.
-"""
+"""Text-to-video sampling: all frames in parallel, or frame by frame through PoM's state (each
+frame's k-th velocity call steps from the earlier frames' states at their k-th call, so it sees
+what the parallel block-causal model shows it; docs/video.md, "the design of the sequential
+sampler"). Both modes draw the whole noise (B, frames, C, H, W) up front: one seed, one clip."""
 from __future__ import annotations
 
 import functools
@@ -30,8 +26,7 @@ def model_vocabulary(model: nn.Module, vocab: Vocabulary | None = None) -> Vocab
         vocab = getattr(model, "vocab", None) or TOY_VOCABULARY
     if len(vocab) != model.vocab_size:
         raise ValueError(f"the model has vocab_size {model.vocab_size} but its vocabulary has "
-                         f"{len(vocab)} words; set model.vocab (or pass vocab=) to the "
-                         "Vocabulary it was trained with")
+                         f"{len(vocab)} words; set model.vocab (or vocab=) to its training one")
     return vocab
 
 
@@ -44,8 +39,7 @@ def encode_captions(model: nn.Module, captions: Sequence[str], vocab: Vocabulary
     encoder = text_encoder if text_encoder is not None else getattr(model, "text_encoder", None)
     if encoder is None:
         raise ValueError(f"this model reads text-encoder embeddings (text_dim={model.text_dim}); "
-                         "pass text_encoder= (a pomlab.video.text.TextEncoder) or set "
-                         "model.text_encoder")
+                         "pass text_encoder= (a TextEncoder) or set model.text_encoder")
     if encoder.dim != model.text_dim:
         raise ValueError(f"text_encoder gives {encoder.dim}-dim embeddings but the model has "
                          f"text_dim={model.text_dim}")
@@ -68,17 +62,9 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
            vocab: Vocabulary | None = None, process: FlowMatching | None = None,
            text_encoder=None, on_frame=None, guidance: str = "standard") -> Tensor:
     """One clip per caption: (B, frames, C, H, W) in model space ([-1, 1] pixels or latents).
-
-    "sequential" needs the block-causal model (the default). noise: None (drawn from
-    ``generator``) or exactly (B, frames, C, H, W). steps of ``method`` ("heun": 2 calls per
-    step) from t = 1 to 0; cfg in the ``guidance`` convention ("standard": 1 = none; the null
-    caption is all pad). vocab: default ``model_vocabulary(model)``. process: the
-    FlowMatching the model was trained with (its shift sets the grid). text_encoder: for a
-    model with ``text_dim`` (default ``model.text_encoder``). on_frame(f, frame): sequential
-    only, called with each finished frame; frame f runs in the profiler range
-    "pomlab.video.frame f". The model runs in eval mode (restored afterwards); the word ids
-    come from a vocabulary of the model's size and t from the grid, so they are valid here.
-    """
+    "sequential" needs the block-causal model; noise: None (from ``generator``) or (B, frames,
+    C, H, W); process: the FlowMatching the model was trained with (its shift sets the grid);
+    on_frame(f, frame): sequential only, each finished frame. More in docs/video.md."""
     check_choice("mode", mode, MODES)
     check_choice("method", method, ODE_METHODS)
     check_positive_int("frames", frames)
@@ -91,10 +77,9 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
     tokens = encode_captions(model, captions, vocab, text_encoder)
     param = next(model.parameters())
     tokens = tokens.to(param.device, param.dtype if tokens.is_floating_point() else tokens.dtype)
-    batch = tokens.shape[0]
-    expected = (batch, frames, model.in_channels, model.input_size, model.input_size)
+    expected = (len(tokens), frames, model.in_channels, model.input_size, model.input_size)
     if noise is None:
-        noise = draw_noise(model, batch, frames, generator)
+        noise = draw_noise(model, len(tokens), frames, generator)
     elif not isinstance(noise, Tensor) or tuple(noise.shape) != expected:
         got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
         raise ValueError(f"noise must have shape (captions, frames, C, H, W) = {expected}, got {got}")
@@ -102,7 +87,6 @@ def sample(model: nn.Module, captions: str | Sequence[str], frames: int, noise: 
     if mode == "sequential" and not model.causal:
         raise ValueError("mode='sequential' needs the block-causal model (causal=True); this one "
                          "mixes all frames both ways, use mode='parallel'")
-    # the all-pad caption is the null input of classifier-free guidance
     integrate = functools.partial(process.sample, steps=steps, method=method, cfg=cfg,
                                   null_class=model.null_token, guidance=guidance)
     with sampling_mode(model):
@@ -118,7 +102,7 @@ def _sequential(model, tokens: Tensor, noise: Tensor, integrate, on_frame=None) 
     previous: list | None = None        # previous[k]: per-layer states of frames < f at call k
     out = torch.empty_like(noise)
     for f in range(noise.shape[1]):
-        current: list = []
+        current: list = []              # this frame's states, one entry per model call
 
         def frame_model(x, t, text):
             k = len(current)             # which model call of this frame's integration this is

@@ -1,14 +1,7 @@
-"""Captions through a frozen Hugging Face text encoder (T5, ByT5, CLIP text), cached per caption.
-
-    encoder = TextEncoder.from_pretrained("google/byt5-small")        # on your machine
-    model = pomlab.models.create("VideoDiPoM-S/4", scale="micro", text_dim=encoder.dim)
-    clips = pomlab.video.sample(model, ["a 3 moving left"], 8, text_encoder=encoder)
-
-The encoder never trains; the video model's ``TextProjection`` learns. Each caption is encoded
-alone, once (so its embedding never depends on its batch), and cached; a batch is the cached
-rows padded with exact zeros, which the model reads as padding (all zeros: the null caption).
-Needs ``pip install "pomlab[text]"`` (transformers).
-"""
+"""Captions through a frozen Hugging Face text encoder (T5, ByT5, CLIP text), cached per caption:
+each caption is encoded alone, once (its embedding never depends on its batch), and a batch is
+the cached rows padded with exact zeros (all zeros: the null caption). Needs the "text" extra
+(transformers); usage in docs/video.md, "Captions through a frozen text encoder"."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -23,25 +16,12 @@ from ..data.text import check_captions
 _NO_LIMIT = 1_000_000
 
 
-def _transformers():
-    try:
-        import transformers
-    except ImportError as err:                      # pragma: no cover - depends on the install
-        raise ImportError("the text-encoder path needs transformers: pip install "
-                          "'pomlab[text]' (or pip install transformers)") from err
-    return transformers
-
-
 def _encoder_limit(tokenizer, model: nn.Module) -> int | None:
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < _NO_LIMIT:
-        return limit
+    """The tokenizer's length limit, else the model config's; None when neither sets one."""
     config = getattr(model, "config", None)
-    for key in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    limits = (getattr(tokenizer, "model_max_length", None),
+              getattr(config, "max_position_embeddings", None), getattr(config, "n_positions", None))
+    return next((n for n in limits if isinstance(n, int) and 0 < n < _NO_LIMIT), None)
 
 
 class TextEncoder:
@@ -66,10 +46,9 @@ class TextEncoder:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer, self.max_length, self.name = tokenizer, limit, name
         config = getattr(model, "config", None)
-        dim = getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
-        if not isinstance(dim, int):
+        self.dim = getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
+        if not isinstance(self.dim, int):
             raise ValueError("the model's config names no width (d_model or hidden_size)")
-        self.dim = dim
         self.cache: dict[str, Tensor] = {}
 
     @classmethod
@@ -77,7 +56,11 @@ class TextEncoder:
                         device: str | torch.device = "cpu") -> "TextEncoder":
         """A hub model (or local folder): T5/mT5/ByT5 -> their encoder, CLIP -> its text
         model, anything else -> ``AutoModel``; ByT5 and T5 default to 512 tokens."""
-        tf = _transformers()
+        try:
+            import transformers as tf
+        except ImportError as err:                  # pragma: no cover - depends on the install
+            raise ImportError("the text-encoder path needs transformers: pip install "
+                              "'pomlab[text]' (or pip install transformers)") from err
         kind = getattr(tf.AutoConfig.from_pretrained(name), "model_type", "")
         model = (tf.T5EncoderModel.from_pretrained(name) if kind == "t5" else
                  tf.AutoModel.from_pretrained(name).get_encoder() if kind in ("mt5", "umt5") else
@@ -110,12 +93,10 @@ class TextEncoder:
         """(B, L, dim) embeddings, zero-padded to the longest caption. cache=False encodes
         every caption again (and stores nothing); cache=True reuses and fills ``cache``."""
         captions = check_captions(captions)
-        rows = []
+        if not cache:
+            rows = [self._encode_one(caption, i) for i, caption in enumerate(captions)]
+            return nn.utils.rnn.pad_sequence(rows, batch_first=True)
         for i, caption in enumerate(captions):
-            row = self.cache.get(caption) if cache else None
-            if row is None:
-                row = self._encode_one(caption, i)
-                if cache:
-                    self.cache[caption] = row
-            rows.append(row)
-        return nn.utils.rnn.pad_sequence(rows, batch_first=True)     # pads with exact zeros
+            if caption not in self.cache:
+                self.cache[caption] = self._encode_one(caption, i)
+        return nn.utils.rnn.pad_sequence([self.cache[c] for c in captions], batch_first=True)

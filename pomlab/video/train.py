@@ -1,18 +1,6 @@
-"""Training the video DiPoM with the project's Trainer (flow matching, EMA, checkpoints, resume).
-
-The clips of a ``VideoDataset`` and their word ids stand where the image trainer has images
-and labels: the loss calls ``model(x_t, t, word_ids)`` on whole clips (all frames in parallel
-through the block-causal mask). Overridden here: the model built from the data, the
-vocabulary (and text-encoder spec) in the checkpoint, sampling from captions, and strips.
-
-    trainer = VideoTrainer(TrainConfig(model="VideoDiPoM-S/4", scale="micro", steps=600,
-                                       out="runs/video"), make_toy_videos(4096), resume=True)
-    trainer.run()
-    clips = trainer.generate_for_captions(["a 3 moving left"])   # model space, (1, T, C, H, W)
-
-With ``text_encoder=`` (pomlab.video.text) every distinct caption is encoded once before
-training and a batch gathers its rows from that table (model override text_dim = its width).
-"""
+"""Training the video DiPoM with the project's Trainer (flow matching, EMA, checkpoints, resume):
+clips and their word ids (or text-encoder rows) stand where the image trainer has images and
+labels; the loss sees whole clips through the block-causal mask. See docs/video.md, "Training"."""
 from __future__ import annotations
 
 import os
@@ -32,10 +20,9 @@ VIDEO_PREFIX = "VideoDiPoM-"
 
 
 class VideoTrainer(Trainer):
-    """``Trainer`` for text-to-video. config.model: a video name ("VideoDiPoM-S/4");
-    input_size, in_channels and vocab_size come from the data (so its word ids are in range);
-    config.samples_per_class: captions in the sample strips. text_encoder: None (word ids) or
-    a ``TextEncoder`` (the model gets text_dim = its width)."""
+    """``Trainer`` for text-to-video: config.model a video name ("VideoDiPoM-S/4"), the model's
+    sizes and vocabulary from the data, config.samples_per_class captions per sample strip;
+    text_encoder: None (word ids) or a ``TextEncoder`` (each distinct caption encoded once)."""
 
     def __init__(self, config: TrainConfig, data: VideoDataset, *,
                  resume: bool | str | os.PathLike = False, progress: bool = True,
@@ -52,17 +39,13 @@ class VideoTrainer(Trainer):
             raise TypeError(f"text_encoder must be a pomlab.video.text.TextEncoder, got "
                             f"{type(text_encoder).__name__}")
         self.text_encoder = text_encoder
-        if text_encoder is not None:
-            # every distinct caption once; items point at their row of the table
-            distinct = list(dict.fromkeys(data.captions))
-            row_of = {caption: i for i, caption in enumerate(distinct)}
-            caption_rows = torch.tensor([row_of[c] for c in data.captions])
-            caption_table = text_encoder.encode(distinct)
         super().__init__(config, dataset=data, resume=resume, progress=progress,
                          callbacks=callbacks)
-        if text_encoder is not None:
-            self._in_memory = (self._in_memory[0], caption_rows.to(self.device))
-            self._caption_table = caption_table.to(self.device)
+        if text_encoder is not None:           # items point at their caption's row of the table
+            row_of = {caption: i for i, caption in enumerate(dict.fromkeys(data.captions))}
+            rows = torch.tensor([row_of[c] for c in data.captions], device=self.device)
+            self._in_memory = (self._in_memory[0], rows)
+            self._caption_table = text_encoder.encode(list(row_of)).to(self.device)
             self.model.text_encoder = self.ema.module.text_encoder = text_encoder
 
     def _next_batch(self):
@@ -77,7 +60,7 @@ class VideoTrainer(Trainer):
         for key, value, source in (("input_size", self.data.size, "the data"),
                                    ("in_channels", self.data.channels, "the data"),
                                    ("vocab_size", len(self.data.vocab), "the data"),
-                                   ("text_dim", encoder_dim, "the text encoder (text_encoder=)")):
+                                   ("text_dim", encoder_dim, "the text encoder")):
             if overrides.get(key, value) != value:
                 raise ValueError(f"model override {key}={overrides[key]} disagrees with {source} "
                                  f"({self.data.describe()}, text encoder width {encoder_dim})")
@@ -89,18 +72,18 @@ class VideoTrainer(Trainer):
     def _check_model_fits_data(self) -> None:
         """Nothing to check: _build_model takes the sizes from the data, load_state the vocabulary."""
 
+    def _encoder_spec(self) -> dict | None:
+        return None if self.text_encoder is None else self.text_encoder.spec()
+
     def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["vocab"] = list(self.data.vocab.words[1:])
-        state["text_encoder"] = None if self.text_encoder is None else self.text_encoder.spec()
-        return state
+        return {**super().state_dict(), "vocab": list(self.data.vocab.words[1:]),
+                "text_encoder": self._encoder_spec()}
 
     def load_state(self, ckpt: dict) -> None:
         if Vocabulary(ckpt.get("vocab", ())) != self.data.vocab:
             raise ValueError(f"{ckpt.get('path', 'the checkpoint')} was trained with another "
                              f"vocabulary than this data's ({self.data.vocab})")
-        mine = None if self.text_encoder is None else self.text_encoder.spec()
-        if ckpt.get("text_encoder") != mine:
+        if ckpt.get("text_encoder") != (mine := self._encoder_spec()):
             raise ValueError(f"{ckpt.get('path', 'the checkpoint')} was trained with text "
                              f"encoder {ckpt.get('text_encoder')}, this run has {mine}")
         super().load_state(ckpt)
@@ -114,33 +97,34 @@ class VideoTrainer(Trainer):
                               ema: bool = True) -> Tensor:
         """Clips (B, T, C, H, W) float32 on the CPU in model space ([-1, 1] pixels or latents,
         like ``pomlab.diffusion.generate``); the config's sampler settings by default."""
-        x = sample(self.ema.module if ema else self.model, list(captions),
-                   frames or self.data.frames, mode=mode, steps=steps or self.config.sample_steps,
-                   method=method or self.config.sample_method or "heun",
-                   cfg=self.sample_cfg() if cfg is None else cfg,
-                   generator=torch.Generator().manual_seed(seed), process=self.process,
-                   text_encoder=self.text_encoder)
-        return x.float().cpu()
+        return sample(self.ema.module if ema else self.model, list(captions),
+                      frames or self.data.frames, mode=mode,
+                      steps=steps or self.config.sample_steps,
+                      method=method or self.config.sample_method or "heun",
+                      cfg=self.sample_cfg() if cfg is None else cfg,
+                      generator=torch.Generator().manual_seed(seed), process=self.process,
+                      text_encoder=self.text_encoder).float().cpu()
 
     def generate(self, labels, **kwargs):
         raise TypeError("VideoTrainer samples from captions: use generate_for_captions(captions, ...)")
 
     def save_samples(self) -> Path | None:
-        """One row of frames per caption (EMA weights, fixed noise) at out/samples/step_N.png."""
+        """One row of frames per caption (EMA weights, fixed noise) at out/samples/step_N.png,
+        and in TensorBoard with logger="tensorboard" (rank 0)."""
         if self.out is None or not self.is_main:
             return None
         captions = self.strip_captions()
         clips = self.generate_for_captions(captions, seed=self.config.seed)
         image = grid_image(clips.flatten(0, 1), rows=len(captions), kind=self.data.kind)
+        self.logger.image("samples", self.step, image)
         return save_png(image, self.out / "samples" / f"step_{self.step:08d}.png")
 
 
 def load_video_model(path: str | os.PathLike, *, ema: bool = True, device="cpu",
                      text_encoder: TextEncoder | None = None):
-    """(model with its vocabulary, process (the trained shift: pass it to ``sample``), train
-    config, step) from a VideoTrainer checkpoint or run folder. A model trained through a text
-    encoder gets ``model.text_encoder``: ``text_encoder`` when given, else the checkpoint's hub
-    name through ``TextEncoder.from_pretrained`` (an in-memory encoder has none: pass it)."""
+    """(model with its vocabulary, process (pass it to ``sample``), train config, step) from a
+    VideoTrainer checkpoint or run folder; a model trained through a text encoder gets
+    ``model.text_encoder``: ``text_encoder``, else the checkpoint's hub name, from_pretrained."""
     ckpt = load_checkpoint(path)
     words = ckpt.get("vocab")
     if words is None:
