@@ -1,10 +1,6 @@
 """What a scaling sweep is: the models (mixer x size), when and how they are evaluated, and one
-TrainConfig (`train`) that trains every model (no field of it is repeated here).
-
-"micro": the micro model family on the embedded digits, digits-FID/IS, sized so that S, B, L and
-XL for both mixers train and evaluate on 2 CPU cores in about 7 minutes.
-"paper": the DiT paper's sizes on VAE latents (ImageNet 256), Inception FID/IS, on GPUs.
-"""
+TrainConfig (`train`) that trains every model (no field of it is repeated here). The scales
+("micro": digits on 2 CPU cores, "paper": ImageNet latents on GPUs) are in docs/scaling.md."""
 from __future__ import annotations
 
 import dataclasses
@@ -136,11 +132,9 @@ class SweepConfig:
                    train=TrainConfig(**{**dataclasses.asdict(_sweep_train_defaults()), **trained})
                    ).validate()
 
+    @as_setting_errors()
     def validate(self) -> "SweepConfig":
-        with as_setting_errors():
-            return self._validate()
-
-    def _validate(self) -> "SweepConfig":
+        """Check and resolve the fields (lists parsed, seeds and evaluation steps filled in)."""
         self.sizes = _parse_list("sizes", self.sizes, SIZES)
         self.mixers = _parse_list("mixers", self.mixers, MIXERS)
         check_choice("patch", self.patch, PATCHES)
@@ -154,7 +148,8 @@ class SweepConfig:
                              f"(embedded, no files), got {t.data_path!r}: pass --dataset folder, "
                              "cifar10 or latents to train on it")
         if t.dataset != "digits" and not t.data_path:
-            hint = " (a latent folder made by experiments/encode_latents.py)" if t.dataset == "latents" else ""
+            hint = (" (a latent folder made by experiments/encode_latents.py)"
+                    if t.dataset == "latents" else "")
             raise ValueError(f"dataset {t.dataset!r} needs data_path / --data-path{hint}")
         if self.vae and t.dataset != "latents":
             raise ValueError(f"--vae / vae decodes latent samples: it needs dataset 'latents', "
@@ -179,10 +174,9 @@ class SweepConfig:
             raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds!r}")
         self.seeds = tuple(check_int("seeds", s, minimum=0) for s in seeds)
         t.seed = self.seeds[0]
-        if self.eval_steps is None:
-            self.eval_steps = (every_steps(t.steps, self.eval_every) if self.eval_every is not None
-                               else log_spaced_steps(t.steps, self.eval_points or 5))
-        steps = tuple(self.eval_steps)
+        steps = tuple(self.eval_steps if self.eval_steps is not None else
+                      every_steps(t.steps, self.eval_every) if self.eval_every is not None
+                      else log_spaced_steps(t.steps, self.eval_points or 5))
         if (not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
                 or list(steps) != sorted(set(steps)) or steps[-1] != t.steps):
             raise ValueError(f"eval_steps must be increasing positive ints ending at steps="
@@ -192,7 +186,8 @@ class SweepConfig:
 
     def for_seed(self, seed: int) -> "SweepConfig":
         """The configuration of one replicate: seed `seed` for training and evaluation."""
-        return dataclasses.replace(self, seeds=(seed,), train=dataclasses.replace(self.train, seed=seed))
+        return dataclasses.replace(self, seeds=(seed,),
+                                   train=dataclasses.replace(self.train, seed=seed))
 
     def models(self) -> list[tuple[str, str]]:
         """The (mixer, size) pairs of this sweep."""

@@ -32,6 +32,7 @@ FIT_COLUMNS = ["metric", "x", "group", "model", "mixer", "size", "patch", "n", "
                "sat_b_ci95_high", "sat_c", "sat_c_ci95_low", "sat_c_ci95_high", "sat_r2",
                "x_min", "x_max"]
 GROUP_KEYS = ["model", "mixer", "size", "patch"]
+NAN = float("nan")
 
 
 def _positive_pair(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,28 +44,30 @@ def _positive_pair(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _no_fit(n: int, values: tuple[str, ...], intervals: tuple[str, ...]) -> dict:
+    """A fit's result before (or without) fitting: every value NaN."""
+    return {"n": n, **dict.fromkeys(values, NAN), **{f"{k}_ci95": [NAN, NAN] for k in intervals}}
+
+
+def _t95(estimate: float, stderr: float, dof: int) -> list[float]:
+    """Student-t 95% interval of an estimate."""
+    t = float(stats.t.ppf(0.975, dof))
+    return [estimate - t * stderr, estimate + t * stderr]
+
+
 def loglog_fit(x, y) -> dict:
     """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc)."""
     x, y = _positive_pair(x, y, "a log-log fit")
-    nan = float("nan")
-    result = {"n": int(len(x)), "slope": nan, "intercept": nan, "slope_ci95": [nan, nan],
-              "intercept_ci95": [nan, nan], "r2": nan}
+    result = _no_fit(len(x), ("slope", "intercept", "r2"), ("slope", "intercept"))
     lx, ly = np.log10(x), np.log10(y)
     if len(x) < 2 or np.ptp(lx) == 0:
         return result
     fit = stats.linregress(lx, ly)
     result.update(slope=float(fit.slope), intercept=float(fit.intercept), r2=float(fit.rvalue ** 2))
     if len(x) >= 3:
-        t = float(stats.t.ppf(0.975, len(x) - 2))
-        result["slope_ci95"] = [fit.slope - t * fit.stderr, fit.slope + t * fit.stderr]
-        result["intercept_ci95"] = [fit.intercept - t * fit.intercept_stderr,
-                                    fit.intercept + t * fit.intercept_stderr]
+        result["slope_ci95"] = _t95(fit.slope, fit.stderr, len(x) - 2)
+        result["intercept_ci95"] = _t95(fit.intercept, fit.intercept_stderr, len(x) - 2)
     return result
-
-
-def _r2(log_y: np.ndarray, log_fit: np.ndarray) -> float:
-    total = float(np.sum((log_y - log_y.mean()) ** 2))
-    return 1.0 - float(np.sum((log_y - log_fit) ** 2)) / total if total > 0 else float("nan")
 
 
 def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -> dict:
@@ -72,9 +75,7 @@ def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -
     of b and c (Student t, n - 3 dof; NaN when n < 4), r2 on log10 y; NaN when n < 3 or the fit
     fails. `start`: a fit of similar data to start from (else three starts are tried)."""
     x, y = _positive_pair(x, y, "a saturating fit")
-    nan = float("nan")
-    result = {"n": int(len(x)), "a": nan, "b": nan, "c": nan, "b_ci95": [nan, nan],
-              "c_ci95": [nan, nan], "r2": nan}
+    result = _no_fit(len(x), ("a", "b", "c", "r2"), ("b", "c"))
     lx, ly = np.log10(x), np.log10(y)
     if len(x) < 3 or np.ptp(lx) == 0:
         return result
@@ -107,13 +108,13 @@ def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -
     if best is None:
         return result
     _, (log_a, b, c), cov = best
-    result.update(a=float(10 ** (log_a + b * x0)), b=float(b), c=float(c * scale),
-                  r2=_r2(ly, model(lx, log_a, b, c)))
+    total = float(np.sum((ly - ly.mean()) ** 2))        # r2 on log10 y, as the power law's
+    r2 = 1.0 - float(np.sum((ly - model(lx, log_a, b, c)) ** 2)) / total if total > 0 else NAN
+    result.update(a=float(10 ** (log_a + b * x0)), b=float(b), c=float(c * scale), r2=r2)
     if intervals and len(x) >= 4 and np.all(np.isfinite(cov)):
-        t = float(stats.t.ppf(0.975, len(x) - 3))
         se_b, se_c = np.sqrt(np.maximum(np.diag(cov)[1:], 0.0))
-        result["b_ci95"] = [b - t * se_b, b + t * se_b]
-        result["c_ci95"] = [(c - t * se_c) * scale, (c + t * se_c) * scale]
+        result["b_ci95"] = _t95(b, se_b, len(x) - 3)
+        result["c_ci95"] = [v * scale for v in _t95(c, se_c, len(x) - 3)]
     return result
 
 
@@ -123,11 +124,9 @@ def frontier(points: pd.DataFrame, x: str, y: str, better: str = "lower") -> pd.
     check_choice("better", better, ("lower", "higher"))
     sign = 1.0 if better == "lower" else -1.0
     ordered = points.assign(_key=sign * points[y]).sort_values([x, "_key"], kind="stable")
-    best, keep = np.inf, []
-    for key in ordered["_key"].to_numpy(dtype=np.float64):
-        keep.append(key < best)
-        best = min(best, key)
-    return ordered[keep].drop(columns="_key").reset_index(drop=True)
+    key = ordered["_key"].to_numpy(dtype=np.float64)
+    best_before = np.fmin.accumulate(np.concatenate([[np.inf], key[:-1]]))   # NaN: no record
+    return ordered[key < best_before].drop(columns="_key").reset_index(drop=True)
 
 
 def with_wall_clock(results: pd.DataFrame, timings: pd.DataFrame | None) -> pd.DataFrame:
@@ -225,10 +224,9 @@ def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: in
 
 
 def _interval(values: np.ndarray) -> list[float]:
+    """Percentile 95% interval of bootstrap draws (NaN with fewer than 2 finite ones)."""
     values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return [float("nan"), float("nan")]
-    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])] if len(values) > 1 else [NAN] * 2
 
 
 def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
@@ -274,17 +272,13 @@ def _fit_row(metric, axis, group, model, fit, boot, x) -> dict:
 
 
 def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return _json_safe(float(value))
+    """NumPy scalars as Python numbers, NaN and inf as None (JSON null), through dicts and lists."""
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    return value
+    value = value.item() if isinstance(value, (np.integer, np.floating)) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
@@ -323,24 +317,17 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
 def slopes_table(fits: list[dict]) -> pd.DataFrame:
     """FID and IS slopes against compute side by side (slope [95% CI], R^2, n, seeds; FID's
     saturating floor and R^2), one row per fit group and model, for printing."""
-    def cell(f):
-        if f["slope"] is None or not np.isfinite(f["slope"]):
-            return "n/a"
-        low, high = f["slope_ci95_low"], f["slope_ci95_high"]
-        ci = (f" [{low:+.2f}, {high:+.2f}]" if low is not None and np.isfinite(low) else "")
-        return f"{f['slope']:+.3f}{ci}"
-
     def number(value, fmt):
         return format(value, fmt) if value is not None and np.isfinite(value) else "n/a"
 
     rows = {}
-    for f in fits:
-        if f.get("x", "compute") != "compute":
-            continue
+    for f in (f for f in fits if f.get("x", "compute") == "compute"):
         row = rows.setdefault((f["group"], f["model"]), {"model": f["model"], "fit": f["group"],
-                                                         "n": f["n"],
-                                                         "seeds": f.get("n_seeds", 1)})
-        row[f"{f['metric']} slope [95% CI]"] = cell(f)
+                                                         "n": f["n"], "seeds": f.get("n_seeds", 1)})
+        slope, low, high = number(f["slope"], "+.3f"), f["slope_ci95_low"], f["slope_ci95_high"]
+        if slope != "n/a" and number(low, "") != "n/a":
+            slope += f" [{low:+.2f}, {high:+.2f}]"
+        row[f"{f['metric']} slope [95% CI]"] = slope
         row[f"{f['metric']} R2"] = number(f["r2"], ".3f")
         if f["metric"] == "fid":
             row["fid floor c"] = number(f.get("sat_c"), ".3g")

@@ -16,6 +16,7 @@ from .fits import BETTER, METRICS, X_AXES, X_COLUMN, frontier, seed_means, with_
 
 COMPUTE_LABEL = "training compute (GFLOPs)"
 AXIS_LABELS = {"compute": COMPUTE_LABEL, "wall": "measured training time (s)"}
+SIZE_MARKERS = {"S": "o", "B": "s", "L": "^", "XL": "D"}
 
 
 def _mixers(results: pd.DataFrame) -> list[str]:
@@ -36,18 +37,14 @@ def describe_results(results: pd.DataFrame) -> str:
             f"{one('device')}")
 
 
-def _line(ax, fit: dict, x_min: float, x_max: float, **style) -> None:
-    if fit is None or fit["slope"] is None or not np.isfinite(fit["slope"]):
+def _line(ax, fit: dict, x_min: float, x_max: float, saturating: bool = False, **style) -> None:
+    """A fit's power law (saturating: its saturating law) over [x_min, x_max], if defined."""
+    exponent = fit and fit.get("sat_b" if saturating else "slope")
+    if exponent is None or not np.isfinite(exponent):
         return
-    x = np.geomspace(x_min, x_max, 20)
-    ax.plot(x, 10 ** (fit["intercept"] + fit["slope"] * np.log10(x)), **style)
-
-
-def _saturating_curve(ax, fit: dict, **style) -> None:
-    if fit is None or fit.get("sat_b") is None or not np.isfinite(fit["sat_b"]):
-        return
-    x = np.geomspace(fit["x_min"], fit["x_max"], 40)
-    ax.plot(x, fit["sat_a"] * x ** -fit["sat_b"] + fit["sat_c"], **style)
+    x = np.geomspace(x_min, x_max, 40 if saturating else 20)
+    ax.plot(x, fit["sat_a"] * x ** -fit["sat_b"] + fit["sat_c"] if saturating
+            else 10 ** (fit["intercept"] + fit["slope"] * np.log10(x)), **style)
 
 
 def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis: str) -> None:
@@ -80,11 +77,9 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis:
         _line(ax, edge, edge["x_min"], edge["x_max"], color="black", lw=1.6,
               label=f"frontier ({slope})")
         if metric == "fid" and edge.get("sat_r2") is not None:
-            _saturating_curve(ax, edge, color="black", ls=":", lw=1.2,
-                              label=f"saturating, floor {edge['sat_c']:.3g} "
-                                    f"(b {edge['sat_b']:.2f})")
-    family = FAMILY_OF.get(mixer, mixer)
-    ax.set_title(f"{family} ({plotting.mixer_name(mixer)})")
+            _line(ax, edge, edge["x_min"], edge["x_max"], saturating=True, color="black", ls=":",
+                  lw=1.2, label=f"saturating, floor {edge['sat_c']:.3g} (b {edge['sat_b']:.2f})")
+    ax.set_title(f"{FAMILY_OF.get(mixer, mixer)} ({plotting.mixer_name(mixer)})")
     name = part[f"{metric}_name"].iloc[0] if len(part) else metric.upper()
     plotting.loglog(ax, AXIS_LABELS[axis], name)
     # Plain numbers; compute spans several decades, so only its decades are labelled.
@@ -116,9 +111,6 @@ def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLik
         plotting.legends_and_layout(fig, axes.flat, inside=False, title="size (slope)",
                                     frameon=False)
         return plotting.save(fig, stem)
-
-
-SIZE_MARKERS = {"S": "o", "B": "s", "L": "^", "XL": "D"}
 
 
 def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,

@@ -39,10 +39,8 @@ RESULT_COLUMNS = [
     "kid_mean", "kid_std",
 ]
 # Wall-clock facts depend on the machine's load: kept out of results.csv.
-TIMING_COLUMNS = [
-    "model", "seed", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
-    "resumed_from", "threads", "jobs", "world_size", "device",
-]
+TIMING_COLUMNS = ["model", "seed", "step", "train_seconds", "eval_seconds", "train_cpu_seconds",
+                  "eval_cpu_seconds", "resumed_from", "threads", "jobs", "world_size", "device"]
 
 
 def _read_holder(handle) -> dict | None:
@@ -68,7 +66,7 @@ def _is_dead(holder: dict) -> bool:
     except ProcessLookupError:
         return True
     except (OSError, ValueError):
-        return False
+        pass
     return False
 
 
@@ -103,10 +101,9 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
                     if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
                         os.unlink(path)
                 continue
-            try:
+            same = False
+            with contextlib.suppress(FileNotFoundError):
                 same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
             if not same:                    # broken and replaced meanwhile: lock the new file
                 continue
             holder = _read_holder(handle)
@@ -190,26 +187,12 @@ def write_row(path: str | os.PathLike, row: dict, columns: list[str]) -> None:
 
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Mixers (PoM, MHA), then sizes S..XL, patch, seed and step: one order for every merge."""
-    if frame.empty:
-        return frame
+    def key(model, seed, step):
+        family, size, patch = parse_name(model)
+        return MIXERS.index(FAMILIES[family]), SIZES.index(size), patch, int(seed), int(step)
 
-    def model_key(name):
-        family, size, patch = parse_name(name)
-        return (MIXERS.index(FAMILIES[family]), SIZES.index(size), patch)
-
-    keys = [(*model_key(m), int(seed), int(s))
-            for m, seed, s in zip(frame["model"], frame["seed"], frame["step"])]
-    order = sorted(range(len(frame)), key=keys.__getitem__)
-    return frame.iloc[order].reset_index(drop=True)
-
-
-def _merge_file(out: Path, name: str, per_run: str, columns: list[str]) -> pd.DataFrame:
-    parts = [read_csv(p) for p in sorted((out / RUNS_DIR).glob(f"*/{per_run}"))]
-    parts = [with_seed(p) for p in parts if not p.empty]     # older per-run timings: seed 0
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    frame = sort_rows(frame[columns] if not frame.empty else frame)
-    atomic_to_csv(frame, out / name, fault="merge" if name == RESULTS_FILE else None)
-    return frame
+    keys = [key(*row) for row in frame[["model", "seed", "step"]].itertuples(index=False)]
+    return frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
 
 
 def merge_results(out: str | os.PathLike) -> pd.DataFrame:
@@ -224,8 +207,14 @@ def merge_results_locked(out: str | os.PathLike) -> pd.DataFrame:
     re-entrant: a second flock in the same process would wait for itself)."""
     out = Path(out)
     remove_stale_temp_files(out, recursive=False)    # OUT's own files are written under the lock
-    _merge_file(out, TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS)
-    return _merge_file(out, RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)
+    for name, per_run, columns in ((TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS),
+                                   (RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)):
+        parts = [with_seed(part) for part in map(read_csv, (out / RUNS_DIR).glob(f"*/{per_run}"))
+                 if not part.empty]                  # older per-run timings: seed 0
+        frame = sort_rows(pd.concat(parts, ignore_index=True)[columns] if parts
+                          else pd.DataFrame(columns=columns))
+        atomic_to_csv(frame, out / name, fault="merge" if name == RESULTS_FILE else None)
+    return frame
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:
