@@ -17,13 +17,11 @@ SETTINGS_FORMAT = "pomlab-scaling-v1"
 
 # Defaults per scale (the CLI's and SweepConfig.for_scale's), sweep and training fields alike.
 SWEEP_DEFAULTS = {
-    # 13 epochs of the 1437 digits at the micro lr 1e-2; 5 log-spaced evaluations (38 ... 600) of
-    # 250 Heun-10 samples: ~7 min on 2 cores, digits-FID slopes clearly negative (docs/scaling.md)
+    # 13 epochs of the digits, 5 log-spaced evaluations: ~7 min on 2 cores (docs/scaling.md)
     "micro": dict(dataset="digits", backend="digits", steps=600, batch_size=32, eval_points=5,
                   eval_every=None, fid_samples=250, sample_steps=10, eval_chunk=250,
                   ckpt_every=0, out="results/scaling"),
-    # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples, 50 Heun steps; the
-    # PoM paper's Fig. 5 guidance w = 1 in the authors' convention c + w (c - u) (docs/scaling.md)
+    # DiT's schedule; the PoM paper's Fig. 5 guidance w = 1 in the authors' convention
     "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256,
                   eval_points=None, eval_every=50_000, fid_samples=10_000, sample_steps=50,
                   eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper",
@@ -79,17 +77,16 @@ def _sweep_train_defaults() -> TrainConfig:
 
 @dataclass
 class SweepConfig:
-    """One scaling sweep: every (mixer, size) model is trained with `train` (its model and out
-    set per model) and evaluated (EMA weights, fixed noise and labels) at eval_steps. Build it
-    with SweepConfig.for_scale(scale, ...) to get the scale's defaults. Reading a training
-    field through the sweep (config.steps) gives config.train's."""
+    """One scaling sweep: every (mixer, size) model trained with `train` and evaluated at
+    eval_steps; for_scale(scale, ...) gives the scale's defaults. config.steps reads train's."""
 
     sizes: tuple[str, ...] = option(SIZES, "comma-separated sizes from S,B,L,XL")
     mixers: tuple[str, ...] = option(MIXERS, "pom (DiPoM), mha (DiT) or both")
     patch: int = option(2, "patch size", choices=PATCHES)
     seeds: tuple[int, ...] | None = option(None, "train every model once per seed (replicates, "
                                            "e.g. 0,1,2): points become means over seeds and the "
-                                           "fits' intervals a bootstrap over runs (default: --seed)")
+                                           "fits' intervals a bootstrap over runs "
+                                           "(default: --seed)")
     eval_every: int | None = option(None, "evaluate every N steps (and at the end)")
     eval_points: int | None = option(None, "K log-spaced evaluations: steps/2^(K-1) ... steps")
     eval_steps: tuple[int, ...] | None = option(None, "explicit evaluation steps, e.g. 100,200,400 "
@@ -118,8 +115,7 @@ class SweepConfig:
     def for_scale(cls, scale: str = "micro", *, train: dict | TrainConfig | None = None,
                   **overrides) -> "SweepConfig":
         """The scale's defaults (SWEEP_DEFAULTS), then `overrides` (training fields too, flat or
-        as `train`); the evaluation steps come from eval_steps, eval_every (linear) or
-        eval_points (log-spaced), the one given winning over the scale's default."""
+        as `train`); a given eval_every or eval_points wins over the scale's."""
         check_choice("scale", scale, SCALES)
         given = {**(dataclasses.asdict(train) if isinstance(train, TrainConfig) else train or {}),
                  **overrides}

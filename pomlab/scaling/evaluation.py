@@ -52,12 +52,6 @@ def vae_source(config: SweepConfig, meta: dict) -> str:
     return source
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _npz_rows(path: Path, name: str) -> int:
     """Length of array `name` in an .npz, read from its header: ADM's reference batches also hold
     their images as arr_0 (10 000 x 256 x 256 x 3, 2 GB), which only the count is needed of."""
@@ -75,7 +69,8 @@ class Evaluator:
 
     def __init__(self, config: SweepConfig, trainer, *, cache_dir: str | os.PathLike | None = None):
         self.config, self.trainer = config, trainer
-        self.rank, self.world = _world()
+        self.rank, self.world = ((dist.get_rank(), dist.get_world_size())
+                                 if dist.is_available() and dist.is_initialized() else (0, 1))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.backend = get_backend(config.backend, weights=config.backend_weights,
                                    device=trainer.device)
@@ -186,7 +181,7 @@ class Evaluator:
         trainer = trainer or self.trainer
         cfg = self.config
 
-        def chunk_scores(index: int, start: int, stop: int) -> tuple[FeatureStats, Tensor, Tensor | None]:
+        def chunk_scores(index: int, start: int, stop: int) -> tuple:   # stats, logits, features
             labels = balanced_labels(start, stop, trainer.data.num_classes)
             x = trainer.generate(labels, steps=cfg.sample_steps, method=cfg.sample_method,
                                  cfg=float(cfg.cfg), seed=chunk_seed(cfg.seed, index),

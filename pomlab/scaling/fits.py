@@ -223,12 +223,6 @@ def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: in
     return {key: np.asarray(values, dtype=np.float64) for key, values in draws.items()}
 
 
-def _interval(values: np.ndarray) -> list[float]:
-    """Percentile 95% interval of bootstrap draws (NaN with fewer than 2 finite ones)."""
-    values = values[np.isfinite(values)]
-    return [float(v) for v in np.percentile(values, [2.5, 97.5])] if len(values) > 1 else [NAN] * 2
-
-
 def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
               resamples: int | None = None, seed: int = BOOTSTRAP_SEED) -> list[dict]:
     """Every fit of a results frame (rows of FIT_COLUMNS): per metric, per x (training compute;
@@ -240,35 +234,33 @@ def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
     if timings is not None and not timings.empty:
         results = with_wall_clock(results, timings)
         axes["wall"] = WALL_COLUMN
-    many_seeds = int(results.groupby("model")["seed"].nunique().min()) > 1 if len(results) else False
+    many_seeds = len(results) and int(results.groupby("model")["seed"].nunique().min()) > 1
     rows = []
     for metric, y in METRICS.items():
         for axis, x in axes.items():
             if results[x].isna().all():
                 continue
-            points = seed_means(results, x, y)
-            fits = _fits_of_points(points, metric, x, y)
-            boot = (_bootstrap(results, metric, x, y, resamples, seed, fits) if many_seeds
-                    else {})
+            fits = _fits_of_points(seed_means(results, x, y), metric, x, y)
+            boot = _bootstrap(results, metric, x, y, resamples, seed, fits) if many_seeds else {}
             for (group, model), fit in fits.items():
-                rows.append(_fit_row(metric, axis, group, model, fit, boot.get((group, model)),
-                                     x))
+                line, sat, part = fit["line"], fit["sat"], fit["rows"]
+                draws = boot.get((group, model))
+                row = {"metric": metric, "x": axis, "group": group, "model": model,
+                       **fit["labels"], "n": line["n"],
+                       "n_seeds": int(part["n_seeds"].min()) if len(part) else 0,
+                       "ci": "t (one run: too narrow)" if draws is None else "bootstrap over seeds",
+                       "slope": line["slope"], "intercept": line["intercept"], "r2": line["r2"],
+                       "sat_a": sat["a"], "sat_b": sat["b"], "sat_c": sat["c"], "sat_r2": sat["r2"],
+                       "x_min": float(part[x].min()), "x_max": float(part[x].max())}
+                t_intervals = (line["slope_ci95"], line["intercept_ci95"], sat["b_ci95"],
+                               sat["c_ci95"])
+                for i, name in enumerate(("slope", "intercept", "sat_b", "sat_c")):  # _bootstrap's
+                    finite = draws[np.isfinite(draws[:, i]), i] if draws is not None else None
+                    row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = (   # percentile bootstrap
+                        t_intervals[i] if draws is None else [NAN, NAN] if len(finite) < 2
+                        else [float(v) for v in np.percentile(finite, [2.5, 97.5])])
+                rows.append(row)
     return rows
-
-
-def _fit_row(metric, axis, group, model, fit, boot, x) -> dict:
-    line, sat, part = fit["line"], fit["sat"], fit["rows"]
-    row = {"metric": metric, "x": axis, "group": group, "model": model, **fit["labels"],
-           "n": line["n"], "n_seeds": int(part["n_seeds"].min()) if len(part) else 0,
-           "ci": "t (one run: too narrow)" if boot is None else "bootstrap over seeds",
-           "slope": line["slope"], "intercept": line["intercept"], "r2": line["r2"],
-           "sat_a": sat["a"], "sat_b": sat["b"], "sat_c": sat["c"], "sat_r2": sat["r2"],
-           "x_min": float(part[x].min()), "x_max": float(part[x].max())}
-    t_intervals = (line["slope_ci95"], line["intercept_ci95"], sat["b_ci95"], sat["c_ci95"])
-    for i, name in enumerate(("slope", "intercept", "sat_b", "sat_c")):   # _bootstrap's columns
-        low, high = t_intervals[i] if boot is None else _interval(boot[:, i])
-        row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = low, high
-    return row
 
 
 def _json_safe(value):

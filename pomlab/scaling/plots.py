@@ -33,8 +33,8 @@ def describe_results(results: pd.DataFrame) -> str:
                 and results["cfg_guidance"].notna().any() else "standard")  # older rows: standard
     return (f"{one('scale')} scale, {one('dataset')}, {one('fid_name')} & {one('is_name')} of "
             f"{one('n_fake')} samples vs {one('reference')}, {one('sample_method')} "
-            f"{one('sample_steps')} steps, cfg {one('cfg')} ({guidance}), batch {one('batch_size')}, "
-            f"{one('device')}")
+            f"{one('sample_steps')} steps, cfg {one('cfg')} ({guidance}), "
+            f"batch {one('batch_size')}, {one('device')}")
 
 
 def _line(ax, fit: dict, x_min: float, x_max: float, saturating: bool = False, **style) -> None:

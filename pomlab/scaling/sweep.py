@@ -1,9 +1,6 @@
 """Run a scaling sweep: train every (mixer, size) through pomlab.train, evaluate FID/IS at the
-evaluation steps, write the rows, merge, fit and plot. Resumable and safe to share (see results).
-On CPU, `jobs` worker processes (default min(2, cores)) of `threads` torch threads (default 1);
-on GPUs one worker per device; under torchrun the models run one after another, each with DDP
-over all ranks. See docs/scaling.md.
-"""
+evaluation steps, write the rows, merge, fit and plot; resumable, in parallel worker processes or
+under torchrun (docs/scaling.md)."""
 from __future__ import annotations
 
 import contextlib
@@ -57,20 +54,21 @@ class SweepResult:
     evaluations: int            # evaluations done by this call (0: everything was already there)
 
 
+def _run_folder(config: SweepConfig, mixer: str, size: str) -> Path:
+    return run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))
+
+
 def train_config(config: SweepConfig, mixer: str, size: str, device: str | None = None
                  ) -> TrainConfig:
-    """The pomlab.train configuration of one model of the sweep: config.train with its model and
-    run folder (and the worker's device)."""
-    return dataclasses.replace(
-        config.train, model=model_name(mixer, size, config.patch),
-        device=device or config.train.device,
-        out=str(run_dir(config.out, run_folder_name(mixer, size, config.patch, config.train.seed))))
+    """config.train for one model of the sweep: its model, run folder (and worker's device)."""
+    return dataclasses.replace(config.train, model=model_name(mixer, size, config.patch),
+                               device=device or config.train.device,
+                               out=str(_run_folder(config, mixer, size)))
 
 
 def pending_steps(config: SweepConfig, mixer: str, size: str) -> list[int]:
     """The evaluation steps of one model without a row in its evals.csv."""
-    folder = run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))
-    done = {int(r["step"]) for r in read_rows(folder / RUN_EVALS)}
+    done = {int(r["step"]) for r in read_rows(_run_folder(config, mixer, size) / RUN_EVALS)}
     return [s for s in config.eval_steps if s not in done]
 
 
@@ -92,8 +90,8 @@ def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None 
     second job given the same model fails fast."""
     if not pending_steps(config, mixer, size):
         return 0
-    name = model_name(mixer, size, config.patch)
-    folder = run_dir(config.out, run_folder_name(mixer, size, config.patch, config.seed))
+    name, folder = model_name(mixer, size, config.patch), _run_folder(config, mixer, size)
+    report = report or (lambda event: None)
     with contextlib.ExitStack() as held:
         def take_run():
             held.enter_context(run_lock(folder, name))
@@ -102,25 +100,19 @@ def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None 
                 print(f"{name}: removed {len(stale)} unfinished temporary file(s) of a killed "
                       f"run ({', '.join(p.name for p in stale[:3])})", file=sys.stderr)
 
+        def on_log(trainer, row):
+            if trainer.is_main:
+                report({"kind": "step", "model": name, "seed": config.seed, "step": row["step"]})
+
         _on_rank0_then_share(take_run)
         pending = pending_steps(config, mixer, size)       # again, under the lock
-        if pending:
-            _train_and_evaluate(config, mixer, size, name, pending, device,
-                                report or (lambda event: None), callbacks, jobs)
-        return len(pending)
-
-
-def _train_and_evaluate(config: SweepConfig, mixer, size, name, pending, device, report,
-                        callbacks, jobs) -> None:
-    def on_log(trainer, row):
-        if trainer.is_main:
-            report({"kind": "step", "model": name, "seed": config.seed, "step": row["step"]})
-
-    trainer = Trainer(train_config(config, mixer, size, device), resume=True, progress=False,
-                      callbacks=[on_log, *callbacks])
-    resumed_from = trainer.step
-    report({"kind": "start", "model": name, "seed": config.seed, "step": trainer.step})
-    try:
+        if not pending:
+            return 0
+        trainer = Trainer(train_config(config, mixer, size, device), resume=True, progress=False,
+                          callbacks=[on_log, *callbacks])
+        held.callback(trainer.close)                      # closed before the lock is released
+        resumed_from = trainer.step
+        report({"kind": "start", "model": name, "seed": config.seed, "step": trainer.step})
         with preserved_rng(trainer.device):     # building a metric network draws random weights
             evaluator = Evaluator(config, trainer, cache_dir=Path(config.out) / "reference")
         gflops = gflops_per_image(trainer.model)
@@ -129,9 +121,9 @@ def _train_and_evaluate(config: SweepConfig, mixer, size, name, pending, device,
         for step in pending:
             if trainer.step > step:
                 raise RuntimeError(
-                    f"{str(trainer.out)!r} has trained to step {trainer.step}, past its "
-                    f"unfinished evaluation at step {step} (was its evals.csv removed?); delete "
-                    "that run folder to redo this model")
+                    f"{str(folder)!r} has trained to step {trainer.step}, past its unfinished "
+                    f"evaluation at step {step} (was its evals.csv removed?); delete that run "
+                    "folder to redo this model")
             wall, cpu = time.perf_counter(), time.process_time()
             trainer.run(until=step)
             train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -153,8 +145,8 @@ def _train_and_evaluate(config: SweepConfig, mixer, size, name, pending, device,
                           "train_cpu_seconds": train_cpu, "eval_cpu_seconds": eval_cpu,
                           "resumed_from": resumed_from, "threads": torch.get_num_threads(),
                           "jobs": jobs, "world_size": trainer.world_size, "device": label}
-                write_row(trainer.out / RUN_TIMINGS, timing, TIMING_COLUMNS)
-                write_row(trainer.out / RUN_EVALS, row, RESULT_COLUMNS)   # last: means "done"
+                write_row(folder / RUN_TIMINGS, timing, TIMING_COLUMNS)
+                write_row(folder / RUN_EVALS, row, RESULT_COLUMNS)   # last: the row means "done"
                 trainer.logger.scalars(step, {   # tags named by the metric (e.g. digits-FID)
                     row["fid_name"]: row["fid"], row["is_name"]: row["is_mean"],
                     **({f"{row['pr_name']} {k}": row[k] for k in ("precision", "recall")}
@@ -164,8 +156,7 @@ def _train_and_evaluate(config: SweepConfig, mixer, size, name, pending, device,
             resumed_from = None
             if trainer.world_size > 1:
                 dist.barrier()
-    finally:
-        trainer.close()
+        return len(pending)
 
 
 # --- worker processes ---------------------------------------------------------------------
