@@ -8,7 +8,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import random
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -30,6 +28,7 @@ from ..metrics import get_backend
 from ..models.registry import SIZES
 from ..processes import die_with_parent
 from ..train import TrainConfig, Trainer, distributed_env, join_process_group, pick_device
+from ..train.checkpoints import rng_state, set_rng_state
 from .compute import FORWARD_AND_BACKWARD, gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
 from .evaluation import Evaluator, vae_source
@@ -76,18 +75,15 @@ def pending_steps(config: SweepConfig, mixer: str, size: str) -> list[int]:
 def preserved_rng(device: torch.device):
     """Evaluation must not move any RNG the training uses, so that an evaluated-then-continued
     run equals one resumed from the checkpoint written before the evaluation."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        yield
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)
+    state = rng_state(device)
+    yield
+    set_rng_state(state, device)
 
 
 def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None = None,
               report: Report | None = None, callbacks: Sequence = (), jobs: int = 1) -> int:
-    """Train one model (resuming) to each pending evaluation step and evaluate it there; returns
-    the number of evaluations done. Every rank calls it. The run folder is locked meanwhile: a
-    second job given the same model fails fast."""
+    """Train one model (resuming) to each pending evaluation step and evaluate it there, its run
+    folder locked; returns the number of evaluations done. Every rank calls it."""
     if not pending_steps(config, mixer, size):
         return 0
     name, folder = model_name(mixer, size, config.patch), _run_folder(config, mixer, size)
@@ -219,16 +215,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def default_jobs(device: torch.device) -> int:
-    """CPU: one worker per core, at most 2 (the tiny models are memory-bound); CUDA: one per GPU
-    (all GPUs when no index is given)."""
+    """CPU: one per core, at most 2 (tiny models are memory-bound); CUDA: one per visible GPU."""
     if device.type == "cuda":
         return torch.cuda.device_count() if device.index is None else 1
     return max(1, min(2, os.cpu_count() or 1))
 
 
 def _on_rank0_then_share(fn):
-    """fn() on rank 0, returning its result there (None on other ranks); under DDP every rank
-    raises rank 0's exception."""
+    """fn() on rank 0, returning its result there; under DDP every rank raises its exception."""
     rank, world, _ = distributed_env()
     result = error = None
     if rank == 0:
@@ -267,8 +261,7 @@ def _duration(seconds: float) -> str:
 
 
 class _Progress:
-    """Progress over every pending training step and evaluation weighted by its estimated FLOPs
-    (model_costs), whatever order the models run in: a tqdm bar on a terminal, else (a log
+    """Progress weighted by estimated FLOPs (model_costs): a tqdm bar on a terminal, else (a log
     file) the progress and time left appended to each evaluation line."""
 
     def __init__(self, config: SweepConfig, models, enabled: bool, log):
@@ -292,14 +285,6 @@ class _Progress:
                         disable=not (enabled and sys.stderr.isatty()),
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
 
-    def status(self) -> str:
-        """'sweep 42%, 3 min 10 s elapsed, ~4 min 20 s left' (estimated from FLOPs done)."""
-        elapsed = time.perf_counter() - self.start if self.start is not None else 0.0
-        fraction = min(1.0, self.done / self.total) if self.total else 1.0
-        left = (f", ~{_duration(elapsed * (1 - fraction) / fraction)} left"
-                if 0 < fraction < 1 else "")
-        return f"sweep {100 * fraction:.0f}%, {_duration(elapsed)} elapsed{left}"
-
     def __call__(self, event: dict) -> None:
         kind, run = event["kind"], (event["model"], event.get("seed", 0))   # a model and a seed
         step_cost, eval_cost = self.costs.get(event["model"], (1.0, 0.0))
@@ -319,20 +304,25 @@ class _Progress:
         line = (f"{run[0]}{seed} step {event['step']} ({event['train_compute_gflops']:.3g} "
                 f"GFLOPs): {event['fid_name']} {event['fid']:.3f}, {event['is_name']} "
                 f"{event['is_mean']:.3f}")
-        if self.bar.disable:
-            self.log(line + (f"  [{self.status()}]" if self.enabled else ""))
-            sys.stdout.flush()            # a log file shows each line when it happens
-        else:
+        if not self.bar.disable:
             self.bar.write(line)
+            return
+        if self.enabled:                  # "sweep 42%, 3 min 10 s elapsed, ~4 min 20 s left"
+            elapsed = time.perf_counter() - self.start if self.start is not None else 0.0
+            fraction = min(1.0, self.done / self.total) if self.total else 1.0
+            left = (f", ~{_duration(elapsed * (1 - fraction) / fraction)} left"
+                    if 0 < fraction < 1 else "")
+            line += f"  [sweep {100 * fraction:.0f}%, {_duration(elapsed)} elapsed{left}]"
+        self.log(line)
+        sys.stdout.flush()                # a log file shows each line when it happens
 
     def close(self):
         self.bar.close()
 
 
 def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Path]]:
-    """Merge every run's rows into results.csv, fit (fits.json, fits.csv) and plot
-    (scaling.png/pdf); any job may call it at any time. Under OUT's lock throughout: concurrent
-    calls never leave fits or figures older than results.csv."""
+    """Merge every run's rows into results.csv, fit and plot, all under OUT's lock (so fits and
+    figures are never older than results.csv); any job may call it at any time."""
     out = Path(out)
     with folder_lock(out):
         results = merge_results_locked(out)
@@ -343,8 +333,8 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
 
 def refit(out: str | os.PathLike, results: pd.DataFrame | None = None, *,
           fault: str | None = None) -> tuple[dict, list[Path]]:
-    """Fit and plot OUT's results.csv and timings.csv without merging the runs (fits.json/csv,
-    scaling.png/pdf, scaling_wall.png/pdf): for a folder holding only the CSVs."""
+    """Fit and plot OUT's results.csv and timings.csv (fits.json/csv, scaling[_wall].png/pdf)
+    without merging the runs: for a folder holding only the CSVs."""
     out = Path(out)
     results = load_results(out) if results is None else with_seed(results)
     timings = load_timings(out)
@@ -379,8 +369,8 @@ def preflight(config: SweepConfig) -> str:
 def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | None = None,
               progress: bool = True, callbacks: Sequence = (), log: Callable[[str], None] = print
               ) -> SweepResult:
-    """Run (or resume) the sweep into config.out; see the module doc. callbacks go to every
-    Trainer (in-process runs only, i.e. jobs=1 or under torchrun)."""
+    """Run (or resume) the sweep into config.out; callbacks go to every Trainer (in-process runs: jobs=1
+    or under torchrun)."""
     config.validate()
     out = Path(config.out)
     rank, world, local_rank = distributed_env()
