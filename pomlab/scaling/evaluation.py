@@ -27,8 +27,7 @@ from .config import SweepConfig
 
 
 def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
-    """[start, stop) of max(1, n // chunk) near-equal chunks: every chunk holds at least
-    min(n, chunk) >= 2 samples, so each has a covariance."""
+    """[start, stop) of max(1, n // chunk) near-equal chunks, each of >= min(n, chunk) samples."""
     count = max(1, n // chunk)
     edges = [round(i * n / count) for i in range(count + 1)]
     return list(zip(edges[:-1], edges[1:]))
@@ -53,8 +52,7 @@ def vae_source(config: SweepConfig, meta: dict) -> str:
 
 
 def _npz_rows(path: Path, name: str) -> int:
-    """Length of array `name` in an .npz, read from its header: ADM's reference batches also hold
-    their images as arr_0 (10 000 x 256 x 256 x 3, 2 GB), which only the count is needed of."""
+    """Length of array `name` in an .npz, from its header only (ADM's arr_0 images are 2 GB)."""
     with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as member:
         version = np.lib.format.read_magic(member)
         shape, _, _ = (np.lib.format.read_array_header_1_0(member) if version == (1, 0)
@@ -63,9 +61,8 @@ def _npz_rows(path: Path, name: str) -> int:
 
 
 class Evaluator:
-    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks). Under DDP every rank
-    must build it and call it (both are collective). config.reference: "data" (the training
-    set) or a path (an .npz of `mu` and `sigma`, or images); see docs/scaling.md."""
+    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks); under DDP every rank
+    builds and calls it (both collective). config.reference: see docs/scaling.md."""
 
     def __init__(self, config: SweepConfig, trainer, *, cache_dir: str | os.PathLike | None = None):
         self.config, self.trainer = config, trainer
@@ -94,8 +91,7 @@ class Evaluator:
                           .float().cpu() for part in latents.split(batch_size)])
 
     def to_pixels(self, x: Tensor) -> Tensor:
-        """Samples or data items in model space (scaled latents, or pixels in [-1, 1]) as [0, 1]
-        pixels."""
+        """Samples or data items in model space (latents, or pixels in [-1, 1]) as [0, 1] pixels."""
         return self.decode(x) if self.trainer.data.kind == "latents" else from_model_range(x)
 
     # --- reference ---
@@ -146,8 +142,7 @@ class Evaluator:
         return stats
 
     def _on_ranks(self, chunks: list[tuple[int, int]], compute) -> list | None:
-        """compute(index, start, stop) of every chunk, the ranks taking them in turn (collective);
-        rank 0 gets the results in chunk order, the other ranks None."""
+        """compute(index, start, stop) of every chunk, ranks taking turns (all on rank 0)."""
         mine = [(index, compute(index, *chunks[index]))
                 for index in range(self.rank, len(chunks), self.world)]
         if self.world > 1:

@@ -1,8 +1,6 @@
-"""Fits of a metric against training compute (or measured wall-clock time): the power law (OLS in
-log-log), the saturating law y = a C^(-b) + c and the compute-optimal frontier, per model, per
-mixer pooled and per frontier, with 95% intervals: Student t with one seed (too narrow: one run's
-evaluations are correlated), a percentile bootstrap over seeds with several (docs/scaling.md).
-"""
+"""Fits of a metric against training compute (or wall-clock time): the power law, the saturating
+law y = a C^(-b) + c and the compute-optimal frontier, per model, mixer and frontier, with 95%
+intervals (Student t with one seed, a bootstrap over seeds with several; docs/scaling.md)."""
 from __future__ import annotations
 
 import math
@@ -55,13 +53,17 @@ def _t95(estimate: float, stderr: float, dof: int) -> list[float]:
     return [estimate - t * stderr, estimate + t * stderr]
 
 
-def loglog_fit(x, y) -> dict:
-    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc)."""
+def loglog_fit(x, y, *, intervals: bool = True) -> dict:
+    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc);
+    intervals=False: slope and intercept alone (the bootstrap's quick refits)."""
     x, y = _positive_pair(x, y, "a log-log fit")
     result = _no_fit(len(x), ("slope", "intercept", "r2"), ("slope", "intercept"))
     lx, ly = np.log10(x), np.log10(y)
     if len(x) < 2 or np.ptp(lx) == 0:
         return result
+    if not intervals:
+        slope, intercept = np.polyfit(lx, ly, 1)
+        return {**result, "slope": float(slope), "intercept": float(intercept)}
     fit = stats.linregress(lx, ly)
     result.update(slope=float(fit.slope), intercept=float(fit.intercept), r2=float(fit.rvalue ** 2))
     if len(x) >= 3:
@@ -71,9 +73,8 @@ def loglog_fit(x, y) -> dict:
 
 
 def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -> dict:
-    """y = a * x^(-b) + c, least squares on log10 y (a > 0, b >= 0, c >= 0): n, a, b, c, 95% CIs
-    of b and c (Student t, n - 3 dof; NaN when n < 4), r2 on log10 y; NaN when n < 3 or the fit
-    fails. `start`: a fit of similar data to start from (else three starts are tried)."""
+    """y = a * x^(-b) + c, least squares on log10 y: n, a, b, c, t 95% CIs of b and c (n >= 4),
+    r2 on log10 y; NaN when n < 3 or the fit fails. `start`: a similar fit to start from."""
     x, y = _positive_pair(x, y, "a saturating fit")
     result = _no_fit(len(x), ("a", "b", "c", "r2"), ("b", "c"))
     lx, ly = np.log10(x), np.log10(y)
@@ -119,8 +120,8 @@ def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -
 
 
 def frontier(points: pd.DataFrame, x: str, y: str, better: str = "lower") -> pd.DataFrame:
-    """The compute-optimal frontier of `points`: sorted by x, the rows whose y beats every row
-    with x at most theirs (strictly lower y for better="lower", higher for "higher")."""
+    """The compute-optimal frontier of `points`: sorted by x, the rows whose y strictly beats
+    (better: "lower" or "higher") every row with x at most theirs."""
     check_choice("better", better, ("lower", "higher"))
     sign = 1.0 if better == "lower" else -1.0
     ordered = points.assign(_key=sign * points[y]).sort_values([x, "_key"], kind="stable")
@@ -130,8 +131,7 @@ def frontier(points: pd.DataFrame, x: str, y: str, better: str = "lower") -> pd.
 
 
 def with_wall_clock(results: pd.DataFrame, timings: pd.DataFrame | None) -> pd.DataFrame:
-    """results with WALL_COLUMN: each run's training seconds up to that evaluation (timings.csv's
-    train_seconds summed so far; a resumed interval counts what it retrained), NaN without."""
+    """results with WALL_COLUMN: each run's train_seconds summed up to that evaluation."""
     results = with_seed(results)
     if timings is None or timings.empty:
         return results.assign(**{WALL_COLUMN: np.nan})
@@ -158,28 +158,19 @@ def seed_means(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
                        ).reset_index()
 
 
-def _quick_line(x, y) -> dict:
-    """loglog_fit's slope and intercept alone (the bootstrap's refits)."""
-    lx, ly = np.log10(np.asarray(x, np.float64)), np.log10(np.asarray(y, np.float64))
-    if len(lx) < 2 or np.ptp(lx) == 0:
-        return {"slope": np.nan, "intercept": np.nan}
-    slope, intercept = np.polyfit(lx, ly, 1)
-    return {"slope": float(slope), "intercept": float(intercept)}
-
-
 def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str,
                     starts: dict | None = None) -> dict:
-    """Every fit of one metric against one x, keyed (group, model): per model, per mixer pooled,
-    per mixer frontier. starts: earlier fits by key to start from (the bootstrap's quick refits)."""
+    """Every fit of one metric against one x, keyed (group, model); starts: earlier fits to start
+    from (the bootstrap's quick refits)."""
     fits = {}
 
     def add(group, model, part, labels):
         # no saturating law through sizes pooled: each size has its own floor
         start = starts[(group, model)]["sat"] if starts and (group, model) in starts else None
-        quick = starts is not None
-        sat = (saturating_fit(part[x], part[y], start, intervals=not quick) if group != "mixer"
+        intervals = starts is None
+        sat = (saturating_fit(part[x], part[y], start, intervals=intervals) if group != "mixer"
                else saturating_fit([], []))
-        line = _quick_line(part[x], part[y]) if quick else loglog_fit(part[x], part[y])
+        line = loglog_fit(part[x], part[y], intervals=intervals)
         fits[(group, model)] = {"labels": labels, "rows": part, "line": line, "sat": sat}
 
     for (model, mixer, size, patch), part in points.groupby(GROUP_KEYS, sort=False):
@@ -225,9 +216,8 @@ def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: in
 
 def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
               resamples: int | None = None, seed: int = BOOTSTRAP_SEED) -> list[dict]:
-    """Every fit of a results frame (rows of FIT_COLUMNS): per metric, per x (training compute;
-    wall-clock when timings are given), per group, both laws with 95% intervals (`resamples`
-    bootstrap resamples when the models have several seeds). Models in the frame's order."""
+    """Every fit of a results frame (rows of FIT_COLUMNS, models in the frame's order): per metric,
+    x (compute; wall-clock with timings) and group, both laws with 95% intervals."""
     resamples = BOOTSTRAP_RESAMPLES if resamples is None else resamples
     results = with_seed(results)
     axes = {"compute": X_COLUMN}
@@ -283,8 +273,7 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
     document = _json_safe({
         "model": f"log{LOG_BASE}(metric) = intercept + slope * log{LOG_BASE}(x); saturating: "
                  "metric = sat_a * x^(-sat_b) + sat_c (least squares on log10 metric)",
-        "x": {"compute": f"{X_COLUMN}: 3 x forward GFLOPs per image (DiT convention) x images "
-                         "seen",
+        "x": {"compute": f"{X_COLUMN}: 3 x forward GFLOPs per image (DiT convention) x images seen",
               "wall": f"{WALL_COLUMN}: measured training seconds of the run up to the "
                       "evaluation (timings.csv; depends on the machine and its load)"},
         "metrics": {"fid": "fid column (see fid_name)", "is": "is_mean column (see is_name)"},
@@ -307,8 +296,7 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
 
 
 def slopes_table(fits: list[dict]) -> pd.DataFrame:
-    """FID and IS slopes against compute side by side (slope [95% CI], R^2, n, seeds; FID's
-    saturating floor and R^2), one row per fit group and model, for printing."""
+    """FID and IS slopes against compute side by side, one row per fit group and model."""
     def number(value, fmt):
         return format(value, fmt) if value is not None and np.isfinite(value) else "n/a"
 

@@ -1,5 +1,4 @@
-"""The scaling figures: the paper's Figure 5 (one panel per mixer) and PoM against MHA on shared
-axes; what they show is in docs/scaling.md."""
+"""The scaling figures: the paper's Figure 5 and PoM against MHA (docs/scaling.md)."""
 from __future__ import annotations
 
 import functools
@@ -89,9 +88,8 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis:
 
 def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
                  metrics: tuple[str, ...] = ("fid", "is"), x: str = "compute") -> list[Path]:
-    """The paper's Figure 5 with the compute-optimal frontier, metrics in rows, mixers in columns;
-    x: "compute" (training GFLOPs) or "wall" (results must hold train_wall_seconds, see
-    fits.with_wall_clock). Writes stem.png and stem.pdf."""
+    """The paper's Figure 5 with the frontier (metrics in rows, mixers in columns) against x:
+    "compute" or "wall" (see fits.with_wall_clock), as stem.png and stem.pdf."""
     check_choice("x", x, X_AXES)
     mixers = _mixers(results)
     results = with_seed(results)
@@ -104,9 +102,8 @@ def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLik
                 _panel(axes[r][c], results, by_key, metric, mixer, x)
                 if c:
                     axes[r][c].set_ylabel("")
-        seeds = sorted(set(results["seed"]))
-        fig.suptitle(describe_results(results) + f", seeds {','.join(map(str, seeds))}",
-                     fontsize=7)
+        seeds = ",".join(map(str, sorted(set(results["seed"]))))
+        fig.suptitle(f"{describe_results(results)}, seeds {seeds}", fontsize=7)
         # right of each panel: one place for every panel (the data fill the log-log panels)
         plotting.legends_and_layout(fig, axes.flat, inside=False, title="size (slope)",
                                     frameon=False)
@@ -115,8 +112,7 @@ def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLik
 
 def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
                           metrics: tuple[str, ...] = ("fid", "is")) -> list[Path]:
-    """PoM against MHA on shared axes: one panel per metric, every evaluation (colour = mixer,
-    marker = size) and each mixer's all-sizes fit with its slope. Writes stem.png and .pdf."""
+    """PoM against MHA, one panel per metric, with each mixer's all-sizes fit: stem.png, .pdf."""
     mixers = _mixers(results)
     pooled = {(f["metric"], f["mixer"]): f for f in fits
               if f["group"] == "mixer" and f.get("x", "compute") == "compute"}

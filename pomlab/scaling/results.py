@@ -179,8 +179,8 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def merge_results(out: str | os.PathLike) -> pd.DataFrame:
-    """Rebuild OUT/results.csv and timings.csv from every run's files (under the lock, any time);
-    returns the results frame."""
+    """Rebuild OUT/results.csv and timings.csv from the runs' files, under the lock; returns the
+    results."""
     with folder_lock(out):
         return merge_results_locked(out)
 

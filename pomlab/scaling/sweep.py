@@ -32,7 +32,7 @@ from ..train.checkpoints import rng_state, set_rng_state
 from .compute import FORWARD_AND_BACKWARD, gflops_per_image, images_seen, training_compute_gflops
 from .config import SweepConfig, model_name, run_folder_name
 from .evaluation import Evaluator, vae_source
-from .fits import with_seed, with_wall_clock, write_fits
+from .fits import with_wall_clock, write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
                       folder_lock, load_results, load_timings, merge_results,
@@ -240,8 +240,7 @@ def _on_rank0_then_share(fn):
 
 
 def model_costs(config: SweepConfig, mixer: str, size: str) -> tuple[float, float]:
-    """Estimated FLOPs of a training step (3 x forward x batch) and of an evaluation
-    (fid_samples x model calls per sample: Heun 2 per step, guidance 2), on the meta device."""
+    """Estimated FLOPs of a training step and of an evaluation (on the meta device)."""
     from ..models import create, gflops
 
     with torch.device("meta"):
@@ -336,7 +335,7 @@ def refit(out: str | os.PathLike, results: pd.DataFrame | None = None, *,
     """Fit and plot OUT's results.csv and timings.csv (fits.json/csv, scaling[_wall].png/pdf)
     without merging the runs: for a folder holding only the CSVs."""
     out = Path(out)
-    results = load_results(out) if results is None else with_seed(results)
+    results = load_results(out) if results is None else results
     timings = load_timings(out)
     fits = write_fits(results, out / "fits.json", out / "fits.csv", timings=timings)
     if fault:
@@ -349,8 +348,7 @@ def refit(out: str | os.PathLike, results: pd.DataFrame | None = None, *,
 
 
 def preflight(config: SweepConfig) -> str:
-    """Fail before any training when the data, the metric backend or (latents) the VAE that
-    decodes the samples is missing; returns the backend's FID name."""
+    """Fail before any training when data, metric backend or VAE is missing; the metric names."""
     meta_file = Path(config.data_path or "") / "meta.json"
     if config.dataset == "latents" and not meta_file.is_file():
         raise FileNotFoundError(f"{config.data_path!r} is not a latent folder (no meta.json): "
@@ -369,8 +367,8 @@ def preflight(config: SweepConfig) -> str:
 def run_sweep(config: SweepConfig, *, jobs: int | None = None, threads: int | None = None,
               progress: bool = True, callbacks: Sequence = (), log: Callable[[str], None] = print
               ) -> SweepResult:
-    """Run (or resume) the sweep into config.out; callbacks go to every Trainer (in-process runs: jobs=1
-    or under torchrun)."""
+    """Run (or resume) the sweep into config.out; callbacks go to every Trainer (in-process runs:
+    jobs=1 or under torchrun)."""
     config.validate()
     out = Path(config.out)
     rank, world, local_rank = distributed_env()
