@@ -236,11 +236,10 @@ def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
                 line, sat, part = fit["line"], fit["sat"], fit["rows"]
                 draws = boot.get((group, model))
                 row = {"metric": metric, "x": axis, "group": group, "model": model,
-                       **fit["labels"], "n": line["n"],
+                       **fit["labels"], **{k: line[k] for k in ("n", "slope", "intercept", "r2")},
+                       **{f"sat_{k}": sat[k] for k in ("a", "b", "c", "r2")},
                        "n_seeds": int(part["n_seeds"].min()) if len(part) else 0,
                        "ci": "t (one run: too narrow)" if draws is None else "bootstrap over seeds",
-                       "slope": line["slope"], "intercept": line["intercept"], "r2": line["r2"],
-                       "sat_a": sat["a"], "sat_b": sat["b"], "sat_c": sat["c"], "sat_r2": sat["r2"],
                        "x_min": float(part[x].min()), "x_max": float(part[x].max())}
                 t_intervals = (line["slope_ci95"], line["intercept_ci95"], sat["b_ci95"],
                                sat["c_ci95"])
@@ -285,10 +284,7 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
               "n - 3 saturating), treating one run's evaluations as independent; 'bootstrap "
               f"over seeds': percentile bootstrap ({BOOTSTRAP_RESAMPLES} resamples) of the "
               "seeds of every model; null when undefined",
-        "r2": "on log10 metric, for both laws",
-        "labels": labels,
-        "fits": fits,
-    })
+        "r2": "on log10 metric, for both laws", "labels": labels, "fits": fits})
     atomic_write_json(json_path, document)
     if csv_path is not None:
         atomic_to_csv(pd.DataFrame(fits, columns=FIT_COLUMNS), csv_path)

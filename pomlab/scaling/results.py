@@ -178,15 +178,12 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
 
 
-def merge_results(out: str | os.PathLike) -> pd.DataFrame:
-    """Rebuild OUT/results.csv and timings.csv from the runs' files, under the lock; returns the
-    results."""
-    with folder_lock(out):
-        return merge_results_locked(out)
-
-
-def merge_results_locked(out: str | os.PathLike) -> pd.DataFrame:
-    """merge_results for a caller holding folder_lock(out) (not re-entrant: it would deadlock)."""
+def merge_results(out: str | os.PathLike, *, locked: bool = False) -> pd.DataFrame:
+    """Rebuild OUT/results.csv and timings.csv from the runs' files, under the lock (locked: the
+    caller holds it; it is not re-entrant); returns the results."""
+    if not locked:
+        with folder_lock(out):
+            return merge_results(out, locked=True)
     out = Path(out)
     remove_stale_temp_files(out, recursive=False)    # OUT's own files are written under the lock
     for name, per_run, columns in ((TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS),

@@ -35,8 +35,8 @@ from .evaluation import Evaluator, vae_source
 from .fits import with_wall_clock, write_fits
 from .plots import plot_scaling
 from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, check_settings,
-                      folder_lock, load_results, load_timings, merge_results,
-                      merge_results_locked, read_rows, run_dir, run_lock, write_row)
+                      folder_lock, load_results, load_timings, merge_results, read_rows, run_dir,
+                      run_lock, write_row)
 
 Report = Callable[[dict], None]
 # results.csv columns that are settings of the sweep
@@ -324,7 +324,7 @@ def finalize(out: str | os.PathLike) -> tuple[pd.DataFrame, dict | None, list[Pa
     figures are never older than results.csv); any job may call it at any time."""
     out = Path(out)
     with folder_lock(out):
-        results = merge_results_locked(out)
+        results = merge_results(out, locked=True)
         if results.empty:
             return results, None, []
         return (results, *refit(out, results, fault="finalize"))
