@@ -191,13 +191,13 @@ class Evaluator:
         parts = self._on_ranks(chunk_bounds(cfg.fid_samples, cfg.eval_chunk), chunk_scores)
         if parts is None:
             return None
-        fake = pool_statistics([stats for stats, _, _ in parts], source="samples")
+        stats, logits, features = zip(*parts)
+        fake = pool_statistics(list(stats), source="samples")
         warn_if_rank_deficient("samples", fake.n, self.backend.num_features)
-        is_mean, is_std = inception_score_from_logits(torch.cat([part[1] for part in parts]),
-                                                      splits=min(IS_SPLITS, fake.n),
-                                                      seed=cfg.seed)
-        coverage = (coverage_scores(self.reference_features, torch.cat([part[2] for part in parts]),
-                                    self.backend, seed=cfg.seed) if self.coverage else {})
+        is_mean, is_std = inception_score_from_logits(torch.cat(logits), seed=cfg.seed,
+                                                      splits=min(IS_SPLITS, fake.n))
+        coverage = (coverage_scores(self.reference_features, torch.cat(features), self.backend,
+                                    seed=cfg.seed) if self.coverage else {})
         return {**self.backend.labels, "fid": stats_distance(self.reference, fake),
                 "is_mean": is_mean, "is_std": is_std, "n_fake": fake.n,
                 "n_real": self.reference.n, "reference": self.reference.source, **coverage}

@@ -14,7 +14,6 @@ from scipy import optimize, stats
 from ..checks import check_choice
 from ..io import atomic_to_csv, atomic_write_json
 
-LOG_BASE = 10
 X_COLUMN = "train_compute_gflops"
 WALL_COLUMN = "train_wall_seconds"       # cumulative measured training time (timings.csv)
 X_AXES = {"compute": X_COLUMN, "wall": WALL_COLUMN}
@@ -148,14 +147,15 @@ def with_seed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_means(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """One point per (model, step): x and y averaged over the seeds (n_seeds of them)."""
+    """One point per (model, step): x and y averaged over the seeds (n_seeds of them; sd: y's
+    standard deviation over them)."""
     results = with_seed(results)
     if "step" not in results:                 # a bare table: each run's rows in order
         results = results.assign(step=results.groupby([*GROUP_KEYS, "seed"]).cumcount())
     points = results[[*GROUP_KEYS, "step", "seed", x, y]].dropna(subset=[x, y])
     grouped = points.groupby([*GROUP_KEYS, "step"], sort=False)
-    return grouped.agg(**{x: (x, "mean"), y: (y, "mean"), "n_seeds": ("seed", "nunique")}
-                       ).reset_index()
+    return grouped.agg(**{x: (x, "mean"), y: (y, "mean"), "sd": (y, "std"),
+                          "n_seeds": ("seed", "nunique")}).reset_index()
 
 
 def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str,
@@ -191,10 +191,9 @@ def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: in
     rng = np.random.default_rng(seed)
     blocks = []                              # per model: seeds x steps tables of x and y
     for keys, frame in with_seed(results).groupby(GROUP_KEYS, sort=False):
-        table_x = frame.pivot_table(index="seed", columns="step", values=x, dropna=False)
-        table_y = frame.pivot_table(index="seed", columns="step", values=y, dropna=False)
-        blocks.append((keys, table_x.columns.to_numpy(), table_x.to_numpy(np.float64),
-                       table_y.to_numpy(np.float64)))
+        table = frame.pivot_table(index="seed", columns="step", values=[x, y], dropna=False)
+        blocks.append((keys, table[x].columns.to_numpy(), table[x].to_numpy(np.float64),
+                       table[y].to_numpy(np.float64)))
     draws: dict = {}
     for _ in range(resamples):
         parts = []
@@ -270,7 +269,7 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
     labels = {c: sorted(set(results[c].dropna().tolist()), key=str) for c in LABEL_COLUMNS
               if c in results}
     document = _json_safe({
-        "model": f"log{LOG_BASE}(metric) = intercept + slope * log{LOG_BASE}(x); saturating: "
+        "model": "log10(metric) = intercept + slope * log10(x); saturating: "
                  "metric = sat_a * x^(-sat_b) + sat_c (least squares on log10 metric)",
         "x": {"compute": f"{X_COLUMN}: 3 x forward GFLOPs per image (DiT convention) x images seen",
               "wall": f"{WALL_COLUMN}: measured training seconds of the run up to the "

@@ -50,15 +50,12 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis:
     column, x = METRICS[metric], X_AXES[axis]
     part = results[results["mixer"] == mixer]
     points = seed_means(part, x, column)
-    spread = (part.groupby(["model", "step"], sort=False)[column].std(ddof=1)
-              if len(part) else pd.Series(dtype=float))
     for (model, size), run in points.groupby(["model", "size"], sort=False):
         color = plotting.SIZE_COLORS.get(size, "grey")
         fit = fits.get((metric, axis, "model", model))
         slope = f" ({fit['slope']:+.2f})" if fit and np.isfinite(fit["slope"] or np.nan) else ""
-        errors = spread.reindex(list(zip(run["model"], run["step"]))).to_numpy()
         if int(run["n_seeds"].max()) > 1:                 # mean +- s.d. over seeds
-            ax.errorbar(run[x], run[column], yerr=errors, fmt="o", color=color, ms=4,
+            ax.errorbar(run[x], run[column], yerr=run["sd"], fmt="o", color=color, ms=4,
                         capsize=2, label=f"{size}{slope}")
         else:
             ax.plot(run[x], run[column], "o", color=color, label=f"{size}{slope}")

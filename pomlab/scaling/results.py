@@ -73,8 +73,7 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
         yield
         return
     while True:
-        handle = open(path, "a+")
-        try:
+        with open(path, "a+") as handle:
             try:                            # polled (not a blocking flock): a dead holder is
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)     # noticed while waiting
             except BlockingIOError:
@@ -99,8 +98,7 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
             if holder is not None:
                 print(f"notice: taking over {path} from {holder['name']}, which died holding it",
                       file=sys.stderr)
-            handle.seek(0)
-            handle.truncate()
+            handle.truncate(0)              # "a+": the record is written at the (new) end
             handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
             handle.flush()
             try:
@@ -110,8 +108,6 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
                 handle.flush()
                 fcntl.flock(handle, fcntl.LOCK_UN)
             return
-        finally:
-            handle.close()
 
 
 def folder_lock(out: str | os.PathLike):

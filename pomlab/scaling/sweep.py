@@ -39,9 +39,6 @@ from .results import (RESULT_COLUMNS, RUN_EVALS, RUN_TIMINGS, TIMING_COLUMNS, ch
                       run_lock, write_row)
 
 Report = Callable[[dict], None]
-# results.csv columns that are settings of the sweep
-_CONFIG_COLUMNS = ("scale", "patch", "dataset", "backend", "batch_size", "sample_steps",
-                   "cfg_guidance", "seed")
 
 
 @dataclass
@@ -130,7 +127,9 @@ def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None 
             if trainer.is_main:
                 seen = images_seen(step, config.batch_size)
                 row = {**{k: metrics.get(k) for k in RESULT_COLUMNS},   # None: not measured
-                       **{k: getattr(config, k) for k in _CONFIG_COLUMNS},
+                       **{k: getattr(config, k) for k in ("scale", "patch", "dataset", "backend",
+                                                          "batch_size", "sample_steps",
+                                                          "cfg_guidance", "seed")},
                        "model": name, "mixer": mixer, "size": size, "step": step,
                        "images_seen": seen, "gflops_per_image": gflops,
                        "train_compute_gflops": training_compute_gflops(gflops, seen),
@@ -240,13 +239,17 @@ def _on_rank0_then_share(fn):
 
 
 def model_costs(config: SweepConfig, mixer: str, size: str) -> tuple[float, float]:
-    """Estimated FLOPs of a training step and of an evaluation (on the meta device)."""
+    """Estimated FLOPs of a training step and of an evaluation (on the meta device); (1, 0) when
+    the estimate fails: it never stops a sweep."""
     from ..models import create, gflops
 
-    with torch.device("meta"):
-        model = create(model_name(mixer, size, config.patch), scale=config.scale,
-                       **config.model_overrides)
-    forward = gflops(model, config.image_size) * 1e9
+    try:
+        with torch.device("meta"):
+            model = create(model_name(mixer, size, config.patch), scale=config.scale,
+                           **config.model_overrides)
+        forward = gflops(model, config.image_size) * 1e9
+    except Exception:
+        return 1.0, 0.0
     method = config.sample_method or ("heun" if config.loss == "flow" else "ddim")
     calls = config.sample_steps * (2 if method == "heun" else 1) * (1 if config.cfg == 1 else 2)
     return (FORWARD_AND_BACKWARD * forward * config.batch_size,
@@ -266,18 +269,14 @@ class _Progress:
     def __init__(self, config: SweepConfig, models, enabled: bool, log):
         from tqdm.auto import tqdm
 
-        self.log, self.enabled, self.last, self.costs = log, enabled, {}, {}
+        self.log, self.enabled, self.last = log, enabled, {}
         self.total, self.done, self.start = 0.0, 0.0, None   # clock starts with the first model
+        self.costs = {model_name(m, z, config.patch): model_costs(config, m, z)
+                      for m, z in dict.fromkeys((m, z) for m, z, _ in models)}
         for mixer, size, seed in models:
-            name = model_name(mixer, size, config.patch)
-            if name not in self.costs:
-                try:
-                    self.costs[name] = model_costs(config, mixer, size)
-                except Exception:             # an estimate only: never stop a sweep for it
-                    self.costs[name] = (1.0, 0.0)
             pending = pending_steps(config.for_seed(seed), mixer, size)
             done = max([0] + [s for s in config.eval_steps if s not in pending])
-            step_cost, eval_cost = self.costs[name]
+            step_cost, eval_cost = self.costs[model_name(mixer, size, config.patch)]
             self.total += (config.steps - done) * step_cost + len(pending) * eval_cost
         self.bar = tqdm(total=self.total, unit="FLOP", unit_scale=True, dynamic_ncols=True,
                         desc="sweep (estimated FLOPs)",
