@@ -198,8 +198,7 @@ class SweepConfig:
     def settings(self) -> dict:
         """Everything that changes a number in results.csv (what one --out must agree on), flat
         as sweep.json has always recorded it."""
-        default = _sweep_train_defaults().to_dict()
-        d = {k: v for k, v in self.to_dict().items() if k != "train"}
-        d.update((k, v) for k, v in self.to_dict()["train"].items()
-                 if k in _RECORDED or v != default[k])      # cfg_guidance: "standard" unrecorded
-        return {k: v for k, v in d.items() if k not in COMPATIBLE_FIELDS}
+        d, default = self.to_dict(), _sweep_train_defaults().to_dict()
+        train = {k: v for k, v in d.pop("train").items()    # cfg_guidance: "standard" unrecorded
+                 if k in _RECORDED or v != default[k]}
+        return {k: v for k, v in {**d, **train}.items() if k not in COMPATIBLE_FIELDS}

@@ -209,8 +209,8 @@ def _run_parallel(config, models, jobs, threads, device, report) -> int:
 # --- the sweep ----------------------------------------------------------------------------
 
 def resolve_device(device: str) -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" \
-        else torch.device(device)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(auto if device == "auto" else device)
 
 
 def default_jobs(device: torch.device) -> int:
