@@ -1,10 +1,6 @@
 """What a scaling sweep is: the models (mixer x size), when and how they are evaluated, and one
-TrainConfig (`train`) that trains every model (no field of it is repeated here).
-
-"micro": the micro model family on the embedded digits, digits-FID/IS, sized so that S, B, L and
-XL for both mixers train and evaluate on 2 CPU cores in about 7 minutes.
-"paper": the DiT paper's sizes on VAE latents (ImageNet 256), Inception FID/IS, on GPUs.
-"""
+TrainConfig (`train`) that trains every model (no field of it is repeated here). The scales
+("micro": digits on 2 CPU cores, "paper": ImageNet latents on GPUs) are in docs/scaling.md."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,13 +17,11 @@ SETTINGS_FORMAT = "pomlab-scaling-v1"
 
 # Defaults per scale (the CLI's and SweepConfig.for_scale's), sweep and training fields alike.
 SWEEP_DEFAULTS = {
-    # 13 epochs of the 1437 digits at the micro lr 1e-2; 5 log-spaced evaluations (38 ... 600) of
-    # 250 Heun-10 samples: ~7 min on 2 cores, digits-FID slopes clearly negative (docs/scaling.md)
+    # 13 epochs of the digits, 5 log-spaced evaluations: ~7 min on 2 cores (docs/scaling.md)
     "micro": dict(dataset="digits", backend="digits", steps=600, batch_size=32, eval_points=5,
                   eval_every=None, fid_samples=250, sample_steps=10, eval_chunk=250,
                   ckpt_every=0, out="results/scaling"),
-    # DiT's 400K steps at batch 256, evaluated every 50K steps on 10K samples, 50 Heun steps; the
-    # PoM paper's Fig. 5 guidance w = 1 in the authors' convention c + w (c - u) (docs/scaling.md)
+    # DiT's schedule; the PoM paper's Fig. 5 guidance w = 1 in the authors' convention
     "paper": dict(dataset="latents", backend="inception", steps=400_000, batch_size=256,
                   eval_points=None, eval_every=50_000, fid_samples=10_000, sample_steps=50,
                   eval_chunk=1000, ckpt_every=10_000, out="results/scaling_paper",
@@ -83,17 +77,16 @@ def _sweep_train_defaults() -> TrainConfig:
 
 @dataclass
 class SweepConfig:
-    """One scaling sweep: every (mixer, size) model is trained with `train` (its model and out
-    set per model) and evaluated (EMA weights, fixed noise and labels) at eval_steps. Build it
-    with SweepConfig.for_scale(scale, ...) to get the scale's defaults. Reading a training
-    field through the sweep (config.steps) gives config.train's."""
+    """One scaling sweep: every (mixer, size) model trained with `train` and evaluated at
+    eval_steps; for_scale(scale, ...) gives the scale's defaults. config.steps reads train's."""
 
     sizes: tuple[str, ...] = option(SIZES, "comma-separated sizes from S,B,L,XL")
     mixers: tuple[str, ...] = option(MIXERS, "pom (DiPoM), mha (DiT) or both")
     patch: int = option(2, "patch size", choices=PATCHES)
     seeds: tuple[int, ...] | None = option(None, "train every model once per seed (replicates, "
                                            "e.g. 0,1,2): points become means over seeds and the "
-                                           "fits' intervals a bootstrap over runs (default: --seed)")
+                                           "fits' intervals a bootstrap over runs "
+                                           "(default: --seed)")
     eval_every: int | None = option(None, "evaluate every N steps (and at the end)")
     eval_points: int | None = option(None, "K log-spaced evaluations: steps/2^(K-1) ... steps")
     eval_steps: tuple[int, ...] | None = option(None, "explicit evaluation steps, e.g. 100,200,400 "
@@ -122,8 +115,7 @@ class SweepConfig:
     def for_scale(cls, scale: str = "micro", *, train: dict | TrainConfig | None = None,
                   **overrides) -> "SweepConfig":
         """The scale's defaults (SWEEP_DEFAULTS), then `overrides` (training fields too, flat or
-        as `train`); the evaluation steps come from eval_steps, eval_every (linear) or
-        eval_points (log-spaced), the one given winning over the scale's default."""
+        as `train`); a given eval_every or eval_points wins over the scale's."""
         check_choice("scale", scale, SCALES)
         given = {**(dataclasses.asdict(train) if isinstance(train, TrainConfig) else train or {}),
                  **overrides}
@@ -136,11 +128,9 @@ class SweepConfig:
                    train=TrainConfig(**{**dataclasses.asdict(_sweep_train_defaults()), **trained})
                    ).validate()
 
+    @as_setting_errors()
     def validate(self) -> "SweepConfig":
-        with as_setting_errors():
-            return self._validate()
-
-    def _validate(self) -> "SweepConfig":
+        """Check and resolve the fields (lists parsed, seeds and evaluation steps filled in)."""
         self.sizes = _parse_list("sizes", self.sizes, SIZES)
         self.mixers = _parse_list("mixers", self.mixers, MIXERS)
         check_choice("patch", self.patch, PATCHES)
@@ -154,7 +144,8 @@ class SweepConfig:
                              f"(embedded, no files), got {t.data_path!r}: pass --dataset folder, "
                              "cifar10 or latents to train on it")
         if t.dataset != "digits" and not t.data_path:
-            hint = " (a latent folder made by experiments/encode_latents.py)" if t.dataset == "latents" else ""
+            hint = (" (a latent folder made by experiments/encode_latents.py)"
+                    if t.dataset == "latents" else "")
             raise ValueError(f"dataset {t.dataset!r} needs data_path / --data-path{hint}")
         if self.vae and t.dataset != "latents":
             raise ValueError(f"--vae / vae decodes latent samples: it needs dataset 'latents', "
@@ -179,10 +170,9 @@ class SweepConfig:
             raise ValueError(f"seeds must be distinct ints >= 0, got {self.seeds!r}")
         self.seeds = tuple(check_int("seeds", s, minimum=0) for s in seeds)
         t.seed = self.seeds[0]
-        if self.eval_steps is None:
-            self.eval_steps = (every_steps(t.steps, self.eval_every) if self.eval_every is not None
-                               else log_spaced_steps(t.steps, self.eval_points or 5))
-        steps = tuple(self.eval_steps)
+        steps = tuple(self.eval_steps if self.eval_steps is not None else
+                      every_steps(t.steps, self.eval_every) if self.eval_every is not None
+                      else log_spaced_steps(t.steps, self.eval_points or 5))
         if (not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
                 or list(steps) != sorted(set(steps)) or steps[-1] != t.steps):
             raise ValueError(f"eval_steps must be increasing positive ints ending at steps="
@@ -192,7 +182,8 @@ class SweepConfig:
 
     def for_seed(self, seed: int) -> "SweepConfig":
         """The configuration of one replicate: seed `seed` for training and evaluation."""
-        return dataclasses.replace(self, seeds=(seed,), train=dataclasses.replace(self.train, seed=seed))
+        return dataclasses.replace(self, seeds=(seed,),
+                                   train=dataclasses.replace(self.train, seed=seed))
 
     def models(self) -> list[tuple[str, str]]:
         """The (mixer, size) pairs of this sweep."""
@@ -207,8 +198,7 @@ class SweepConfig:
     def settings(self) -> dict:
         """Everything that changes a number in results.csv (what one --out must agree on), flat
         as sweep.json has always recorded it."""
-        default = _sweep_train_defaults().to_dict()
-        d = {k: v for k, v in self.to_dict().items() if k != "train"}
-        d.update((k, v) for k, v in self.to_dict()["train"].items()
-                 if k in _RECORDED or v != default[k])      # cfg_guidance: "standard" unrecorded
-        return {k: v for k, v in d.items() if k not in COMPATIBLE_FIELDS}
+        d, default = self.to_dict(), _sweep_train_defaults().to_dict()
+        train = {k: v for k, v in d.pop("train").items()    # cfg_guidance: "standard" unrecorded
+                 if k in _RECORDED or v != default[k]}
+        return {k: v for k, v in {**d, **train}.items() if k not in COMPATIBLE_FIELDS}

@@ -1,10 +1,9 @@
 """FID and IS of a Trainer's samples, deterministic and independent of how many ranks share it:
 fixed chunks, each with its own noise seed and balanced labels, taken by the ranks in turn and
-pooled on rank 0 (docs/scaling.md). Reference statistics of training data are extracted in
-chunks shared by the ranks too: were rank 0 alone to decode and score thousands of images, the
-other ranks would wait in their first collective, past NCCL's timeout."""
+pooled on rank 0; the reference statistics of training data likewise (docs/scaling.md)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,10 +26,8 @@ from ..metrics.scores import IS_SPLITS, warn_if_rank_deficient
 from .config import SweepConfig
 
 
-
 def chunk_bounds(n: int, chunk: int) -> list[tuple[int, int]]:
-    """[start, stop) of max(1, n // chunk) near-equal chunks: every chunk holds at least
-    min(n, chunk) >= 2 samples, so each has a covariance."""
+    """[start, stop) of max(1, n // chunk) near-equal chunks, each of >= min(n, chunk) samples."""
     count = max(1, n // chunk)
     edges = [round(i * n / count) for i in range(count + 1)]
     return list(zip(edges[:-1], edges[1:]))
@@ -54,15 +51,8 @@ def vae_source(config: SweepConfig, meta: dict) -> str:
     return source
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _npz_rows(path: Path, name: str) -> int:
-    """Length of array `name` in an .npz, read from its header: ADM's reference batches also hold
-    their images as arr_0 (10 000 x 256 x 256 x 3, 2 GB), which only the count is needed of."""
+    """Length of array `name` in an .npz, from its header only (ADM's arr_0 images are 2 GB)."""
     with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as member:
         version = np.lib.format.read_magic(member)
         shape, _, _ = (np.lib.format.read_array_header_1_0(member) if version == (1, 0)
@@ -71,46 +61,38 @@ def _npz_rows(path: Path, name: str) -> int:
 
 
 class Evaluator:
-    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks). Under DDP every rank
-    must build it and call it (both are collective). config.reference: "data" (the training
-    set) or a path (an .npz of `mu` and `sigma`, or images); see docs/scaling.md."""
+    """evaluator(trainer) -> metrics dict on rank 0 (None on other ranks); under DDP every rank
+    builds and calls it (both collective). config.reference: see docs/scaling.md."""
 
     def __init__(self, config: SweepConfig, trainer, *, cache_dir: str | os.PathLike | None = None):
         self.config, self.trainer = config, trainer
-        self.rank, self.world = _world()
+        self.rank, self.world = ((dist.get_rank(), dist.get_world_size())
+                                 if dist.is_available() and dist.is_initialized() else (0, 1))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.backend = get_backend(config.backend, weights=config.backend_weights,
                                    device=trainer.device)
-        self._vae = None
-        # Precision/recall and KID need the real features: the embedded digits' (cached with
-        # their statistics, on rank 0); references given as statistics or drawn in chunks have
-        # none. Every rank knows (the fake features travel to rank 0 with the chunks).
+        # Precision/recall and KID need the real features: only the embedded digits' are kept
+        # (with their statistics, on rank 0); the fake features travel with the chunks.
         self.coverage = config.reference == "data" and config.dataset == "digits"
         self.reference_features = None
-        # Only rank 0 scores (None elsewhere); the others help extract features.
-        self.reference = self._reference_statistics()
+        self.reference = self._reference_statistics()     # rank 0's (None elsewhere)
 
     # --- pixels ---
 
-    def _vae_model(self):
-        if self._vae is None:
-            source = vae_source(self.config, getattr(self.trainer.data, "meta", {}))
-            self._vae = load_vae(source).to(self.trainer.device).eval()
-        return self._vae
+    @functools.cached_property
+    def vae(self):
+        source = vae_source(self.config, getattr(self.trainer.data, "meta", {}))
+        return load_vae(source).to(self.trainer.device).eval()
 
     def decode(self, latents: Tensor, batch_size: int = 32) -> Tensor:
         """Scaled latents -> [0, 1] pixels on the CPU, through the VAE."""
-        vae, scale = self._vae_model(), self.trainer.data.scale_factor
-        out = [from_model_range(decode_latents(vae, part.to(self.trainer.device), scale)).float().cpu()
-               for part in latents.split(batch_size)]
-        return torch.cat(out)
+        device, scale = self.trainer.device, self.trainer.data.scale_factor
+        return torch.cat([from_model_range(decode_latents(self.vae, part.to(device), scale))
+                          .float().cpu() for part in latents.split(batch_size)])
 
-    def to_pixels(self, x: Tensor, *, model_space: bool) -> Tensor:
-        """Samples or data items as [0, 1] pixels. model_space: pixels still in [-1, 1]
-        (data items; Trainer.generate already maps its pixel samples to [0, 1])."""
-        if self.trainer.data.kind == "latents":
-            return self.decode(x)
-        return from_model_range(x) if model_space else x
+    def to_pixels(self, x: Tensor) -> Tensor:
+        """Samples or data items in model space (latents, or pixels in [-1, 1]) as [0, 1] pixels."""
+        return self.decode(x) if self.trainer.data.kind == "latents" else from_model_range(x)
 
     # --- reference ---
 
@@ -141,25 +123,26 @@ class Evaluator:
             with np.load(path, allow_pickle=False) as f:
                 return FeatureStats(mu=f["mu"], sigma=f["sigma"], n=int(f["n"]),
                                     backend=self.backend.cache_tag, source=str(f["source"]))
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))[:count]
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed))
 
         def chunk_statistics(index: int, start: int, stop: int) -> FeatureStats:
             items = torch.stack([data[int(i)][0] for i in order[start:stop]])
-            return extract(self.to_pixels(items, model_space=True), self.backend,
+            return extract(self.to_pixels(items), self.backend,
                            name="reference", logits=False, warn_rank=False)[0]
 
         parts = self._on_ranks(chunk_bounds(count, cfg.eval_chunk), chunk_statistics)
         if parts is None:
             return None
-        stats = pool_statistics(parts, source=f"{cfg.dataset}:train[{count} random, seed {cfg.seed}]")
+        stats = pool_statistics(parts, source=f"{cfg.dataset}:train[{count} random, "
+                                              f"seed {cfg.seed}]")
         if path is not None:
             atomic_write(path, lambda f: np.savez(f, mu=stats.mu, sigma=stats.sigma,
-                                                  n=np.int64(stats.n), source=np.array(stats.source)))
+                                                  n=np.int64(stats.n),
+                                                  source=np.array(stats.source)))
         return stats
 
     def _on_ranks(self, chunks: list[tuple[int, int]], compute) -> list | None:
-        """compute(index, start, stop) of every chunk, the ranks taking them in turn (collective);
-        rank 0 gets the results in chunk order, the other ranks None."""
+        """compute(index, start, stop) of every chunk, ranks taking turns (all on rank 0)."""
         mine = [(index, compute(index, *chunks[index]))
                 for index in range(self.rank, len(chunks), self.world)]
         if self.world > 1:
@@ -177,15 +160,14 @@ class Evaluator:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
                 if "mu" in f and "sigma" in f:
-                    n = int(f["n"]) if "n" in f else (_npz_rows(path, "arr_0") if "arr_0" in f else 0)
+                    n = int(f["n"]) if "n" in f else _npz_rows(path, "arr_0") if "arr_0" in f else 0
                     if f["mu"].shape[-1] != self.backend.num_features:
-                        raise ValueError(f"{path} holds {f['mu'].shape[-1]}-dimensional statistics; "
-                                         f"the {self.backend.name} backend has "
+                        raise ValueError(f"{path} holds {f['mu'].shape[-1]}-dimensional "
+                                         f"statistics; the {self.backend.name} backend has "
                                          f"{self.backend.num_features} features")
                     return FeatureStats(mu=f["mu"].astype(np.float64),
                                         sigma=f["sigma"].astype(np.float64), n=n, source=path.name)
-        images = load_samples(path)
-        return extract(images, self.backend, name="reference", logits=False,
+        return extract(load_samples(path), self.backend, name="reference", logits=False,
                        source=path.name)[0]
 
     # --- samples ---
@@ -194,13 +176,13 @@ class Evaluator:
         trainer = trainer or self.trainer
         cfg = self.config
 
-        def chunk_scores(index: int, start: int, stop: int) -> tuple[FeatureStats, Tensor, Tensor | None]:
+        def chunk_scores(index: int, start: int, stop: int) -> tuple:   # stats, logits, features
             labels = balanced_labels(start, stop, trainer.data.num_classes)
             x = trainer.generate(labels, steps=cfg.sample_steps, method=cfg.sample_method,
                                  cfg=float(cfg.cfg), seed=chunk_seed(cfg.seed, index),
                                  batch_size=cfg.sample_batch, guidance=cfg.cfg_guidance)
             parts: list | None = [] if self.coverage else None
-            stats, logits = extract(self.to_pixels(x, model_space=True), self.backend,
+            stats, logits = extract(self.to_pixels(x), self.backend,
                                     name=f"samples[{start}:{stop}]", warn_rank=False,
                                     features_out=parts)
             fault_point("evaluation")
@@ -209,13 +191,13 @@ class Evaluator:
         parts = self._on_ranks(chunk_bounds(cfg.fid_samples, cfg.eval_chunk), chunk_scores)
         if parts is None:
             return None
-        fake = pool_statistics([stats for stats, _, _ in parts], source="samples")
+        stats, logits, features = zip(*parts)
+        fake = pool_statistics(list(stats), source="samples")
         warn_if_rank_deficient("samples", fake.n, self.backend.num_features)
-        is_mean, is_std = inception_score_from_logits(torch.cat([part[1] for part in parts]),
-                                                      splits=min(IS_SPLITS, fake.n),
-                                                      seed=cfg.seed)
-        coverage = (coverage_scores(self.reference_features, torch.cat([part[2] for part in parts]),
-                                    self.backend, seed=cfg.seed) if self.coverage else {})
+        is_mean, is_std = inception_score_from_logits(torch.cat(logits), seed=cfg.seed,
+                                                      splits=min(IS_SPLITS, fake.n))
+        coverage = (coverage_scores(self.reference_features, torch.cat(features), self.backend,
+                                    seed=cfg.seed) if self.coverage else {})
         return {**self.backend.labels, "fid": stats_distance(self.reference, fake),
                 "is_mean": is_mean, "is_std": is_std, "n_fake": fake.n,
                 "n_real": self.reference.n, "reference": self.reference.source, **coverage}

@@ -1,8 +1,6 @@
-"""Fits of a metric against training compute (or measured wall-clock time): the power law (OLS in
-log-log), the saturating law y = a C^(-b) + c and the compute-optimal frontier, per model, per
-mixer pooled and per frontier, with 95% intervals: Student t with one seed (too narrow: one run's
-evaluations are correlated), a percentile bootstrap over seeds with several (docs/scaling.md).
-"""
+"""Fits of a metric against training compute (or wall-clock time): the power law, the saturating
+law y = a C^(-b) + c and the compute-optimal frontier, per model, mixer and frontier, with 95%
+intervals (Student t with one seed, a bootstrap over seeds with several; docs/scaling.md)."""
 from __future__ import annotations
 
 import math
@@ -16,7 +14,6 @@ from scipy import optimize, stats
 from ..checks import check_choice
 from ..io import atomic_to_csv, atomic_write_json
 
-LOG_BASE = 10
 X_COLUMN = "train_compute_gflops"
 WALL_COLUMN = "train_wall_seconds"       # cumulative measured training time (timings.csv)
 X_AXES = {"compute": X_COLUMN, "wall": WALL_COLUMN}
@@ -32,6 +29,7 @@ FIT_COLUMNS = ["metric", "x", "group", "model", "mixer", "size", "patch", "n", "
                "sat_b_ci95_high", "sat_c", "sat_c_ci95_low", "sat_c_ci95_high", "sat_r2",
                "x_min", "x_max"]
 GROUP_KEYS = ["model", "mixer", "size", "patch"]
+NAN = float("nan")
 
 
 def _positive_pair(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,38 +41,41 @@ def _positive_pair(x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def loglog_fit(x, y) -> dict:
-    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc)."""
+def _no_fit(n: int, values: tuple[str, ...], intervals: tuple[str, ...]) -> dict:
+    """A fit's result before (or without) fitting: every value NaN."""
+    return {"n": n, **dict.fromkeys(values, NAN), **{f"{k}_ci95": [NAN, NAN] for k in intervals}}
+
+
+def _t95(estimate: float, stderr: float, dof: int) -> list[float]:
+    """Student-t 95% interval of an estimate."""
+    t = float(stats.t.ppf(0.975, dof))
+    return [estimate - t * stderr, estimate + t * stderr]
+
+
+def loglog_fit(x, y, *, intervals: bool = True) -> dict:
+    """OLS of log10 y on log10 x: n, slope, intercept, their 95% CIs, r2 (see module doc);
+    intervals=False: slope and intercept alone (the bootstrap's quick refits)."""
     x, y = _positive_pair(x, y, "a log-log fit")
-    nan = float("nan")
-    result = {"n": int(len(x)), "slope": nan, "intercept": nan, "slope_ci95": [nan, nan],
-              "intercept_ci95": [nan, nan], "r2": nan}
+    result = _no_fit(len(x), ("slope", "intercept", "r2"), ("slope", "intercept"))
     lx, ly = np.log10(x), np.log10(y)
     if len(x) < 2 or np.ptp(lx) == 0:
         return result
+    if not intervals:
+        slope, intercept = np.polyfit(lx, ly, 1)
+        return {**result, "slope": float(slope), "intercept": float(intercept)}
     fit = stats.linregress(lx, ly)
     result.update(slope=float(fit.slope), intercept=float(fit.intercept), r2=float(fit.rvalue ** 2))
     if len(x) >= 3:
-        t = float(stats.t.ppf(0.975, len(x) - 2))
-        result["slope_ci95"] = [fit.slope - t * fit.stderr, fit.slope + t * fit.stderr]
-        result["intercept_ci95"] = [fit.intercept - t * fit.intercept_stderr,
-                                    fit.intercept + t * fit.intercept_stderr]
+        result["slope_ci95"] = _t95(fit.slope, fit.stderr, len(x) - 2)
+        result["intercept_ci95"] = _t95(fit.intercept, fit.intercept_stderr, len(x) - 2)
     return result
 
 
-def _r2(log_y: np.ndarray, log_fit: np.ndarray) -> float:
-    total = float(np.sum((log_y - log_y.mean()) ** 2))
-    return 1.0 - float(np.sum((log_y - log_fit) ** 2)) / total if total > 0 else float("nan")
-
-
 def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -> dict:
-    """y = a * x^(-b) + c, least squares on log10 y (a > 0, b >= 0, c >= 0): n, a, b, c, 95% CIs
-    of b and c (Student t, n - 3 dof; NaN when n < 4), r2 on log10 y; NaN when n < 3 or the fit
-    fails. `start`: a fit of similar data to start from (else three starts are tried)."""
+    """y = a * x^(-b) + c, least squares on log10 y: n, a, b, c, t 95% CIs of b and c (n >= 4),
+    r2 on log10 y; NaN when n < 3 or the fit fails. `start`: a similar fit to start from."""
     x, y = _positive_pair(x, y, "a saturating fit")
-    nan = float("nan")
-    result = {"n": int(len(x)), "a": nan, "b": nan, "c": nan, "b_ci95": [nan, nan],
-              "c_ci95": [nan, nan], "r2": nan}
+    result = _no_fit(len(x), ("a", "b", "c", "r2"), ("b", "c"))
     lx, ly = np.log10(x), np.log10(y)
     if len(x) < 3 or np.ptp(lx) == 0:
         return result
@@ -107,32 +108,29 @@ def saturating_fit(x, y, start: dict | None = None, *, intervals: bool = True) -
     if best is None:
         return result
     _, (log_a, b, c), cov = best
-    result.update(a=float(10 ** (log_a + b * x0)), b=float(b), c=float(c * scale),
-                  r2=_r2(ly, model(lx, log_a, b, c)))
+    total = float(np.sum((ly - ly.mean()) ** 2))        # r2 on log10 y, as the power law's
+    r2 = 1.0 - float(np.sum((ly - model(lx, log_a, b, c)) ** 2)) / total if total > 0 else NAN
+    result.update(a=float(10 ** (log_a + b * x0)), b=float(b), c=float(c * scale), r2=r2)
     if intervals and len(x) >= 4 and np.all(np.isfinite(cov)):
-        t = float(stats.t.ppf(0.975, len(x) - 3))
         se_b, se_c = np.sqrt(np.maximum(np.diag(cov)[1:], 0.0))
-        result["b_ci95"] = [b - t * se_b, b + t * se_b]
-        result["c_ci95"] = [(c - t * se_c) * scale, (c + t * se_c) * scale]
+        result["b_ci95"] = _t95(b, se_b, len(x) - 3)
+        result["c_ci95"] = [v * scale for v in _t95(c, se_c, len(x) - 3)]
     return result
 
 
 def frontier(points: pd.DataFrame, x: str, y: str, better: str = "lower") -> pd.DataFrame:
-    """The compute-optimal frontier of `points`: sorted by x, the rows whose y beats every row
-    with x at most theirs (strictly lower y for better="lower", higher for "higher")."""
+    """The compute-optimal frontier of `points`: sorted by x, the rows whose y strictly beats
+    (better: "lower" or "higher") every row with x at most theirs."""
     check_choice("better", better, ("lower", "higher"))
     sign = 1.0 if better == "lower" else -1.0
     ordered = points.assign(_key=sign * points[y]).sort_values([x, "_key"], kind="stable")
-    best, keep = np.inf, []
-    for key in ordered["_key"].to_numpy(dtype=np.float64):
-        keep.append(key < best)
-        best = min(best, key)
-    return ordered[keep].drop(columns="_key").reset_index(drop=True)
+    key = ordered["_key"].to_numpy(dtype=np.float64)
+    best_before = np.fmin.accumulate(np.concatenate([[np.inf], key[:-1]]))   # NaN: no record
+    return ordered[key < best_before].drop(columns="_key").reset_index(drop=True)
 
 
 def with_wall_clock(results: pd.DataFrame, timings: pd.DataFrame | None) -> pd.DataFrame:
-    """results with WALL_COLUMN: each run's training seconds up to that evaluation (timings.csv's
-    train_seconds summed so far; a resumed interval counts what it retrained), NaN without."""
+    """results with WALL_COLUMN: each run's train_seconds summed up to that evaluation."""
     results = with_seed(results)
     if timings is None or timings.empty:
         return results.assign(**{WALL_COLUMN: np.nan})
@@ -149,38 +147,30 @@ def with_seed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_means(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """One point per (model, step): x and y averaged over the seeds (n_seeds of them)."""
+    """One point per (model, step): x and y averaged over the seeds (n_seeds of them; sd: y's
+    standard deviation over them)."""
     results = with_seed(results)
     if "step" not in results:                 # a bare table: each run's rows in order
         results = results.assign(step=results.groupby([*GROUP_KEYS, "seed"]).cumcount())
     points = results[[*GROUP_KEYS, "step", "seed", x, y]].dropna(subset=[x, y])
     grouped = points.groupby([*GROUP_KEYS, "step"], sort=False)
-    return grouped.agg(**{x: (x, "mean"), y: (y, "mean"), "n_seeds": ("seed", "nunique")}
-                       ).reset_index()
-
-
-def _quick_line(x, y) -> dict:
-    """loglog_fit's slope and intercept alone (the bootstrap's refits)."""
-    lx, ly = np.log10(np.asarray(x, np.float64)), np.log10(np.asarray(y, np.float64))
-    if len(lx) < 2 or np.ptp(lx) == 0:
-        return {"slope": np.nan, "intercept": np.nan}
-    slope, intercept = np.polyfit(lx, ly, 1)
-    return {"slope": float(slope), "intercept": float(intercept)}
+    return grouped.agg(**{x: (x, "mean"), y: (y, "mean"), "sd": (y, "std"),
+                          "n_seeds": ("seed", "nunique")}).reset_index()
 
 
 def _fits_of_points(points: pd.DataFrame, metric: str, x: str, y: str,
                     starts: dict | None = None) -> dict:
-    """Every fit of one metric against one x, keyed (group, model): per model, per mixer pooled,
-    per mixer frontier. starts: earlier fits by key to start from (the bootstrap's quick refits)."""
+    """Every fit of one metric against one x, keyed (group, model); starts: earlier fits to start
+    from (the bootstrap's quick refits)."""
     fits = {}
 
     def add(group, model, part, labels):
         # no saturating law through sizes pooled: each size has its own floor
         start = starts[(group, model)]["sat"] if starts and (group, model) in starts else None
-        quick = starts is not None
-        sat = (saturating_fit(part[x], part[y], start, intervals=not quick) if group != "mixer"
+        intervals = starts is None
+        sat = (saturating_fit(part[x], part[y], start, intervals=intervals) if group != "mixer"
                else saturating_fit([], []))
-        line = _quick_line(part[x], part[y]) if quick else loglog_fit(part[x], part[y])
+        line = loglog_fit(part[x], part[y], intervals=intervals)
         fits[(group, model)] = {"labels": labels, "rows": part, "line": line, "sat": sat}
 
     for (model, mixer, size, patch), part in points.groupby(GROUP_KEYS, sort=False):
@@ -201,10 +191,9 @@ def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: in
     rng = np.random.default_rng(seed)
     blocks = []                              # per model: seeds x steps tables of x and y
     for keys, frame in with_seed(results).groupby(GROUP_KEYS, sort=False):
-        table_x = frame.pivot_table(index="seed", columns="step", values=x, dropna=False)
-        table_y = frame.pivot_table(index="seed", columns="step", values=y, dropna=False)
-        blocks.append((keys, table_x.columns.to_numpy(), table_x.to_numpy(np.float64),
-                       table_y.to_numpy(np.float64)))
+        table = frame.pivot_table(index="seed", columns="step", values=[x, y], dropna=False)
+        blocks.append((keys, table[x].columns.to_numpy(), table[x].to_numpy(np.float64),
+                       table[y].to_numpy(np.float64)))
     draws: dict = {}
     for _ in range(resamples):
         parts = []
@@ -224,67 +213,52 @@ def _bootstrap(results: pd.DataFrame, metric: str, x: str, y: str, resamples: in
     return {key: np.asarray(values, dtype=np.float64) for key, values in draws.items()}
 
 
-def _interval(values: np.ndarray) -> list[float]:
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return [float("nan"), float("nan")]
-    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
-
-
 def fit_table(results: pd.DataFrame, timings: pd.DataFrame | None = None, *,
               resamples: int | None = None, seed: int = BOOTSTRAP_SEED) -> list[dict]:
-    """Every fit of a results frame (rows of FIT_COLUMNS): per metric, per x (training compute;
-    wall-clock when timings are given), per group, both laws with 95% intervals (`resamples`
-    bootstrap resamples when the models have several seeds). Models in the frame's order."""
+    """Every fit of a results frame (rows of FIT_COLUMNS, models in the frame's order): per metric,
+    x (compute; wall-clock with timings) and group, both laws with 95% intervals."""
     resamples = BOOTSTRAP_RESAMPLES if resamples is None else resamples
     results = with_seed(results)
     axes = {"compute": X_COLUMN}
     if timings is not None and not timings.empty:
         results = with_wall_clock(results, timings)
         axes["wall"] = WALL_COLUMN
-    many_seeds = int(results.groupby("model")["seed"].nunique().min()) > 1 if len(results) else False
+    many_seeds = len(results) and int(results.groupby("model")["seed"].nunique().min()) > 1
     rows = []
     for metric, y in METRICS.items():
         for axis, x in axes.items():
             if results[x].isna().all():
                 continue
-            points = seed_means(results, x, y)
-            fits = _fits_of_points(points, metric, x, y)
-            boot = (_bootstrap(results, metric, x, y, resamples, seed, fits) if many_seeds
-                    else {})
+            fits = _fits_of_points(seed_means(results, x, y), metric, x, y)
+            boot = _bootstrap(results, metric, x, y, resamples, seed, fits) if many_seeds else {}
             for (group, model), fit in fits.items():
-                rows.append(_fit_row(metric, axis, group, model, fit, boot.get((group, model)),
-                                     x))
+                line, sat, part = fit["line"], fit["sat"], fit["rows"]
+                draws = boot.get((group, model))
+                row = {"metric": metric, "x": axis, "group": group, "model": model,
+                       **fit["labels"], **{k: line[k] for k in ("n", "slope", "intercept", "r2")},
+                       **{f"sat_{k}": sat[k] for k in ("a", "b", "c", "r2")},
+                       "n_seeds": int(part["n_seeds"].min()) if len(part) else 0,
+                       "ci": "t (one run: too narrow)" if draws is None else "bootstrap over seeds",
+                       "x_min": float(part[x].min()), "x_max": float(part[x].max())}
+                t_intervals = (line["slope_ci95"], line["intercept_ci95"], sat["b_ci95"],
+                               sat["c_ci95"])
+                for i, name in enumerate(("slope", "intercept", "sat_b", "sat_c")):  # _bootstrap's
+                    finite = draws[np.isfinite(draws[:, i]), i] if draws is not None else None
+                    row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = (   # percentile bootstrap
+                        t_intervals[i] if draws is None else [NAN, NAN] if len(finite) < 2
+                        else [float(v) for v in np.percentile(finite, [2.5, 97.5])])
+                rows.append(row)
     return rows
 
 
-def _fit_row(metric, axis, group, model, fit, boot, x) -> dict:
-    line, sat, part = fit["line"], fit["sat"], fit["rows"]
-    row = {"metric": metric, "x": axis, "group": group, "model": model, **fit["labels"],
-           "n": line["n"], "n_seeds": int(part["n_seeds"].min()) if len(part) else 0,
-           "ci": "t (one run: too narrow)" if boot is None else "bootstrap over seeds",
-           "slope": line["slope"], "intercept": line["intercept"], "r2": line["r2"],
-           "sat_a": sat["a"], "sat_b": sat["b"], "sat_c": sat["c"], "sat_r2": sat["r2"],
-           "x_min": float(part[x].min()), "x_max": float(part[x].max())}
-    t_intervals = (line["slope_ci95"], line["intercept_ci95"], sat["b_ci95"], sat["c_ci95"])
-    for i, name in enumerate(("slope", "intercept", "sat_b", "sat_c")):   # _bootstrap's columns
-        low, high = t_intervals[i] if boot is None else _interval(boot[:, i])
-        row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = low, high
-    return row
-
-
 def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return _json_safe(float(value))
+    """NumPy scalars as Python numbers, NaN and inf as None (JSON null), through dicts and lists."""
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    return value
+    value = value.item() if isinstance(value, (np.integer, np.floating)) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
@@ -295,10 +269,9 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
     labels = {c: sorted(set(results[c].dropna().tolist()), key=str) for c in LABEL_COLUMNS
               if c in results}
     document = _json_safe({
-        "model": f"log{LOG_BASE}(metric) = intercept + slope * log{LOG_BASE}(x); saturating: "
+        "model": "log10(metric) = intercept + slope * log10(x); saturating: "
                  "metric = sat_a * x^(-sat_b) + sat_c (least squares on log10 metric)",
-        "x": {"compute": f"{X_COLUMN}: 3 x forward GFLOPs per image (DiT convention) x images "
-                         "seen",
+        "x": {"compute": f"{X_COLUMN}: 3 x forward GFLOPs per image (DiT convention) x images seen",
               "wall": f"{WALL_COLUMN}: measured training seconds of the run up to the "
                       "evaluation (timings.csv; depends on the machine and its load)"},
         "metrics": {"fid": "fid column (see fid_name)", "is": "is_mean column (see is_name)"},
@@ -310,10 +283,7 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
               "n - 3 saturating), treating one run's evaluations as independent; 'bootstrap "
               f"over seeds': percentile bootstrap ({BOOTSTRAP_RESAMPLES} resamples) of the "
               "seeds of every model; null when undefined",
-        "r2": "on log10 metric, for both laws",
-        "labels": labels,
-        "fits": fits,
-    })
+        "r2": "on log10 metric, for both laws", "labels": labels, "fits": fits})
     atomic_write_json(json_path, document)
     if csv_path is not None:
         atomic_to_csv(pd.DataFrame(fits, columns=FIT_COLUMNS), csv_path)
@@ -321,26 +291,18 @@ def write_fits(results: pd.DataFrame, json_path: str | os.PathLike,
 
 
 def slopes_table(fits: list[dict]) -> pd.DataFrame:
-    """FID and IS slopes against compute side by side (slope [95% CI], R^2, n, seeds; FID's
-    saturating floor and R^2), one row per fit group and model, for printing."""
-    def cell(f):
-        if f["slope"] is None or not np.isfinite(f["slope"]):
-            return "n/a"
-        low, high = f["slope_ci95_low"], f["slope_ci95_high"]
-        ci = (f" [{low:+.2f}, {high:+.2f}]" if low is not None and np.isfinite(low) else "")
-        return f"{f['slope']:+.3f}{ci}"
-
+    """FID and IS slopes against compute side by side, one row per fit group and model."""
     def number(value, fmt):
         return format(value, fmt) if value is not None and np.isfinite(value) else "n/a"
 
     rows = {}
-    for f in fits:
-        if f.get("x", "compute") != "compute":
-            continue
+    for f in (f for f in fits if f.get("x", "compute") == "compute"):
         row = rows.setdefault((f["group"], f["model"]), {"model": f["model"], "fit": f["group"],
-                                                         "n": f["n"],
-                                                         "seeds": f.get("n_seeds", 1)})
-        row[f"{f['metric']} slope [95% CI]"] = cell(f)
+                                                         "n": f["n"], "seeds": f.get("n_seeds", 1)})
+        slope, low, high = number(f["slope"], "+.3f"), f["slope_ci95_low"], f["slope_ci95_high"]
+        if slope != "n/a" and number(low, "") != "n/a":
+            slope += f" [{low:+.2f}, {high:+.2f}]"
+        row[f"{f['metric']} slope [95% CI]"] = slope
         row[f"{f['metric']} R2"] = number(f["r2"], ".3f")
         if f["metric"] == "fid":
             row["fid floor c"] = number(f.get("sat_c"), ".3g")

@@ -1,5 +1,4 @@
-"""The scaling figures: the paper's Figure 5 (one panel per mixer) and PoM against MHA on shared
-axes; what they show is in docs/scaling.md."""
+"""The scaling figures: the paper's Figure 5 and PoM against MHA (docs/scaling.md)."""
 from __future__ import annotations
 
 import functools
@@ -16,6 +15,7 @@ from .fits import BETTER, METRICS, X_AXES, X_COLUMN, frontier, seed_means, with_
 
 COMPUTE_LABEL = "training compute (GFLOPs)"
 AXIS_LABELS = {"compute": COMPUTE_LABEL, "wall": "measured training time (s)"}
+SIZE_MARKERS = {"S": "o", "B": "s", "L": "^", "XL": "D"}
 
 
 def _mixers(results: pd.DataFrame) -> list[str]:
@@ -32,37 +32,30 @@ def describe_results(results: pd.DataFrame) -> str:
                 and results["cfg_guidance"].notna().any() else "standard")  # older rows: standard
     return (f"{one('scale')} scale, {one('dataset')}, {one('fid_name')} & {one('is_name')} of "
             f"{one('n_fake')} samples vs {one('reference')}, {one('sample_method')} "
-            f"{one('sample_steps')} steps, cfg {one('cfg')} ({guidance}), batch {one('batch_size')}, "
-            f"{one('device')}")
+            f"{one('sample_steps')} steps, cfg {one('cfg')} ({guidance}), "
+            f"batch {one('batch_size')}, {one('device')}")
 
 
-def _line(ax, fit: dict, x_min: float, x_max: float, **style) -> None:
-    if fit is None or fit["slope"] is None or not np.isfinite(fit["slope"]):
+def _line(ax, fit: dict, x_min: float, x_max: float, saturating: bool = False, **style) -> None:
+    """A fit's power law (saturating: its saturating law) over [x_min, x_max], if defined."""
+    exponent = fit and fit.get("sat_b" if saturating else "slope")
+    if exponent is None or not np.isfinite(exponent):
         return
-    x = np.geomspace(x_min, x_max, 20)
-    ax.plot(x, 10 ** (fit["intercept"] + fit["slope"] * np.log10(x)), **style)
-
-
-def _saturating_curve(ax, fit: dict, **style) -> None:
-    if fit is None or fit.get("sat_b") is None or not np.isfinite(fit["sat_b"]):
-        return
-    x = np.geomspace(fit["x_min"], fit["x_max"], 40)
-    ax.plot(x, fit["sat_a"] * x ** -fit["sat_b"] + fit["sat_c"], **style)
+    x = np.geomspace(x_min, x_max, 40 if saturating else 20)
+    ax.plot(x, fit["sat_a"] * x ** -fit["sat_b"] + fit["sat_c"] if saturating
+            else 10 ** (fit["intercept"] + fit["slope"] * np.log10(x)), **style)
 
 
 def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis: str) -> None:
     column, x = METRICS[metric], X_AXES[axis]
     part = results[results["mixer"] == mixer]
     points = seed_means(part, x, column)
-    spread = (part.groupby(["model", "step"], sort=False)[column].std(ddof=1)
-              if len(part) else pd.Series(dtype=float))
     for (model, size), run in points.groupby(["model", "size"], sort=False):
         color = plotting.SIZE_COLORS.get(size, "grey")
         fit = fits.get((metric, axis, "model", model))
         slope = f" ({fit['slope']:+.2f})" if fit and np.isfinite(fit["slope"] or np.nan) else ""
-        errors = spread.reindex(list(zip(run["model"], run["step"]))).to_numpy()
         if int(run["n_seeds"].max()) > 1:                 # mean +- s.d. over seeds
-            ax.errorbar(run[x], run[column], yerr=errors, fmt="o", color=color, ms=4,
+            ax.errorbar(run[x], run[column], yerr=run["sd"], fmt="o", color=color, ms=4,
                         capsize=2, label=f"{size}{slope}")
         else:
             ax.plot(run[x], run[column], "o", color=color, label=f"{size}{slope}")
@@ -80,11 +73,9 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis:
         _line(ax, edge, edge["x_min"], edge["x_max"], color="black", lw=1.6,
               label=f"frontier ({slope})")
         if metric == "fid" and edge.get("sat_r2") is not None:
-            _saturating_curve(ax, edge, color="black", ls=":", lw=1.2,
-                              label=f"saturating, floor {edge['sat_c']:.3g} "
-                                    f"(b {edge['sat_b']:.2f})")
-    family = FAMILY_OF.get(mixer, mixer)
-    ax.set_title(f"{family} ({plotting.mixer_name(mixer)})")
+            _line(ax, edge, edge["x_min"], edge["x_max"], saturating=True, color="black", ls=":",
+                  lw=1.2, label=f"saturating, floor {edge['sat_c']:.3g} (b {edge['sat_b']:.2f})")
+    ax.set_title(f"{FAMILY_OF.get(mixer, mixer)} ({plotting.mixer_name(mixer)})")
     name = part[f"{metric}_name"].iloc[0] if len(part) else metric.upper()
     plotting.loglog(ax, AXIS_LABELS[axis], name)
     # Plain numbers; compute spans several decades, so only its decades are labelled.
@@ -94,9 +85,8 @@ def _panel(ax, results: pd.DataFrame, fits: dict, metric: str, mixer: str, axis:
 
 def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
                  metrics: tuple[str, ...] = ("fid", "is"), x: str = "compute") -> list[Path]:
-    """The paper's Figure 5 with the compute-optimal frontier, metrics in rows, mixers in columns;
-    x: "compute" (training GFLOPs) or "wall" (results must hold train_wall_seconds, see
-    fits.with_wall_clock). Writes stem.png and stem.pdf."""
+    """The paper's Figure 5 with the frontier (metrics in rows, mixers in columns) against x:
+    "compute" or "wall" (see fits.with_wall_clock), as stem.png and stem.pdf."""
     check_choice("x", x, X_AXES)
     mixers = _mixers(results)
     results = with_seed(results)
@@ -109,22 +99,17 @@ def plot_scaling(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLik
                 _panel(axes[r][c], results, by_key, metric, mixer, x)
                 if c:
                     axes[r][c].set_ylabel("")
-        seeds = sorted(set(results["seed"]))
-        fig.suptitle(describe_results(results) + f", seeds {','.join(map(str, seeds))}",
-                     fontsize=7)
+        seeds = ",".join(map(str, sorted(set(results["seed"]))))
+        fig.suptitle(f"{describe_results(results)}, seeds {seeds}", fontsize=7)
         # right of each panel: one place for every panel (the data fill the log-log panels)
         plotting.legends_and_layout(fig, axes.flat, inside=False, title="size (slope)",
                                     frameon=False)
         return plotting.save(fig, stem)
 
 
-SIZE_MARKERS = {"S": "o", "B": "s", "L": "^", "XL": "D"}
-
-
 def plot_mixer_comparison(results: pd.DataFrame, fits: list[dict], stem: str | os.PathLike,
                           metrics: tuple[str, ...] = ("fid", "is")) -> list[Path]:
-    """PoM against MHA on shared axes: one panel per metric, every evaluation (colour = mixer,
-    marker = size) and each mixer's all-sizes fit with its slope. Writes stem.png and .pdf."""
+    """PoM against MHA, one panel per metric, with each mixer's all-sizes fit: stem.png, .pdf."""
     mixers = _mixers(results)
     pooled = {(f["metric"], f["mixer"]): f for f in fits
               if f["group"] == "mixer" and f.get("x", "compute") == "compute"}

@@ -1,8 +1,6 @@
-"""The files of a sweep folder (OUT/sweep.json, OUT/runs/<run>/evals.csv and timings.csv, their
-merges OUT/results.csv and OUT/timings.csv; docs/scaling.md), written so that kills, restarts and
-concurrent jobs are safe: every write is atomic, and read-modify-write steps on shared files hold
-an exclusive lock on OUT/.lock, so separate jobs (torchrun jobs for different sizes) can share OUT.
-"""
+"""The files of a sweep folder (sweep.json, runs/<run>/evals.csv and timings.csv, their merges
+results.csv and timings.csv), safe under kills and concurrent jobs: atomic writes, and locks on
+shared read-modify-write steps (docs/scaling.md, "Resuming" and "Surviving kills")."""
 from __future__ import annotations
 
 import contextlib
@@ -31,32 +29,24 @@ RUN_TIMINGS = "timings.csv"
 LOCK_POLL_SECONDS = 0.02
 
 # One row per evaluation; every number is labelled with what produced it.
-RESULT_COLUMNS = [
-    "model", "scale", "mixer", "size", "patch", "dataset", "backend", "fid_name", "fid",
-    "is_name", "is_mean", "is_std", "n_fake", "n_real", "reference", "step", "batch_size",
-    "images_seen", "gflops_per_image", "train_compute_gflops", "sample_steps", "sample_method",
-    "cfg", "cfg_guidance", "seed", "device", "pr_name", "precision", "recall", "kid_name",
-    "kid_mean", "kid_std",
-]
+RESULT_COLUMNS = ["model", "scale", "mixer", "size", "patch", "dataset", "backend", "fid_name",
+                  "fid", "is_name", "is_mean", "is_std", "n_fake", "n_real", "reference", "step",
+                  "batch_size", "images_seen", "gflops_per_image", "train_compute_gflops",
+                  "sample_steps", "sample_method", "cfg", "cfg_guidance", "seed", "device",
+                  "pr_name", "precision", "recall", "kid_name", "kid_mean", "kid_std"]
 # Wall-clock facts depend on the machine's load: kept out of results.csv.
-TIMING_COLUMNS = [
-    "model", "seed", "step", "train_seconds", "eval_seconds", "train_cpu_seconds", "eval_cpu_seconds",
-    "resumed_from", "threads", "jobs", "world_size", "device",
-]
+TIMING_COLUMNS = ["model", "seed", "step", "train_seconds", "eval_seconds", "train_cpu_seconds",
+                  "eval_cpu_seconds", "resumed_from", "threads", "jobs", "world_size", "device"]
 
 
 def _read_holder(handle) -> dict | None:
-    """The holder a lock file records (None: released cleanly, or not a record of ours)."""
+    """The holder a lock file records, with its "name" (None: released cleanly, or not ours)."""
     handle.seek(0)
-    try:
+    with contextlib.suppress(ValueError):
         holder = json.loads(handle.read() or "null")
-    except ValueError:
-        return None
-    return holder if isinstance(holder, dict) and "pid" in holder else None
-
-
-def _holder_name(holder: dict) -> str:
-    return f"pid {holder['pid']} on {holder.get('host', '?')}"
+        if isinstance(holder, dict) and "pid" in holder:
+            return {**holder, "name": f"pid {holder['pid']} on {holder.get('host', '?')}"}
+    return None
 
 
 def _is_dead(holder: dict) -> bool:
@@ -68,17 +58,14 @@ def _is_dead(holder: dict) -> bool:
     except ProcessLookupError:
         return True
     except (OSError, ValueError):
-        return False
+        pass
     return False
 
 
 @contextlib.contextmanager
 def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
-    """An exclusive advisory flock on `path`, released on exit and when the process dies; waited
-    for, or with `busy` raises busy() when another holds it (no lock without fcntl). The file
-    records its holder (pid, host) while held: a record found on taking the lock is taken over
-    with a notice; a lock held although its holder is dead (a descriptor inherited by a process
-    that outlived it) is broken by replacing the file."""
+    """An exclusive flock on `path`, waited for (or busy() raised when held), recording its holder
+    while held: a dead holder's lock is taken over or broken, with a notice (docs/scaling.md)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -86,8 +73,7 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
         yield
         return
     while True:
-        handle = open(path, "a+")
-        try:
+        with open(path, "a+") as handle:
             try:                            # polled (not a blocking flock): a dead holder is
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)     # noticed while waiting
             except BlockingIOError:
@@ -97,24 +83,22 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
                         raise busy() from None
                     time.sleep(LOCK_POLL_SECONDS)
                     continue
-                print(f"notice: {path} is held although its holder ({_holder_name(holder)}) is "
-                      "gone; breaking it", file=sys.stderr)
+                print(f"notice: {path} is held although its holder ({holder['name']}) is gone; "
+                      "breaking it", file=sys.stderr)
                 with contextlib.suppress(FileNotFoundError):
                     if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
                         os.unlink(path)
                 continue
-            try:
+            same = False
+            with contextlib.suppress(FileNotFoundError):
                 same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
-            except FileNotFoundError:
-                same = False
             if not same:                    # broken and replaced meanwhile: lock the new file
                 continue
             holder = _read_holder(handle)
             if holder is not None:
-                print(f"notice: taking over {path} from {_holder_name(holder)}, which died "
-                      "holding it", file=sys.stderr)
-            handle.seek(0)
-            handle.truncate()
+                print(f"notice: taking over {path} from {holder['name']}, which died holding it",
+                      file=sys.stderr)
+            handle.truncate(0)              # "a+": the record is written at the (new) end
             handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
             handle.flush()
             try:
@@ -124,8 +108,6 @@ def _file_lock(path: Path, busy: Callable[[], Exception] | None = None):
                 handle.flush()
                 fcntl.flock(handle, fcntl.LOCK_UN)
             return
-        finally:
-            handle.close()
 
 
 def folder_lock(out: str | os.PathLike):
@@ -134,9 +116,7 @@ def folder_lock(out: str | os.PathLike):
 
 
 def run_lock(folder: str | os.PathLike, model: str):
-    """One model's run folder, owned by the job training it (FOLDER/.train.lock, not waited
-    for): two jobs given overlapping --sizes for one OUT would otherwise resume the same
-    checkpoint twice and write each evaluation twice."""
+    """FOLDER/.train.lock, not waited for: one job trains a model (overlapping --sizes fail)."""
     return _file_lock(Path(folder) / ".train.lock", busy=lambda: RuntimeError(
         f"{model} is being trained by another job in {str(folder)!r}; give jobs sharing one "
         "--out disjoint --sizes/--mixers (rerun this one when that job ends: finished "
@@ -153,13 +133,10 @@ def check_settings(out: str | os.PathLike, config: SweepConfig) -> None:
             if stored.get("format") != SETTINGS_FORMAT:
                 raise ValueError(f"{path} is not a pomlab scaling sweep ({stored.get('format')!r})")
             have = dict(stored["settings"])
-            # Folders made before --seeds recorded the seed as a setting, and their run folders
-            # (no -seedN suffix) are seed 0's: only a seed-0 folder can be continued.
-            legacy_seed = have.pop("seed", 0)
+            legacy_seed = have.pop("seed", 0)      # recorded before --seeds: runs are seed 0's
             if legacy_seed != 0:
-                raise ValueError(f"{str(out)!r} holds a sweep made with --seed {legacy_seed} by "
-                                 "an older pomlab (its run folders carry no seed); use another "
-                                 "--out")
+                raise ValueError(f"{str(out)!r} holds a sweep made with --seed {legacy_seed} by an "
+                                 "older pomlab (its run folders carry no seed); use another --out")
             diff = {k: (have.get(k), wanted.get(k)) for k in sorted(set(have) | set(wanted))
                     if have.get(k) != wanted.get(k)}
             if diff:
@@ -183,49 +160,36 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 def write_row(path: str | os.PathLike, row: dict, columns: list[str]) -> None:
     """Add (or replace, same model and step) one row of a per-run CSV, atomically."""
     rows = [r for r in read_rows(path) if (r["model"], r["step"]) != (row["model"], row["step"])]
-    rows.append(row)
-    frame = pd.DataFrame(rows, columns=columns).sort_values("step", kind="stable")
-    atomic_to_csv(frame, path)
+    atomic_to_csv(pd.DataFrame([*rows, row], columns=columns).sort_values("step", kind="stable"),
+                  path)
 
 
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Mixers (PoM, MHA), then sizes S..XL, patch, seed and step: one order for every merge."""
-    if frame.empty:
-        return frame
+    def key(model, seed, step):
+        family, size, patch = parse_name(model)
+        return MIXERS.index(FAMILIES[family]), SIZES.index(size), patch, int(seed), int(step)
 
-    def model_key(name):
-        family, size, patch = parse_name(name)
-        return (MIXERS.index(FAMILIES[family]), SIZES.index(size), patch)
-
-    keys = [(*model_key(m), int(seed), int(s))
-            for m, seed, s in zip(frame["model"], frame["seed"], frame["step"])]
-    order = sorted(range(len(frame)), key=keys.__getitem__)
-    return frame.iloc[order].reset_index(drop=True)
+    keys = [key(*row) for row in frame[["model", "seed", "step"]].itertuples(index=False)]
+    return frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
 
 
-def _merge_file(out: Path, name: str, per_run: str, columns: list[str]) -> pd.DataFrame:
-    parts = [read_csv(p) for p in sorted((out / RUNS_DIR).glob(f"*/{per_run}"))]
-    parts = [with_seed(p) for p in parts if not p.empty]     # older per-run timings: seed 0
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    frame = sort_rows(frame[columns] if not frame.empty else frame)
-    atomic_to_csv(frame, out / name, fault="merge" if name == RESULTS_FILE else None)
-    return frame
-
-
-def merge_results(out: str | os.PathLike) -> pd.DataFrame:
-    """Rebuild OUT/results.csv and OUT/timings.csv from every run's files (under the lock;
-    idempotent, so any job may run it at any time). Returns the results frame."""
-    with folder_lock(out):
-        return merge_results_locked(out)
-
-
-def merge_results_locked(out: str | os.PathLike) -> pd.DataFrame:
-    """merge_results for a caller that already holds folder_lock(out) (the lock is not
-    re-entrant: a second flock in the same process would wait for itself)."""
+def merge_results(out: str | os.PathLike, *, locked: bool = False) -> pd.DataFrame:
+    """Rebuild OUT/results.csv and timings.csv from the runs' files, under the lock (locked: the
+    caller holds it; it is not re-entrant); returns the results."""
+    if not locked:
+        with folder_lock(out):
+            return merge_results(out, locked=True)
     out = Path(out)
     remove_stale_temp_files(out, recursive=False)    # OUT's own files are written under the lock
-    _merge_file(out, TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS)
-    return _merge_file(out, RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)
+    for name, per_run, columns in ((TIMINGS_FILE, RUN_TIMINGS, TIMING_COLUMNS),
+                                   (RESULTS_FILE, RUN_EVALS, RESULT_COLUMNS)):
+        parts = [with_seed(part) for part in map(read_csv, (out / RUNS_DIR).glob(f"*/{per_run}"))
+                 if not part.empty]                  # older per-run timings: seed 0
+        frame = sort_rows(pd.concat(parts, ignore_index=True)[columns] if parts
+                          else pd.DataFrame(columns=columns))
+        atomic_to_csv(frame, out / name, fault="merge" if name == RESULTS_FILE else None)
+    return frame
 
 
 def load_results(out: str | os.PathLike) -> pd.DataFrame:
