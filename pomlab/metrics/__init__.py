@@ -7,7 +7,7 @@ from .backends import (BACKENDS, INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, 
 from .extract import feature_statistics
 from .reference import (default_cache_dir, reference_datasets, reference_features, reference_images,
                         reference_label, reference_statistics, register_reference_dataset)
-from .sample_files import load_samples
+from .images import load_samples
 from .scores import (FeatureStats, frechet_distance, inception_score_from_logits, pool_statistics,
                      stats_distance)
 

@@ -1,4 +1,4 @@
-"""FID, IS and the one-call evaluation used by training runs and sweeps."""
+"""FID, IS and the one-call evaluation used by training runs, sweeps and the command line."""
 from __future__ import annotations
 
 import os
@@ -7,10 +7,10 @@ import torch
 from torch import Tensor
 
 from .backends import FeatureBackend, get_backend
+from .coverage import DEFAULT_K, KID_SUBSET_SIZE, KID_SUBSETS, coverage_scores
 from .extract import extract
 from .images import check_images
-from .coverage import DEFAULT_K, KID_SUBSET_SIZE, KID_SUBSETS, coverage_scores
-from .reference import reference_features, reference_statistics
+from .reference import reference_pass
 from .scores import IS_SPLITS, inception_score_from_logits, stats_distance
 
 
@@ -20,10 +20,9 @@ def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
     """FID between two sets of float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels
     (backend="digits": digits-FID, never Inception FID)."""
     backend = get_backend(backend, weights=weights, device=device)
-    real_stats, _ = extract(real, backend, name="real", logits=False, batch_size=batch_size,
-                            progress=progress)
-    fake_stats, _ = extract(fake, backend, name="fake", logits=False, batch_size=batch_size,
-                            progress=progress)
+    real_stats, fake_stats = (extract(images, backend, name=name, logits=False, batch_size=batch_size,
+                                      progress=progress)[0]
+                              for name, images in (("real", real), ("fake", fake)))
     return stats_distance(real_stats, fake_stats)
 
 
@@ -44,32 +43,33 @@ def inception_score(images: Tensor, backend: str | FeatureBackend = "digits", **
     return inception_score_with_std(images, backend, **kwargs)[0]
 
 
-def evaluate(fake: Tensor, reference: str = "digits", split: str = "train",
+def evaluate(fake: Tensor, reference: str | Tensor = "digits", split: str = "train",
              backend: str | FeatureBackend = "digits", *, size: int | None = None,
              splits: int = IS_SPLITS, seed: int = 0, cache: bool = True,
              cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
              device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
              progress: bool = False, coverage: bool = True, k: int = DEFAULT_K,
              kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE) -> dict:
-    """FID against cached reference statistics and IS of `fake` in one pass over the samples, with
-    coverage also precision/recall and KID against the reference's cached features: a flat,
-    labelled dict (keys in docs/metrics.md). The reference images are loaded at `size` pixels
-    (default: the side of the fake images)."""
+    """FID and IS of `fake` in one pass over the samples, with coverage also precision/recall and
+    KID: a flat, labelled dict (keys in docs/metrics.md). `reference`: a registered dataset, whose
+    statistics and features are cached, loaded at `size` pixels (default: the side of the fake
+    images), or real images (N, C, H, W) in [0, 1]."""
     fake = check_images("fake", fake, min_count=2)
-    if size is None:
-        if fake.shape[-1] != fake.shape[-2]:
+    backend = get_backend(backend, weights=weights, device=device)
+    options = dict(batch_size=batch_size, progress=progress)
+    if isinstance(reference, str):
+        if size is None and fake.shape[-1] != fake.shape[-2]:
             raise ValueError(f"fake images are not square ({fake.shape[-2]}x{fake.shape[-1]}): "
                              "pass size= for the reference images")
-        size = int(fake.shape[-1])
-    backend = get_backend(backend, weights=weights, device=device)
-    options = dict(cache=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
-    if coverage:
-        ref, real_features = reference_features(reference, split, size, backend, **options)
+        size = int(fake.shape[-1]) if size is None else size
+        ref, real_features = reference_pass(reference, split, size, backend, coverage, cache=cache,
+                                            cache_dir=cache_dir, **options)
     else:
-        ref = reference_statistics(reference, split, size, backend, **options)
+        parts = [] if coverage else None
+        ref, _ = extract(reference, backend, name="real", logits=False, features_out=parts, **options)
+        real_features = torch.cat(parts) if coverage else None
     fake_features: list | None = [] if coverage else None
-    stats, logits = extract(fake, backend, name="fake", batch_size=batch_size, progress=progress,
-                            features_out=fake_features)
+    stats, logits = extract(fake, backend, name="fake", features_out=fake_features, **options)
     is_mean, is_std = inception_score_from_logits(logits, splits=splits, seed=seed)
     result = {"fid": stats_distance(ref, stats), "is_mean": is_mean, "is_std": is_std,
               **backend.labels, "n_fake": stats.n, "n_real": ref.n, "reference": ref.source,

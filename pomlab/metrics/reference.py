@@ -7,7 +7,6 @@ import json
 import os
 import warnings
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,10 +25,8 @@ CACHE_FORMAT = 1
 
 
 # name -> (loader(split, size) -> float images (N, C, size, size) in [0, 1], native size, splits)
-_DATASETS: dict[str, tuple[Callable[[str, int], Tensor], int, tuple[str, ...]]] = {
-    "digits": (lambda split, size: load_digits(split, size=size)[0], DIGITS_NATIVE_SIZE,
-               DIGITS_SPLITS),
-}
+_DATASETS = {"digits": (lambda split, size: load_digits(split, size=size)[0], DIGITS_NATIVE_SIZE,
+                        DIGITS_SPLITS)}
 
 
 def register_reference_dataset(name: str, loader: Callable[[str, int], Tensor], *,
@@ -88,12 +85,12 @@ def _load_cached(path: Path, key: str, with_features: bool
         return None
 
 
-def _reference_pass(reference: str, split: str, size: int | None, backend: str | FeatureBackend,
-                    with_features: bool, *, cache: bool = True,
-                    cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
-                    device: str | torch.device | None = None,
-                    weights: str | os.PathLike | None = None, progress: bool = False
-                    ) -> tuple[FeatureStats, Tensor | None]:
+def reference_pass(reference: str, split: str, size: int | None, backend: str | FeatureBackend,
+                   with_features: bool, *, cache: bool = True,
+                   cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
+                   device: str | torch.device | None = None,
+                   weights: str | os.PathLike | None = None, progress: bool = False
+                   ) -> tuple[FeatureStats, Tensor | None]:
     """Statistics (and, with_features, the features (N, dim) float32) of a reference set, from
     the disk cache when a matching file exists, else computed and, with cache=True, stored."""
     backend = get_backend(backend, weights=weights, device=device)
@@ -107,9 +104,8 @@ def _reference_pass(reference: str, split: str, size: int | None, backend: str |
     if cached is not None:
         return cached
     parts: list[Tensor] | None = [] if with_features else None
-    stats, _ = extract(images, backend, name=f"reference {source}", logits=False,
+    stats, _ = extract(images, backend, name=f"reference {source}", logits=False, source=source,
                        batch_size=batch_size, progress=progress, features_out=parts)
-    stats = replace(stats, source=source)
     features = torch.cat(parts) if with_features else None
     if cache:
         meta = json.dumps({"key": key, "backend": stats.backend, "source": source, "n": stats.n,
@@ -126,7 +122,7 @@ def reference_statistics(reference: str = "digits", split: str = "train", size: 
     """Mean and covariance of `backend` features of a reference set loaded at `size` pixels
     (None: the dataset's native size), cached on disk. options: cache=True, cache_dir,
     batch_size, device, weights, progress."""
-    return _reference_pass(reference, split, size, backend, False, **options)[0]
+    return reference_pass(reference, split, size, backend, False, **options)[0]
 
 
 def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
@@ -134,4 +130,4 @@ def reference_features(reference: str = "digits", split: str = "train", size: in
                        ) -> tuple[FeatureStats, Tensor]:
     """(statistics, features (N, dim) float32) of a reference set, for precision/recall and KID;
     cached like the statistics (its own file); options as reference_statistics'."""
-    return _reference_pass(reference, split, size, backend, True, **options)
+    return reference_pass(reference, split, size, backend, True, **options)
