@@ -20,8 +20,8 @@ def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
     """FID between two sets of float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels
     (backend="digits": digits-FID, never Inception FID)."""
     backend = get_backend(backend, weights=weights, device=device)
-    real_stats, fake_stats = (extract(images, backend, name=name, logits=False, batch_size=batch_size,
-                                      progress=progress)[0]
+    real_stats, fake_stats = (extract(images, backend, name=name, logits=False,
+                                      batch_size=batch_size, progress=progress)[0]
                               for name, images in (("real", real), ("fake", fake)))
     return stats_distance(real_stats, fake_stats)
 
@@ -66,7 +66,8 @@ def evaluate(fake: Tensor, reference: str | Tensor = "digits", split: str = "tra
                                             cache_dir=cache_dir, **options)
     else:
         parts = [] if coverage else None
-        ref, _ = extract(reference, backend, name="real", logits=False, features_out=parts, **options)
+        ref, _ = extract(reference, backend, name="real", logits=False, features_out=parts,
+                         **options)
         real_features = torch.cat(parts) if coverage else None
     fake_features: list | None = [] if coverage else None
     stats, logits = extract(fake, backend, name="fake", features_out=fake_features, **options)

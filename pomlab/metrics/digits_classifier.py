@@ -31,9 +31,7 @@ class DigitsClassifier(nn.Module):
         super().__init__()
         self.config = {"width": width, "num_features": num_features, "num_classes": num_classes,
                        "dropout": dropout}
-        self.num_features = num_features
-        self.num_classes = num_classes
-        w = width
+        self.num_features, self.num_classes, w = num_features, num_classes, width
         self.body = nn.Sequential(
             nn.Conv2d(1, w, 3, padding=1), nn.ReLU(),
             nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
@@ -130,19 +128,14 @@ def train_classifier(settings: TrainSettings = TrainSettings(), progress: bool =
         schedule.step()
     seconds = time.perf_counter() - start
     x_held, y_held = load_digits("heldout", size=INPUT_SIZE)
-    record = {
-        "settings": asdict(settings),
-        "train_split_images": len(x_train),
-        "heldout_images": len(x_held),
-        "train_accuracy": accuracy(model, x_train, y_train),
-        "heldout_accuracy": accuracy(model, x_held, y_held),
-        "final_loss": loss.item(),
-        "input": f"grey {INPUT_SIZE}x{INPUT_SIZE} in [0, 1] (digits upsampled bilinearly from 8x8)",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_seconds": round(seconds, 1),
-        "device": f"cpu x{torch.get_num_threads()} threads ({platform.machine()})",
-        "torch": torch.__version__,
-    }
+    record = {"settings": asdict(settings), "train_split_images": len(x_train),
+              "heldout_images": len(x_held), "train_accuracy": accuracy(model, x_train, y_train),
+              "heldout_accuracy": accuracy(model, x_held, y_held), "final_loss": loss.item(),
+              "input": f"grey {INPUT_SIZE}x{INPUT_SIZE} in [0, 1] (digits upsampled bilinearly "
+                       "from 8x8)", "parameters": sum(p.numel() for p in model.parameters()),
+              "train_seconds": round(seconds, 1),
+              "device": f"cpu x{torch.get_num_threads()} threads ({platform.machine()})",
+              "torch": torch.__version__}
     return model.eval(), record
 
 
