@@ -51,10 +51,6 @@ KINDS: dict[str, ResultKind] = {k.name: k for k in (
 )}
 
 
-def _kind(kind: str) -> ResultKind:
-    return KINDS[check_choice("kind", kind, KINDS)]
-
-
 def find_results(root: str | os.PathLike, skip: str | os.PathLike | None = None
                  ) -> dict[str, list[Path]]:
     """For every kind, the folders under root (root included) holding its file, sorted; hidden
@@ -77,7 +73,7 @@ def find_results(root: str | os.PathLike, skip: str | os.PathLike | None = None
 def locate(root: str | os.PathLike, kind: str) -> list[Path]:
     """The folders under root holding ``kind``'s results; FileNotFoundError (naming the command
     that writes them) when there are none."""
-    spec = _kind(kind)
+    spec = KINDS[check_choice("kind", kind, KINDS)]
     folders = find_results(root)[kind]
     if not folders:
         raise FileNotFoundError(f"no {spec.file} under {str(root)!r}: run `{spec.command}` "
@@ -87,7 +83,7 @@ def locate(root: str | os.PathLike, kind: str) -> list[Path]:
 
 def load_table(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
     """The CSV of one kind in ``folder`` (floats exact), checked for the columns figures need."""
-    spec = _kind(kind)
+    spec = KINDS[check_choice("kind", kind, KINDS)]
     path = Path(folder) / spec.file
     if not path.is_file():
         raise FileNotFoundError(f"no {spec.file} in {str(folder)!r}: run `{spec.command} "

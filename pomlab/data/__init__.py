@@ -1,7 +1,6 @@
 """Datasets: the embedded digits (default), image folders, CIFAR-10, latent shards; a resumable
 DDP-sharded batch sampler."""
-from .cifar import load_cifar10
-from .datasets import DATASETS, DATASETS_ON_DISK, load_dataset
+from .datasets import DATASETS, DATASETS_ON_DISK, load_cifar10, load_dataset
 from .digits import NUM_CLASSES as DIGITS_NUM_CLASSES, load_digits
 from .images import (ImageDataset, ImageFolder, TensorImageDataset, from_model_range,
                      to_model_range)

@@ -80,22 +80,10 @@ class TensorImageDataset(ImageDataset):
         return self.images, self.labels
 
 
-def _class_folders(root: Path) -> list[tuple[str, list[Path]]]:
-    classes = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                       and p.is_file() and not p.name.startswith("."))
-        if files:
-            classes.append((sub.name, files))
-    return classes
-
-
 class ImageFolder(ImageDataset):
-    """root/<class name>/<image files> (any depth below the class folder); classes are sorted
-    by name and numbered 0..C-1. Images are loaded lazily with Pillow, resized so the shorter
-    side is `size` (bicubic) and centre-cropped (ADM/DiT preprocessing), then scaled to [-1, 1].
-    hflip=True mirrors each item left-right with probability 1/2 (DiT's training augmentation),
-    drawn from torch's global RNG (seeded DataLoader workers / the trainer's checkpointed RNG)."""
+    """root/<class>/<images> (any depth below the class folder), classes numbered in name order,
+    loaded lazily: shorter side resized to `size` (bicubic) and centre-cropped (ADM/DiT), in
+    [-1, 1]. hflip: DiT's random left-right mirroring (probability 1/2, torch's global RNG)."""
 
     def __init__(self, root: str | os.PathLike, size: int, channels: int = 3, hflip: bool = False):
         check_positive_int("image_size", size)
@@ -103,7 +91,12 @@ class ImageFolder(ImageDataset):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
-        classes = _class_folders(root)
+        classes = []
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                           and p.is_file() and not p.name.startswith("."))
+            if files:
+                classes.append((sub.name, files))
         if not classes:
             raise ValueError(f"no images found under {str(root)!r}: expected class subfolders "
                              f"root/<class>/<image> with extensions {', '.join(IMAGE_EXTENSIONS)}")

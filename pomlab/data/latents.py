@@ -1,13 +1,5 @@
-"""Pre-encoded VAE latents in shards on disk (the paper-scale input of DiT/DiPoM).
-
-Layout of a latent folder:
-    meta.json            {"format": "pomlab-latents-v1", "scale_factor", "vae", "image_size",
-                          "channels", "size", "num_classes", "count", "shards": [{"file", "count"}]}
-    shard_00000.pt ...   {"latents": float16 (n, C, h, w) already multiplied by scale_factor,
-                          "labels": int64 (n,)}
-Shards and meta.json are written atomically; meta.json comes last, so a folder with a
-meta.json is complete. Shards are memory-mapped when read.
-"""
+"""Pre-encoded VAE latents (the paper-scale input of DiT/DiPoM) in float16 shards on disk,
+written atomically, meta.json last, read memory-mapped; the folder layout is in docs/data.md."""
 from __future__ import annotations
 
 import bisect
@@ -42,9 +34,7 @@ class LatentShardWriter:
                                   "choose a new folder")
         self.shard_size, self.meta = shard_size, {"format": FORMAT, "num_classes": num_classes,
                                                   "scale_factor": float(scale_factor), **meta}
-        self._latents: list[Tensor] = []
-        self._labels: list[Tensor] = []
-        self._pending = 0
+        self._latents, self._labels, self._pending = [], [], 0          # not written yet
         self.shards: list[dict] = []
         self.shape: tuple[int, ...] | None = None
 
@@ -103,10 +93,9 @@ class LatentShards(ImageDataset):
         if meta.get("format") != FORMAT:
             raise ValueError(f"{str(meta_path)!r}: unknown format {meta.get('format')!r}, "
                              f"expected {FORMAT!r}")
-        self.meta = meta
-        self.num_classes, self.channels, self.size = meta["num_classes"], meta["channels"], meta["size"]
-        self.scale_factor = meta["scale_factor"]
-        self.name = f"latents:{self.root}"
+        self.meta, self.name = meta, f"latents:{self.root}"
+        self.num_classes, self.channels, self.size, self.scale_factor = (
+            meta["num_classes"], meta["channels"], meta["size"], meta["scale_factor"])
         self.counts = [s["count"] for s in meta["shards"]]
         self.starts = [0, *itertools.accumulate(self.counts)]
         self._shards: dict[int, dict] = {}

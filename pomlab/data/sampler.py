@@ -1,10 +1,4 @@
-"""Endless shuffled batches, sharded over DDP ranks, with a resumable state.
-
-Each epoch draws one permutation from the sampler's own torch.Generator (the same on every
-rank, since all ranks share the seed); rank r takes every world_size-th index of it, so ranks
-see disjoint data. The state (generator state at the start of the epoch, epoch, batches
-consumed) goes into checkpoints, so a resumed run sees exactly the batches it would have seen.
-"""
+"""Endless shuffled batches, sharded over DDP ranks, with a resumable state (docs/data.md)."""
 from __future__ import annotations
 
 import torch
