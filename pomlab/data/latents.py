@@ -39,20 +39,17 @@ class LatentShardWriter:
         self.shape: tuple[int, ...] | None = None
 
     def add(self, latents: Tensor, labels: Tensor) -> None:
-        if latents.dim() != 4 or len(latents) != len(labels):
-            raise ValueError(f"need latents (n, C, h, w) and n labels, got {tuple(latents.shape)} "
-                             f"and {tuple(labels.shape)}")
-        if self.shape is None:
-            if latents.shape[2] != latents.shape[3]:
-                raise ValueError(f"latents must be square, got {latents.shape[2]}x{latents.shape[3]}")
-            self.shape = tuple(latents.shape[1:])
-        elif tuple(latents.shape[1:]) != self.shape:
+        if latents.dim() != 4 or len(latents) != len(labels) or latents.shape[2] != latents.shape[3]:
+            raise ValueError(f"need square latents (n, C, h, h) and n labels, got "
+                             f"{tuple(latents.shape)} and {tuple(labels.shape)}")
+        if self.shape not in (None, tuple(latents.shape[1:])):
             raise ValueError(f"latent shape changed from {self.shape} to {tuple(latents.shape[1:])}")
         if not torch.isfinite(latents).all():
             raise ValueError("latents contain NaN or inf")
-        self._latents.append(latents.detach().to("cpu", torch.float16))
         n = self.meta["num_classes"]
         check_ids("labels", labels, n, f"class ids in [0, {n})")
+        self.shape = tuple(latents.shape[1:])
+        self._latents.append(latents.detach().to("cpu", torch.float16))
         self._labels.append(labels.detach().to("cpu", torch.int64))
         self._pending += len(labels)
         while self._pending >= self.shard_size:

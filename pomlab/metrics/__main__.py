@@ -1,9 +1,5 @@
-"""Ad-hoc FID/IS (and precision/recall, KID) of saved samples against a reference set.
-
-    python -m pomlab.metrics --backend digits --real digits --fake samples.npz
-    python -m pomlab.metrics --backend digits --real digits:heldout --fake DIR --json
-    python -m pomlab.metrics --backend inception --real REAL_DIR --fake FAKE_DIR --weights W.pth
-"""
+"""Ad-hoc FID/IS (and precision/recall, KID) of saved samples against a reference set; usage in
+docs/metrics.md, "Command line"."""
 from __future__ import annotations
 
 import json
@@ -19,7 +15,7 @@ from .scores import IS_SPLITS
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = ConfigParser(prog="python -m pomlab.metrics", description=__doc__.split("\n\n")[0])
+    parser = ConfigParser(prog="python -m pomlab.metrics", description=__doc__.split(";")[0])
     parser.add_argument("--fake", required=True, help="folder of PNGs or .npz of generated images")
     parser.add_argument("--real", default="digits",
                         help=f"dataset[:split] from {reference_datasets()} or a folder/.npz of real "

@@ -33,15 +33,11 @@ class DigitsClassifier(nn.Module):
                        "dropout": dropout}
         self.num_features, self.num_classes, w = num_features, num_classes, width
         self.body = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(2),                                              # 16 -> 8
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),                                              # 8 -> 4
-            nn.Flatten(),
-            nn.Linear(2 * w * (INPUT_SIZE // 4) ** 2, num_features), nn.ReLU(),
-        )
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.ReLU(), nn.MaxPool2d(2),                                   # 8 -> 4
+            nn.Flatten(), nn.Linear(2 * w * (INPUT_SIZE // 4) ** 2, num_features), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_features, num_classes)
 

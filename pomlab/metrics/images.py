@@ -9,10 +9,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# ITU-R BT.601 luma weights; they sum to 1, so grey repeated into RGB maps back exactly.
-_LUMA = (0.299, 0.587, 0.114)
-
-
 def check_images(name: str, images, *, min_count: int = 1) -> Tensor:
     """Validate float images (N, C, H, W), C in {1, 3}, finite, in [0, 1] (a tensor or numpy
     array); return them as a tensor."""
@@ -37,9 +33,8 @@ def check_images(name: str, images, *, min_count: int = 1) -> Tensor:
         raise ValueError(f"{name} has an empty image size {h}x{w}")
     if n < min_count:
         raise ValueError(f"{name} must hold at least {min_count} images, got {n}")
-    finite = torch.isfinite(images)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
+    bad = int((~torch.isfinite(images)).sum())
+    if bad:
         raise ValueError(f"{name} contains {bad} NaN or infinite values (of {images.numel()}); "
                          "metrics are not computed on broken samples")
     lo, hi = float(images.min()), float(images.max())
@@ -58,7 +53,8 @@ def to_grey(images: Tensor) -> Tensor:
     """(N, 3, H, W) RGB -> (N, 1, H, W) luma; grey input passes through."""
     if images.shape[1] == 1:
         return images
-    weights = images.new_tensor(_LUMA).view(1, 3, 1, 1)
+    # ITU-R BT.601 luma weights: they sum to 1, so grey repeated into RGB maps back exactly
+    weights = images.new_tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)
     return (images * weights).sum(dim=1, keepdim=True)
 
 

@@ -69,22 +69,6 @@ def _cache_key(backend: FeatureBackend, reference: str, split: str, images: Tens
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _load_cached(path: Path, key: str, with_features: bool
-                 ) -> tuple[FeatureStats, Tensor | None] | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("key") != key or (with_features and "features" not in data):
-                return None
-            stats = FeatureStats(mu=data["mu"].astype(np.float64), sigma=data["sigma"].astype(np.float64),
-                                 n=int(data["n"]), backend=meta["backend"], source=meta["source"])
-            return stats, (torch.from_numpy(data["features"]) if with_features else None)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        warnings.warn(f"ignoring unreadable cached statistics {path} ({error}); recomputing",
-                      UserWarning, stacklevel=3)
-        return None
-
-
 def reference_pass(reference: str, split: str, size: int | None, backend: str | FeatureBackend,
                    with_features: bool, *, cache: bool = True,
                    cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
@@ -100,9 +84,18 @@ def reference_pass(reference: str, split: str, size: int | None, backend: str | 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     suffix = "-features" if with_features else ""
     path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}{suffix}.npz"
-    cached = _load_cached(path, key, with_features) if cache and path.is_file() else None
-    if cached is not None:
-        return cached
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("key") == key and (not with_features or "features" in data):
+                    stats = FeatureStats(mu=data["mu"].astype(np.float64), n=int(data["n"]),
+                                         sigma=data["sigma"].astype(np.float64),
+                                         backend=meta["backend"], source=meta["source"])
+                    return stats, (torch.from_numpy(data["features"]) if with_features else None)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            warnings.warn(f"ignoring unreadable cached statistics {path} ({error}); recomputing",
+                          UserWarning, stacklevel=3)
     parts: list[Tensor] | None = [] if with_features else None
     stats, _ = extract(images, backend, name=f"reference {source}", logits=False, source=source,
                        batch_size=batch_size, progress=progress, features_out=parts)
@@ -110,10 +103,9 @@ def reference_pass(reference: str, split: str, size: int | None, backend: str | 
     if cache:
         meta = json.dumps({"key": key, "backend": stats.backend, "source": source, "n": stats.n,
                            "format": CACHE_FORMAT})
-        arrays = {"features": features.numpy()} if with_features else {}
-        atomic_write(path, lambda handle: np.savez(handle, mu=stats.mu, sigma=stats.sigma,
-                                                   n=np.int64(stats.n), meta=np.array(meta),
-                                                   **arrays))
+        arrays = dict(mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n), meta=np.array(meta),
+                      **({"features": features.numpy()} if with_features else {}))
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
     return stats, features
 
 
