@@ -10,7 +10,7 @@ from .backends import FeatureBackend, get_backend
 from .coverage import DEFAULT_K, KID_SUBSET_SIZE, KID_SUBSETS, coverage_scores
 from .extract import extract
 from .images import check_images
-from .reference import reference_pass
+from .reference import reference_features
 from .scores import IS_SPLITS, inception_score_from_logits, stats_distance
 
 
@@ -62,8 +62,8 @@ def evaluate(fake: Tensor, reference: str | Tensor = "digits", split: str = "tra
             raise ValueError(f"fake images are not square ({fake.shape[-2]}x{fake.shape[-1]}): "
                              "pass size= for the reference images")
         size = int(fake.shape[-1]) if size is None else size
-        ref, real_features = reference_pass(reference, split, size, backend, coverage, cache=cache,
-                                            cache_dir=cache_dir, **options)
+        ref, real_features = reference_features(reference, split, size, backend, coverage,
+                                                cache=cache, cache_dir=cache_dir, **options)
     else:
         parts = [] if coverage else None
         ref, _ = extract(reference, backend, name="real", logits=False, features_out=parts,

@@ -69,14 +69,16 @@ def _cache_key(backend: FeatureBackend, reference: str, split: str, images: Tens
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def reference_pass(reference: str, split: str, size: int | None, backend: str | FeatureBackend,
-                   with_features: bool, *, cache: bool = True,
-                   cache_dir: str | os.PathLike | None = None, batch_size: int | None = None,
-                   device: str | torch.device | None = None,
-                   weights: str | os.PathLike | None = None, progress: bool = False
-                   ) -> tuple[FeatureStats, Tensor | None]:
-    """Statistics (and, with_features, the features (N, dim) float32) of a reference set, from
-    the disk cache when a matching file exists, else computed and, with cache=True, stored."""
+def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
+                       backend: str | FeatureBackend = "digits", with_features: bool = True, *,
+                       cache: bool = True, cache_dir: str | os.PathLike | None = None,
+                       batch_size: int | None = None, device: str | torch.device | None = None,
+                       weights: str | os.PathLike | None = None, progress: bool = False
+                       ) -> tuple[FeatureStats, Tensor | None]:
+    """(statistics, features (N, dim) float32; None without with_features) of a reference set
+    loaded at `size` pixels (None: its native size), for FID and precision/recall and KID: from
+    the disk cache when a matching file exists (one per with_features), else computed and, with
+    cache=True, stored."""
     backend = get_backend(backend, weights=weights, device=device)
     images = reference_images(reference, split, size)
     source = reference_label(reference, split, images.shape[-1])
@@ -111,15 +113,6 @@ def reference_pass(reference: str, split: str, size: int | None, backend: str | 
 
 def reference_statistics(reference: str = "digits", split: str = "train", size: int | None = None,
                          backend: str | FeatureBackend = "digits", **options) -> FeatureStats:
-    """Mean and covariance of `backend` features of a reference set loaded at `size` pixels
-    (None: the dataset's native size), cached on disk. options: cache=True, cache_dir,
-    batch_size, device, weights, progress."""
-    return reference_pass(reference, split, size, backend, False, **options)[0]
-
-
-def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
-                       backend: str | FeatureBackend = "digits", **options
-                       ) -> tuple[FeatureStats, Tensor]:
-    """(statistics, features (N, dim) float32) of a reference set, for precision/recall and KID;
-    cached like the statistics (its own file); options as reference_statistics'."""
-    return reference_pass(reference, split, size, backend, True, **options)
+    """Mean and covariance of `backend` features of a reference set, cached on disk; options as
+    reference_features' (cache=True, cache_dir, batch_size, device, weights, progress)."""
+    return reference_features(reference, split, size, backend, False, **options)[0]
