@@ -25,8 +25,7 @@ class ResultKind:
 
 
 KINDS: dict[str, ResultKind] = {k.name: k for k in (
-    ResultKind("scaling", "results.csv", "results/scaling",
-               "python experiments/scaling_laws.py",
+    ResultKind("scaling", "results.csv", "results/scaling", "python experiments/scaling_laws.py",
                ("model", "mixer", "size", "patch", "fid", "is_mean", "train_compute_gflops",
                 "fid_name", "is_name")),
     ResultKind("speed", "speed.csv", "results/speed_cpu (results/speed_cuda on a GPU)",
@@ -43,8 +42,7 @@ KINDS: dict[str, ResultKind] = {k.name: k for k in (
                 "steps", "device")),
     ResultKind("contextual_mapping", "contextual_mapping.csv", "results/theory",
                "python experiments/contextual_mapping.py",
-               ("levels", "tokens", "dim", "positional", "model", "holds",
-                "relative_separation")),
+               ("levels", "tokens", "dim", "positional", "model", "holds", "relative_separation")),
     ResultKind("universal_approximation", "universal_approximation.csv", "results/theory",
                "python experiments/universal_approximation.py",
                ("task", "mixer", "width", "depth", "degree", "params", "test_rel_mse")),

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from ..cli import ConfigParser, run
 from ..io import atomic_write_text
-from .api import describe, evaluate
+from .api import describe, evaluate, reference_datasets
 from .backends import BACKENDS
 from .images import load_samples
-from .reference import reference_datasets
 from .scores import IS_SPLITS
 
 

@@ -1,17 +1,124 @@
-"""FID, IS and the one-call evaluation used by training runs, sweeps and the command line."""
+"""FID, IS and the one-call evaluation used by training runs, sweeps and the command line, and the
+reference sets they compare against: statistics (mean/covariance of real features) and features,
+cached on disk under a key of everything that produced them (docs/metrics.md)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_choice, check_positive_int
+from ..data.digits import NATIVE_SIZE as DIGITS_NATIVE_SIZE, SPLITS as DIGITS_SPLITS, load_digits
+from ..io import atomic_write
 from .backends import FeatureBackend, get_backend
 from .coverage import DEFAULT_K, KID_SUBSET_SIZE, KID_SUBSETS, coverage_scores
 from .extract import extract
 from .images import check_images
-from .reference import reference_features
-from .scores import IS_SPLITS, inception_score_from_logits, stats_distance
+from .scores import IS_SPLITS, FeatureStats, inception_score_from_logits, stats_distance
+
+CACHE_FORMAT = 1
+
+
+# name -> (loader(split, size) -> float images (N, C, size, size) in [0, 1], native size, splits)
+_DATASETS = {"digits": (lambda split, size: load_digits(split, size=size)[0], DIGITS_NATIVE_SIZE,
+                        DIGITS_SPLITS)}
+
+
+def register_reference_dataset(name: str, loader: Callable[[str, int], Tensor], *,
+                               native_size: int, splits: tuple[str, ...]) -> None:
+    """Make a dataset usable as `reference=name`: loader(split, size) returns its real images."""
+    if not isinstance(name, str) or not name or any(c in name for c in ":@/\\"):
+        raise ValueError(f"name must be a non-empty string without ':@/\\', got {name!r}")
+    _DATASETS[name] = (loader, int(native_size), tuple(splits))
+
+
+def reference_datasets() -> tuple[str, ...]:
+    return tuple(_DATASETS)
+
+
+def reference_label(reference: str, split: str, size: int) -> str:
+    """How results name their reference set: dataset:split@size, e.g. digits:train@16."""
+    return f"{reference}:{split}@{size}"
+
+
+def reference_images(reference: str = "digits", split: str = "train", size: int | None = None
+                     ) -> Tensor:
+    """The real images of a registered dataset at `size` pixels (None: its native size)."""
+    if reference not in _DATASETS:
+        raise ValueError(f"reference must be one of {reference_datasets()}, got {reference!r} "
+                         "(register others with register_reference_dataset)")
+    loader, native_size, splits = _DATASETS[reference]
+    check_choice("split", split, splits)
+    return loader(split, check_positive_int("size", native_size if size is None else size))
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("POMLAB_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "pomlab") / "metrics"
+
+
+def _cache_key(backend: FeatureBackend, reference: str, split: str, images: Tensor) -> str:
+    fields = {"format": CACHE_FORMAT, "backend": backend.cache_tag, "reference": reference,
+              "split": split, "shape": list(images.shape), "dtype": str(images.dtype),
+              "images_sha256": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
+                       backend: str | FeatureBackend = "digits", with_features: bool = True, *,
+                       cache: bool = True, cache_dir: str | os.PathLike | None = None,
+                       batch_size: int | None = None, device: str | torch.device | None = None,
+                       weights: str | os.PathLike | None = None, progress: bool = False
+                       ) -> tuple[FeatureStats, Tensor | None]:
+    """(statistics, features (N, dim) float32; None without with_features) of a reference set
+    loaded at `size` pixels (None: its native size), for FID and precision/recall and KID: from
+    the disk cache when a matching file exists (one per with_features), else computed and, with
+    cache=True, stored."""
+    backend = get_backend(backend, weights=weights, device=device)
+    images = reference_images(reference, split, size)
+    source = reference_label(reference, split, images.shape[-1])
+    key = _cache_key(backend, reference, split, images)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    suffix = "-features" if with_features else ""
+    path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}{suffix}.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("key") == key and (not with_features or "features" in data):
+                    stats = FeatureStats(mu=data["mu"].astype(np.float64), n=int(data["n"]),
+                                         sigma=data["sigma"].astype(np.float64),
+                                         backend=meta["backend"], source=meta["source"])
+                    return stats, (torch.from_numpy(data["features"]) if with_features else None)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            warnings.warn(f"ignoring unreadable cached statistics {path} ({error}); recomputing",
+                          UserWarning, stacklevel=3)
+    parts: list[Tensor] | None = [] if with_features else None
+    stats, _ = extract(images, backend, name=f"reference {source}", logits=False, source=source,
+                       batch_size=batch_size, progress=progress, features_out=parts)
+    features = torch.cat(parts) if with_features else None
+    if cache:
+        meta = json.dumps({"key": key, "backend": stats.backend, "source": source, "n": stats.n,
+                           "format": CACHE_FORMAT})
+        arrays = dict(mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n), meta=np.array(meta),
+                      **({"features": features.numpy()} if with_features else {}))
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return stats, features
+
+
+def reference_statistics(reference: str = "digits", split: str = "train", size: int | None = None,
+                         backend: str | FeatureBackend = "digits", **options) -> FeatureStats:
+    """Mean and covariance of `backend` features of a reference set, cached on disk; options as
+    reference_features' (cache=True, cache_dir, batch_size, device, weights, progress)."""
+    return reference_features(reference, split, size, backend, False, **options)[0]
 
 
 def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
