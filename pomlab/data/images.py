@@ -40,14 +40,10 @@ class ImageDataset(Dataset):
 
     name: str = "images"
     kind: str = "pixels"          # "pixels" ([-1, 1]) or "latents" (scaled VAE latents)
+    tensors: tuple[Tensor, Tensor] | None = None      # (all images, all labels) when in memory
     num_classes: int
     channels: int
     size: int
-
-    @property
-    def tensors(self) -> tuple[Tensor, Tensor] | None:
-        """(all images, all labels) when the whole set is in memory, else None."""
-        return None
 
     def describe(self) -> str:
         return (f"{self.name}: {len(self)} {self.kind} items, {self.channels}x{self.size}x{self.size}, "
@@ -68,16 +64,13 @@ class TensorImageDataset(ImageDataset):
                                 ).long().contiguous()          # once, here: not per batch
         self.num_classes, self.name = int(num_classes), name
         self.channels, self.size = images01.shape[1], images01.shape[-1]
+        self.tensors = self.images, self.labels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i):
         return self.images[i], self.labels[i]
-
-    @property
-    def tensors(self) -> tuple[Tensor, Tensor]:
-        return self.images, self.labels
 
 
 class ImageFolder(ImageDataset):

@@ -97,11 +97,10 @@ class LatentShards(ImageDataset):
         self.starts = [0, *itertools.accumulate(self.counts)]
         self._shards: dict[int, dict] = {}
         nbytes = self.starts[-1] * self.channels * self.size * self.size * 2
-        self._tensors = None
         if preload or (preload is None and nbytes <= PRELOAD_BYTES):
             parts = [self._shard(i) for i in range(len(self.counts))]
-            self._tensors = (torch.cat([p["latents"] for p in parts]).float(),
-                             torch.cat([p["labels"] for p in parts]))
+            self.tensors = (torch.cat([p["latents"] for p in parts]).float(),
+                            torch.cat([p["labels"] for p in parts]))
             self._shards.clear()
 
     def _shard(self, i: int) -> dict:
@@ -121,18 +120,14 @@ class LatentShards(ImageDataset):
         return self.starts[-1]
 
     def __getitem__(self, i):
-        if self._tensors is not None:
-            return self._tensors[0][i], self._tensors[1][i]
+        if self.tensors is not None:
+            return self.tensors[0][i], self.tensors[1][i]
         i = int(i)
         if not 0 <= i < len(self):
             raise IndexError(i)
         s = bisect.bisect_right(self.starts, i) - 1
         shard = self._shard(s)
         return shard["latents"][i - self.starts[s]].float(), shard["labels"][i - self.starts[s]]
-
-    @property
-    def tensors(self):
-        return self._tensors
 
 
 @torch.no_grad()
