@@ -13,8 +13,6 @@ from .images import resize_square
 NUM_CLASSES = 10
 NATIVE_SIZE = 8
 SPLITS = ("train", "heldout", "all")
-HELDOUT_FRACTION = 0.2
-SPLIT_SEED = 0
 
 
 @lru_cache(maxsize=1)
@@ -25,8 +23,7 @@ def _raw() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     bunch = sk_load_digits()
     labels = bunch.target.astype(np.int64)
     index = np.arange(len(labels))
-    train, heldout = train_test_split(index, test_size=HELDOUT_FRACTION, random_state=SPLIT_SEED,
-                                      stratify=labels)
+    train, heldout = train_test_split(index, test_size=0.2, random_state=0, stratify=labels)
     splits = {"train": np.sort(train), "heldout": np.sort(heldout), "all": index}
     return bunch.images.astype(np.float32) / 16.0, labels, splits     # pixels 0..16 -> [0, 1]
 

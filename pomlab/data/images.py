@@ -54,11 +54,10 @@ class TensorImageDataset(ImageDataset):
     """An in-memory set: images in [0, 1] (N, C, H, W) are stored in model space [-1, 1]."""
 
     def __init__(self, images01: Tensor, labels: Tensor, num_classes: int, name: str):
-        if images01.dim() != 4 or len(images01) != len(labels) or len(labels) == 0:
-            raise ValueError(f"{name}: need images (N, C, H, W) and N labels with N >= 1, got "
-                             f"{tuple(images01.shape)} and {tuple(labels.shape)}")
-        if images01.shape[-1] != images01.shape[-2]:
-            raise ValueError(f"{name}: images must be square, got {tuple(images01.shape[-2:])}")
+        if (images01.dim() != 4 or len(images01) != len(labels) or len(labels) == 0
+                or images01.shape[-1] != images01.shape[-2]):
+            raise ValueError(f"{name}: need square images (N, C, H, H) and N labels with N >= 1, "
+                             f"got {tuple(images01.shape)} and {tuple(labels.shape)}")
         self.images = to_model_range(images01.float()).contiguous()
         self.labels = check_ids("labels", labels, num_classes, f"class ids in [0, {num_classes})"
                                 ).long().contiguous()          # once, here: not per batch

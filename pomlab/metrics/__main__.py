@@ -16,22 +16,19 @@ from .scores import IS_SPLITS
 def main(argv: list[str] | None = None) -> dict:
     parser = ConfigParser(prog="python -m pomlab.metrics", description=__doc__.split(";")[0])
     parser.add_argument("--fake", required=True, help="folder of PNGs or .npz of generated images")
-    parser.add_argument("--real", default="digits",
-                        help=f"dataset[:split] from {reference_datasets()} or a folder/.npz of real "
-                             "images (default: digits, i.e. digits:train)")
+    parser.add_argument("--real", default="digits", help=f"dataset[:split] from "
+                        f"{reference_datasets()} (split: train) or a folder/.npz of real images")
     parser.add_argument("--backend", choices=BACKENDS, default="digits")
-    parser.add_argument("--size", type=int, default=None,
-                        help="pixels at which dataset references are loaded (default: fake size)")
-    parser.add_argument("--key", default=None, help="array name inside an .npz")
-    parser.add_argument("--weights", default=None, help="backend weights file (default: built-in "
-                        "digits classifier / torch hub cache for Inception)")
+    parser.add_argument("--size", type=int, help="side of dataset references (default: fake side)")
+    parser.add_argument("--key", help="array name inside an .npz")
+    parser.add_argument("--weights", help="weights file (default: built-in / torch hub cache)")
     parser.add_argument("--splits", type=int, default=IS_SPLITS, help="IS splits")
     parser.add_argument("--seed", type=int, default=0, help="seed of the IS split permutation")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--no-cache", action="store_true", help="do not read/write cached statistics")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--device")
+    parser.add_argument("--no-cache", action="store_true", help="no cached reference statistics")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
+    parser.add_argument("--out", type=Path, help="also write the JSON result here")
     args = parser.parse_args(argv)
     dataset, _, split = args.real.partition(":")
     registered = dataset in reference_datasets()

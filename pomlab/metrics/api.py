@@ -65,13 +65,6 @@ def default_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "pomlab") / "metrics"
 
 
-def _cache_key(backend: FeatureBackend, reference: str, split: str, images: Tensor) -> str:
-    fields = {"format": CACHE_FORMAT, "backend": backend.cache_tag, "reference": reference,
-              "split": split, "shape": list(images.shape), "dtype": str(images.dtype),
-              "images_sha256": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
-
-
 def reference_features(reference: str = "digits", split: str = "train", size: int | None = None,
                        backend: str | FeatureBackend = "digits", with_features: bool = True, *,
                        cache: bool = True, cache_dir: str | os.PathLike | None = None,
@@ -85,10 +78,13 @@ def reference_features(reference: str = "digits", split: str = "train", size: in
     backend = get_backend(backend, weights=weights, device=device)
     images = reference_images(reference, split, size)
     source = reference_label(reference, split, images.shape[-1])
-    key = _cache_key(backend, reference, split, images)
+    fields = {"format": CACHE_FORMAT, "backend": backend.cache_tag, "reference": reference,
+              "split": split, "shape": list(images.shape), "dtype": str(images.dtype),
+              "images_sha256": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()}
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    suffix = "-features" if with_features else ""
-    path = folder / f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}{suffix}.npz"
+    path = folder / (f"{reference}-{split}-{images.shape[-1]}px-{backend.name}-{key}"
+                     f"{'-features' if with_features else ''}.npz")
     if cache and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -127,10 +123,9 @@ def fid(real: Tensor, fake: Tensor, backend: str | FeatureBackend = "digits", *,
     """FID between two sets of float images (N, C, H, W) in [0, 1], any size, 1 or 3 channels
     (backend="digits": digits-FID, never Inception FID)."""
     backend = get_backend(backend, weights=weights, device=device)
-    real_stats, fake_stats = (extract(images, backend, name=name, logits=False,
-                                      batch_size=batch_size, progress=progress)[0]
-                              for name, images in (("real", real), ("fake", fake)))
-    return stats_distance(real_stats, fake_stats)
+    return stats_distance(*(extract(images, backend, name=name, logits=False,
+                                    batch_size=batch_size, progress=progress)[0]
+                            for name, images in (("real", real), ("fake", fake))))
 
 
 def inception_score_with_std(images: Tensor, backend: str | FeatureBackend = "digits", *,
@@ -183,9 +178,8 @@ def evaluate(fake: Tensor, reference: str | Tensor = "digits", split: str = "tra
               **backend.labels, "n_fake": stats.n, "n_real": ref.n, "reference": ref.source,
               "image_size": f"{fake.shape[-2]}x{fake.shape[-1]}", "is_splits": splits}
     if coverage:
-        result |= coverage_scores(real_features, torch.cat(fake_features), backend, k=k,
-                                  seed=seed, kid_subsets=kid_subsets,
-                                  kid_subset_size=kid_subset_size)
+        result |= coverage_scores(real_features, torch.cat(fake_features), backend, k=k, seed=seed,
+                                  kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
     return result
 
 

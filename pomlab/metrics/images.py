@@ -39,12 +39,9 @@ def check_images(name: str, images, *, min_count: int = 1) -> Tensor:
                          "metrics are not computed on broken samples")
     lo, hi = float(images.min()), float(images.max())
     if lo < 0.0 or hi > 1.0:
-        if lo >= -1.0 and hi <= 1.0 and lo < 0.0:
-            hint = "; images in [-1, 1] map to [0, 1] with ((x + 1) / 2).clamp(0, 1)"
-        elif 2.0 < hi <= 255.0 and lo >= 0.0:
-            hint = "; images in [0, 255] must be divided by 255"
-        else:
-            hint = "; clamp samples with .clamp(0, 1)"
+        hint = ("; images in [-1, 1] map to [0, 1] with ((x + 1) / 2).clamp(0, 1)"
+                if lo >= -1.0 and hi <= 1.0 else "; images in [0, 255] must be divided by 255"
+                if lo >= 0.0 and 2.0 < hi <= 255.0 else "; clamp samples with .clamp(0, 1)")
         raise ValueError(f"{name} must have values in [0, 1], found range [{lo:.4g}, {hi:.4g}]{hint}")
     return images
 

@@ -28,10 +28,9 @@ class FeatureStats:
 
 
 def _as_float64(name: str, value) -> np.ndarray:
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().numpy()
     try:
-        array = np.asarray(value, dtype=np.float64)
+        array = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value,
+                           dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be a real array or tensor, got {type(value).__name__}") from error
     if not np.all(np.isfinite(array)):
