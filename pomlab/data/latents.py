@@ -69,10 +69,9 @@ class LatentShardWriter:
             self._flush(self._pending)
         if not self.shards:
             raise ValueError("no latents were added")
-        channels, size, _ = self.shape
-        meta = {**self.meta, "channels": channels, "size": size,
-                "count": sum(s["count"] for s in self.shards), "shards": self.shards}
-        return atomic_write_json(self.root / "meta.json", meta)
+        return atomic_write_json(self.root / "meta.json", {
+            **self.meta, "channels": self.shape[0], "size": self.shape[1],
+            "count": sum(s["count"] for s in self.shards), "shards": self.shards})
 
 
 class LatentShards(ImageDataset):

@@ -63,9 +63,7 @@ class FeatureBackend(nn.Module):
 
 
 class DigitsBackend(FeatureBackend):
-    name = "digits"
-    fid_name = "digits-FID"
-    is_name = "digits-IS"
+    name, fid_name, is_name = "digits", "digits-FID", "digits-IS"
     default_batch_size = 512
 
     def __init__(self, weights: str | os.PathLike | None = None):
@@ -82,12 +80,8 @@ class DigitsBackend(FeatureBackend):
 
 
 class InceptionBackend(FeatureBackend):
-    name = "inception"
-    fid_name = "Inception-FID"
-    is_name = "Inception-IS"
-    num_features = 2048
-    num_classes = 1008
-    default_batch_size = 64
+    name, fid_name, is_name = "inception", "Inception-FID", "Inception-IS"
+    num_features, num_classes, default_batch_size = 2048, 1008, 64
 
     def __init__(self, weights: str | os.PathLike | None = None):
         super().__init__()

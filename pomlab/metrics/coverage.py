@@ -15,11 +15,10 @@ KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
 def _features(name: str, value) -> Tensor:
     x = torch.as_tensor(value)
-    if not x.dtype.is_floating_point or x.dim() != 2 or x.shape[0] < 2:
-        raise ValueError(f"{name} must be float features (N >= 2, dim), got {x.dtype} "
-                         f"{tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    if (not x.dtype.is_floating_point or x.dim() != 2 or x.shape[0] < 2
+            or not bool(torch.isfinite(x).all())):
+        raise ValueError(f"{name} must be float features (N >= 2, dim) without NaN or infinite "
+                         f"values, got {x.dtype} {tuple(x.shape)}")
     return x.detach().to("cpu", torch.float64)
 
 

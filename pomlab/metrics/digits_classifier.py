@@ -95,8 +95,7 @@ def augment(x: Tensor, settings: TrainSettings, generator: torch.Generator) -> T
 
 @torch.no_grad()
 def accuracy(model: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
-    model.eval()
-    return float((model(images).argmax(1) == labels).float().mean())
+    return float((model.eval()(images).argmax(1) == labels).float().mean())
 
 
 def train_classifier(settings: TrainSettings = TrainSettings(), progress: bool = True
