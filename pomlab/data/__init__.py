@@ -1,5 +1,4 @@
-"""Datasets: the embedded digits (default), image folders, CIFAR-10, latent shards; a resumable
-DDP-sharded batch sampler."""
+"""Datasets (embedded digits, image folders, CIFAR-10, latent shards), a resumable batch order."""
 from .datasets import DATASETS, DATASETS_ON_DISK, ShardedBatchSampler, load_cifar10, load_dataset
 from .digits import NUM_CLASSES as DIGITS_NUM_CLASSES, load_digits
 from .images import (ImageDataset, ImageFolder, TensorImageDataset, from_model_range,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ..checks import check_choice, check_ids, check_positive_int
 
@@ -50,7 +50,7 @@ class ImageDataset(Dataset):
                 f"{self.num_classes} classes")
 
 
-class TensorImageDataset(ImageDataset):
+class TensorImageDataset(ImageDataset, TensorDataset):
     """An in-memory set: images in [0, 1] (N, C, H, W) are stored in model space [-1, 1]."""
 
     def __init__(self, images01: Tensor, labels: Tensor, num_classes: int, name: str):
@@ -58,18 +58,13 @@ class TensorImageDataset(ImageDataset):
                 or images01.shape[-1] != images01.shape[-2]):
             raise ValueError(f"{name}: need square images (N, C, H, H) and N labels with N >= 1, "
                              f"got {tuple(images01.shape)} and {tuple(labels.shape)}")
-        self.images = to_model_range(images01.float()).contiguous()
-        self.labels = check_ids("labels", labels, num_classes, f"class ids in [0, {num_classes})"
-                                ).long().contiguous()          # once, here: not per batch
+        labels = check_ids("labels", labels, num_classes, f"class ids in [0, {num_classes})")
+        # checked and converted once, here, not per batch; `tensors` is (images, labels)
+        TensorDataset.__init__(self, to_model_range(images01.float()).contiguous(),
+                               labels.long().contiguous())
+        self.images, self.labels = self.tensors
         self.num_classes, self.name = int(num_classes), name
         self.channels, self.size = images01.shape[1], images01.shape[-1]
-        self.tensors = self.images, self.labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.images[i], self.labels[i]
 
 
 class ImageFolder(ImageDataset):

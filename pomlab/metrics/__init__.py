@@ -12,12 +12,11 @@ from .images import load_samples
 from .scores import (FeatureStats, frechet_distance, inception_score_from_logits, pool_statistics,
                      stats_distance)
 
-__all__ = [
-    "frechet_distance", "fid", "inception_score", "inception_score_with_std", "evaluate", "describe",
-    "reference_statistics", "feature_statistics", "FeatureStats", "stats_distance", "pool_statistics",
-    "inception_score_from_logits", "get_backend", "FeatureBackend", "DigitsBackend",
-    "InceptionBackend", "BACKENDS", "inception_weights_path", "INCEPTION_WEIGHTS_FILE",
-    "INCEPTION_WEIGHTS_URL", "register_reference_dataset", "reference_datasets",
-    "reference_images", "reference_label", "default_cache_dir", "load_samples",
-    "precision_recall", "kernel_inception_distance", "knn_radii", "reference_features",
-]
+__all__ = ["frechet_distance", "fid", "inception_score", "inception_score_with_std", "evaluate",
+           "describe", "reference_statistics", "feature_statistics", "FeatureStats",
+           "stats_distance", "pool_statistics", "inception_score_from_logits", "get_backend",
+           "FeatureBackend", "DigitsBackend", "InceptionBackend", "BACKENDS",
+           "inception_weights_path", "INCEPTION_WEIGHTS_FILE", "INCEPTION_WEIGHTS_URL",
+           "register_reference_dataset", "reference_datasets", "reference_images",
+           "reference_label", "default_cache_dir", "load_samples", "precision_recall",
+           "kernel_inception_distance", "knn_radii", "reference_features"]
