@@ -126,10 +126,9 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
         raise FileNotFoundError(f"InceptionV3 weights file not found: {path} (get it from "
                                 f"{INCEPTION_WEIGHTS_URL})")
     raise FileNotFoundError(
-        f"InceptionV3 FID weights not found: expected the file {INCEPTION_WEIGHTS_FILE} in "
-        f"{folder} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it). pomlab never "
-        f"downloads them at run time: on a connected machine fetch {INCEPTION_WEIGHTS_URL} "
-        f"and place it at {path}, or pass its path explicitly (weights=... / --weights).")
+        f"InceptionV3 FID weights not found: expected {INCEPTION_WEIGHTS_FILE} in {folder} (torch."
+        f"hub.get_dir()/checkpoints; TORCH_HOME moves it). pomlab never downloads them: on a "
+        f"connected machine fetch {INCEPTION_WEIGHTS_URL} to {path}, or pass weights= / --weights")
 
 
 def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:

@@ -18,9 +18,8 @@ from ..data.digits import NUM_CLASSES, load_digits
 from ..io import atomic_write, file_sha256
 
 INPUT_SIZE = 16
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "digits_classifier.pt"
-DEFAULT_INFO = WEIGHTS_DIR / "digits_classifier.json"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_classifier.pt"
+DEFAULT_INFO = DEFAULT_WEIGHTS.with_suffix(".json")                  # its training record
 
 
 class DigitsClassifier(nn.Module):
