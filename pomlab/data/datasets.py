@@ -28,8 +28,8 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str
     cifar10; folders and latents are one split, "train")."""
     check_choice("dataset", name, DATASETS)
     if hflip and name != "folder":
-        raise ValueError(f"hflip (random flips) applies to dataset 'folder', not {name!r}; for "
-                         "latents flip before encoding (experiments/encode_latents.py --hflip)")
+        raise ValueError(f"hflip applies to image folders ('folder'), not {name!r}; for latents "
+                         "flip before encoding (experiments/encode_latents.py --hflip)")
     if name == "digits" and root is not None:
         raise ValueError(f"dataset 'digits' is embedded and reads no folder, got root (--data-path) "
                          f"{str(root)!r}: use dataset folder, cifar10 or latents to read it")
