@@ -1,6 +1,5 @@
-"""The results folder: where the experiments write (`KINDS`: each kind's file, default folder and
-command; the layout is in docs/notebooks.md), and how figures and notebooks find it: by file, at
-any depth, so `--out` may be anything and several runs of one kind may coexist."""
+"""Where the experiments write (`KINDS`; layout in docs/notebooks.md) and how figures and notebooks
+find it: by file, at any depth, so `--out` may be anything and runs of one kind may coexist."""
 from __future__ import annotations
 
 import os

@@ -1,6 +1,5 @@
-"""The training sets, through one entry point (load_dataset(name, ...) -> ImageDataset), and the
-order their batches are drawn in: endless shuffled batches, sharded over DDP ranks, resumable
-(ShardedBatchSampler; docs/data.md)."""
+"""The training sets through one entry point, load_dataset(name, ...) -> ImageDataset, and the
+order of their batches: shuffled, sharded over DDP ranks, resumable (docs/data.md)."""
 from __future__ import annotations
 
 import os

@@ -59,18 +59,16 @@ class TensorImageDataset(ImageDataset, TensorDataset):
             raise ValueError(f"{name}: need square images (N, C, H, H) and N labels with N >= 1, "
                              f"got {tuple(images01.shape)} and {tuple(labels.shape)}")
         labels = check_ids("labels", labels, num_classes, f"class ids in [0, {num_classes})")
-        # checked and converted once, here, not per batch; `tensors` is (images, labels)
         TensorDataset.__init__(self, to_model_range(images01.float()).contiguous(),
-                               labels.long().contiguous())
+                               labels.long().contiguous())          # once, here: not per batch
         self.images, self.labels = self.tensors
         self.num_classes, self.name = int(num_classes), name
         self.channels, self.size = images01.shape[1], images01.shape[-1]
 
 
 class ImageFolder(ImageDataset):
-    """root/<class>/<images> (any depth below the class folder), classes numbered in name order,
-    loaded lazily: shorter side resized to `size` (bicubic) and centre-cropped (ADM/DiT), in
-    [-1, 1]. hflip: DiT's random left-right mirroring (probability 1/2, torch's global RNG)."""
+    """root/<class>/<images at any depth>, classes in name order, loaded lazily: shorter side to
+    `size` (bicubic), centre crop (ADM/DiT); hflip mirrors with p = 1/2 (torch's global RNG)."""
 
     def __init__(self, root: str | os.PathLike, size: int, channels: int = 3, hflip: bool = False):
         check_positive_int("image_size", size)

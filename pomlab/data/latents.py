@@ -39,7 +39,7 @@ class LatentShardWriter:
         self.shape: tuple[int, ...] | None = None
 
     def add(self, latents: Tensor, labels: Tensor) -> None:
-        if latents.dim() != 4 or len(latents) != len(labels) or latents.shape[2] != latents.shape[3]:
+        if latents.dim() != 4 or latents.size(2) != latents.size(3) or len(latents) != len(labels):
             raise ValueError(f"need square latents (n, C, h, h) and n labels, got "
                              f"{tuple(latents.shape)} and {tuple(labels.shape)}")
         if self.shape not in (None, tuple(latents.shape[1:])):
@@ -132,8 +132,7 @@ class LatentShards(ImageDataset):
 @torch.no_grad()
 def encode_images(vae, images: Tensor, scale_factor: float = SD_VAE_SCALE_FACTOR, *,
                   sample: bool = True, generator: torch.Generator | None = None) -> Tensor:
-    """Images in [-1, 1] (N, 3, H, W) -> scaled latents with a diffusers AutoencoderKL, drawn
-    from the posterior (DiT's preprocessing) or, sample=False, its mean."""
+    """Images in [-1, 1] (N, 3, H, W) -> scaled latents: a posterior sample (DiT) or its mean."""
     dist = vae.encode(images).latent_dist
     latents = dist.sample(generator=generator) if sample else dist.mean
     return latents * scale_factor

@@ -28,9 +28,8 @@ def check_captions(captions, single: bool = True) -> list[str]:
 
 
 class Vocabulary:
-    """Word-level tokenizer: ids 1..V-1 in a fixed order, 0 = pad. Captions are lower-cased
-    and split on white space; an unknown word is an error naming it (no silent <unk>); the
-    empty caption encodes to pads only (the null caption)."""
+    """Word-level tokenizer (ids 1..V-1, 0 = pad) of lower-cased, space-split captions: an unknown
+    word is an error naming it (no silent <unk>); the empty caption is all pads (the null one)."""
 
     def __init__(self, words: Sequence[str]):
         words = list(words)
@@ -73,7 +72,7 @@ class Vocabulary:
         if length is not None and check_positive_int("length", length) < longest:
             raise ValueError(f"length {length} is shorter than the longest caption ({longest} words)")
         width = length or longest
-        return torch.tensor([row + [PAD_ID] * (width - len(row)) for row in rows], dtype=torch.int64)
+        return torch.tensor([row + [PAD_ID] * (width - len(row)) for row in rows]).long()
 
     def decode(self, ids: Tensor) -> list[str]:
         """(B, L) word ids -> captions (pads dropped)."""

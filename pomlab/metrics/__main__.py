@@ -1,5 +1,4 @@
-"""Ad-hoc FID/IS (and precision/recall, KID) of saved samples against a reference set; usage in
-docs/metrics.md, "Command line"."""
+"""FID/IS (and precision/recall, KID) of saved samples against a reference set; docs/metrics.md."""
 from __future__ import annotations
 
 import json

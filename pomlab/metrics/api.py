@@ -1,6 +1,5 @@
-"""FID, IS and the one-call evaluation used by training runs, sweeps and the command line, and the
-reference sets they compare against: statistics (mean/covariance of real features) and features,
-cached on disk under a key of everything that produced them (docs/metrics.md)."""
+"""FID, IS and the one-call evaluation (training runs, sweeps, the command line), and the reference
+sets they compare against, whose features and statistics are cached on disk (docs/metrics.md)."""
 from __future__ import annotations
 
 import hashlib
@@ -71,10 +70,9 @@ def reference_features(reference: str = "digits", split: str = "train", size: in
                        batch_size: int | None = None, device: str | torch.device | None = None,
                        weights: str | os.PathLike | None = None, progress: bool = False
                        ) -> tuple[FeatureStats, Tensor | None]:
-    """(statistics, features (N, dim) float32; None without with_features) of a reference set
-    loaded at `size` pixels (None: its native size), for FID and precision/recall and KID: from
-    the disk cache when a matching file exists (one per with_features), else computed and, with
-    cache=True, stored."""
+    """(statistics, features (N, dim) float32 or None without with_features) of a reference set
+    at `size` pixels (None: native), from the disk cache when a matching file exists, else
+    computed and, with cache=True, stored."""
     backend = get_backend(backend, weights=weights, device=device)
     images = reference_images(reference, split, size)
     source = reference_label(reference, split, images.shape[-1])
@@ -133,8 +131,7 @@ def inception_score_with_std(images: Tensor, backend: str | FeatureBackend = "di
                              device: str | torch.device | None = None,
                              weights: str | os.PathLike | None = None, progress: bool = False
                              ) -> tuple[float, float]:
-    """(mean, std) of the Inception Score over `splits` seeded random splits, from the backend's
-    logits (digits backend: digits-IS, at most 10 = the class count)."""
+    """(mean, std) of the Inception Score of the backend's logits over `splits` seeded splits."""
     backend = get_backend(backend, weights=weights, device=device)
     _, logits = extract(images, backend, batch_size=batch_size, progress=progress, warn_rank=False)
     return inception_score_from_logits(logits, splits=splits, seed=seed)
@@ -152,10 +149,9 @@ def evaluate(fake: Tensor, reference: str | Tensor = "digits", split: str = "tra
              device: str | torch.device | None = None, weights: str | os.PathLike | None = None,
              progress: bool = False, coverage: bool = True, k: int = DEFAULT_K,
              kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE) -> dict:
-    """FID and IS of `fake` in one pass over the samples, with coverage also precision/recall and
-    KID: a flat, labelled dict (keys in docs/metrics.md). `reference`: a registered dataset, whose
-    statistics and features are cached, loaded at `size` pixels (default: the side of the fake
-    images), or real images (N, C, H, W) in [0, 1]."""
+    """FID and IS (with coverage also precision/recall and KID) of `fake` in one pass: a labelled
+    dict (docs/metrics.md). reference: a registered dataset (cached) at `size` pixels (default:
+    the fake images' side), or real images (N, C, H, W) in [0, 1]."""
     fake = check_images("fake", fake, min_count=2)
     backend = get_backend(backend, weights=weights, device=device)
     options = dict(batch_size=batch_size, progress=progress)
@@ -184,8 +180,7 @@ def evaluate(fake: Tensor, reference: str | Tensor = "digits", split: str = "tra
 
 
 def describe(result: dict) -> str:
-    """Labelled lines for an evaluate() result (FID, IS, and precision/recall and KID when
-    present), e.g. for logs and the command line."""
+    """Labelled lines for an evaluate() result (FID, IS, and precision/recall and KID if there)."""
     std = "" if result["is_std"] != result["is_std"] else f" ± {result['is_std']:.3f}"
     text = (f"{result['fid_name']} = {result['fid']:.4f}  ({result['n_fake']} fake "
             f"{result['image_size']} vs {result['reference']}, {result['n_real']} real; "

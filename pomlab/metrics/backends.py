@@ -1,6 +1,5 @@
 """Feature backends: nn.Modules mapping float images (N, C, H, W) in [0, 1] (any size, 1 or 3
-channels) to the features (N, num_features) that give FID (also as torchmetrics' custom feature
-module); `head` maps features to the logits that give IS. See docs/metrics.md."""
+channels) to the features that give FID; `head` maps them to the logits of IS (docs/metrics.md)."""
 from __future__ import annotations
 
 import os
@@ -132,9 +131,8 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
 
 
 def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
-    """Save a randomly initialised InceptionV3 (torch-fidelity's layout) to ``path``, to exercise
-    the Inception path without the real weights (its scores mean nothing). Its BatchNorm statistics
-    are one random batch's, so features are O(1) as in a real net (not ~1e-8)."""
+    """Save a random InceptionV3 (torch-fidelity's layout; scores mean nothing) to exercise the
+    Inception path without its weights; BatchNorm statistics of one batch keep features O(1)."""
     require_torch_fidelity()
     import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 

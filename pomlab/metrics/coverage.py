@@ -13,21 +13,18 @@ DEFAULT_K = 3
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
 
-def _features(name: str, value) -> Tensor:
-    x = torch.as_tensor(value)
-    if (not x.dtype.is_floating_point or x.dim() != 2 or x.shape[0] < 2
-            or not bool(torch.isfinite(x).all())):
-        raise ValueError(f"{name} must be float features (N >= 2, dim) without NaN or infinite "
-                         f"values, got {x.dtype} {tuple(x.shape)}")
-    return x.detach().to("cpu", torch.float64)
-
-
 def _feature_pair(real, fake) -> tuple[Tensor, Tensor]:
-    real, fake = _features("real", real), _features("fake", fake)
+    """Both as float64 CPU tensors, checked: float (N >= 2, dim), finite, of one dimension."""
+    real, fake = torch.as_tensor(real), torch.as_tensor(fake)
+    for name, x in (("real", real), ("fake", fake)):
+        if (not x.dtype.is_floating_point or x.dim() != 2 or x.shape[0] < 2
+                or not bool(torch.isfinite(x).all())):
+            raise ValueError(f"{name} must be float features (N >= 2, dim) without NaN or "
+                             f"infinite values, got {x.dtype} {tuple(x.shape)}")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs "
                          f"{fake.shape[1]}")
-    return real, fake
+    return real.detach().to("cpu", torch.float64), fake.detach().to("cpu", torch.float64)
 
 
 def _by_chunks(points: Tensor, centres: Tensor, reduce, chunk: int) -> Tensor:
@@ -37,11 +34,10 @@ def _by_chunks(points: Tensor, centres: Tensor, reduce, chunk: int) -> Tensor:
 
 
 def knn_radii(features: Tensor, k: int = DEFAULT_K, chunk: int = 1024) -> Tensor:
-    """Distance of each row to its k-th nearest other row (N,), float64."""
+    """Distance of each row to its k-th nearest other row (N,), float64 (itself is the 0th)."""
     n = features.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}] for {n} features, got {k}")
-    # k + 1: the 0 distance of a row to itself comes first
     return _by_chunks(features, features, lambda d: d.kthvalue(k + 1, dim=1).values, chunk)
 
 
@@ -80,8 +76,7 @@ def kernel_inception_distance(real, fake, *, subsets: int = KID_SUBSETS,
 
 def coverage_scores(real, fake, backend, *, k: int = DEFAULT_K, seed: int = 0,
                     kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE) -> dict:
-    """Precision/recall and KID of fake features against real ones, labelled like the
-    backend's FID (e.g. "digits-KID")."""
+    """Precision/recall and KID of fake against real features, labelled like the backend's FID."""
     precision, recall = precision_recall(real, fake, k=k)
     kid_mean, kid_std = kernel_inception_distance(real, fake, subsets=kid_subsets,
                                                   subset_size=kid_subset_size, seed=seed)

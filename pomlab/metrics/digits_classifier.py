@@ -99,8 +99,7 @@ def accuracy(model: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
 
 def train_classifier(settings: TrainSettings = TrainSettings(), progress: bool = True
                      ) -> tuple[DigitsClassifier, dict]:
-    """Train on the digits training split only (fixed seed); return the model and a record with
-    the settings, train/held-out accuracy and timing."""
+    """Trains on the digits training split (seeded); returns the model and a record of the run."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(settings.seed)

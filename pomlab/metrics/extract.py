@@ -17,9 +17,8 @@ def extract(images: Tensor, backend: FeatureBackend, *, name: str = "images", lo
             batch_size: int | None = None, progress: bool = False, source: str = "",
             warn_rank: bool = True, features_out: list | None = None
             ) -> tuple[FeatureStats, Tensor | None]:
-    """Features' mean and covariance (from float64 sums over the batches) and, if asked, the
-    logits (N, classes) on the CPU. features_out: a list that receives each batch's features
-    (CPU float32), for precision/recall and KID."""
+    """Features' mean and covariance (float64 sums over the batches) and, if asked, the logits
+    (N, classes) on the CPU; features_out receives each batch's features (CPU float32)."""
     from tqdm.auto import tqdm
 
     images = check_images(name, images, min_count=2)
@@ -35,8 +34,7 @@ def extract(images: Tensor, backend: FeatureBackend, *, name: str = "images", lo
         with torch.no_grad():
             features = backend(images[start:start + batch_size].to(device, torch.float32))
             if not bool(torch.isfinite(features).all()):
-                raise RuntimeError(f"the {backend.name} backend produced non-finite features "
-                                   f"for {name}")
+                raise RuntimeError(f"{backend.name} backend: non-finite features for {name}")
             wide = features.double()
             total += wide.sum(dim=0)
             scatter += wide.t().mm(wide)

@@ -61,9 +61,8 @@ def to_rgb(images: Tensor) -> Tensor:
 
 
 def load_samples(path: str | os.PathLike, key: str | None = None) -> Tensor:
-    """Images from a folder of PNG files (sorted by name, all one size; grey or RGB) or from an
-    .npz file holding one image array (or the array `key`): uint8 arrays are divided by 255,
-    float arrays must already be in [0, 1]; layouts (N, H, W), (N, C, H, W) and (N, H, W, C)."""
+    """Images from a folder of PNGs (by name, one size, grey or RGB) or an .npz's one array (or
+    `key`): uint8 / 255 or float in [0, 1], laid out (N, H, W), (N, C, H, W) or (N, H, W, C)."""
     path = Path(path).expanduser()
     if path.is_dir():
         from PIL import Image
