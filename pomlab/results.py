@@ -1,6 +1,5 @@
-"""The results folder: where the experiments write (`KINDS`: each kind's file, default folder and
-command; the layout is in docs/notebooks.md), and how figures and notebooks find it: by file, at
-any depth, so `--out` may be anything and several runs of one kind may coexist."""
+"""Where the experiments write (`KINDS`; layout in docs/notebooks.md) and how figures and notebooks
+find it: by file, at any depth, so `--out` may be anything and runs of one kind may coexist."""
 from __future__ import annotations
 
 import os
@@ -25,8 +24,7 @@ class ResultKind:
 
 
 KINDS: dict[str, ResultKind] = {k.name: k for k in (
-    ResultKind("scaling", "results.csv", "results/scaling",
-               "python experiments/scaling_laws.py",
+    ResultKind("scaling", "results.csv", "results/scaling", "python experiments/scaling_laws.py",
                ("model", "mixer", "size", "patch", "fid", "is_mean", "train_compute_gflops",
                 "fid_name", "is_name")),
     ResultKind("speed", "speed.csv", "results/speed_cpu (results/speed_cuda on a GPU)",
@@ -43,16 +41,11 @@ KINDS: dict[str, ResultKind] = {k.name: k for k in (
                 "steps", "device")),
     ResultKind("contextual_mapping", "contextual_mapping.csv", "results/theory",
                "python experiments/contextual_mapping.py",
-               ("levels", "tokens", "dim", "positional", "model", "holds",
-                "relative_separation")),
+               ("levels", "tokens", "dim", "positional", "model", "holds", "relative_separation")),
     ResultKind("universal_approximation", "universal_approximation.csv", "results/theory",
                "python experiments/universal_approximation.py",
                ("task", "mixer", "width", "depth", "degree", "params", "test_rel_mse")),
 )}
-
-
-def _kind(kind: str) -> ResultKind:
-    return KINDS[check_choice("kind", kind, KINDS)]
 
 
 def find_results(root: str | os.PathLike, skip: str | os.PathLike | None = None
@@ -77,7 +70,7 @@ def find_results(root: str | os.PathLike, skip: str | os.PathLike | None = None
 def locate(root: str | os.PathLike, kind: str) -> list[Path]:
     """The folders under root holding ``kind``'s results; FileNotFoundError (naming the command
     that writes them) when there are none."""
-    spec = _kind(kind)
+    spec = KINDS[check_choice("kind", kind, KINDS)]
     folders = find_results(root)[kind]
     if not folders:
         raise FileNotFoundError(f"no {spec.file} under {str(root)!r}: run `{spec.command}` "
@@ -87,7 +80,7 @@ def locate(root: str | os.PathLike, kind: str) -> list[Path]:
 
 def load_table(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
     """The CSV of one kind in ``folder`` (floats exact), checked for the columns figures need."""
-    spec = _kind(kind)
+    spec = KINDS[check_choice("kind", kind, KINDS)]
     path = Path(folder) / spec.file
     if not path.is_file():
         raise FileNotFoundError(f"no {spec.file} in {str(folder)!r}: run `{spec.command} "

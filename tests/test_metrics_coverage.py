@@ -63,8 +63,7 @@ def test_kid_is_the_unbiased_polynomial_mmd():
 
 
 def test_evaluate_reports_labelled_precision_recall_and_kid(tmp_path):
-    from pomlab.metrics.reference import reference_images
-    fake = reference_images("digits", "heldout", 16)
+    fake = metrics.reference_images("digits", "heldout", 16)
     result = metrics.evaluate(fake, backend="digits", cache_dir=tmp_path, kid_subsets=10,
                               kid_subset_size=200)
     assert result["pr_name"] == "digits-precision/recall (k=3)" and result["kid_name"] == "digits-KID"

@@ -169,12 +169,16 @@ def test_evaluate_uses_and_keys_the_cache(backend, digits, train_stats, tmp_path
     assert len(files) == 1 and files[0].name.startswith("digits-train-16px-digits-")
 
     # a second call reads the cache: feature extraction of the reference must not run again
-    import pomlab.metrics.reference as reference_module
+    import pomlab.metrics.api as api_module
 
-    real_extract = reference_module.extract
-    monkeypatch.setattr(reference_module, "extract", lambda *a, **k: pytest.fail("recomputed"))
+    real_extract = api_module.extract
+
+    def extract_fake_only(images, backend, *, name, **kwargs):
+        assert name == "fake", f"the {name} features were recomputed"
+        return real_extract(images, backend, name=name, **kwargs)
+    monkeypatch.setattr(api_module, "extract", extract_fake_only)
     assert metrics.evaluate(fake, backend=backend, cache_dir=tmp_path) == result
-    monkeypatch.setattr(reference_module, "extract", real_extract)
+    monkeypatch.setattr(api_module, "extract", real_extract)
 
     # another split, size or classifier gets its own file
     metrics.reference_statistics("digits", "heldout", 16, backend, cache_dir=tmp_path)

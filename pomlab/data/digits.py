@@ -13,24 +13,19 @@ from .images import resize_square
 NUM_CLASSES = 10
 NATIVE_SIZE = 8
 SPLITS = ("train", "heldout", "all")
-HELDOUT_FRACTION = 0.2
-SPLIT_SEED = 0
 
 
 @lru_cache(maxsize=1)
-def _raw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _raw() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
 
     bunch = sk_load_digits()
-    images = bunch.images.astype(np.float32) / 16.0          # pixel values 0..16 -> [0, 1]
     labels = bunch.target.astype(np.int64)
     index = np.arange(len(labels))
-    train_idx, held_idx = train_test_split(index, test_size=HELDOUT_FRACTION,
-                                           random_state=SPLIT_SEED, stratify=labels)
-    split_of = np.zeros(len(labels), dtype=np.int8)
-    split_of[held_idx] = 1
-    return images, labels, split_of
+    train, heldout = train_test_split(index, test_size=0.2, random_state=0, stratify=labels)
+    splits = {"train": np.sort(train), "heldout": np.sort(heldout), "all": index}
+    return bunch.images.astype(np.float32) / 16.0, labels, splits     # pixels 0..16 -> [0, 1]
 
 
 def load_digits(split: str = "train", size: int = NATIVE_SIZE, channels: int = 1
@@ -40,7 +35,7 @@ def load_digits(split: str = "train", size: int = NATIVE_SIZE, channels: int = 1
     check_choice("split", split, SPLITS)
     check_positive_int("size", size)
     check_choice("channels", channels, (1, 3))
-    images, labels, split_of = _raw()
-    keep = np.ones_like(split_of, dtype=bool) if split == "all" else split_of == SPLITS.index(split)
+    images, labels, splits = _raw()
+    keep = splits[split]
     x = resize_square(torch.from_numpy(images[keep]).unsqueeze(1), size)
     return x.repeat(1, channels, 1, 1).contiguous(), torch.from_numpy(labels[keep]).clone()

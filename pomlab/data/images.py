@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ..checks import check_choice, check_ids, check_positive_int
 
@@ -40,62 +40,35 @@ class ImageDataset(Dataset):
 
     name: str = "images"
     kind: str = "pixels"          # "pixels" ([-1, 1]) or "latents" (scaled VAE latents)
+    tensors: tuple[Tensor, Tensor] | None = None      # (all images, all labels) when in memory
     num_classes: int
     channels: int
     size: int
-
-    @property
-    def tensors(self) -> tuple[Tensor, Tensor] | None:
-        """(all images, all labels) when the whole set is in memory, else None."""
-        return None
 
     def describe(self) -> str:
         return (f"{self.name}: {len(self)} {self.kind} items, {self.channels}x{self.size}x{self.size}, "
                 f"{self.num_classes} classes")
 
 
-class TensorImageDataset(ImageDataset):
+class TensorImageDataset(ImageDataset, TensorDataset):
     """An in-memory set: images in [0, 1] (N, C, H, W) are stored in model space [-1, 1]."""
 
     def __init__(self, images01: Tensor, labels: Tensor, num_classes: int, name: str):
-        if images01.dim() != 4 or len(images01) != len(labels) or len(labels) == 0:
-            raise ValueError(f"{name}: need images (N, C, H, W) and N labels with N >= 1, got "
-                             f"{tuple(images01.shape)} and {tuple(labels.shape)}")
-        if images01.shape[-1] != images01.shape[-2]:
-            raise ValueError(f"{name}: images must be square, got {tuple(images01.shape[-2:])}")
-        self.images = to_model_range(images01.float()).contiguous()
-        self.labels = check_ids("labels", labels, num_classes, f"class ids in [0, {num_classes})"
-                                ).long().contiguous()          # once, here: not per batch
+        if (images01.dim() != 4 or len(images01) != len(labels) or len(labels) == 0
+                or images01.shape[-1] != images01.shape[-2]):
+            raise ValueError(f"{name}: need square images (N, C, H, H) and N labels with N >= 1, "
+                             f"got {tuple(images01.shape)} and {tuple(labels.shape)}")
+        labels = check_ids("labels", labels, num_classes, f"class ids in [0, {num_classes})")
+        TensorDataset.__init__(self, to_model_range(images01.float()).contiguous(),
+                               labels.long().contiguous())          # once, here: not per batch
+        self.images, self.labels = self.tensors
         self.num_classes, self.name = int(num_classes), name
         self.channels, self.size = images01.shape[1], images01.shape[-1]
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.images[i], self.labels[i]
-
-    @property
-    def tensors(self) -> tuple[Tensor, Tensor]:
-        return self.images, self.labels
-
-
-def _class_folders(root: Path) -> list[tuple[str, list[Path]]]:
-    classes = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                       and p.is_file() and not p.name.startswith("."))
-        if files:
-            classes.append((sub.name, files))
-    return classes
-
 
 class ImageFolder(ImageDataset):
-    """root/<class name>/<image files> (any depth below the class folder); classes are sorted
-    by name and numbered 0..C-1. Images are loaded lazily with Pillow, resized so the shorter
-    side is `size` (bicubic) and centre-cropped (ADM/DiT preprocessing), then scaled to [-1, 1].
-    hflip=True mirrors each item left-right with probability 1/2 (DiT's training augmentation),
-    drawn from torch's global RNG (seeded DataLoader workers / the trainer's checkpointed RNG)."""
+    """root/<class>/<images at any depth>, classes in name order, loaded lazily: shorter side to
+    `size` (bicubic), centre crop (ADM/DiT); hflip mirrors with p = 1/2 (torch's global RNG)."""
 
     def __init__(self, root: str | os.PathLike, size: int, channels: int = 3, hflip: bool = False):
         check_positive_int("image_size", size)
@@ -103,7 +76,12 @@ class ImageFolder(ImageDataset):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
-        classes = _class_folders(root)
+        classes = []
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = sorted(p for p in sub.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                           and p.is_file() and not p.name.startswith("."))
+            if files:
+                classes.append((sub.name, files))
         if not classes:
             raise ValueError(f"no images found under {str(root)!r}: expected class subfolders "
                              f"root/<class>/<image> with extensions {', '.join(IMAGE_EXTENSIONS)}")

@@ -1,13 +1,5 @@
-"""Pre-encoded VAE latents in shards on disk (the paper-scale input of DiT/DiPoM).
-
-Layout of a latent folder:
-    meta.json            {"format": "pomlab-latents-v1", "scale_factor", "vae", "image_size",
-                          "channels", "size", "num_classes", "count", "shards": [{"file", "count"}]}
-    shard_00000.pt ...   {"latents": float16 (n, C, h, w) already multiplied by scale_factor,
-                          "labels": int64 (n,)}
-Shards and meta.json are written atomically; meta.json comes last, so a folder with a
-meta.json is complete. Shards are memory-mapped when read.
-"""
+"""Pre-encoded VAE latents (the paper-scale input of DiT/DiPoM) in float16 shards on disk,
+written atomically, meta.json last, read memory-mapped; the folder layout is in docs/data.md."""
 from __future__ import annotations
 
 import bisect
@@ -42,27 +34,22 @@ class LatentShardWriter:
                                   "choose a new folder")
         self.shard_size, self.meta = shard_size, {"format": FORMAT, "num_classes": num_classes,
                                                   "scale_factor": float(scale_factor), **meta}
-        self._latents: list[Tensor] = []
-        self._labels: list[Tensor] = []
-        self._pending = 0
+        self._latents, self._labels, self._pending = [], [], 0          # not written yet
         self.shards: list[dict] = []
         self.shape: tuple[int, ...] | None = None
 
     def add(self, latents: Tensor, labels: Tensor) -> None:
-        if latents.dim() != 4 or len(latents) != len(labels):
-            raise ValueError(f"need latents (n, C, h, w) and n labels, got {tuple(latents.shape)} "
-                             f"and {tuple(labels.shape)}")
-        if self.shape is None:
-            if latents.shape[2] != latents.shape[3]:
-                raise ValueError(f"latents must be square, got {latents.shape[2]}x{latents.shape[3]}")
-            self.shape = tuple(latents.shape[1:])
-        elif tuple(latents.shape[1:]) != self.shape:
+        if latents.dim() != 4 or latents.size(2) != latents.size(3) or len(latents) != len(labels):
+            raise ValueError(f"need square latents (n, C, h, h) and n labels, got "
+                             f"{tuple(latents.shape)} and {tuple(labels.shape)}")
+        if self.shape not in (None, tuple(latents.shape[1:])):
             raise ValueError(f"latent shape changed from {self.shape} to {tuple(latents.shape[1:])}")
         if not torch.isfinite(latents).all():
             raise ValueError("latents contain NaN or inf")
-        self._latents.append(latents.detach().to("cpu", torch.float16))
         n = self.meta["num_classes"]
         check_ids("labels", labels, n, f"class ids in [0, {n})")
+        self.shape = tuple(latents.shape[1:])
+        self._latents.append(latents.detach().to("cpu", torch.float16))
         self._labels.append(labels.detach().to("cpu", torch.int64))
         self._pending += len(labels)
         while self._pending >= self.shard_size:
@@ -82,10 +69,9 @@ class LatentShardWriter:
             self._flush(self._pending)
         if not self.shards:
             raise ValueError("no latents were added")
-        channels, size, _ = self.shape
-        meta = {**self.meta, "channels": channels, "size": size,
-                "count": sum(s["count"] for s in self.shards), "shards": self.shards}
-        return atomic_write_json(self.root / "meta.json", meta)
+        return atomic_write_json(self.root / "meta.json", {
+            **self.meta, "channels": self.shape[0], "size": self.shape[1],
+            "count": sum(s["count"] for s in self.shards), "shards": self.shards})
 
 
 class LatentShards(ImageDataset):
@@ -103,19 +89,17 @@ class LatentShards(ImageDataset):
         if meta.get("format") != FORMAT:
             raise ValueError(f"{str(meta_path)!r}: unknown format {meta.get('format')!r}, "
                              f"expected {FORMAT!r}")
-        self.meta = meta
-        self.num_classes, self.channels, self.size = meta["num_classes"], meta["channels"], meta["size"]
-        self.scale_factor = meta["scale_factor"]
-        self.name = f"latents:{self.root}"
+        self.meta, self.name = meta, f"latents:{self.root}"
+        self.num_classes, self.channels, self.size, self.scale_factor = (
+            meta["num_classes"], meta["channels"], meta["size"], meta["scale_factor"])
         self.counts = [s["count"] for s in meta["shards"]]
         self.starts = [0, *itertools.accumulate(self.counts)]
         self._shards: dict[int, dict] = {}
         nbytes = self.starts[-1] * self.channels * self.size * self.size * 2
-        self._tensors = None
         if preload or (preload is None and nbytes <= PRELOAD_BYTES):
             parts = [self._shard(i) for i in range(len(self.counts))]
-            self._tensors = (torch.cat([p["latents"] for p in parts]).float(),
-                             torch.cat([p["labels"] for p in parts]))
+            self.tensors = (torch.cat([p["latents"] for p in parts]).float(),
+                            torch.cat([p["labels"] for p in parts]))
             self._shards.clear()
 
     def _shard(self, i: int) -> dict:
@@ -135,8 +119,8 @@ class LatentShards(ImageDataset):
         return self.starts[-1]
 
     def __getitem__(self, i):
-        if self._tensors is not None:
-            return self._tensors[0][i], self._tensors[1][i]
+        if self.tensors is not None:
+            return self.tensors[0][i], self.tensors[1][i]
         i = int(i)
         if not 0 <= i < len(self):
             raise IndexError(i)
@@ -144,16 +128,11 @@ class LatentShards(ImageDataset):
         shard = self._shard(s)
         return shard["latents"][i - self.starts[s]].float(), shard["labels"][i - self.starts[s]]
 
-    @property
-    def tensors(self):
-        return self._tensors
-
 
 @torch.no_grad()
 def encode_images(vae, images: Tensor, scale_factor: float = SD_VAE_SCALE_FACTOR, *,
                   sample: bool = True, generator: torch.Generator | None = None) -> Tensor:
-    """Images in [-1, 1] (N, 3, H, W) -> scaled latents with a diffusers AutoencoderKL, drawn
-    from the posterior (DiT's preprocessing) or, sample=False, its mean."""
+    """Images in [-1, 1] (N, 3, H, W) -> scaled latents: a posterior sample (DiT) or its mean."""
     dist = vae.encode(images).latent_dist
     latents = dist.sample(generator=generator) if sample else dist.mean
     return latents * scale_factor

@@ -11,7 +11,6 @@ from ..checks import check_positive_int
 PAD = "<pad>"
 PAD_ID = 0
 # the toy grammar "a {digit} moving {direction}" (pomlab.data.toy_video)
-TOY_DIGIT_WORDS = tuple(str(d) for d in range(10))
 TOY_DIRECTION_WORDS = ("left", "right", "up", "down")
 
 
@@ -29,9 +28,8 @@ def check_captions(captions, single: bool = True) -> list[str]:
 
 
 class Vocabulary:
-    """Word-level tokenizer: ids 1..V-1 in a fixed order, 0 = pad. Captions are lower-cased
-    and split on white space; an unknown word is an error naming it (no silent <unk>); the
-    empty caption encodes to pads only (the null caption)."""
+    """Word-level tokenizer (ids 1..V-1, 0 = pad) of lower-cased, space-split captions: an unknown
+    word is an error naming it (no silent <unk>); the empty caption is all pads (the null one)."""
 
     def __init__(self, words: Sequence[str]):
         words = list(words)
@@ -42,9 +40,8 @@ class Vocabulary:
                              f"spaces and not {PAD!r}, got {bad[:5]}")
         if len(set(words)) != len(words):
             raise ValueError("vocabulary words must be unique")
-        self.words = (PAD, *words)
+        self.words, self.pad_id = (PAD, *words), PAD_ID
         self.ids = {w: i for i, w in enumerate(self.words)}
-        self.pad_id = PAD_ID
 
     @classmethod
     def from_captions(cls, captions: Sequence[str]) -> "Vocabulary":
@@ -74,10 +71,8 @@ class Vocabulary:
         longest = max(1, max(len(r) for r in rows))
         if length is not None and check_positive_int("length", length) < longest:
             raise ValueError(f"length {length} is shorter than the longest caption ({longest} words)")
-        ids = torch.full((len(rows), length or longest), PAD_ID, dtype=torch.int64)
-        for i, row in enumerate(rows):
-            ids[i, :len(row)] = torch.tensor(row, dtype=torch.int64)
-        return ids
+        width = length or longest
+        return torch.tensor([row + [PAD_ID] * (width - len(row)) for row in rows]).long()
 
     def decode(self, ids: Tensor) -> list[str]:
         """(B, L) word ids -> captions (pads dropped)."""
@@ -85,4 +80,4 @@ class Vocabulary:
 
 
 # The toy grammar's fixed vocabulary (17 entries with the pad).
-TOY_VOCABULARY = Vocabulary(["a", "moving", *TOY_DIGIT_WORDS, *TOY_DIRECTION_WORDS])
+TOY_VOCABULARY = Vocabulary(["a", "moving", *map(str, range(10)), *TOY_DIRECTION_WORDS])

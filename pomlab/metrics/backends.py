@@ -1,20 +1,17 @@
-"""Feature backends: the networks whose features give FID and whose logits give IS.
-
-A backend is an nn.Module mapping float images (N, C, H, W) in [0, 1] (any size, 1 or 3 channels)
-to features (N, num_features), so it also serves as torchmetrics' custom feature module; `head`
-maps features to logits. "digits" and "inception" are described in docs/metrics.md.
-"""
+"""Feature backends: nn.Modules mapping float images (N, C, H, W) in [0, 1] (any size, 1 or 3
+channels) to the features that give FID; `head` maps them to the logits of IS (docs/metrics.md)."""
 from __future__ import annotations
 
 import os
 from functools import lru_cache
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import Tensor, nn
 
 from ..checks import check_choice
-from ..io import file_sha256
+from ..io import atomic_torch_save, file_sha256
 from .digits_classifier import DEFAULT_WEIGHTS, INPUT_SIZE, load_classifier
 from ..data.images import resize_square
 from .images import to_grey, to_rgb
@@ -65,19 +62,15 @@ class FeatureBackend(nn.Module):
 
 
 class DigitsBackend(FeatureBackend):
-    name = "digits"
-    fid_name = "digits-FID"
-    is_name = "digits-IS"
+    name, fid_name, is_name = "digits", "digits-FID", "digits-IS"
     default_batch_size = 512
 
     def __init__(self, weights: str | os.PathLike | None = None):
         super().__init__()
         self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        self.model = load_classifier(self.weights_path)
+        self.model = load_classifier(self.weights_path).requires_grad_(False)
         self.weights_sha256 = file_sha256(self.weights_path)
-        self.model.requires_grad_(False)
-        self.num_features = self.model.num_features
-        self.num_classes = self.model.num_classes
+        self.num_features, self.num_classes = self.model.num_features, self.model.num_classes
         self.head = self.model.head
         self.eval()
 
@@ -85,25 +78,9 @@ class DigitsBackend(FeatureBackend):
         return self.model.features(resize_square(to_grey(images), INPUT_SIZE))
 
 
-class _UnbiasedLogits(nn.Module):
-    """Inception's fc without its bias: the "logits_unbiased" that torchmetrics/torch-fidelity
-    use for the Inception Score."""
-
-    def __init__(self, fc: nn.Linear):
-        super().__init__()
-        self.fc = fc
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features.to(self.fc.weight.dtype) @ self.fc.weight.T
-
-
 class InceptionBackend(FeatureBackend):
-    name = "inception"
-    fid_name = "Inception-FID"
-    is_name = "Inception-IS"
-    num_features = 2048
-    num_classes = 1008
-    default_batch_size = 64
+    name, fid_name, is_name = "inception", "Inception-FID", "Inception-IS"
+    num_features, num_classes, default_batch_size = 2048, 1008, 64
 
     def __init__(self, weights: str | os.PathLike | None = None):
         super().__init__()
@@ -115,7 +92,9 @@ class InceptionBackend(FeatureBackend):
         self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                       feature_extractor_weights_path=str(self.weights_path),
                                       antialias=False)
-        self.head = _UnbiasedLogits(self.net.fc)
+        # fc without its bias: the "logits_unbiased" of torchmetrics/torch-fidelity's IS
+        self.head = nn.utils.skip_init(nn.Linear, self.num_features, self.num_classes, bias=False)
+        self.head.weight = self.net.fc.weight
         self.eval()
 
     def forward(self, images: Tensor) -> Tensor:
@@ -138,41 +117,30 @@ def require_torch_fidelity() -> None:
 def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
     """The InceptionV3 weights file: `weights` if given, else torch hub's checkpoints cache
     (torch.hub.get_dir()/checkpoints, i.e. $TORCH_HOME/hub/checkpoints). Never downloads."""
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"InceptionV3 weights file not found: {path} (get it from "
-                                    f"{INCEPTION_WEIGHTS_URL})")
-        return path
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    path = folder / INCEPTION_WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"InceptionV3 FID weights not found: expected the file {INCEPTION_WEIGHTS_FILE} in "
-            f"{folder} (torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it). pomlab never "
-            f"downloads them at run time: on a connected machine fetch {INCEPTION_WEIGHTS_URL} "
-            f"and place it at {path}, or pass its path explicitly (weights=... / --weights).")
-    return path
+    path = Path(weights).expanduser() if weights is not None else folder / INCEPTION_WEIGHTS_FILE
+    if path.is_file():
+        return path
+    if weights is not None:
+        raise FileNotFoundError(f"InceptionV3 weights file not found: {path} (get it from "
+                                f"{INCEPTION_WEIGHTS_URL})")
+    raise FileNotFoundError(
+        f"InceptionV3 FID weights not found: expected {INCEPTION_WEIGHTS_FILE} in {folder} (torch."
+        f"hub.get_dir()/checkpoints; TORCH_HOME moves it). pomlab never downloads them: on a "
+        f"connected machine fetch {INCEPTION_WEIGHTS_URL} to {path}, or pass weights= / --weights")
 
 
 def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
-    """Save a randomly initialised InceptionV3 (torch-fidelity's layout) to ``path``: for
-    exercising the Inception code path where the real weights cannot be downloaded. Its
-    BatchNorm statistics are those of one random batch, so features are O(1) as in a real net
-    (random convolutions alone shrink them to ~1e-8). Scores made with it mean nothing."""
+    """Save a random InceptionV3 (torch-fidelity's layout; scores mean nothing) to exercise the
+    Inception path without its weights; BatchNorm statistics of one batch keep features O(1)."""
     require_torch_fidelity()
     import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 
-    real_load, real_state = tf_inception.load_state_dict_from_url, \
-        tf_inception.FeatureExtractorInceptionV3.load_state_dict
-    tf_inception.load_state_dict_from_url = lambda *a, **k: {}        # build without weights
-    tf_inception.FeatureExtractorInceptionV3.load_state_dict = lambda self, state, *a, **k: None
-    try:
+    extractor = tf_inception.FeatureExtractorInceptionV3
+    with mock.patch.object(tf_inception, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(extractor, "load_state_dict", lambda *a, **k: None):   # no weights
         torch.manual_seed(seed)
-        net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    finally:
-        tf_inception.load_state_dict_from_url = real_load
-        tf_inception.FeatureExtractorInceptionV3.load_state_dict = real_state
+        net = extractor("inception-v3-compat", ["2048"])
     for module in net.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.reset_running_stats()
@@ -180,11 +148,7 @@ def write_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Pa
     net.train()
     with torch.no_grad():
         net(torch.randint(0, 256, (4, 3, 75, 75), dtype=torch.uint8))
-    net.eval()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
-    return path
+    return atomic_torch_save(net.eval().state_dict(), path)
 
 
 def get_backend(backend: str | FeatureBackend = "digits", *, weights: str | os.PathLike | None = None,

@@ -5,60 +5,52 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..checks import check_int, check_positive_int
-from .extract import GivenFeatures
 
 DEFAULT_K = 3
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
 
-def _features(name: str, value) -> Tensor:
-    x = torch.as_tensor(value)
-    if not x.dtype.is_floating_point or x.dim() != 2 or x.shape[0] < 2:
-        raise ValueError(f"{name} must be float features (N >= 2, dim), got {x.dtype} "
-                         f"{tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return x.detach().to("cpu", torch.float64)
-
-
 def _feature_pair(real, fake) -> tuple[Tensor, Tensor]:
-    real, fake = _features("real", real), _features("fake", fake)
+    """Both as float64 CPU tensors, checked: float (N >= 2, dim), finite, of one dimension."""
+    real, fake = torch.as_tensor(real), torch.as_tensor(fake)
+    for name, x in (("real", real), ("fake", fake)):
+        if (not x.dtype.is_floating_point or x.dim() != 2 or x.shape[0] < 2
+                or not bool(torch.isfinite(x).all())):
+            raise ValueError(f"{name} must be float features (N >= 2, dim) without NaN or "
+                             f"infinite values, got {x.dtype} {tuple(x.shape)}")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs "
                          f"{fake.shape[1]}")
-    return real, fake
+    return real.detach().to("cpu", torch.float64), fake.detach().to("cpu", torch.float64)
+
+
+def _by_chunks(points: Tensor, centres: Tensor, reduce, chunk: int) -> Tensor:
+    """reduce(distances of a chunk of points to every centre) over chunks of points."""
+    return torch.cat([reduce(torch.cdist(points[start:start + chunk], centres))
+                      for start in range(0, points.shape[0], chunk)])
 
 
 def knn_radii(features: Tensor, k: int = DEFAULT_K, chunk: int = 1024) -> Tensor:
-    """Distance of each row to its k-th nearest other row (N,), float64."""
+    """Distance of each row to its k-th nearest other row (N,), float64 (itself is the 0th)."""
     n = features.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}] for {n} features, got {k}")
-    radii = []
-    for start in range(0, n, chunk):
-        d = torch.cdist(features[start:start + chunk], features)
-        radii.append(d.kthvalue(k + 1, dim=1).values)        # the 0 to itself is the first
-    return torch.cat(radii)
-
-
-def _inside(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tensor:
-    inside = []
-    for start in range(0, points.shape[0], chunk):
-        d = torch.cdist(points[start:start + chunk], centres)
-        inside.append((d <= radii[None]).any(dim=1))
-    return torch.cat(inside)
+    return _by_chunks(features, features, lambda d: d.kthvalue(k + 1, dim=1).values, chunk)
 
 
 def precision_recall(real, fake, k: int = DEFAULT_K, chunk: int = 1024) -> tuple[float, float]:
     """(precision, recall) of fake features against real ones (each (N, dim); float64)."""
     check_int("k", k, minimum=None)                           # its range is knn_radii's
     real, fake = _feature_pair(real, fake)
-    precision = _inside(fake, real, knn_radii(real, k, chunk), chunk).double().mean()
-    recall = _inside(real, fake, knn_radii(fake, k, chunk), chunk).double().mean()
-    return float(precision), float(recall)
+
+    def inside(points: Tensor, centres: Tensor) -> float:
+        radii = knn_radii(centres, k, chunk)
+        return float(_by_chunks(points, centres, lambda d: (d <= radii[None]).any(dim=1),
+                                chunk).double().mean())
+    return inside(fake, real), inside(real, fake)
 
 
 def kernel_inception_distance(real, fake, *, subsets: int = KID_SUBSETS,
@@ -72,8 +64,8 @@ def kernel_inception_distance(real, fake, *, subsets: int = KID_SUBSETS,
     size = min(subset_size, real.shape[0], fake.shape[0])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]), subsets=subsets,
-                                         subset_size=size, sync_on_compute=False)
+        metric = KernelInceptionDistance(feature=nn.Identity(), subsets=subsets, subset_size=size,
+                                         sync_on_compute=False)      # given features, local
         metric.update(real, real=True)
         metric.update(fake, real=False)
         with torch.random.fork_rng(devices=[]):
@@ -84,8 +76,7 @@ def kernel_inception_distance(real, fake, *, subsets: int = KID_SUBSETS,
 
 def coverage_scores(real, fake, backend, *, k: int = DEFAULT_K, seed: int = 0,
                     kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE) -> dict:
-    """Precision/recall and KID of fake features against real ones, labelled like the
-    backend's FID (e.g. "digits-KID")."""
+    """Precision/recall and KID of fake against real features, labelled like the backend's FID."""
     precision, recall = precision_recall(real, fake, k=k)
     kid_mean, kid_std = kernel_inception_distance(real, fake, subsets=kid_subsets,
                                                   subset_size=kid_subset_size, seed=seed)

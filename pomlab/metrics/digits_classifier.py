@@ -18,9 +18,8 @@ from ..data.digits import NUM_CLASSES, load_digits
 from ..io import atomic_write, file_sha256
 
 INPUT_SIZE = 16
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "digits_classifier.pt"
-DEFAULT_INFO = WEIGHTS_DIR / "digits_classifier.json"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_classifier.pt"
+DEFAULT_INFO = DEFAULT_WEIGHTS.with_suffix(".json")                  # its training record
 
 
 class DigitsClassifier(nn.Module):
@@ -31,19 +30,13 @@ class DigitsClassifier(nn.Module):
         super().__init__()
         self.config = {"width": width, "num_features": num_features, "num_classes": num_classes,
                        "dropout": dropout}
-        self.num_features = num_features
-        self.num_classes = num_classes
-        w = width
+        self.num_features, self.num_classes, w = num_features, num_classes, width
         self.body = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(2),                                              # 16 -> 8
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),                                              # 8 -> 4
-            nn.Flatten(),
-            nn.Linear(2 * w * (INPUT_SIZE // 4) ** 2, num_features), nn.ReLU(),
-        )
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.ReLU(), nn.MaxPool2d(2),                                   # 8 -> 4
+            nn.Flatten(), nn.Linear(2 * w * (INPUT_SIZE // 4) ** 2, num_features), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_features, num_classes)
 
@@ -101,14 +94,12 @@ def augment(x: Tensor, settings: TrainSettings, generator: torch.Generator) -> T
 
 @torch.no_grad()
 def accuracy(model: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
-    model.eval()
-    return float((model(images).argmax(1) == labels).float().mean())
+    return float((model.eval()(images).argmax(1) == labels).float().mean())
 
 
 def train_classifier(settings: TrainSettings = TrainSettings(), progress: bool = True
                      ) -> tuple[DigitsClassifier, dict]:
-    """Train on the digits training split only (fixed seed); return the model and a record with
-    the settings, train/held-out accuracy and timing."""
+    """Trains on the digits training split (seeded); returns the model and a record of the run."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(settings.seed)
@@ -130,19 +121,14 @@ def train_classifier(settings: TrainSettings = TrainSettings(), progress: bool =
         schedule.step()
     seconds = time.perf_counter() - start
     x_held, y_held = load_digits("heldout", size=INPUT_SIZE)
-    record = {
-        "settings": asdict(settings),
-        "train_split_images": len(x_train),
-        "heldout_images": len(x_held),
-        "train_accuracy": accuracy(model, x_train, y_train),
-        "heldout_accuracy": accuracy(model, x_held, y_held),
-        "final_loss": loss.item(),
-        "input": f"grey {INPUT_SIZE}x{INPUT_SIZE} in [0, 1] (digits upsampled bilinearly from 8x8)",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_seconds": round(seconds, 1),
-        "device": f"cpu x{torch.get_num_threads()} threads ({platform.machine()})",
-        "torch": torch.__version__,
-    }
+    record = {"settings": asdict(settings), "train_split_images": len(x_train),
+              "heldout_images": len(x_held), "train_accuracy": accuracy(model, x_train, y_train),
+              "heldout_accuracy": accuracy(model, x_held, y_held), "final_loss": loss.item(),
+              "input": f"grey {INPUT_SIZE}x{INPUT_SIZE} in [0, 1] (digits upsampled bilinearly "
+                       "from 8x8)", "parameters": sum(p.numel() for p in model.parameters()),
+              "train_seconds": round(seconds, 1),
+              "device": f"cpu x{torch.get_num_threads()} threads ({platform.machine()})",
+              "torch": torch.__version__}
     return model.eval(), record
 
 

@@ -28,10 +28,9 @@ class FeatureStats:
 
 
 def _as_float64(name: str, value) -> np.ndarray:
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().numpy()
     try:
-        array = np.asarray(value, dtype=np.float64)
+        array = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value,
+                           dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be a real array or tensor, got {type(value).__name__}") from error
     if not np.all(np.isfinite(array)):
@@ -75,8 +74,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def pool_statistics(parts, source: str = "") -> FeatureStats:
     """The statistics of the union of disjoint image sets from each set's FeatureStats (exact up
-    to round-off): features of large sample sets can then be computed chunk by chunk, or on
-    several ranks, without holding every image or feature at once."""
+    to round-off), e.g. of chunks of a large sample set extracted on several ranks."""
     parts = list(parts)
     if not parts or not all(isinstance(p, FeatureStats) for p in parts):
         raise TypeError("parts must be a non-empty sequence of FeatureStats")
@@ -87,7 +85,6 @@ def pool_statistics(parts, source: str = "") -> FeatureStats:
         raise ValueError(f"every part needs at least 2 samples, got {[p.n for p in parts]}")
     n = sum(p.n for p in parts)
     mu = sum(p.n * p.mu for p in parts) / n
-    # Scatter about the pooled mean: sum of each part's scatter plus its mean's offset.
     scatter = sum((p.n - 1) * p.sigma + p.n * np.outer(p.mu - mu, p.mu - mu) for p in parts)
     return FeatureStats(mu=mu, sigma=scatter / (n - 1), n=n, backend=parts[0].backend,
                         source=source or parts[0].source)
@@ -126,16 +123,13 @@ def inception_score_from_logits(logits, splits: int = IS_SPLITS, seed: int = 0) 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         warnings.filterwarnings("ignore", message=".*degrees of freedom.*")     # std of 1 split
-        # sync_on_compute=False: a local computation, even inside a DDP process group (else
-        # torchmetrics waits for the other ranks to compute too)
+        # local, even inside a DDP process group (else it waits for the other ranks to compute)
         metric = InceptionScore(feature=nn.Identity(), splits=splits, sync_on_compute=False)
         metric.update(logits.detach().to(device="cpu", dtype=torch.float64))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             mean, std = metric.compute()
-    if not bool(torch.isfinite(mean)):
-        # 0 * log(0) inside torchmetrics' KL: some probabilities underflow to exactly 0 (logit gaps
-        # beyond ~745 in float64), which no sane classifier produces
+    if not bool(torch.isfinite(mean)):     # 0 log 0 in the KL: logit gaps beyond ~745 (float64)
         raise ValueError("the Inception Score is not finite: the logits are too extreme "
                          f"(largest gap {float(logits.max() - logits.min()):.3g})")
     return float(mean), (float(std) if splits > 1 else float("nan"))

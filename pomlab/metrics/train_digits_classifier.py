@@ -7,34 +7,29 @@ Retraining changes the weights' hash and so invalidates every cached digits-back
 """
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 
+from ..cli import ConfigParser, run
 from .digits_classifier import DEFAULT_INFO, DEFAULT_WEIGHTS, TrainSettings, save_classifier, \
     train_classifier
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = TrainSettings()
-    for field in fields(TrainSettings):
-        default = getattr(defaults, field.name)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"folder for digits_classifier.pt/.json (default: {DEFAULT_WEIGHTS.parent})")
+    parser = ConfigParser(description=__doc__)
+    parser.add_fields(TrainSettings)
+    parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS.parent,
+                        help="folder for digits_classifier.pt/.json")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
-    model, record = train_classifier(settings, progress=not args.no_progress)
-    weights = DEFAULT_WEIGHTS if args.out is None else args.out / DEFAULT_WEIGHTS.name
-    info = DEFAULT_INFO if args.out is None else args.out / DEFAULT_INFO.name
+    model, record = train_classifier(TrainSettings(**parser.given(args, TrainSettings)),
+                                     progress=not args.no_progress)
+    weights, info = args.out / DEFAULT_WEIGHTS.name, args.out / DEFAULT_INFO.name
     save_classifier(model, record, weights, info)
     print(json.dumps({k: record[k] for k in ("train_accuracy", "heldout_accuracy", "train_seconds")}))
     print(f"wrote {weights} and {info}")
@@ -42,4 +37,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
