@@ -152,3 +152,12 @@ def test_cli_flags_reach_the_configs():
     assert tc.checkpointing and tc.accumulate == 2
     default = scaling_laws.build_config(scaling_laws.parse_args(["--device", "cpu"]))
     assert not default.checkpointing and default.accumulate == 1
+
+
+def test_accumulation_without_the_model_is_a_clear_error():
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(4, 1, 8, 8, dtype=F64), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="micro_batches > 1 needs model="):
+        training_step(model, make_process("flow"), opt, x, y, params=list(model.parameters()),
+                      micro_batches=2)

@@ -75,6 +75,9 @@ def training_step(forward: Callable, process, optimizer: torch.optim.Optimizer, 
     """Loss, backward, clip, optimizer step; (loss, grad norm) as device tensors (no sync).
     micro_batches > 1: gradient accumulation (model: the module behind forward), the whole
     batch drawn first (draw_training_noise), pieces weighted by their share; DDP syncs the last."""
+    if micro_batches > 1 and model is None:
+        raise ValueError("training_step with micro_batches > 1 needs model= (the module behind "
+                         "forward: its label dropout is drawn for the whole batch)")
     optimizer.zero_grad(set_to_none=True)
     drawn, y = draw_training_noise(process, model, x, y) if micro_batches > 1 else ({}, y)
     embedder = getattr(model, "y_embedder", None) if micro_batches > 1 else None
