@@ -10,17 +10,16 @@ results/video_memory, results/theory), draws each figure it can with pomlab.figu
 results' folders under --out, and says which figures it skipped and why. Exit status 1 when a
 results file was found but could not be drawn (e.g. a foreign or truncated CSV), else 0.
 """
-import argparse
 
 import _bootstrap  # noqa: F401
 
-from pomlab.cli import ConfigParser, HelpFormatter, run
+from pomlab.cli import ConfigParser, run
 from pomlab.figures import make_figures
 from pomlab.results import describe_layout
 
 
 def main(argv=None):
-    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__)
     p.add_argument("results_dir", nargs="?", help="folder holding the experiments' results")
     p.add_argument("--out", default=None, help="figures folder (default RESULTS_DIR/figures)")
     p.add_argument("--layout", action="store_true", help="print the results-folder layout and exit")

@@ -24,7 +24,6 @@ way; digit_consistency: fraction of frames showing the clip's most frequent digi
 motion_error_px: mean distance of the centre of mass from the caption's trajectory (one
 offset per clip removed); centre_jerk_px and frame_change: smoothness (pomlab.video.evaluate).
 """
-import argparse
 import json
 import re
 import time
@@ -37,7 +36,7 @@ import torch
 
 from pomlab import models
 from pomlab.benchmark import device_label
-from pomlab.cli import ConfigParser, HelpFormatter, _KeyValues, run
+from pomlab.cli import ConfigParser, KeyValues, run
 from pomlab.data.images import from_model_range
 from pomlab.data.toy_video import all_toy_captions, make_toy_videos
 from pomlab.figures import video_strip_figure
@@ -51,14 +50,14 @@ GIF_FRAME_MS = 180
 
 
 def parse_args(argv=None):
-    p = ConfigParser(description=__doc__, formatter_class=HelpFormatter)
+    p = ConfigParser(description=__doc__)
     a = p.add_argument
     a("--out", required=True, help="run folder")
     a("--resume", action="store_true", help="continue from --out's last checkpoint")
     a("--model", default="VideoDiPoM-B/4", help="a video model name (VideoDiPoM-S..XL/2,4,8)")
     a("--scale", default="micro", choices=["micro", "paper"])
     # TrainConfig's flag (as in train.py and the sweep); --override is its older name
-    a("--model-overrides", "--override", dest="model_overrides", action=_KeyValues, default={},
+    a("--model-overrides", "--override", dest="model_overrides", action=KeyValues, default={},
       metavar="KEY=VALUE", help="model override for pomlab.models.create, e.g. depth=2 "
       "(repeatable; --override is an alias)")
     a("--steps", type=int, default=3000)

@@ -82,7 +82,7 @@ def key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-class _KeyValues(argparse.Action):
+class KeyValues(argparse.Action):
     """Repeatable KEY=VALUE flag filling a dict (on top of a config file's dict)."""
 
     def __call__(self, parser, namespace, text, option_string=None):
@@ -141,7 +141,7 @@ class ConfigParser(argparse.ArgumentParser):
             if hint is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif hint is dict:
-                kwargs.update(action=_KeyValues, metavar="KEY=VALUE")
+                kwargs.update(action=KeyValues, metavar="KEY=VALUE")
             else:
                 kwargs["type"] = _converter(hint)
                 if "choices" in f.metadata:
