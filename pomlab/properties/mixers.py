@@ -13,8 +13,6 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_positive_int
-
 
 class MixerError(ValueError):
     """The object given is not a usable token mixer (or factory); the message says why."""
@@ -109,7 +107,8 @@ def prepare(mixer, dim: int | None, dtype: torch.dtype):
         dim = getattr(mixer, "dim", None)
         if not isinstance(dim, int):
             raise MixerError(f"dim must be given: {mixer_name(mixer)} has no integer .dim")
-    check_positive_int("dim", dim)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:    # MixerError: CLI exit 2
+        raise MixerError(f"dim must be a positive int, got {dim!r}")
     if isinstance(mixer, nn.Module):
         mixer = copy.deepcopy(mixer).to(dtype).eval()
     return mixer, dim
