@@ -37,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                         "eval_every": f"{paper['eval_every']} (paper)"})
     p.add_fields(TrainConfig, skip=PER_MODEL, defaults={
         **shown, "scale": "paper with a GPU, micro without", "sample_at_end": False,
-        "lr": "pomlab.train's per scale", "cfg": "1 standard = none (micro), 1 authors (paper)"})
+        "lr": "pomlab.train's per scale", "cfg": "1 standard = none (micro), 1 authors (paper)",
+        "cfg_guidance": "standard (micro) / authors (paper)"})
     p.add_argument("--jobs", type=int, default=None,
                    help="parallel models: CPU min(2, cores), GPU one per device")
     p.add_argument("--threads", type=int, default=None, help="torch threads per job (CPU default 1)")
@@ -47,7 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> SweepConfig:
     given = {**ConfigParser.given(args, SweepConfig), **ConfigParser.given(args, TrainConfig)}
-    if "seed" in given and given.get("seeds") not in (None, [given["seed"]], (given["seed"],)):
+    seeds = given.get("seeds")      # OUT/config.yaml holds both, seed = seeds[0]: no conflict
+    if "seed" in given and seeds is not None and list(seeds)[:1] != [given["seed"]]:
         raise ValueError("give --seed or --seeds, not both")
     scale = given.pop("scale", None) or (
         "paper" if resolve_device(given.get("device", "auto")).type == "cuda" else "micro")

@@ -86,6 +86,12 @@ def test_flags_override_the_file_and_unknown_keys_are_one_line_errors(tmp_path):
                                                                "--device", "cpu"]))
     assert sweep.sizes == ("S", "B") and sweep.train.steps == 8 and sweep.seeds == (1,)
     assert sweep.eval_steps[-1] == 8
+    # a multi-seed sweep's config.yaml records seeds and seed = seeds[0]: no conflict there
+    nested.write_text("seeds: [1, 2]\ntrain: {seed: 1}\n")
+    assert scaling_laws.build_config(scaling_laws.parse_args(
+        ["--config", str(nested), "--device", "cpu"])).seeds == (1, 2)
+    with pytest.raises(ValueError, match="not both"):
+        scaling_laws.build_config(scaling_laws.parse_args(["--seed", "3", "--seeds", "1,2"]))
 
 
 def test_a_config_file_sets_plain_flags_required_ones_too(tmp_path):

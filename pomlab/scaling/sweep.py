@@ -73,8 +73,10 @@ def preserved_rng(device: torch.device):
     """Evaluation must not move any RNG the training uses, so that an evaluated-then-continued
     run equals one resumed from the checkpoint written before the evaluation."""
     state = rng_state(device)
-    yield
-    set_rng_state(state, device)
+    try:
+        yield
+    finally:                          # an exception too (torch.random.fork_rng did so before)
+        set_rng_state(state, device)
 
 
 def run_model(config: SweepConfig, mixer: str, size: str, *, device: str | None = None,
